@@ -1,1 +1,43 @@
-//! placeholder
+//! keyvault-agent: Azure Key Vault objects described by a SecretProviderClass, fetched from
+//! inside the pod and published atomically into a shared volume.
+//!
+//! # Layout
+//!
+//! Data flows one way (see `docs/architecture.md` of the shared reference):
+//!
+//! ```text
+//! SecretProviderClass ─▶ config ─▶ Plan ─▶ keyvault (with auth) ─▶ convert ─▶ writer
+//!                                                                    │
+//!                                    refresh drives cycles; notify, telemetry at the edge
+//! ```
+//!
+//! - [`cli`]: command-line flags and their environment variables.
+//! - [`config`]: SecretProviderClass parsing and validation into a [`config::Plan`]; no I/O
+//!   beyond reading files named by the configuration.
+//! - [`auth`]: workload identity, managed identity (IMDS) and client-secret credentials with
+//!   a token cache; nothing else sees a token.
+//! - [`keyvault`]: the only module that speaks HTTP to the vault (challenge, paging, retries).
+//! - [`convert`]: pure conversions from Key Vault bundles to file bytes.
+//! - [`writer`]: the Kubernetes AtomicWriter port; the only module that touches the output dir.
+//! - [`sync`]: one fetch → convert → write cycle over a whole plan.
+//! - [`refresh`]: the sidecar loop (jittered timer, backoff, reload, readiness).
+//! - [`notify`]: tells the application that a new set was published.
+//! - [`telemetry`]: logs, metrics, and the health/status HTTP server.
+//! - [`signal`]: the one place that listens for SIGTERM, SIGINT and SIGHUP.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod backoff;
+pub mod cli;
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod http;
+pub mod keyvault;
+pub mod notify;
+pub mod refresh;
+pub mod secret;
+pub mod signal;
+pub mod sync;
+pub mod telemetry;
+pub mod writer;
