@@ -41,3 +41,21 @@ pub mod signal;
 pub mod sync;
 pub mod telemetry;
 pub mod writer;
+
+pub use config::{Env, Plan, Settings};
+
+/// Init mode (`--once`): load the configuration, run one sync under the `--timeout`
+/// deadline, publish everything or nothing.
+pub async fn run_once(settings: Settings, env: Env) -> Result<sync::SyncReport, error::Error> {
+    sync::run_once(settings, env).await
+}
+
+/// Sidecar mode: first sync, then refresh on a jittered timer until `shutdown` resolves.
+/// Reloads the configuration when its file changes or on SIGHUP.
+pub async fn run(
+    settings: Settings,
+    env: Env,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), error::Error> {
+    refresh::run(settings, env, shutdown).await
+}

@@ -1,1 +1,8 @@
-//! integration tests
+//! keyvault-agent integration tests: one binary, one module per concern, shared helpers in
+//! `util`. Every test runs the shipping code against the in-process emulator over TLS.
+
+mod config_cli; // `check`, flags/env, exit codes, every config problem reported at once
+mod oneshot; // `--once` end to end: identities, conversions over the wire, no partial sets
+mod sidecar; // refresh, rotation, notifiers, reload, signals, health/metrics/status
+mod stress;
+mod util; // shared harness: emulator + temp dirs + CLI runner // concurrent readers never see a torn or mixed set

@@ -99,7 +99,12 @@ impl ObjectSpec {
     /// `secret "db-password" (version 3f2a…)`.
     pub fn label(&self) -> String {
         match &self.version {
-            Some(v) => format!("{} \"{}\" (version {})", self.object_type.as_str(), self.name, v),
+            Some(v) => format!(
+                "{} \"{}\" (version {})",
+                self.object_type.as_str(),
+                self.name,
+                v
+            ),
             None => format!("{} \"{}\"", self.object_type.as_str(), self.name),
         }
     }
@@ -168,6 +173,40 @@ pub struct Plan {
     pub objects: Vec<ObjectSpec>,
 }
 
+/// A snapshot of the process environment, passed in so tests never mutate the real one.
+#[derive(Debug, Clone, Default)]
+pub struct Env(pub std::collections::BTreeMap<String, String>);
+
+impl Env {
+    /// Snapshot of the current process environment.
+    pub fn from_process() -> Self {
+        Env(std::env::vars().collect())
+    }
+
+    /// A variable, `None` when unset or empty.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// How to tell the application that a new set was published (sidecar).
+#[derive(Debug, Clone, Default)]
+pub struct NotifySettings {
+    /// Signal to send (`--on-change-signal`, e.g. SIGHUP).
+    pub signal: Option<i32>,
+    /// Find the process by pidfile (`--signal-pidfile`).
+    pub signal_pidfile: Option<PathBuf>,
+    /// Find the process by name in the shared PID namespace (`--signal-process`).
+    pub signal_process: Option<String>,
+    /// Command to run (`--on-change-exec`), split shell-style.
+    pub exec: Option<Vec<String>>,
+    /// URL to POST to (`--on-change-http`).
+    pub http: Option<Url>,
+}
+
 /// Runtime settings from flags and environment (not from the SecretProviderClass).
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -189,4 +228,39 @@ pub struct Settings {
     pub interval: Duration,
     /// Jitter fraction, e.g. 0.1 for ±10%.
     pub jitter: f64,
+    /// HTTP listen address for health/metrics/status; `None` when `off`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Not ready when the published data is older than this (sidecar).
+    pub max_staleness: Option<Duration>,
+    /// App notification (sidecar).
+    pub notify: NotifySettings,
+    /// IMDS base URL (`KEYVAULT_AGENT_IMDS_ENDPOINT`, default `http://169.254.169.254`).
+    pub imds_endpoint: Url,
+    /// Grace period for finishing an in-flight swap on SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// Every configuration problem found in one run, one line each.
+/// (Placeholder shape; the config work refines it but keeps the name.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads `settings.config_file` and validates it with `env` into a [`Plan`].
+/// (Placeholder; the config work implements it.)
+pub fn load(_settings: &Settings, _env: &Env) -> Result<Plan, ConfigErrors> {
+    Err(ConfigErrors(vec!["not implemented".into()]))
 }

@@ -114,7 +114,10 @@ pub struct VersionItem {
 impl VersionItem {
     /// The version: the last path segment of `id` or `kid`.
     pub fn version(&self) -> Option<&str> {
-        self.id.as_deref().or(self.kid.as_deref()).and_then(version_of)
+        self.id
+            .as_deref()
+            .or(self.kid.as_deref())
+            .and_then(version_of)
     }
 }
 
@@ -154,7 +157,10 @@ impl Fetched {
 
 /// Last non-empty path segment of an object id URL.
 pub fn version_of(id: &str) -> Option<&str> {
-    id.trim_end_matches('/').rsplit('/').next().filter(|s| !s.is_empty())
+    id.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]
@@ -168,7 +174,10 @@ mod tests {
             r#"{"value":"mysecretvalue","id":"https://myvault.vault.azure.net/secrets/mysecretname/4387e9f3d6e14c459867679a90fd0f79","attributes":{"enabled":true,"created":1493938410,"updated":1493938410,"recoveryLevel":"Recoverable+Purgeable"}}"#,
         )
         .unwrap();
-        assert_eq!(Fetched::Secret(s).version(), Some("4387e9f3d6e14c459867679a90fd0f79"));
+        assert_eq!(
+            Fetched::Secret(s).version(),
+            Some("4387e9f3d6e14c459867679a90fd0f79")
+        );
         let p: ListPage<VersionItem> = serde_json::from_str(
             r#"{"value":[{"kid":"https://x.vault.azure.net/keys/k/abc","attributes":{"enabled":false,"created":5}}],"nextLink":null}"#,
         )

@@ -1,1 +1,3 @@
-//! (to be written)
+//! Observability at the edge: logging setup, Prometheus metrics, and the health/status server.
+
+pub mod metrics;

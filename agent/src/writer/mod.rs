@@ -49,7 +49,9 @@ pub struct AtomicWriter {
 impl AtomicWriter {
     /// A writer for `target_dir` (created if missing).
     pub fn new(target_dir: impl Into<PathBuf>) -> Self {
-        Self { target_dir: target_dir.into() }
+        Self {
+            target_dir: target_dir.into(),
+        }
     }
 
     /// The target directory.
