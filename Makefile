@@ -1,0 +1,115 @@
+# keyvault-agent: build, test, package.   `make` (or `make help`) lists the targets.
+#
+# `make test` is the CI entry point (.ci/run): on a fresh Debian machine, as root, it installs what
+# it needs (apt: podman, runc, busybox-static, ...; Python venvs from pinned requirements files)
+# and runs every suite. Installs are skipped when already present.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+PYTHON ?= python3
+IMAGE_TAG ?= dev
+AGENT_IMAGE ?= localhost/keyvault-agent:$(IMAGE_TAG)
+EMULATOR_IMAGE ?= localhost/keyvault-emulator:$(IMAGE_TAG)
+DEMO_IMAGE ?= localhost/keyvault-demo-app:$(IMAGE_TAG)
+# Only addresses on loopback: the emulator's default, spelled out.
+EMULATOR_ADDR ?= 127.0.0.1:8443
+EMULATOR_STATE ?= build/emulator-state
+SEED ?= emulator/examples/seed.yaml
+# Podman settings that work on these machines (runc, cgroupfs, k8s-file logs): a copy of
+# shared/podman/containers.conf kept in the repository so a fresh clone has it.
+export CONTAINERS_CONF ?= $(CURDIR)/tests/e2e/containers.conf
+export IMAGE_TAG AGENT_IMAGE EMULATOR_IMAGE DEMO_IMAGE
+
+E2E_VENV := build/venv-e2e
+KUBERNETES_VERSIONS ?= 1.30.0 1.34.0
+
+.PHONY: help
+help: ## list the targets
+	@echo "keyvault-agent: make TARGET"
+	@grep -hE '^[a-z][a-zA-Z0-9_-]*:.*## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  %-20s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## debug build of the agent and the emulator
+	$(CARGO) build --workspace --locked
+
+.PHONY: fmt
+fmt: ## format the Rust code
+	$(CARGO) fmt --all
+
+.PHONY: fmt-check
+fmt-check: ## check formatting (what CI runs)
+	$(CARGO) fmt --all -- --check
+
+.PHONY: lint
+lint: ## clippy with warnings as errors, all targets
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+.PHONY: cargo-test
+cargo-test: ## the Rust test suites of both crates
+	$(CARGO) test --workspace --locked
+
+.PHONY: sdk-test
+sdk-test: ## the emulator driven by the official Azure SDK for Python (tests/sdk)
+	bash tests/sdk/run.sh
+
+.PHONY: deps
+deps: ## install system packages and Python venvs needed by the tests (idempotent)
+	bash scripts/install-deps.sh
+	bash scripts/venv.sh $(E2E_VENV) tests/e2e/requirements.txt
+
+.PHONY: test
+test: ## CI: install deps, fmt, clippy, cargo test, SDK suite, manifest validation, e2e
+	$(MAKE) deps
+	$(MAKE) fmt-check
+	$(MAKE) lint
+	$(MAKE) cargo-test
+	$(MAKE) sdk-test
+	$(MAKE) validate-manifests
+	$(MAKE) e2e
+
+.PHONY: demo
+demo: ## emulator + agent --once against the example seed; prints what was written
+	bash scripts/demo.sh
+
+.PHONY: emulator
+emulator: ## run the emulator in the foreground with the example seed (Ctrl-C to stop)
+	$(CARGO) run --locked -p keyvault-emulator -- serve --addr $(EMULATOR_ADDR) \
+	  --state-dir $(EMULATOR_STATE) --seed $(SEED)
+
+.PHONY: image
+image: ## static release binaries, then podman build of the agent, emulator and demo images
+	bash scripts/build-images.sh $(IMAGE_TAG)
+
+.PHONY: render-manifests
+render-manifests: ## render every kustomize overlay into build/manifests/
+	bash scripts/render-manifests.sh build/manifests
+
+.PHONY: validate-manifests
+validate-manifests: ## render every overlay and validate it offline against Kubernetes schemas
+	bash scripts/venv.sh $(E2E_VENV) tests/e2e/requirements.txt
+	bash scripts/render-manifests.sh build/manifests
+	$(E2E_VENV)/bin/python -m pytest -q tests/e2e/test_manifests.py
+	for v in $(KUBERNETES_VERSIONS); do \
+	  $(E2E_VENV)/bin/kubernetes-validate --strict --quiet -k $$v build/manifests/*.yaml; \
+	  echo "validate-manifests: build/manifests/*.yaml valid for Kubernetes $$v"; \
+	done
+
+.PHONY: e2e
+e2e: ## pods (podman kube play) and compose against the emulator, on loopback
+	bash tests/e2e/run.sh
+
+.PHONY: bench
+bench: ## performance figures against the emulator (bench/run.sh)
+	bash bench/run.sh
+
+.PHONY: compose-up
+compose-up: ## emulator + agent (init) + agent (sidecar) + demo app with podman-compose/docker compose
+	bash scripts/compose.sh up
+
+.PHONY: compose-down
+compose-down: ## stop and remove the compose project
+	bash scripts/compose.sh down
