@@ -38,7 +38,7 @@ mkdir -p "$stage/agent" "$stage/emulator" "$stage/demo"
 install -m 0755 "$bin/keyvault-agent" "$stage/agent/keyvault-agent"
 install -m 0644 "$ca" "$stage/agent/ca-certificates.crt"
 install -m 0755 "$bin/keyvault-emulator" "$stage/emulator/keyvault-emulator"
-install -m 0644 emulator/examples/seed.yaml "$stage/emulator/seed.yaml"
+install -m 0644 "${SEED:-emulator/examples/seed.yaml}" "$stage/emulator/seed.yaml"
 install -m 0755 /bin/busybox "$stage/demo/busybox"
 install -m 0755 demo/demo-app "$stage/demo/demo-app"
 

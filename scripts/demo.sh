@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# `make demo`: the whole product in one minute, on loopback.
+#   1. builds the agent and the emulator (debug),
+#   2. starts the emulator with emulator/examples/seed.yaml on a free port and a temporary state dir,
+#   3. mints a service-account token as the kubelet would (workload identity),
+#   4. writes a SecretProviderClass for the demo vault and runs `keyvault-agent --once`,
+#   5. prints what was written: tree, modes and non-secret facts (never a secret value),
+#   6. stops the emulator.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CARGO="${CARGO:-cargo}"
+SEED="${SEED:-emulator/examples/seed.yaml}"
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+say "building keyvault-agent and keyvault-emulator (debug)"
+"$CARGO" build --locked -p keyvault-agent -p keyvault-emulator
+target_dir="$("$CARGO" metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+agent="$target_dir/debug/keyvault-agent"
+emulator="$target_dir/debug/keyvault-emulator"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/keyvault-demo.XXXXXX")"
+emu_pid=""
+cleanup() {
+    if [ -n "$emu_pid" ]; then kill "$emu_pid" 2>/dev/null || true; wait "$emu_pid" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+say "starting the emulator (seed: $SEED)"
+mkfifo "$work/ready"
+"$emulator" serve --addr 127.0.0.1:0 --state-dir "$work/state" --seed "$SEED" \
+    > "$work/ready" 2> "$work/emulator.log" &
+emu_pid=$!
+# The first stdout line is the ready JSON; read it with a deadline instead of sleeping.
+if ! read -r -t 60 ready < "$work/ready"; then
+    echo "demo: the emulator did not print its ready line; its log:" >&2
+    cat "$work/emulator.log" >&2
+    exit 1
+fi
+json() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$ready" "$1"; }
+vault_url="$(json vault_url)"
+authority="$(json authority_host)"
+ca_file="$(json ca_file)"
+tenant="$(json tenant_id)"
+echo "vault:     $vault_url"
+echo "authority: $authority"
+echo "CA:        $ca_file"
+
+# The identity `app` of the example seed: federated with system:serviceaccount:default:app.
+client_id="$(awk '/^[[:space:]]*- name: app[[:space:]]*$/ {f=1} f && /client_id:/ {gsub(/["'"'"']/, "", $2); print $2; exit}' "$SEED")"
+[ -n "$client_id" ] || { echo "demo: no identity named app in $SEED" >&2; exit 1; }
+
+say "minting a service-account token (sub system:serviceaccount:default:app)"
+"$emulator" token --sub system:serviceaccount:default:app --aud api://AzureADTokenExchange \
+    --ttl 1h --state-dir "$work/state" --out "$work/token"
+echo "token file: $work/token ($(wc -c < "$work/token") bytes)"
+
+cat > "$work/secretproviderclass.yaml" <<SPC
+apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata:
+  name: demo
+spec:
+  provider: azure
+  parameters:
+    keyvaultName: demo
+    # Emulators and private endpoints: the vault's URL instead of <keyvaultName>.vault.azure.net.
+    keyvaultURL: "$vault_url"
+    clientID: "$client_id"
+    tenantID: "$tenant"
+    objects: |
+      array:
+        - |
+          objectName: db-password
+          objectType: secret
+        - |
+          objectName: db-password
+          objectType: secret
+          objectAlias: db-password-history
+          objectVersionHistory: 2
+        - |
+          objectName: web-tls
+          objectType: secret
+          objectAlias: tls/web.pem
+        - |
+          objectName: web-tls
+          objectType: cert
+          objectAlias: tls/web.crt
+        - |
+          objectName: rsa-key
+          objectType: key
+          filePermission: "0600"
+        - |
+          objectName: ec-key
+          objectType: key
+SPC
+say "the SecretProviderClass"
+sed 's/^/  /' "$work/secretproviderclass.yaml"
+
+say "keyvault-agent --once"
+out="$work/secrets"
+mkdir -p "$out"
+SSL_CERT_FILE="$ca_file" \
+AZURE_AUTHORITY_HOST="$authority" \
+AZURE_FEDERATED_TOKEN_FILE="$work/token" \
+    "$agent" --config "$work/secretproviderclass.yaml" --dir "$out" --once
+echo "exit code: 0"
+
+say "what the agent wrote under $out"
+(cd "$out" && find . -mindepth 1 | sort | while read -r p; do
+    if [ -L "$p" ]; then printf '  %s -> %s\n' "$p" "$(readlink "$p")"; else printf '  %s\n' "$p"; fi
+done)
+
+say "modes (ls -lL: through the symlinks)"
+ls -lL "$out" | sed 's/^/  /'
+[ -d "$out/tls" ] && ls -lL "$out/tls" | sed 's/^/  tls\//'
+
+say "content, without secret values"
+data="$(readlink -f "$out/..data")"
+(cd "$data" && find . -type f ! -name '.*' | sed 's|^\./||' | sort) | while read -r f; do
+    p="$data/$f"
+    size="$(wc -c < "$p" | tr -d ' ')"
+    kinds="$(grep -o -- '-----BEGIN [A-Z ]*-----' "$p" | sed 's/-----BEGIN \(.*\)-----/\1/' | paste -sd, - || true)"
+    if [ -n "$kinds" ]; then
+        echo "  $f: $size bytes, PEM blocks: $kinds"
+        if grep -q -- '-----BEGIN CERTIFICATE-----' "$p"; then
+            openssl x509 -in "$p" -noout -subject -issuer -enddate 2>/dev/null | sed 's/^/      /'
+        fi
+    else
+        echo "  $f: $size bytes (a secret value: not shown)"
+    fi
+done
+hidden="$(cd "$out" && find . -maxdepth 1 -name '.*' ! -name '..*' ! -name . | sed 's|^\./||')"
+[ -n "$hidden" ] && echo "  hidden beside ..data (status for tools): $hidden"
+
+say "done: the emulator is stopped and $work removed"
