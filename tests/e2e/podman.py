@@ -81,6 +81,8 @@ class KubePlay:
 
     def __enter__(self) -> "KubePlay":
         self.path.write_text(yaml.safe_dump_all(self.docs, sort_keys=False))
+        # A pod left by an interrupted run would hold the name.
+        podman("pod", "rm", "-f", self.pod_name(), check=False)
         self.result = podman("kube", "play", "--network", "host", str(self.path), check=False, timeout=300)
         return self
 

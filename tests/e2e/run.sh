@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The end-to-end suite: images, pods (podman kube play) and compose, against the emulator on
+# loopback. Called by `make e2e` / `make test`; expects `make deps` to have run (podman, venv).
+#   tests/e2e/run.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$PWD/tests/e2e/containers.conf}"
+venv="${E2E_VENV:-build/venv-e2e}"
+bash scripts/venv.sh "$venv" tests/e2e/requirements.txt
+
+# The emulator runs on the host (debug build); the pods use the images.
+cargo build --locked -p keyvault-emulator -p keyvault-agent
+bash scripts/build-images.sh "${IMAGE_TAG:-dev}"
+
+export PATH="$PWD/$venv/bin:$PATH"
+exec "$venv/bin/python" -m pytest -p no:cacheprovider -v tests/e2e "$@"
