@@ -100,6 +100,10 @@ class Emulator:
             raw = r.read()
         return json.loads(raw) if raw else {}
 
+    def set_secret(self, vault: str, name: str, value: str) -> str:
+        """Adds a new version of a secret through the admin API; returns the version id."""
+        return self.admin("PUT", f"/vaults/{vault}/secrets/{name}", {"value": value}).get("version", "")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
