@@ -106,6 +106,10 @@ AZURE_AUTHORITY_HOST="$authority" \
 AZURE_FEDERATED_TOKEN_FILE="$work/token" \
     "$agent" --config "$work/secretproviderclass.yaml" --dir "$out" --once
 echo "exit code: 0"
+if [ ! -L "$out/..data" ]; then
+    echo "demo: the agent exited 0 but published nothing under $out (no ..data)" >&2
+    exit 1
+fi
 
 say "what the agent wrote under $out"
 (cd "$out" && find . -mindepth 1 | sort | while read -r p; do
