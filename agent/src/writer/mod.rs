@@ -434,10 +434,10 @@ impl AtomicWriter {
             if !e.is_file || e.mode != file.mode || e.len != file.data.len() as u64 {
                 return true;
             }
-            if let Some(owner) = self.owner {
-                if owner.uid.is_some_and(|u| u != e.uid) || owner.gid.is_some_and(|g| g != e.gid) {
-                    return true;
-                }
+            if let Some(owner) = self.owner
+                && (owner.uid.is_some_and(|u| u != e.uid) || owner.gid.is_some_and(|g| g != e.gid))
+            {
+                return true;
             }
             // An unreadable old file is republished rather than trusted.
             !same_contents(&old_dir.join(path), file.data.expose())
