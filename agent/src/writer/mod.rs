@@ -230,6 +230,8 @@ impl AtomicWriter {
         // (4) Whether anything changed: bytes, modes, owner, or removals.
         let changed = match &old {
             None => true,
+            // `..data` dangles (its directory was deleted): publish again.
+            Some(name) if !t.join(name).is_dir() => true,
             Some(name) => {
                 !to_remove.is_empty() || self.differs(&clean, &t.join(name), &old_entries)
             }

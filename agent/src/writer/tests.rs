@@ -1307,3 +1307,58 @@ fn clones_share_the_lock_and_counters() {
     let content = fs::read_to_string(dir.path().join("a")).unwrap();
     check_volume_contents(dir.path(), "concurrent", &p644(&[("a", &content)]));
 }
+
+#[test]
+fn a_dangling_data_link_is_republished() {
+    let dir = tempdir();
+    let t = dir.path();
+    let w = writer(t);
+    for p in [Payload::new(), p644(&[("a", "1")])] {
+        let data_dir = published(w.write(&p).unwrap());
+        fs::remove_dir_all(t.join(&data_dir)).unwrap();
+        published(w.write(&p).unwrap());
+        check_volume_contents(t, "dangling", &p);
+    }
+}
+
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn logs_name_paths_and_counts_never_contents() {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .finish();
+    let secret = "s3cr3t-value-that-must-not-leak";
+    tracing::subscriber::with_default(subscriber, || {
+        let dir = tempdir();
+        let t = dir.path();
+        let w = writer(t);
+        w.write(&p644(&[("a", secret), ("d/b", secret)])).unwrap();
+        w.write(&p644(&[("a", secret), ("d/b", secret)])).unwrap();
+        fs::create_dir(t.join("..data_tmp")).unwrap();
+        w.write(&p644(&[("a", "other")])).unwrap();
+        w.write_status(secret.as_bytes()).unwrap();
+        let _ = w.write_with_hook(&p644(&[("a", secret)]), |_| Err(io::Error::other("no")));
+    });
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("published a new set"), "{logs}");
+    assert!(logs.contains("files=2"), "{logs}");
+    assert!(logs.contains("write not required"), "{logs}");
+    assert!(logs.contains("leftover of an interrupted write"), "{logs}");
+    assert!(!logs.contains(secret), "{logs}");
+}
