@@ -47,7 +47,7 @@ fn payload(g: u64) -> Payload {
     expected_files(g)
         .into_iter()
         .map(|name| {
-            let mode = if name == "tls.key" && g % 2 == 0 {
+            let mode = if name == "tls.key" && g.is_multiple_of(2) {
                 0o600
             } else {
                 0o644
@@ -191,7 +191,7 @@ fn concurrent_readers_never_see_a_torn_or_mixed_set() {
             matches!(outcome, WriteOutcome::Published { .. }),
             "generation {g} not published"
         );
-        if g % 500 == 0 {
+        if g.is_multiple_of(500) {
             writer
                 .write_status(format!("{{\"generation\":{g}}}").as_bytes())
                 .unwrap();
