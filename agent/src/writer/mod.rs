@@ -241,8 +241,11 @@ impl AtomicWriter {
             let repaired = self.link_visible(&links_needed)?;
             let removed = self.remove_stale_links(&top);
             self.collect_garbage(old.as_deref());
-            if durable && (!repaired.is_empty() || removed > 0) {
-                self.fsync_dir(t)?;
+            if durable
+                && (!repaired.is_empty() || removed > 0)
+                && let Err(e) = self.fsync_dir(t)
+            {
+                warn!(error = %e, "cannot fsync the output directory after repairing links");
             }
             debug!(dir = %t.display(), files = clean.len(), repaired_links = repaired.len(), "write not required");
             return Ok(WriteOutcome::Unchanged);
@@ -284,8 +287,9 @@ impl AtomicWriter {
         }
         // (11)-(12) Links of names that are gone, the old directory and any orphans.
         let removed_links = self.remove_stale_links(&top);
-        if durable {
-            self.fsync_dir(t)?;
+        // The set is published; a failed fsync here must not report it as not published.
+        if durable && let Err(e) = self.fsync_dir(t) {
+            warn!(error = %e, "cannot fsync the output directory after the swap");
         }
         self.collect_garbage(Some(&new_name));
         info!(
