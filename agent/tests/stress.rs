@@ -24,7 +24,7 @@ use keyvault_agent::writer::{AtomicWriter, Durability, FileProjection, Payload, 
 
 /// Bounded by count, not time.
 const SWAPS: u64 = 3000;
-const READERS: usize = 4;
+const READERS: usize = 3;
 
 /// The files of generation `g`: always `gen`, `tls.crt`, `tls.key`; 2 to 6 top-level
 /// `fN` files; `sub/xN` for 0 to 2 files (so `sub` itself comes and goes).

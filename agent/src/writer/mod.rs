@@ -366,7 +366,7 @@ impl AtomicWriter {
                     } else {
                         fs::remove_file(&p)
                     };
-                    r.map_err(|e| WriterError::io("remove stale", &p, e))?;
+                    r.map_err(|e| WriterError::io("remove leftover", &p, e))?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(WriterError::io("inspect", &p, e)),
