@@ -98,7 +98,10 @@ fn explicit0(inner: &[u8]) -> Vec<u8> {
 }
 
 fn local_key_id_attrs(id: &[u8]) -> Vec<u8> {
-    tlv(0x31, &seq(&[&oid(OID_LOCAL_KEY_ID), &tlv(0x31, &octets(id))]))
+    tlv(
+        0x31,
+        &seq(&[&oid(OID_LOCAL_KEY_ID), &tlv(0x31, &octets(id))]),
+    )
 }
 
 struct Pbe {
@@ -175,7 +178,10 @@ pub fn encode(key: Option<&[u8]>, certs: &[Vec<u8>], key_cert: Option<usize>) ->
             &tlv(0x80, &pbe.encrypt(&safe_contents)),
         ]);
         let encrypted_data = seq(&[&int(0), &encrypted_content_info]);
-        safes.push(seq(&[&oid(OID_ENCRYPTED_DATA), &explicit0(&encrypted_data)]));
+        safes.push(seq(&[
+            &oid(OID_ENCRYPTED_DATA),
+            &explicit0(&encrypted_data),
+        ]));
     }
     if let Some(key) = key {
         let pbe = Pbe { salt: salt(b"key") };
