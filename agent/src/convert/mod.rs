@@ -15,6 +15,7 @@
 mod chain;
 mod encoding;
 mod key;
+mod null_password;
 pub mod pem;
 mod pkcs12;
 

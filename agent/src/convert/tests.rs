@@ -862,3 +862,64 @@ fn errors_are_lowercase_and_never_transient() {
         assert!(!e.is_transient());
     }
 }
+
+// ---------------------------------------------------------------- null-password PFX
+
+// reference: reference-provider.md §2.6 PFX case (1): the reference's Windows-CSP PFX uses the
+// null password (no KDF bytes), which Go's pkcs12 retries after the "00 00" one.
+#[test]
+fn null_password_pfx_is_read_like_go() {
+    let certs = ders(&[
+        fixture!("foo-root.pem"),
+        fixture!("foo-leaf.pem"),
+        fixture!("foo-int.pem"),
+    ]);
+    let key = der_of(fixture!("foo-pkcs8.key"));
+    let pfx = pkcs12::encode_with(&[], Some(&key), &certs, Some(1));
+    // p12-keystore alone cannot read it...
+    assert!(p12_keystore::Pkcs12Archive::from_pkcs12(&pfx, "").is_err());
+    // ...the conversion can, with the same output as for any other PFX.
+    let got = run(&secret_spec(ObjectFormat::Pem), &pfx_secret(&pfx));
+    assert_eq!(got, fixture!("foo-kv.pem"));
+}
+
+// The fallback reader itself, on OpenSSL's files (their password is "00 00").
+#[test]
+fn null_password_reader_reads_openssl_legacy_files() {
+    for pfx in [
+        fixture!("demo-legacy.pfx"), // RC2-40 certificates, 3DES key
+        fixture!("demo-3des.pfx"),
+        fixture!("foo-legacy.pfx"),
+    ] {
+        let ours = null_password::decode_with(pfx, pkcs12::EMPTY_PASSWORD).unwrap();
+        let theirs = pkcs12::decode(pfx).unwrap();
+        assert_eq!(ours.keys, theirs.keys);
+        assert_eq!(ours.certs, theirs.certs);
+        // With no password bytes the MAC does not verify.
+        assert_eq!(
+            null_password::decode(pfx).unwrap_err(),
+            null_password::Error::Mac
+        );
+    }
+    // PBES2 with a SHA-256 MAC is p12-keystore's job (Go cannot read it at all).
+    assert_eq!(
+        null_password::decode_with(fixture!("demo-aes.pfx"), pkcs12::EMPTY_PASSWORD).unwrap_err(),
+        null_password::Error::Unsupported
+    );
+    assert_eq!(
+        null_password::decode(b"\x30\x80").unwrap_err(),
+        null_password::Error::Malformed
+    );
+}
+
+#[test]
+fn tampered_pfx_is_rejected() {
+    let mut pfx = fixture!("demo-3des.pfx").to_vec();
+    let n = pfx.len();
+    pfx[n / 2] ^= 1;
+    let e = run_err(&secret_spec(ObjectFormat::Pem), &pfx_secret(&pfx));
+    assert!(
+        e.starts_with("cannot decode the pfx with an empty password: "),
+        "{e}"
+    );
+}
