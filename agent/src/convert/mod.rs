@@ -4,8 +4,10 @@
 //! - Plain secrets: the value verbatim (§2.1).
 //! - Certificate-backed secrets (§2.2), by exact `contentType`: PEM verbatim; PKCS#12 verbatim
 //!   for `objectFormat: pfx`, else the PKCS#8 keys then the chain-ordered certificates (§2.6).
-//!   Beyond the reference: PBES2/AES PFX files are read, and `pfx` asked of a PEM certificate
-//!   yields a password-less base64 PFX (reference issue #1945).
+//!   PFX files are read with either encoding of the empty password (OpenSSL's and Windows',
+//!   as Go does). Beyond the reference: PBES2/AES PFX files are read, a PFX holding only keys
+//!   gives just the keys (the reference fails with `no leaf found`), and `pfx` asked of a PEM
+//!   certificate yields a password-less base64 PFX (reference issue #1945).
 //! - Keys: the public key as SubjectPublicKeyInfo PEM (§2.3). Certificates: the leaf (§2.4).
 //! - `objectEncoding` is applied last, to secrets only (§2.5).
 //!
