@@ -255,7 +255,7 @@ fn pem_to_pfx(value: &[u8]) -> Result<Vec<u8>, ConvertError> {
             .and_then(|spki| {
                 certs
                     .iter()
-                    .position(|c| cert_spki(c) == Some(spki.clone()))
+                    .position(|c| cert_spki(c).as_deref() == Some(spki.as_slice()))
             })
             .or_else(|| chain::leaf_index(&certs)),
     };
