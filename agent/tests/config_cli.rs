@@ -32,7 +32,10 @@ fn stderr(o: &Output) -> String {
 const WI_ENV: &[(&str, &str)] = &[
     ("AZURE_CLIENT_ID", "env-client"),
     ("AZURE_TENANT_ID", "env-tenant"),
-    ("AZURE_FEDERATED_TOKEN_FILE", "/var/run/secrets/azure/tokens/azure-identity-token"),
+    (
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "/var/run/secrets/azure/tokens/azure-identity-token",
+    ),
 ];
 
 #[test]
@@ -43,7 +46,9 @@ fn check_success_prints_one_line_per_object() {
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("config ok: "), "{text}");
-    assert!(text.contains("vault kvname (https://kvname.vault.azure.net/, cloud AzurePublicCloud)"));
+    assert!(
+        text.contains("vault kvname (https://kvname.vault.azure.net/, cloud AzurePublicCloud)")
+    );
     for object in [
         "secret/db-password -> db-password (mode 0644)",
         "key/signing-key -> keys/signing.pem (mode 0600)",
@@ -89,7 +94,10 @@ fn check_never_prints_a_client_secret() {
     std::fs::write(&f, text).unwrap();
     let out = agent(
         &["check", "--config", f.to_str().unwrap()],
-        &[("AZURE_CLIENT_ID", "app"), ("AZURE_CLIENT_SECRET", "hunter2-top-secret")],
+        &[
+            ("AZURE_CLIENT_ID", "app"),
+            ("AZURE_CLIENT_SECRET", "hunter2-top-secret"),
+        ],
     );
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     assert!(stdout(&out).contains("identity: client secret (client app, tenant t1"));
@@ -109,7 +117,10 @@ fn check_without_identity_explains_the_options() {
     assert_eq!(out.status.code(), Some(3));
     let err = stderr(&out);
     assert!(err.starts_with("error: no identity configured: "), "{err}");
-    assert!(err.contains("azure.workload.identity/use: \"true\""), "{err}");
+    assert!(
+        err.contains("azure.workload.identity/use: \"true\""),
+        "{err}"
+    );
 }
 
 #[test]
@@ -135,7 +146,11 @@ fn env_vars_stand_in_for_flags() {
         ],
     );
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
-    assert!(stdout(&out).contains("IMDS http://127.0.0.1:40000/"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("IMDS http://127.0.0.1:40000/"),
+        "{}",
+        stdout(&out)
+    );
 
     // A bad value in a variable is a usage error naming the flag.
     let out = agent(
@@ -174,7 +189,10 @@ fn usage_errors_exit_2_and_list_every_problem() {
     assert_eq!(lines.len(), 4, "{err}");
     assert!(lines[0].contains("--config FILE (or KEYVAULT_AGENT_CONFIG) is required"));
     assert!(lines[1].contains("--dir DIR (or KEYVAULT_AGENT_DIR) is required"));
-    assert!(lines[2].contains("--on-change-signal needs --signal-pidfile FILE or --signal-process NAME"));
+    assert!(
+        lines[2]
+            .contains("--on-change-signal needs --signal-pidfile FILE or --signal-process NAME")
+    );
     assert!(lines[3].contains("--max-staleness (1m) must be longer than --interval (2m)"));
 }
 

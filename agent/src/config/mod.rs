@@ -257,7 +257,12 @@ impl Plan {
                     o.mode
                 ));
             } else {
-                lines.push(format!("{}{version} -> {} (mode {:04o})", o.id(), o.path, o.mode));
+                lines.push(format!(
+                    "{}{version} -> {} (mode {:04o})",
+                    o.id(),
+                    o.path,
+                    o.mode
+                ));
             }
         }
         lines
