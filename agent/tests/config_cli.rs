@@ -231,3 +231,23 @@ fn version_prints_the_crate_version() {
         format!("keyvault-agent {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn check_warns_about_misspelt_parameters_but_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("params.yaml");
+    std::fs::write(
+        &f,
+        "keyvaultName: kv1\nuseVMManagedIdentity: \"true\"\nclientId: abc\nobjects: |\n  array:\n    - |\n      objectName: a\n      objectType: secret\n",
+    )
+    .unwrap();
+    let out = agent(&["check", "--config", f.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "warning: parameter \"clientId\" is ignored: keys are case-sensitive, did you mean \"clientID\"?"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -590,7 +590,20 @@ impl std::error::Error for ConfigErrors {}
 /// Reads `settings.config_file` (a SecretProviderClass manifest or its parameters map,
 /// symlinks followed so a ConfigMap volume works as mounted) and validates it with `env`
 /// into a [`Plan`]. Every problem is reported, in the reference's precedence order.
+/// Warnings (ignored or misspelt parameters) are logged.
 pub fn load(settings: &Settings, env: &Env) -> Result<Plan, ConfigErrors> {
+    let (plan, warnings) = load_with_warnings(settings, env)?;
+    for w in warnings {
+        tracing::warn!(config = %settings.config_file.display(), "{w}");
+    }
+    Ok(plan)
+}
+
+/// [`load`], returning the warnings instead of logging them (`check` prints them).
+pub fn load_with_warnings(
+    settings: &Settings,
+    env: &Env,
+) -> Result<(Plan, Vec<String>), ConfigErrors> {
     let path = &settings.config_file;
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
         path: path.clone(),
@@ -601,7 +614,8 @@ pub fn load(settings: &Settings, env: &Env) -> Result<Plan, ConfigErrors> {
         reason,
     })?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
-    from_parameters(&params, base_dir, settings, env)
+    let plan = from_parameters(&params, base_dir, settings, env)?;
+    Ok((plan, params::warnings(&params)))
 }
 
 /// Validates a parameters map (already extracted from its file) into a [`Plan`].

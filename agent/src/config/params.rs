@@ -109,6 +109,69 @@ impl Parameters {
     }
 }
 
+/// Parameters the reference reads (and `keyvaultURL`, ours).
+const KNOWN: [&str; 12] = [
+    "keyvaultName",
+    "keyvaultURL",
+    "tenantID",
+    "tenantId",
+    "objects",
+    "cloudName",
+    "cloudEnvFileName",
+    "usePodIdentity",
+    "useVMManagedIdentity",
+    "userAssignedIdentityID",
+    "clientID",
+    "useAzureTokenProxy",
+];
+
+/// Parameters the reference accepts and ignores without a word.
+const IGNORED: [&str; 3] = ["resourceGroup", "subscriptionId", "secretProviderClass"];
+
+/// Non-fatal remarks on the parameters: keys that differ from a known one only by case
+/// (keys are case-sensitive, so `tenantid` is silently ignored by the reference), other
+/// unknown keys, the deprecated `tenantId`, and settings that have no effect.
+pub(crate) fn warnings(params: &Parameters) -> Vec<String> {
+    let mut out = Vec::new();
+    for key in params.0.keys() {
+        let key = key.as_str();
+        if KNOWN.contains(&key) {
+            continue;
+        }
+        if let Some(known) = KNOWN.iter().find(|k| k.eq_ignore_ascii_case(key)) {
+            out.push(format!(
+                "parameter {key:?} is ignored: keys are case-sensitive, did you mean {known:?}?"
+            ));
+        } else if IGNORED.contains(&key) || key.starts_with("csi.storage.k8s.io/") {
+            out.push(format!("parameter {key:?} is ignored"));
+        } else {
+            out.push(format!("unknown parameter {key:?} is ignored"));
+        }
+    }
+    if !params.get("tenantId").is_empty() && params.get("tenantID").is_empty() {
+        out.push("parameter \"tenantId\" is deprecated: use \"tenantID\"".to_owned());
+    }
+    if !params.get("cloudEnvFileName").is_empty()
+        && !params
+            .get("cloudName")
+            .eq_ignore_ascii_case("AzureStackCloud")
+    {
+        out.push(
+            "cloudEnvFileName is ignored: it is only read with cloudName: AzureStackCloud"
+                .to_owned(),
+        );
+    }
+    if !params.get("userAssignedIdentityID").is_empty()
+        && parse_bool(params.get("useVMManagedIdentity")) != Some(true)
+    {
+        out.push(
+            "userAssignedIdentityID is ignored: it is only used with useVMManagedIdentity: \"true\""
+                .to_owned(),
+        );
+    }
+    out
+}
+
 /// Go `strconv.ParseBool` on a trimmed value, with the reference's "empty means false".
 /// `None` means invalid: the caller knows the parameter name for the message.
 pub fn parse_bool(value: &str) -> Option<bool> {
@@ -165,7 +228,8 @@ pub(crate) struct Text(pub String);
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(TextVisitor).map(Text)
+        // Null (`~`, `null`, nothing) is the zero value, anything else its literal text.
+        d.deserialize_option(TextVisitor).map(Text)
     }
 }
 
@@ -244,7 +308,7 @@ mod tests {
     #[test]
     fn bare_parameters_map_keeps_literal_scalar_text() {
         let p = Parameters::from_yaml(
-            "keyvaultName: kv1\nuseVMManagedIdentity: true\nnum: 0755\nempty:\nfloat: 1.10\n",
+            "keyvaultName: kv1\nuseVMManagedIdentity: true\nnum: 0755\nempty:\nfloat: 1.10\ntilde: ~\nquoted: \"~\"\n",
         )
         .unwrap();
         assert_eq!(p.get("keyvaultName"), "kv1");
@@ -252,6 +316,8 @@ mod tests {
         assert_eq!(p.get("num"), "0755");
         assert_eq!(p.get("empty"), "");
         assert_eq!(p.get("float"), "1.10");
+        assert_eq!(p.get("tilde"), "");
+        assert_eq!(p.get("quoted"), "~");
     }
 
     #[test]
@@ -319,6 +385,43 @@ spec:
         );
         let e = Parameters::from_yaml("apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nspec:\n  provider: azure\n").unwrap_err();
         assert!(e.contains("no spec.parameters"), "{e}");
+    }
+
+    #[test]
+    fn warnings_for_ignored_and_misspelt_parameters() {
+        let p = Parameters::from_pairs([
+            ("keyvaultName", "kv"),
+            ("tenantid", "t"),
+            ("KeyVaultName", "kv"),
+            ("resourceGroup", "rg"),
+            ("csi.storage.k8s.io/pod.name", "p"),
+            ("shinyNewThing", "x"),
+            ("tenantId", "t"),
+            ("cloudEnvFileName", "f.json"),
+            ("userAssignedIdentityID", "u"),
+        ]);
+        let w = warnings(&p);
+        let has = |s: &str| w.iter().any(|l| l.contains(s));
+        assert!(
+            has("\"tenantid\" is ignored: keys are case-sensitive, did you mean \"tenantID\"?"),
+            "{w:#?}"
+        );
+        assert!(has(
+            "\"KeyVaultName\" is ignored: keys are case-sensitive, did you mean \"keyvaultName\"?"
+        ));
+        assert!(has("parameter \"resourceGroup\" is ignored"));
+        assert!(has("parameter \"csi.storage.k8s.io/pod.name\" is ignored"));
+        assert!(has("unknown parameter \"shinyNewThing\" is ignored"));
+        assert!(has("\"tenantId\" is deprecated"));
+        assert!(has("cloudEnvFileName is ignored"));
+        assert!(has("userAssignedIdentityID is ignored"));
+        assert_eq!(w.len(), 8, "{w:#?}");
+        let clean = Parameters::from_pairs([
+            ("keyvaultName", "kv"),
+            ("tenantID", "t"),
+            ("objects", "array:"),
+        ]);
+        assert!(warnings(&clean).is_empty());
     }
 
     #[test]
