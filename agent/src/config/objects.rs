@@ -432,6 +432,14 @@ fn check_collisions(outs: &mut [Out<'_>]) {
             history_index(last).filter(|k| *k < n).map(|_| j)
         };
         let owner = |j: usize| outs[j].raw.short_identity();
+        // A file object `j` writes (its first version file in history mode).
+        let file_of = |j: usize| {
+            let p = outs[j].path.unwrap_or_default();
+            match outs[j].history {
+                Some(_) => format!("{p}/0"),
+                None => p.to_owned(),
+            }
+        };
         let dup = |p: String, j: usize| ObjectProblem::DuplicatePath {
             path: p,
             other: owner(j),
@@ -450,11 +458,7 @@ fn check_collisions(outs: &mut [Out<'_>]) {
                 } else if let Some(j) = history_file(path) {
                     problem = Some(dup(path.into(), j));
                 } else if let Some(&j) = dirs.get(path) {
-                    problem = Some(clash(
-                        path.into(),
-                        outs[j].path.unwrap_or_default().to_owned(),
-                        j,
-                    ));
+                    problem = Some(clash(path.into(), file_of(j), j));
                 }
             }
             Some(n) => {
@@ -477,14 +481,14 @@ fn check_collisions(outs: &mut [Out<'_>]) {
                     if let Some((p, j)) = inside(&singles) {
                         problem = Some(dup(p, j));
                     } else if let Some((p, j)) = inside(&dirs) {
-                        problem = Some(clash(p, outs[j].path.unwrap_or_default().to_owned(), j));
+                        problem = Some(clash(p, file_of(j), j));
                     }
                 }
             }
         }
         if problem.is_none() {
             // An ancestor directory of this object is a file of an earlier one.
-            for (dir, _) in ancestors(path) {
+            for dir in ancestors(path) {
                 if let Some(j) = singles.get(dir).copied().or_else(|| history_file(dir)) {
                     problem = Some(clash(path.into(), dir.into(), j));
                     break;
@@ -507,7 +511,7 @@ fn check_collisions(outs: &mut [Out<'_>]) {
                         dirs.entry(path).or_insert(i);
                     }
                 }
-                for (dir, _) in ancestors(path) {
+                for dir in ancestors(path) {
                     dirs.entry(dir).or_insert(i);
                 }
             }
@@ -515,10 +519,9 @@ fn check_collisions(outs: &mut [Out<'_>]) {
     }
 }
 
-/// Proper ancestor directories of a clean relative path, nearest last: `a/b/c` → `a`, `a/b`.
-fn ancestors(path: &str) -> impl Iterator<Item = (&str, &str)> {
-    path.match_indices('/')
-        .map(move |(i, _)| (&path[..i], &path[i + 1..]))
+/// Proper ancestor directories of a clean relative path: `a/b/c` → `a`, `a/b`.
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(i, _)| &path[..i])
 }
 
 /// A history file name (`0`, `1`, ... in canonical decimal).
@@ -1070,6 +1073,24 @@ mod tests {
         ]));
         assert!(
             errs[0].contains("\"h/1/0\" collides with \"h/1\""),
+            "{errs:?}"
+        );
+        // A plain file where a history object needs its directory, both orders.
+        let (_, errs) = run(&objects(&[
+            "objectName: h\nobjectType: secret\nobjectVersionHistory: 2",
+            "objectName: x\nobjectAlias: h\nobjectType: key",
+        ]));
+        assert!(
+            errs[0].contains("objectName:x")
+                && errs[0].contains("output path \"h\" collides with \"h/0\""),
+            "{errs:?}"
+        );
+        let (_, errs) = run(&objects(&[
+            "objectName: x\nobjectAlias: d/h/9/z\nobjectType: key",
+            "objectName: h\nobjectAlias: d/h\nobjectType: secret\nobjectVersionHistory: 10",
+        ]));
+        assert!(
+            errs[0].contains("output path \"d/h/9\" collides with \"d/h/9/z\""),
             "{errs:?}"
         );
         // Siblings are fine.
