@@ -40,16 +40,50 @@ impl Parameters {
 
     /// Parses a config file's text: a SecretProviderClass manifest (`apiVersion`,
     /// `kind: SecretProviderClass`, `spec.provider: azure`, `spec.parameters`) or a bare
-    /// parameters map. The error is one line saying what to fix.
+    /// parameters map. A multi-document file (`---`) must hold exactly one
+    /// SecretProviderClass; the other documents are ignored. The error is one line saying
+    /// what to fix.
     pub fn from_yaml(text: &str) -> Result<Parameters, String> {
-        // Syntax first, through a generic value, so YAML errors and shape errors read
-        // differently.
-        let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(one_line)?;
-        let map = match &value {
-            serde_yaml::Value::Mapping(m) => m,
-            serde_yaml::Value::Null => {
-                return Err("is empty: expected a SecretProviderClass or its parameters".into());
+        // Syntax first, through generic values, so YAML errors and shape errors read
+        // differently; then the chosen document again, typed, to keep literal scalar text.
+        let values = serde_yaml::Deserializer::from_str(text)
+            .map(serde_yaml::Value::deserialize)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(one_line)?;
+        let present: Vec<usize> = (0..values.len())
+            .filter(|i| !values[*i].is_null())
+            .collect();
+        let index = match present.as_slice() {
+            [] => return Err("is empty: expected a SecretProviderClass or its parameters".into()),
+            [one] => *one,
+            many => {
+                let spcs: Vec<usize> = many
+                    .iter()
+                    .copied()
+                    .filter(|i| {
+                        values[*i].get("kind").and_then(|k| k.as_str())
+                            == Some("SecretProviderClass")
+                    })
+                    .collect();
+                match spcs.as_slice() {
+                    [one] => *one,
+                    _ => {
+                        return Err(format!(
+                            "has {} YAML documents and {} of them are SecretProviderClasses: expected exactly one",
+                            many.len(),
+                            spcs.len()
+                        ));
+                    }
+                }
             }
+        };
+        let document = || {
+            serde_yaml::Deserializer::from_str(text)
+                .nth(index)
+                .expect("document counted above")
+        };
+        let map = match &values[index] {
+            serde_yaml::Value::Mapping(m) => m,
             _ => {
                 return Err(
                     "must be a YAML mapping: a SecretProviderClass manifest or its parameters map"
@@ -61,12 +95,15 @@ impl Parameters {
             .iter()
             .any(|k| map.contains_key(*k));
         if !is_manifest {
-            let raw: BTreeMap<String, Text> = serde_yaml::from_str(text)
+            let raw = BTreeMap::<String, Text>::deserialize(document())
                 .map_err(|e| format!("parameters map: {}", one_line(e)))?;
             return Ok(Parameters(raw.into_iter().map(|(k, v)| (k, v.0)).collect()));
         }
+        let m = Manifest::deserialize(document()).map_err(one_line)?;
+        Self::from_manifest(m)
+    }
 
-        let m: Manifest = serde_yaml::from_str(text).map_err(one_line)?;
+    fn from_manifest(m: Manifest) -> Result<Parameters, String> {
         let kind = m.kind.map(|t| t.0).unwrap_or_default();
         match kind.as_str() {
             "SecretProviderClass" => {}
@@ -422,6 +459,19 @@ spec:
             ("objects", "array:"),
         ]);
         assert!(warnings(&clean).is_empty());
+    }
+
+    #[test]
+    fn multi_document_files_use_their_one_secret_provider_class() {
+        let spc = "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nspec:\n  provider: azure\n  parameters:\n    keyvaultName: kv1\n    num: 0600\n";
+        let other = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: app\n";
+        let p = Parameters::from_yaml(&format!("---\n{other}---\n{spc}---\n")).unwrap();
+        assert_eq!(p.get("keyvaultName"), "kv1");
+        assert_eq!(p.get("num"), "0600");
+        let e = Parameters::from_yaml(&format!("{spc}---\n{spc}")).unwrap_err();
+        assert!(e.contains("2 of them are SecretProviderClasses"), "{e}");
+        let e = Parameters::from_yaml(&format!("{other}---\n{other}")).unwrap_err();
+        assert!(e.contains("0 of them"), "{e}");
     }
 
     #[test]
