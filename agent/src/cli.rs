@@ -88,8 +88,10 @@ pub struct RunArgs {
     #[arg(long, env = "KEYVAULT_AGENT_DIR", value_name = "DIR")]
     pub dir: Option<PathBuf>,
 
-    /// Sync once and exit (initContainer mode).
-    #[arg(long, env = "KEYVAULT_AGENT_ONCE")]
+    /// Sync once and exit (initContainer mode). The env var takes true/false, 1/0,
+    /// yes/no, on/off.
+    #[arg(long, env = "KEYVAULT_AGENT_ONCE", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub once: bool,
 
     /// Refresh interval in sidecar mode (e.g. 2m, 90s, 1h).

@@ -163,6 +163,24 @@ fn env_vars_stand_in_for_flags() {
     assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
     assert!(stderr(&out).contains("--interval"), "{}", stderr(&out));
 
+    // Boolean variables take the usual spellings and refuse others.
+    let out = agent(
+        &["check"],
+        &[
+            ("KEYVAULT_AGENT_CONFIG", spc.to_str().unwrap()),
+            ("KEYVAULT_AGENT_ONCE", "1"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let out = agent(
+        &["check"],
+        &[
+            ("KEYVAULT_AGENT_CONFIG", spc.to_str().unwrap()),
+            ("KEYVAULT_AGENT_ONCE", "perhaps"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
+
     // Cross-flag validation sees variables too.
     let out = agent(
         &[],
