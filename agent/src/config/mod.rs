@@ -642,18 +642,25 @@ pub fn from_parameters(
     }
     let cloud = cloud::from_parameters(params, base_dir, &mut errs);
     let vault_url_override = cloud::vault_url_override(params, &mut errs);
-    let identity = match &cloud {
-        Some(c) => identity::select(
-            &modes,
-            params,
-            tenant.as_deref(),
-            c,
-            settings,
-            env,
-            &mut errs,
-        ),
-        None => None,
+    // With a broken cloud, identity problems are still worth reporting; the public cloud
+    // stands in (the plan is not produced anyway).
+    let fallback;
+    let identity_cloud = match &cloud {
+        Some(c) => c,
+        None => {
+            fallback = cloud_by_name("").expect("public cloud is built in");
+            &fallback
+        }
     };
+    let identity = identity::select(
+        &modes,
+        params,
+        tenant.as_deref(),
+        identity_cloud,
+        settings,
+        env,
+        &mut errs,
+    );
     let objects = objects::from_parameters(params, &mut errs);
     let vault_url = match cloud::validate_vault_name(vault_name) {
         Ok(()) => vault_url_override.or_else(|| {

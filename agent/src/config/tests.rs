@@ -424,3 +424,19 @@ fn summary_names_objects_paths_and_modes_only() {
         ]
     );
 }
+
+#[test]
+fn identity_problems_are_reported_even_with_a_broken_cloud() {
+    let errs = params_errors(
+        &[
+            ("keyvaultName", "kv1"),
+            ("tenantID", "t"),
+            ("cloudName", "Nowhere"),
+            ("objects", ONE_OBJECT),
+        ],
+        &Env::default(),
+    );
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].starts_with("cloudName Nowhere is not valid"));
+    assert!(errs[1].starts_with("no identity configured"));
+}
