@@ -1,22 +1,31 @@
 //! Turns a SecretProviderClass (plus flags and environment) into a validated [`Plan`].
 //!
 //! Parsing follows the Azure provider exactly (names, defaults, trimming, boolean parsing,
-//! error precedence; `reference-provider.md` §1) and fixes its validation bugs. Every
-//! problem is collected and reported in one run. This module never touches the network; the
-//! only files it reads are the configuration file itself, an Azure Stack cloud file
-//! (`cloudEnvFileName`) and a client-secret file (`AZURE_CLIENT_SECRET_FILE`). The federated
-//! token file is deliberately *not* read here: the kubelet rotates it, so the credential
-//! re-reads it for every exchange.
+//! error texts and precedence; `reference-provider.md` §1) and fixes its validation bugs.
+//! This module never touches the network; the only files it reads are the configuration
+//! file itself, an Azure Stack cloud file (`cloudEnvFileName`) and a client-secret file
+//! (`AZURE_CLIENT_SECRET_FILE`). The federated token file is deliberately *not* read here:
+//! the kubelet rotates it, so the credential re-reads it for every exchange.
 //!
-//! - [`params`]: the input file (a SecretProviderClass manifest or its bare parameters map)
-//!   and the scalar parameters (trimming, Go `strconv.ParseBool`).
-//! - [`objects`]: the `objects` string and per-object validation, paths and collisions.
-//! - [`cloud`]: the cloud table, Azure Stack files and the vault URL.
-//! - [`identity`]: which identity the agent uses, from parameters and environment.
+//! - `params`: the input file (a SecretProviderClass manifest or its bare parameters map)
+//!   and the scalar parameters (trimming, Go `strconv.ParseBool`, warnings).
+//! - `objects`: the `objects` string and per-object validation, paths and collisions.
+//! - `cloud`: the cloud table, Azure Stack files and the vault URL.
+//! - `identity`: which identity the agent uses, from parameters and environment.
 //!
-//! Error precedence follows `reference-provider.md` §1.2 (pod name and namespace are not
-//! required: the agent runs inside the pod), but where the reference stops at the first
-//! problem, [`load`] lists all of them in that order.
+//! Where we deliberately differ from the reference:
+//! - every problem (all parameters, all objects) is reported in one run, in the reference's
+//!   precedence order (§1.2), instead of the first one only;
+//! - the pod name and namespace parameters are not required (the agent runs in the pod);
+//! - the tenant is not required for managed identity (the reference requires it, unused);
+//! - rejected at validation time: unknown `objectType`, invalid `filePermission` (the
+//!   reference writes mode 0) or one above 0777, `pfx` for non-secrets in any case, an empty
+//!   `objectName` behind an alias, the CSI driver's path rules, duplicate output paths and
+//!   file/directory collisions;
+//! - `usePodIdentity` and `useAzureTokenProxy` are parsed, then refused with a hint;
+//! - `cloudEnvFileName` is read at load time (relative to the config file), never stored in
+//!   a process-wide env var; `keyvaultURL` overrides the vault URL;
+//! - unknown or misspelt parameters produce warnings instead of silence.
 
 mod cloud;
 mod identity;

@@ -356,9 +356,9 @@ pub(crate) fn validate_file_name(name: &str) -> Result<(), ObjectProblem> {
     Ok(())
 }
 
-/// The CSI driver's and AtomicWriter's path rules on top of [`validate_file_name`]: clean
-/// form (no empty or `.` component, no trailing slash), components ≤ 255 bytes, total ≤ 4096
-/// bytes. Public so other modules (history paths, the writer) can apply the same rules.
+/// The CSI driver's and AtomicWriter's path rules on top of the reference's file-name
+/// check: clean form (no empty or `.` component, no trailing slash), components ≤ 255
+/// bytes, total ≤ 4096 bytes. Public so the writer can apply the same rules.
 pub fn validate_path(path: &str) -> Result<(), ObjectProblem> {
     validate_file_name(path)?;
     if path.len() > MAX_PATH_LEN {
