@@ -115,9 +115,14 @@ impl<'de> Deserialize<'de> for Int32 {
                     .map_err(|_| E::custom(format!("cannot unmarshal !!int `{v}` into int32")))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<i32, E> {
-                Err(E::custom(format!(
-                    "cannot unmarshal !!float `{v}` into int32"
-                )))
+                // yaml.v3 stores a float that fits, truncated.
+                if v.is_finite() && v >= f64::from(i32::MIN) && v <= f64::from(i32::MAX) {
+                    Ok(v as i32)
+                } else {
+                    Err(E::custom(format!(
+                        "cannot unmarshal !!float `{v}` into int32"
+                    )))
+                }
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<i32, E> {
                 Err(E::custom(format!(
@@ -942,6 +947,28 @@ mod tests {
             "{}",
             errs[1]
         );
+    }
+
+    // yaml.v3 integer decoding: plain ints (also hex), floats that fit, null as zero.
+    #[test]
+    fn history_accepts_what_yaml_v3_accepts() {
+        for (text, want) in [
+            ("3", 3),
+            ("0x10", 16),
+            ("2.0", 2),
+            ("~", 0),
+            ("", 0),
+            ("-1", -1),
+        ] {
+            let o = raw(&format!("objectName: a\nobjectVersionHistory: {text}"));
+            assert_eq!(o.object_version_history.0, want, "{text:?}");
+        }
+        for bad in ["true", "\"2\"", "3000000000", "[1]"] {
+            assert!(
+                parse_element(&format!("objectName: a\nobjectVersionHistory: {bad}")).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
