@@ -440,3 +440,76 @@ fn identity_problems_are_reported_even_with_a_broken_cloud() {
     assert!(errs[0].starts_with("cloudName Nowhere is not valid"));
     assert!(errs[1].starts_with("no identity configured"));
 }
+
+#[test]
+fn v1alpha1_manifest_with_comments_inside_objects() {
+    let (plan, warnings) = load_with_warnings(
+        &Settings::with_defaults(fixture("spc-v1alpha1-comments.yaml"), "/out"),
+        &Env::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        warnings,
+        ["parameter \"tenantId\" is deprecated: use \"tenantID\""]
+    );
+    assert!(matches!(
+        plan.identity,
+        Identity::ManagedIdentity {
+            client_id: None,
+            ..
+        }
+    ));
+    let got: Vec<_> = plan
+        .objects
+        .iter()
+        .map(|o| {
+            (
+                o.object_type,
+                o.path.as_str(),
+                o.format,
+                o.encoding,
+                o.version.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                ObjectType::Cert,
+                "web",
+                ObjectFormat::Pem,
+                ObjectEncoding::Utf8,
+                None
+            ),
+            (
+                ObjectType::Key,
+                "web-pub.pem",
+                ObjectFormat::Pem,
+                ObjectEncoding::Utf8,
+                None
+            ),
+            (
+                ObjectType::Secret,
+                "web-bundle.pem",
+                ObjectFormat::Pem,
+                ObjectEncoding::Utf8,
+                None
+            ),
+            (
+                ObjectType::Secret,
+                "web.pfx.b64",
+                ObjectFormat::Pfx,
+                ObjectEncoding::Utf8,
+                None
+            ),
+            (
+                ObjectType::Secret,
+                "web.pfx",
+                ObjectFormat::Pfx,
+                ObjectEncoding::Base64,
+                None
+            ),
+        ]
+    );
+}
