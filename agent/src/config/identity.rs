@@ -596,6 +596,12 @@ mod tests {
         assert!(id.is_none());
     }
 
+    // reference: reference-provider.md §1.5 identity-binding tests. The reference answers
+    // `useAzureTokenProxy: true` without clientID with `clientID is required`, and without
+    // tokens with `service account tokens are required for identity binding`; we refuse the
+    // mode itself in both cases (deliberate difference). The SA token map and
+    // nodePublishSecretRef vectors do not apply: the agent reads AZURE_FEDERATED_TOKEN_FILE
+    // and AZURE_CLIENT_SECRET(_FILE) instead of driver-supplied maps.
     #[test]
     fn unsupported_modes_are_refused_clearly() {
         let (id, errs) = pick(
