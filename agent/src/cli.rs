@@ -72,9 +72,10 @@ pub enum Command {
 /// `check` flags.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// SecretProviderClass manifest, or its parameters map.
+    /// SecretProviderClass manifest, or its parameters map (required; may also come
+    /// before `check`).
     #[arg(long, env = "KEYVAULT_AGENT_CONFIG", value_name = "FILE")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
 }
 
 /// Flags of the sync modes (init container and sidecar).
@@ -202,7 +203,7 @@ impl Cli {
         let r = self.run;
         let mut errs = Vec::new();
         let (mode, config) = match self.command {
-            Some(Command::Check(c)) => (Mode::Check, Some(c.config)),
+            Some(Command::Check(c)) => (Mode::Check, c.config.or(r.config)),
             None if r.once => (Mode::Once, r.config),
             None => (Mode::Run, r.config),
         };
@@ -593,6 +594,14 @@ mod tests {
         let inv = invocation(&["check", "--config", "spc.yaml"]).unwrap();
         assert_eq!(inv.mode, Mode::Check);
         assert_eq!(inv.settings.config_file, PathBuf::from("spc.yaml"));
-        assert!(parse(&["check"]).is_err() || std::env::var_os("KEYVAULT_AGENT_CONFIG").is_some());
+        let inv = invocation(&["--config", "before.yaml", "check"]).unwrap();
+        assert_eq!(inv.settings.config_file, PathBuf::from("before.yaml"));
+        if std::env::var_os("KEYVAULT_AGENT_CONFIG").is_none() {
+            let errs = invocation(&["check"]).unwrap_err();
+            assert_eq!(
+                errs,
+                ["--config FILE (or KEYVAULT_AGENT_CONFIG) is required"]
+            );
+        }
     }
 }
