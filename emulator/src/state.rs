@@ -72,7 +72,8 @@ impl Shared {
     /// Mints an Entra-style access token for `identity` and `resource`.
     pub fn mint_access_token(&self, identity: &IdentitySeed, resource: &str) -> (String, u64) {
         let now = crate::util::now();
-        let ttl = self.token_ttl.as_secs().max(1);
+        // A zero TTL is a test seam: the token is expired as soon as it is issued.
+        let ttl = self.token_ttl.as_secs();
         let oid = identity.object_id();
         let claims = serde_json::json!({
             "aud": resource,
