@@ -64,6 +64,28 @@ impl Shared {
             .cloned()
     }
 
+    /// The resource the challenge names: `https://vault.localhost`, plus `:PORT` when the
+    /// listener is not on 443. The port is needed because the Python SDK compares the request's
+    /// netloc (host:port) with the resource's; Rust compares hosts only, so both pass.
+    pub fn challenge_resource(&self) -> String {
+        match self.addr.port() {
+            443 => VAULT_RESOURCE.to_string(),
+            p => format!("{VAULT_RESOURCE}:{p}"),
+        }
+    }
+
+    /// Audiences the data plane accepts: the bare resource and the port form, each with or
+    /// without a trailing slash (Key Vault accepts both slash forms).
+    pub fn accepted_audiences(&self) -> Vec<String> {
+        let with_port = self.challenge_resource();
+        vec![
+            VAULT_RESOURCE.to_string(),
+            format!("{VAULT_RESOURCE}/"),
+            with_port.clone(),
+            format!("{with_port}/"),
+        ]
+    }
+
     /// The Entra access-token issuer (`https://sts.windows.net/<tid>/`).
     pub fn sts_issuer(&self) -> String {
         format!("https://sts.windows.net/{}/", self.tenant_id)

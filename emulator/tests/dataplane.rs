@@ -26,8 +26,8 @@ async fn missing_token_gets_the_challenge_with_tenant_and_resource() {
     assert_eq!(
         challenge,
         format!(
-            "Bearer authorization=\"https://localhost:{}/{TENANT}\", resource=\"https://vault.localhost\"",
-            emu.addr().port()
+            "Bearer authorization=\"https://localhost:{port}/{TENANT}\", resource=\"https://vault.localhost:{port}\"",
+            port = emu.addr().port()
         )
     );
     // The SDK's resource check: the vault host ends with "." + resource host.
@@ -80,7 +80,11 @@ async fn rejected_tokens_get_401_with_the_reason() {
     assert_eq!(st, 401);
     assert!(h.contains_key("www-authenticate"));
     let msg = body["error"]["message"].as_str().unwrap();
-    assert!(msg.starts_with("AKV10022: Invalid audience. Expected https://vault.localhost, found: https://management.azure.com"), "{msg}");
+    assert!(
+        msg.starts_with("AKV10022: Invalid audience. Expected https://vault.localhost:"),
+        "{msg}"
+    );
+    assert!(msg.contains("found: https://management.azure.com"), "{msg}");
 }
 
 #[tokio::test]
@@ -446,4 +450,31 @@ async fn tls_is_verified_and_untrusted_clients_fail() {
         std::fs::read_to_string(emu.ca_file()).unwrap(),
         emu.ca_pem()
     );
+}
+
+#[tokio::test]
+async fn tokens_for_the_challenge_scope_with_port_are_accepted() {
+    let emu = start().await;
+    let c = client(&emu);
+    let scope = format!("https://vault.localhost:{}/.default", emu.addr().port());
+    let (st, tok) = token_request(
+        &emu,
+        &c,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", APP),
+            ("client_secret", "dev-secret"),
+            ("scope", &scope),
+        ],
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, _, _) = kv_get(
+        &emu,
+        &c,
+        tok["access_token"].as_str(),
+        &format!("secrets/other?api-version={API}"),
+    )
+    .await;
+    assert_eq!(st, 200);
 }
