@@ -1095,10 +1095,34 @@ impl Ctx {
             "keys" => v.deleted_keys.keys().cloned().collect(),
             _ => v.deleted_certificates.keys().cloned().collect(),
         });
-        let items = names
-            .iter()
-            .filter_map(|n| self.deleted_json(kind, n))
-            .collect();
+        // List items use the item shape (`kid` for keys, versionless ids) plus deletion fields.
+        let items = self.with_vault(|v| {
+            names
+                .iter()
+                .filter_map(|n| {
+                    let (mut b, d, p) = match kind {
+                        "keys" => {
+                            let d = v.deleted_keys.get(n)?;
+                            (
+                                self.key_item(n, d.versions.last()?, false),
+                                d.deleted_date,
+                                d.scheduled_purge_date,
+                            )
+                        }
+                        _ => {
+                            let d = v.deleted_certificates.get(n)?;
+                            (
+                                self.cert_item(n, d.versions.last()?, false),
+                                d.deleted_date,
+                                d.scheduled_purge_date,
+                            )
+                        }
+                    };
+                    self.deleted_extra(&mut b, kind, n, d, p);
+                    Some(b)
+                })
+                .collect()
+        });
         self.page(path, items)
     }
 
@@ -1298,12 +1322,14 @@ impl Ctx {
         .map_err(|m| bad(&m))
     }
 
-    fn operation_json(&self, name: &str, issuer: &str) -> Value {
+    /// A certificate operation. Creation answers `inProgress` (as the service does, and as the
+    /// SDK pollers require to start polling); the first poll of `/pending` sees `completed`.
+    fn operation_json(&self, name: &str, issuer: &str, status: &str) -> Value {
         json!({
             "id": format!("{}/certificates/{name}/pending", self.base),
             "issuer": {"name": issuer},
             "cancellation_requested": false,
-            "status": "completed",
+            "status": status,
             "status_details": "",
             "target": format!("{}/certificates/{name}", self.base),
             "request_id": crate::util::new_version(),
@@ -1419,7 +1445,7 @@ impl Ctx {
         self.store_cert(name, new).await?;
         Ok(json_response(
             StatusCode::ACCEPTED,
-            &self.operation_json(name, "Self"),
+            &self.operation_json(name, "Self", "inProgress"),
         ))
     }
 
@@ -1437,7 +1463,7 @@ impl Ctx {
             })?;
         Ok(json_response(
             StatusCode::OK,
-            &self.operation_json(name, &issuer),
+            &self.operation_json(name, &issuer, "completed"),
         ))
     }
 

@@ -484,7 +484,7 @@ async fn create_certificate_completes_and_deleting_it_removes_key_and_secret() {
     )
     .await;
     assert_eq!(st, 202, "{op}");
-    assert_eq!(op["status"], "completed");
+    assert_eq!(op["status"], "inProgress");
     let (st, _, pending) = kv_get(
         &emu,
         &c,
