@@ -154,7 +154,7 @@ impl Sidecar {
         let settings = self.settings.clone();
         let plan = config::load(&settings, &self.env).map_err(Error::Config)?;
         let notifier = Notifier::new(&settings.notify, &settings.ca_files, self.metrics.clone())
-            .map_err(|e| Error::Config(ConfigErrors(vec![e.to_string()])))?;
+            .map_err(|e| Error::Config(ConfigErrors(vec![e.to_string().into()])))?;
         let cycle = (self.factory)(plan.clone(), &settings, self.metrics.clone())?;
         let state = Arc::new(SidecarState::new(
             plan.vault_name.clone(),
