@@ -647,6 +647,221 @@ mod tests {
         assert_eq!(short.cap, Duration::from_secs(1));
     }
 
+    /// A scripted cycle: each call takes `latency` (tokio time) and returns the next result.
+    struct Scripted {
+        script: std::sync::Mutex<std::collections::VecDeque<Result<WriteOutcome, String>>>,
+        calls: Arc<std::sync::Mutex<Vec<(Instant, Option<Instant>)>>>,
+        latency: Duration,
+    }
+
+    impl Cycle for Scripted {
+        fn sync(&self) -> BoxFuture<'_, Result<SyncReport, SyncError>> {
+            Box::pin(async move {
+                let idx = {
+                    let mut calls = self.calls.lock().unwrap();
+                    calls.push((Instant::now(), None));
+                    calls.len() - 1
+                };
+                tokio::time::sleep(self.latency).await;
+                self.calls.lock().unwrap()[idx].1 = Some(Instant::now());
+                let next = self
+                    .script
+                    .lock()
+                    .unwrap()
+                    .pop_front()
+                    .unwrap_or(Ok(WriteOutcome::Unchanged));
+                match next {
+                    Ok(outcome) => Ok(SyncReport {
+                        outcome,
+                        objects: vec![obj("secret/a", "1", "x")],
+                        requests: 1,
+                        duration: self.latency,
+                        finished_at: std::time::SystemTime::now(),
+                    }),
+                    Err(e) => Err(SyncError::Failed(e)),
+                }
+            })
+        }
+    }
+
+    fn published(n: u32) -> Result<WriteOutcome, String> {
+        Ok(WriteOutcome::Published {
+            data_dir: format!("..{n}"),
+        })
+    }
+
+    struct Harness {
+        lp: Loop,
+        calls: Arc<std::sync::Mutex<Vec<(Instant, Option<Instant>)>>>,
+        notified: Arc<std::sync::Mutex<Vec<String>>>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn harness(
+        script: Vec<Result<WriteOutcome, String>>,
+        latency: Duration,
+        interval: Duration,
+    ) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::with_defaults(dir.path().join("spc.yaml"), dir.path());
+        settings.interval = interval;
+        settings.jitter = 0.0;
+        settings.listen = None;
+        settings.shutdown_grace = Duration::from_secs(10);
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let notified = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let n = notified.clone();
+        let coalescer = Coalescer::spawn(move |e: ChangeEvent| {
+            let n = n.clone();
+            async move { n.lock().unwrap().push(e.data_dir) }
+        });
+        let plan = Plan {
+            vault_url: "https://demo.vault.localhost/".parse().unwrap(),
+            vault_name: "demo".into(),
+            cloud: crate::config::cloud_by_name("AzurePublicCloud").unwrap(),
+            identity: crate::config::Identity::ManagedIdentity {
+                client_id: None,
+                endpoint: "http://127.0.0.1:1/".parse().unwrap(),
+            },
+            objects: vec![],
+        };
+        let lp = Loop {
+            writer: AtomicWriter::new(dir.path()),
+            backoff: Backoff::for_interval(interval),
+            env: Env::default(),
+            metrics: Metrics::new(),
+            factory: default_factory(),
+            plan,
+            cycle: Box::new(Scripted {
+                script: std::sync::Mutex::new(script.into()),
+                calls: calls.clone(),
+                latency,
+            }),
+            state: Arc::new(SidecarState::new(
+                "demo".into(),
+                Duration::from_secs(60),
+                None,
+            )),
+            coalescer: Some(coalescer),
+            published: Vec::new(),
+            first: true,
+            settings,
+        };
+        Harness {
+            lp,
+            calls,
+            notified,
+            _dir: dir,
+        }
+    }
+
+    async fn run_for(h: &mut Harness, total: Duration) {
+        let (_reload_tx, reload_rx) = mpsc::channel::<()>(1);
+        let (_watch_tx, watch_rx) = mpsc::channel::<()>(1);
+        let mut reload = SelectAll::new();
+        reload.push(tokio_stream_from(reload_rx));
+        h.lp.run(tokio::time::sleep(total), reload, watch_rx)
+            .await
+            .unwrap();
+    }
+
+    fn tokio_stream_from(mut rx: mpsc::Receiver<()>) -> BoxStream<'static, ()> {
+        futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn first_sync_failures_retry_with_backoff_and_stay_unready() {
+        let mut h = harness(
+            vec![Err("down".into()), Err("down".into()), published(1)],
+            Duration::from_millis(10),
+            Duration::from_secs(60),
+        );
+        let state = h.lp.state.clone();
+        assert!(!state.readiness().ok);
+        run_for(&mut h, Duration::from_secs(200)).await;
+        let calls = h.calls.lock().unwrap().clone();
+        // 3 attempts to get the first set, then one per minute.
+        assert!(calls.len() >= 5, "{calls:?}");
+        let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        // Backoff after failures: under the 1 s and 2 s ceilings (plus the cycle's latency).
+        assert!(gaps[0] <= Duration::from_millis(1010), "{gaps:?}");
+        assert!(gaps[1] <= Duration::from_millis(2010), "{gaps:?}");
+        // Then the normal schedule (no jitter here): interval after the end of the cycle.
+        assert_eq!(gaps[2], Duration::from_secs(60) + Duration::from_millis(10));
+        assert!(state.readiness().ok);
+        assert_eq!(state.doc().consecutive_failures, 0);
+        assert_eq!(*h.notified.lock().unwrap(), vec!["..1".to_string()]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_refresh_keeps_the_set_and_notifies_only_on_swaps() {
+        let mut h = harness(
+            vec![
+                published(1),
+                Ok(WriteOutcome::Unchanged),
+                Err("throttled".into()),
+                published(2),
+                Ok(WriteOutcome::Unchanged),
+            ],
+            Duration::from_millis(5),
+            Duration::from_secs(10),
+        );
+        let state = h.lp.state.clone();
+        run_for(&mut h, Duration::from_secs(45)).await;
+        assert!(h.calls.lock().unwrap().len() >= 5);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            *h.notified.lock().unwrap(),
+            vec!["..1".to_string(), "..2".to_string()]
+        );
+        assert!(state.readiness().ok);
+        assert_eq!(state.doc().data_dir.as_deref(), Some("..2"));
+        let text = h.lp.metrics.encode();
+        assert!(
+            text.contains("refreshes_total{result=\"Changed\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("refreshes_total{result=\"Failed\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("swaps_total 2"), "{text}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_mid_cycle_lets_it_finish_within_grace() {
+        // The first cycle takes 5 s; shutdown arrives at 1 s; grace is 10 s.
+        let mut h = harness(
+            vec![published(1)],
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+        );
+        let started = Instant::now();
+        run_for(&mut h, Duration::from_secs(1)).await;
+        let calls = h.calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 1);
+        assert!(calls[0].1.is_some(), "the in-flight cycle was abandoned");
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        assert!(h.lp.state.readiness().ok);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_grace_bounds_a_stuck_cycle() {
+        let mut h = harness(
+            vec![published(1)],
+            Duration::from_secs(600),
+            Duration::from_secs(60),
+        );
+        h.lp.settings.shutdown_grace = Duration::from_secs(3);
+        let started = Instant::now();
+        run_for(&mut h, Duration::from_secs(1)).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(4));
+        assert!(h.calls.lock().unwrap()[0].1.is_none());
+        assert!(!h.lp.state.readiness().ok);
+    }
+
     fn obj(id: &str, version: &str, sha: &str) -> ObjectStatus {
         ObjectStatus {
             id: id.into(),
