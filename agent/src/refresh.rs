@@ -647,10 +647,13 @@ mod tests {
         assert_eq!(short.cap, Duration::from_secs(1));
     }
 
+    /// (start, end) of each cycle.
+    type Calls = Arc<std::sync::Mutex<Vec<(Instant, Option<Instant>)>>>;
+
     /// A scripted cycle: each call takes `latency` (tokio time) and returns the next result.
     struct Scripted {
         script: std::sync::Mutex<std::collections::VecDeque<Result<WriteOutcome, String>>>,
-        calls: Arc<std::sync::Mutex<Vec<(Instant, Option<Instant>)>>>,
+        calls: Calls,
         latency: Duration,
     }
 
@@ -692,7 +695,7 @@ mod tests {
 
     struct Harness {
         lp: Loop,
-        calls: Arc<std::sync::Mutex<Vec<(Instant, Option<Instant>)>>>,
+        calls: Calls,
         notified: Arc<std::sync::Mutex<Vec<String>>>,
         _dir: tempfile::TempDir,
     }
