@@ -86,7 +86,8 @@ impl Backoff {
     /// A jittered delay before retry `retry`.
     pub fn delay(&self, retry: u32) -> Duration {
         let ceiling = self.ceiling(retry);
-        let nanos = rand::thread_rng().gen_range(0..=ceiling.as_nanos().min(u64::MAX as u128) as u64);
+        let nanos =
+            rand::thread_rng().gen_range(0..=ceiling.as_nanos().min(u64::MAX as u128) as u64);
         Duration::from_nanos(nanos)
     }
 
@@ -248,7 +249,10 @@ mod tests {
         let b = Backoff::service_default();
         let start = Instant::now();
         let mut r = b.start(start + Duration::from_secs(30));
-        assert_eq!(r.wait(Some(Duration::from_secs(31))).await, Err(GiveUp::Deadline));
+        assert_eq!(
+            r.wait(Some(Duration::from_secs(31))).await,
+            Err(GiveUp::Deadline)
+        );
         // No sleeping into a certain failure.
         assert_eq!(Instant::now(), start);
     }

@@ -255,7 +255,10 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(e.contains("junk-ca.pem") && e.contains("BEGIN CERTIFICATE"), "{e}");
+        assert!(
+            e.contains("junk-ca.pem") && e.contains("BEGIN CERTIFICATE"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -22,7 +22,9 @@ impl AccessToken {
     /// When this token should be replaced.
     pub fn refresh_at(&self) -> Instant {
         let margin = MAX_REFRESH_MARGIN.min(self.lifetime / 10);
-        self.expires_at.checked_sub(margin).unwrap_or(self.expires_at)
+        self.expires_at
+            .checked_sub(margin)
+            .unwrap_or(self.expires_at)
     }
 
     /// Whether the token is still usable without a refresh.
@@ -70,7 +72,11 @@ impl TokenCache {
 
     /// The cached token for `scope`, or the result of one `fetch` shared by every caller
     /// that was waiting for it.
-    pub async fn get_or_refresh<F, Fut>(&self, scope: &str, fetch: F) -> Result<AccessToken, AuthError>
+    pub async fn get_or_refresh<F, Fut>(
+        &self,
+        scope: &str,
+        fetch: F,
+    ) -> Result<AccessToken, AuthError>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<AccessToken, AuthError>>,
@@ -152,13 +158,45 @@ mod tests {
             let n = calls.fetch_add(1, Ordering::SeqCst);
             Ok(token(&format!("t{n}"), Duration::from_secs(600)))
         };
-        assert_eq!(cache.get_or_refresh("s", fetch).await.unwrap().token.expose(), "t0");
+        assert_eq!(
+            cache
+                .get_or_refresh("s", fetch)
+                .await
+                .unwrap()
+                .token
+                .expose(),
+            "t0"
+        );
         tokio::time::advance(Duration::from_secs(539)).await;
-        assert_eq!(cache.get_or_refresh("s", fetch).await.unwrap().token.expose(), "t0");
+        assert_eq!(
+            cache
+                .get_or_refresh("s", fetch)
+                .await
+                .unwrap()
+                .token
+                .expose(),
+            "t0"
+        );
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(cache.get_or_refresh("s", fetch).await.unwrap().token.expose(), "t1");
+        assert_eq!(
+            cache
+                .get_or_refresh("s", fetch)
+                .await
+                .unwrap()
+                .token
+                .expose(),
+            "t1"
+        );
         // Another scope has its own token.
-        assert_eq!(cache.get_or_refresh("other", fetch).await.unwrap().token.expose(), "t2");
+        assert_eq!(
+            cache
+                .get_or_refresh("other", fetch)
+                .await
+                .unwrap()
+                .token
+                .expose(),
+            "t2"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -198,7 +236,9 @@ mod tests {
     async fn keeps_a_valid_token_when_refresh_fails_transiently_and_invalidate_drops_it() {
         let cache = TokenCache::default();
         let t = cache
-            .get_or_refresh("s", || async { Ok(token("old", Duration::from_secs(1000))) })
+            .get_or_refresh("s", || async {
+                Ok(token("old", Duration::from_secs(1000)))
+            })
             .await
             .unwrap();
         tokio::time::advance(Duration::from_secs(950)).await;
@@ -215,7 +255,9 @@ mod tests {
         assert_eq!(got.token.expose(), "old");
         cache.invalidate("s", &t).await;
         let got = cache
-            .get_or_refresh("s", || async { Ok(token("new", Duration::from_secs(1000))) })
+            .get_or_refresh("s", || async {
+                Ok(token("new", Duration::from_secs(1000)))
+            })
             .await
             .unwrap();
         assert_eq!(got.token.expose(), "new");

@@ -118,7 +118,13 @@ pub(crate) async fn post(
         .timeout(timeout)
         .send()
         .await
-        .map_err(|e| Failure::Other(transport_error(mode, &format!("token request to {}", host_of(url)), &e)))?;
+        .map_err(|e| {
+            Failure::Other(transport_error(
+                mode,
+                &format!("token request to {}", host_of(url)),
+                &e,
+            ))
+        })?;
     let status = resp.status();
     let retry_after = crate::backoff::retry_after(resp.headers(), SystemTime::now());
     let body = resp
@@ -132,12 +138,15 @@ pub(crate) async fn post(
                 message: format!("entra returned an unreadable token response: {e}"),
             })
         })?;
-        let token = t.access_token.filter(|t| !t.expose().is_empty()).ok_or_else(|| {
-            Failure::Other(AuthError::Decode {
-                mode,
-                message: "entra's token response has no access_token".into(),
-            })
-        })?;
+        let token = t
+            .access_token
+            .filter(|t| !t.expose().is_empty())
+            .ok_or_else(|| {
+                Failure::Other(AuthError::Decode {
+                    mode,
+                    message: "entra's token response has no access_token".into(),
+                })
+            })?;
         let secs = t
             .expires_in
             .as_ref()
@@ -223,7 +232,11 @@ pub(crate) fn generic_message(status: u16, error: &EntraError) -> String {
         .unwrap_or_default();
     format!(
         "entra refused the token request ({status} {}{code}): {}",
-        if error.error.is_empty() { "error" } else { &error.error },
+        if error.error.is_empty() {
+            "error"
+        } else {
+            &error.error
+        },
         error.summary()
     )
 }
@@ -236,7 +249,9 @@ mod tests {
     fn token_url_keeps_authority_path_and_checks_tenant() {
         let a = Url::parse("https://login.microsoftonline.com/").unwrap();
         assert_eq!(
-            token_url("m", &a, "contoso.onmicrosoft.com").unwrap().as_str(),
+            token_url("m", &a, "contoso.onmicrosoft.com")
+                .unwrap()
+                .as_str(),
             "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
         );
         let a = Url::parse("https://localhost:8443").unwrap();
@@ -257,7 +272,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.code(), Some(70021));
-        assert_eq!(e.summary(), "AADSTS70021: No matching federated identity record found.");
+        assert_eq!(
+            e.summary(),
+            "AADSTS70021: No matching federated identity record found."
+        );
         let e: EntraError = serde_json::from_str(
             r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}"#,
         )

@@ -44,12 +44,12 @@ impl ManagedIdentity {
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
-        let token_url = base
-            .join("metadata/identity/oauth2/token")
-            .map_err(|e| AuthError::Config {
-                mode: MODE,
-                message: format!("imds endpoint {endpoint} is not a usable url: {e}"),
-            })?;
+        let token_url =
+            base.join("metadata/identity/oauth2/token")
+                .map_err(|e| AuthError::Config {
+                    mode: MODE,
+                    message: format!("imds endpoint {endpoint} is not a usable url: {e}"),
+                })?;
         Ok(Self {
             client_id: client_id.filter(|c| !c.trim().is_empty()),
             token_url,
@@ -154,14 +154,19 @@ impl ManagedIdentity {
                 None => "no system-assigned identity on this vm or node pool (imds: identity not found): enable one, or set userAssignedIdentityID".into(),
             }
         } else if err.error == "bad_request_102" {
-            format!("imds refused the request ({detail}); is KEYVAULT_AGENT_IMDS_ENDPOINT pointing at imds?")
+            format!(
+                "imds refused the request ({detail}); is KEYVAULT_AGENT_IMDS_ENDPOINT pointing at imds?"
+            )
         } else if err.error == "invalid_resource" {
             format!(
                 "imds does not know the resource {} ({detail}): check the cloud",
                 scope_to_resource(scope)
             )
         } else {
-            format!("imds refused a token for {} ({status}: {detail})", self.who())
+            format!(
+                "imds refused a token for {} ({status}: {detail})",
+                self.who()
+            )
         };
         Err(AuthError::Rejected {
             mode: MODE,
@@ -197,11 +202,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(lifetime(&t), Some(Duration::from_secs(3599)));
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-        let t: ImdsToken =
-            serde_json::from_str(&format!(r#"{{"access_token":"x","expires_on":"{}"}}"#, now + 100))
-                .unwrap();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let t: ImdsToken = serde_json::from_str(&format!(
+            r#"{{"access_token":"x","expires_on":"{}"}}"#,
+            now + 100
+        ))
+        .unwrap();
         let l = lifetime(&t).unwrap();
-        assert!(l <= Duration::from_secs(100) && l >= Duration::from_secs(98), "{l:?}");
+        assert!(
+            l <= Duration::from_secs(100) && l >= Duration::from_secs(98),
+            "{l:?}"
+        );
     }
 }

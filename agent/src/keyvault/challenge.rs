@@ -16,7 +16,9 @@ pub struct Challenge {
 /// resource or scope.
 pub fn parse(header: &str) -> Option<Challenge> {
     let header = header.trim();
-    let (scheme, rest) = header.split_once(char::is_whitespace).unwrap_or((header, ""));
+    let (scheme, rest) = header
+        .split_once(char::is_whitespace)
+        .unwrap_or((header, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;
     }
@@ -129,8 +131,13 @@ mod tests {
         );
         let c = parse(r#"Bearer authorization_uri="https://localhost:8443/secrets", resource="https://vault.localhost/""#).unwrap();
         assert_eq!(c.scope, "https://vault.localhost/.default");
-        assert_eq!(c.authorization.as_deref(), Some("https://localhost:8443/secrets"));
-        let c = parse(r#"bearer scope="https://vault.azure.net/.default",authorization="https://x/t""#).unwrap();
+        assert_eq!(
+            c.authorization.as_deref(),
+            Some("https://localhost:8443/secrets")
+        );
+        let c =
+            parse(r#"bearer scope="https://vault.azure.net/.default",authorization="https://x/t""#)
+                .unwrap();
         assert_eq!(c.scope, "https://vault.azure.net/.default");
         let c = parse(r#"Bearer resource=https://vault.azure.cn"#).unwrap();
         assert_eq!(c.scope, "https://vault.azure.cn/.default");
@@ -142,15 +149,24 @@ mod tests {
     // reference: protocol.md §2.2 (verify_challenge_resource)
     #[test]
     fn host_check_accepts_subdomains_only() {
-        assert_eq!(scope_host("https://vault.azure.net/.default").as_deref(), Some("vault.azure.net"));
-        assert_eq!(scope_host("https://vault.localhost").as_deref(), Some("vault.localhost"));
+        assert_eq!(
+            scope_host("https://vault.azure.net/.default").as_deref(),
+            Some("vault.azure.net")
+        );
+        assert_eq!(
+            scope_host("https://vault.localhost").as_deref(),
+            Some("vault.localhost")
+        );
         assert!(host_matches("myvault.vault.azure.net", "vault.azure.net"));
         assert!(host_matches("demo.vault.localhost", "vault.localhost"));
         assert!(host_matches("Demo.Vault.Localhost.", "vault.localhost"));
         // The resource host itself is not a vault.
         assert!(!host_matches("vault.azure.net", "vault.azure.net"));
         // Look-alikes.
-        assert!(!host_matches("myvault.vault.azure.net.evil.com", "vault.azure.net"));
+        assert!(!host_matches(
+            "myvault.vault.azure.net.evil.com",
+            "vault.azure.net"
+        ));
         assert!(!host_matches("myvaultvault.azure.net", "vault.azure.net"));
         assert!(!host_matches("evil.localhost", "vault.localhost"));
         assert!(!host_matches("myvault.vault.azure.net", "evil.com"));

@@ -32,7 +32,9 @@ pub enum KeyVaultError {
         hint: String,
     },
     /// 401 even with a fresh token.
-    #[error("key vault rejected the access token ({message}): check that the identity's tenant is the vault's tenant and the cloud is right")]
+    #[error(
+        "key vault rejected the access token ({message}): check that the identity's tenant is the vault's tenant and the cloud is right"
+    )]
     Unauthorized {
         /// The service's message (first line).
         message: String,
@@ -68,7 +70,9 @@ pub enum KeyVaultError {
         message: String,
     },
     /// The challenge's resource does not cover the vault host: no token is sent.
-    #[error("the vault at {vault_host} answered with a challenge for resource host {resource_host}, which does not cover it: refusing to send a token (look-alike or wrong vault url?); check keyvaultName / keyvaultURL and the cloud")]
+    #[error(
+        "the vault at {vault_host} answered with a challenge for resource host {resource_host}, which does not cover it: refusing to send a token (look-alike or wrong vault url?); check keyvaultName / keyvaultURL and the cloud"
+    )]
     ChallengeMismatch {
         /// The request host.
         vault_host: String,
@@ -76,7 +80,9 @@ pub enum KeyVaultError {
         resource_host: String,
     },
     /// 401 without a usable Bearer challenge.
-    #[error("key vault answered 401 without a usable bearer challenge (www-authenticate: {header:?}): is the url a key vault?")]
+    #[error(
+        "key vault answered 401 without a usable bearer challenge (www-authenticate: {header:?}): is the url a key vault?"
+    )]
     Challenge {
         /// The header as received (no secrets).
         header: String,
@@ -213,7 +219,11 @@ pub(crate) fn classify(status: u16, body: &[u8], t: ObjectType, vault: &str) -> 
         }
         _ => KeyVaultError::BadRequest {
             status,
-            code: if code.is_empty() { "error".into() } else { code },
+            code: if code.is_empty() {
+                "error".into()
+            } else {
+                code
+            },
             message,
         },
     }
@@ -235,19 +245,35 @@ mod tests {
         let e = classify(403, rbac, ObjectType::Secret, "demo");
         assert!(matches!(&e, KeyVaultError::Forbidden { inner, .. } if inner == "ForbiddenByRbac"));
         let m = e.to_string();
-        assert!(m.contains("Key Vault Secrets User") && !m.contains('\n'), "{m}");
+        assert!(
+            m.contains("Key Vault Secrets User") && !m.contains('\n'),
+            "{m}"
+        );
         let m = classify(403, rbac, ObjectType::Key, "demo").to_string();
         assert!(m.contains("Key Vault Crypto User"), "{m}");
         let policy = br#"{"error":{"code":"Forbidden","message":"The user ... does not have secrets get permission","innererror":{"code":"ForbiddenByPolicy"}}}"#;
         let m = classify(403, policy, ObjectType::Cert, "demo").to_string();
-        assert!(m.contains("az keyvault set-policy --name demo --certificate-permissions get"), "{m}");
+        assert!(
+            m.contains("az keyvault set-policy --name demo --certificate-permissions get"),
+            "{m}"
+        );
         let nf = br#"{"error":{"code":"SecretNotFound","message":"A secret with (name/id) x was not found in this key vault."}}"#;
-        assert!(matches!(classify(404, nf, ObjectType::Secret, "v"), KeyVaultError::NotFound { code } if code == "SecretNotFound"));
-        assert!(matches!(classify(404, b"", ObjectType::Key, "v"), KeyVaultError::NotFound { .. }));
+        assert!(
+            matches!(classify(404, nf, ObjectType::Secret, "v"), KeyVaultError::NotFound { code } if code == "SecretNotFound")
+        );
+        assert!(matches!(
+            classify(404, b"", ObjectType::Key, "v"),
+            KeyVaultError::NotFound { .. }
+        ));
         let bad = br#"{"error":{"code":"BadParameter","message":"The specified api-version is not supported"}}"#;
         let e = classify(400, bad, ObjectType::Secret, "v");
         assert!(!e.is_transient());
         assert!(e.to_string().contains("BadParameter"));
-        assert!(KeyVaultError::Throttled { retry_after: Some(Duration::from_secs(3)) }.is_transient());
+        assert!(
+            KeyVaultError::Throttled {
+                retry_after: Some(Duration::from_secs(3))
+            }
+            .is_transient()
+        );
     }
 }

@@ -178,7 +178,9 @@ impl KeyVaultClient {
             ObjectType::Secret => {
                 Fetched::Secret(serde_json::from_slice::<SecretBundle>(&body).map_err(decode)?)
             }
-            ObjectType::Key => Fetched::Key(serde_json::from_slice::<KeyBundle>(&body).map_err(decode)?),
+            ObjectType::Key => {
+                Fetched::Key(serde_json::from_slice::<KeyBundle>(&body).map_err(decode)?)
+            }
             ObjectType::Cert => Fetched::Certificate(
                 serde_json::from_slice::<CertificateBundle>(&body).map_err(decode)?,
             ),
@@ -192,7 +194,10 @@ impl KeyVaultClient {
         version: Option<&str>,
         deadline: Instant,
     ) -> Result<SecretBundle, KeyVaultError> {
-        match self.get(ObjectType::Secret, name, version, deadline).await? {
+        match self
+            .get(ObjectType::Secret, name, version, deadline)
+            .await?
+        {
             Fetched::Secret(s) => Ok(s),
             _ => unreachable!("secret get returns a secret"),
         }
@@ -440,7 +445,11 @@ impl KeyVaultClient {
                         message: format!(
                             "{} answered {status}{}",
                             host_port(&url),
-                            if c.is_empty() { String::new() } else { format!(" ({c}: {m})") }
+                            if c.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({c}: {m})")
+                            }
                         ),
                     }
                 };
