@@ -367,7 +367,8 @@ impl Loop {
                 self.metrics.refresh(RefreshResult::Failed);
                 self.metrics.error(error_class(&e));
                 let delay = self.backoff.next_delay(e.retry_after());
-                let message = e.to_string();
+                // Object failures are one per line; the log line stays one line.
+                let message = e.to_string().replace('\n', "; ");
                 self.state.failed(&message);
                 self.state.scheduled(delay);
                 if !self.first {
@@ -681,10 +682,29 @@ mod tests {
                         duration: self.latency,
                         finished_at: std::time::SystemTime::now(),
                     }),
-                    Err(e) => Err(SyncError::Failed(e)),
+                    Err(e) => Err(failure(&e)),
                 }
             })
         }
+    }
+
+    /// `throttle:N` is a 429 with `Retry-After: N`; anything else a 503.
+    fn failure(what: &str) -> SyncError {
+        use crate::keyvault::KeyVaultError;
+        use crate::sync::{FailureKind, ObjectFailure};
+        let kind = match what.strip_prefix("throttle:") {
+            Some(n) => KeyVaultError::Throttled {
+                retry_after: Some(Duration::from_secs(n.parse().unwrap())),
+            },
+            None => KeyVaultError::Transient {
+                status: Some(503),
+                message: what.into(),
+            },
+        };
+        SyncError::Objects(vec![ObjectFailure {
+            label: "secret \"a\"".into(),
+            kind: FailureKind::KeyVault(kind),
+        }])
     }
 
     fn published(n: u32) -> Result<WriteOutcome, String> {
@@ -831,6 +851,28 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("swaps_total 2"), "{text}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_delays_the_next_attempt_then_the_schedule_resumes() {
+        let mut h = harness(
+            vec![published(1), Err("throttle:30".into()), published(2)],
+            Duration::from_millis(5),
+            Duration::from_secs(10),
+        );
+        run_for(&mut h, Duration::from_secs(60)).await;
+        let calls = h.calls.lock().unwrap().clone();
+        let gap = |i: usize| calls[i + 1].0 - calls[i].1.unwrap();
+        assert_eq!(gap(0), Duration::from_secs(10));
+        // Far beyond the 1 s backoff ceiling: the server asked for 30 s.
+        assert!(gap(1) >= Duration::from_secs(30), "{:?}", gap(1));
+        assert!(gap(1) <= Duration::from_secs(31), "{:?}", gap(1));
+        assert_eq!(gap(2), Duration::from_secs(10));
+        let text = h.lp.metrics.encode();
+        assert!(
+            text.contains("errors_total{class=\"throttled\"} 1"),
+            "{text}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
