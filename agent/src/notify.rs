@@ -158,6 +158,12 @@ impl Notifier {
         self
     }
 
+    /// Changes the first retry delay of the HTTP hook (it doubles per attempt).
+    pub fn with_http_backoff(mut self, first: Duration) -> Self {
+        self.http_backoff = first;
+        self
+    }
+
     /// Whether any notifier is configured.
     pub fn is_empty(&self) -> bool {
         self.settings.signal.is_none()
@@ -631,6 +637,96 @@ mod tests {
         let text = metrics.encode();
         assert!(text.contains("class=\"exec_ok\"} 1"), "{text}");
         assert!(text.contains("class=\"exec_failed\"} 1"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn http_hook_posts_metadata_and_retries_server_errors() {
+        use axum::http::StatusCode;
+        let hits = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+        let h = hits.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(v): axum::Json<serde_json::Value>| {
+                let h = h.clone();
+                async move {
+                    let mut hits = h.lock().unwrap();
+                    hits.push(v);
+                    // The first two attempts fail.
+                    if hits.len() <= 2 {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        StatusCode::NO_CONTENT
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url: url::Url = format!("http://{}/hook?token=abc", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let settings = NotifySettings {
+            http: Some(url.clone()),
+            ..Default::default()
+        };
+        let metrics = Metrics::new();
+        let n = Notifier::new(&settings, &[], metrics.clone())
+            .unwrap()
+            .with_http_backoff(Duration::from_millis(10));
+        let mut e = event(3);
+        e.changed = vec!["secret/a".into()];
+        n.notify(&e).await;
+        let hits = hits.lock().unwrap().clone();
+        assert_eq!(hits.len(), 3);
+        assert_eq!(hits[2]["data_dir"], "..3");
+        assert_eq!(hits[2]["changed"][0], "secret/a");
+        assert!(metrics.encode().contains("class=\"http_ok\"} 1"));
+        assert_eq!(redact_url(&url).contains("token"), false);
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn signal_reaches_the_process_in_the_pidfile() {
+        use std::os::unix::process::ExitStatusExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = tokio::process::Command::new("sleep")
+            .arg("30")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let pidfile = dir.path().join("pid");
+        std::fs::write(&pidfile, format!("{}\n", child.id().unwrap())).unwrap();
+        let settings = NotifySettings {
+            signal: Some(parse_signal("USR1").unwrap()),
+            signal_pidfile: Some(pidfile),
+            ..Default::default()
+        };
+        let metrics = Metrics::new();
+        Notifier::new(&settings, &[], metrics.clone())
+            .unwrap()
+            .notify(&event(1))
+            .await;
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(rustix::process::Signal::USR1.as_raw())
+        );
+        assert!(metrics.encode().contains("class=\"signal_ok\"} 1"));
+
+        // A pidfile naming nothing is a logged failure, not a crash.
+        let bad = NotifySettings {
+            signal: Some(1),
+            signal_pidfile: Some(dir.path().join("missing")),
+            ..Default::default()
+        };
+        Notifier::new(&bad, &[], metrics.clone())
+            .unwrap()
+            .notify(&event(2))
+            .await;
+        assert!(metrics.encode().contains("class=\"signal_failed\"} 1"));
     }
 
     #[tokio::test]
