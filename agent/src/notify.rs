@@ -681,7 +681,7 @@ mod tests {
         assert_eq!(hits[2]["data_dir"], "..3");
         assert_eq!(hits[2]["changed"][0], "secret/a");
         assert!(metrics.encode().contains("class=\"http_ok\"} 1"));
-        assert_eq!(redact_url(&url).contains("token"), false);
+        assert!(!redact_url(&url).contains("token"));
         server.abort();
     }
 
