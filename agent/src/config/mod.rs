@@ -196,6 +196,74 @@ pub struct Plan {
     pub objects: Vec<ObjectSpec>,
 }
 
+impl Identity {
+    /// One line naming the mode and its non-secret parameters (for `check` and logs).
+    pub fn describe(&self) -> String {
+        match self {
+            Identity::WorkloadIdentity {
+                client_id,
+                tenant_id,
+                token_file,
+                authority_host,
+            } => format!(
+                "workload identity (client {client_id}, tenant {tenant_id}, token file {}, authority {authority_host})",
+                token_file.display()
+            ),
+            Identity::ManagedIdentity {
+                client_id,
+                endpoint,
+            } => match client_id {
+                Some(c) => format!("managed identity (user-assigned client {c}, IMDS {endpoint})"),
+                None => format!("managed identity (system-assigned, IMDS {endpoint})"),
+            },
+            Identity::ClientSecret {
+                client_id,
+                tenant_id,
+                authority_host,
+                ..
+            } => format!(
+                "client secret (client {client_id}, tenant {tenant_id}, authority {authority_host})"
+            ),
+        }
+    }
+}
+
+impl Plan {
+    /// What `check` prints on success: the vault, the identity, then one line per object
+    /// (id, output path, mode). Never a value.
+    pub fn summary(&self) -> Vec<String> {
+        let mut lines = vec![
+            format!(
+                "vault {} ({}, cloud {})",
+                self.vault_name, self.vault_url, self.cloud.name
+            ),
+            format!("identity: {}", self.identity.describe()),
+            format!("{} object(s)", self.objects.len()),
+        ];
+        for o in &self.objects {
+            let version = o
+                .version
+                .as_deref()
+                .map(|v| format!(" version {v}"))
+                .unwrap_or_default();
+            if o.is_history() {
+                lines.push(format!(
+                    "{}{version} -> {}/0..{}/{} ({} versions, mode {:04o})",
+                    o.id(),
+                    o.path,
+                    o.path,
+                    o.history - 1,
+                    o.history,
+                    o.mode
+                ));
+            } else {
+                lines.push(format!("{}{version} -> {} (mode {:04o})", o.id(), o.path, o.mode));
+            }
+        }
+        lines
+    }
+}
+
 /// A snapshot of the process environment, passed in so tests never mutate the real one.
 #[derive(Debug, Clone, Default)]
 pub struct Env(pub std::collections::BTreeMap<String, String>);

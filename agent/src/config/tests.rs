@@ -399,3 +399,21 @@ fn plan_debug_never_shows_a_client_secret() {
     assert!(matches!(plan.identity, Identity::ClientSecret { .. }));
     assert!(!format!("{plan:?} {plan:#?}").contains("very-secret-value"));
 }
+
+#[test]
+fn summary_names_objects_paths_and_modes_only() {
+    let plan = load_file("spc-full.yaml", &wi_env()).unwrap();
+    let lines = plan.summary();
+    assert_eq!(lines[0], "vault kvname (https://kvname.vault.azure.net/, cloud AzurePublicCloud)");
+    assert!(lines[1].starts_with("identity: workload identity (client 00000000-0000-0000-0000-000000000001"));
+    assert_eq!(lines[2], "4 object(s)");
+    assert_eq!(
+        &lines[3..],
+        [
+            "secret/db-password -> db-password (mode 0644)",
+            "key/signing-key -> keys/signing.pem (mode 0600)",
+            "secret/tls -> tls.pfx (mode 0644)",
+            "cert/api-cert -> api-cert/0..api-cert/2 (3 versions, mode 0440)",
+        ]
+    );
+}
