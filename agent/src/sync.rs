@@ -518,7 +518,7 @@ pub fn select_history(
             Some((a.created.unwrap_or(0), it.version()?.to_owned()))
         })
         .collect();
-    enabled.sort_by(|a, b| b.0.cmp(&a.0));
+    enabled.sort_by_key(|e| std::cmp::Reverse(e.0));
     let from = match start {
         None => 0,
         Some(v) => enabled
