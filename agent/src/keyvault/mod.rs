@@ -480,3 +480,6 @@ impl KeyVaultClient {
 pub fn deadline_in(d: Duration) -> Instant {
     Instant::now() + d
 }
+
+#[cfg(test)]
+mod tests;
