@@ -28,12 +28,15 @@ pub(crate) struct Seen {
     pub authorization: Option<String>,
 }
 
+/// Status, extra headers, body.
+pub(crate) type Answer = (u16, Vec<(&'static str, String)>, String);
+
 #[derive(Default)]
 pub(crate) struct Script {
     /// Resource in the challenge.
     pub resource: String,
     /// Answers to authorized GETs, in order; afterwards a default secret.
-    pub answers: VecDeque<(u16, Vec<(&'static str, String)>, String)>,
+    pub answers: VecDeque<Answer>,
     pub seen: Vec<Seen>,
     pub token_requests: usize,
 }
@@ -99,9 +102,7 @@ async fn handler(
     }
     (
         [("content-type", "application/json")],
-        format!(
-            r#"{{"value":"s3cr3t","id":"https://x/secrets/db/0123456789abcdef0123456789abcdef","attributes":{{"enabled":true}}}}"#
-        ),
+        r#"{"value":"s3cr3t","id":"https://x/secrets/db/0123456789abcdef0123456789abcdef","attributes":{"enabled":true}}"#,
     )
         .into_response()
 }
