@@ -2,9 +2,32 @@
 //!
 //! Parsing follows the Azure provider exactly (names, defaults, trimming, boolean parsing,
 //! error precedence; `reference-provider.md` §1) and fixes its validation bugs. Every
-//! problem is collected and reported in one run. This module never touches the network.
+//! problem is collected and reported in one run. This module never touches the network; the
+//! only files it reads are the configuration file itself, an Azure Stack cloud file
+//! (`cloudEnvFileName`) and a client-secret file (`AZURE_CLIENT_SECRET_FILE`). The federated
+//! token file is deliberately *not* read here: the kubelet rotates it, so the credential
+//! re-reads it for every exchange.
+//!
+//! - [`params`]: the input file (a SecretProviderClass manifest or its bare parameters map)
+//!   and the scalar parameters (trimming, Go `strconv.ParseBool`).
+//! - [`objects`]: the `objects` string and per-object validation, paths and collisions.
+//! - [`cloud`]: the cloud table, Azure Stack files and the vault URL.
+//! - [`identity`]: which identity the agent uses, from parameters and environment.
+//!
+//! Error precedence follows `reference-provider.md` §1.2 (pod name and namespace are not
+//! required: the agent runs inside the pod), but where the reference stops at the first
+//! problem, [`load`] lists all of them in that order.
 
-use std::path::PathBuf;
+mod cloud;
+mod identity;
+mod objects;
+mod params;
+
+pub use cloud::{cloud_by_name, vault_url_for};
+pub use objects::validate_path;
+pub use params::{Parameters, parse_bool};
+
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use url::Url;
@@ -240,10 +263,233 @@ pub struct Settings {
     pub shutdown_grace: Duration,
 }
 
-/// Every configuration problem found in one run, one line each.
-/// (Placeholder shape; the config work refines it but keeps the name.)
+
+impl Settings {
+    /// Settings with every default of the command line, for `config_file` and `dir`.
+    /// Used by `check` and by tests; the CLI fills every field itself.
+    pub fn with_defaults(config_file: impl Into<PathBuf>, dir: impl Into<PathBuf>) -> Self {
+        Settings {
+            config_file: config_file.into(),
+            dir: dir.into(),
+            api_version: DEFAULT_API_VERSION.to_owned(),
+            concurrency: DEFAULT_CONCURRENCY,
+            timeout: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(30),
+            ca_files: Vec::new(),
+            interval: Duration::from_secs(120),
+            jitter: 0.1,
+            listen: Some(std::net::SocketAddr::from(([0, 0, 0, 0], 9090))),
+            max_staleness: None,
+            notify: NotifySettings::default(),
+            imds_endpoint: Url::parse(DEFAULT_IMDS_ENDPOINT).expect("valid default IMDS URL"),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Default Key Vault api-version (`--api-version`).
+pub const DEFAULT_API_VERSION: &str = "2025-07-01";
+/// Default bound on concurrent Key Vault requests (`--concurrency`). Key Vault's service
+/// limits are counted per vault per 10 s (thousands of GETs); 8 in flight stays far below
+/// them while hiding most of the round-trip latency.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Default IMDS base URL (`KEYVAULT_AGENT_IMDS_ENDPOINT`).
+pub const DEFAULT_IMDS_ENDPOINT: &str = "http://169.254.169.254";
+/// Mode of output files when `filePermission` is not set (the CSI driver's default, 0644).
+pub const DEFAULT_FILE_MODE: u32 = 0o644;
+
+/// One configuration problem. `Display` is one line, lowercase where the reference's own
+/// text allows, and says what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read config file \"{path}\": {reason}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        reason: String,
+    },
+    /// The configuration file is not valid YAML, or not a SecretProviderClass / parameters map.
+    #[error("config file \"{path}\": {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A required parameter is missing (`keyvaultName is not provided`, reference text).
+    #[error("{0} is not provided")]
+    Missing(&'static str),
+    /// A boolean parameter is not a Go `strconv.ParseBool` value (reference text).
+    #[error("failed to parse {name} flag, error: strconv.ParseBool: parsing {value:?}: invalid syntax")]
+    Bool {
+        /// Parameter name.
+        name: &'static str,
+        /// The trimmed value.
+        value: String,
+    },
+    /// More than one of the identity-mode booleans is true (reference text).
+    #[error("only one identity mode can be enabled at a time: usePodIdentity, useVMManagedIdentity, or useAzureTokenProxy")]
+    ModeConflict,
+    /// An identity mode of the reference that the agent does not implement.
+    #[error("{name} is not supported by keyvault-agent: {hint}")]
+    UnsupportedMode {
+        /// Parameter name.
+        name: &'static str,
+        /// What to use instead.
+        hint: &'static str,
+    },
+    /// `cloudName` / `cloudEnvFileName` problem (`cloudName X is not valid, error: ...`).
+    #[error("cloudName {name} is not valid, error: {reason}")]
+    Cloud {
+        /// The cloud name as written.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// `keyvaultURL` is not an https URL.
+    #[error("keyvaultURL {value:?} is not valid: {reason}")]
+    VaultUrl {
+        /// The value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// Vault name validation (reference text, after the objects).
+    #[error("failed to get vault: {0}")]
+    VaultName(String),
+    /// No usable identity, or an incomplete one.
+    #[error("{0}")]
+    Identity(String),
+    /// `objects` is empty (reference text).
+    #[error("objects is not set")]
+    ObjectsNotSet,
+    /// The `objects` string could not be parsed (reference text prefix).
+    #[error("failed to yaml unmarshal objects, error: {0}")]
+    ObjectsYaml(String),
+    /// One element of `objects.array` could not be parsed (reference text).
+    #[error("unmarshal failed for keyVaultObjects at index {index}, error: {reason}")]
+    ObjectYaml {
+        /// Zero-based element index.
+        index: usize,
+        /// The YAML error.
+        reason: String,
+    },
+    /// A per-object problem, wrapped with the object's identity like the reference.
+    #[error("failed to get objectType:{object_type}, objectName:{name}, objectVersion:{version}: {problem}")]
+    Object {
+        /// `objectType` as written (trimmed).
+        object_type: String,
+        /// `objectName` as written (trimmed).
+        name: String,
+        /// `objectVersion` as written (trimmed).
+        version: String,
+        /// What is wrong.
+        problem: ObjectProblem,
+    },
+    /// Anything else (free text, one line).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<String> for ConfigError {
+    fn from(s: String) -> Self {
+        ConfigError::Other(s)
+    }
+}
+
+impl From<&str> for ConfigError {
+    fn from(s: &str) -> Self {
+        ConfigError::Other(s.to_owned())
+    }
+}
+
+/// What is wrong with one object (wrapped in [`ConfigError::Object`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ObjectProblem {
+    /// `objectType` is not `secret`, `key` or `cert` (reference text; the reference only
+    /// notices at fetch time).
+    #[error("Invalid vaultObjectTypes. Should be secret, key, or cert")]
+    InvalidType,
+    /// Reference text.
+    #[error("invalid objectFormat: {0}, should be PEM or PFX")]
+    InvalidFormat(String),
+    /// Reference text (our check is case-insensitive).
+    #[error("PFX format only supported for objectType: secret")]
+    PfxNotSecret,
+    /// Reference text.
+    #[error("invalid objectEncoding: {0}, should be hex, base64 or utf-8")]
+    InvalidEncoding(String),
+    /// Reference text.
+    #[error("objectEncoding only supported for objectType: secret")]
+    EncodingNotSecret,
+    /// Reference text.
+    #[error("file name must not be empty")]
+    EmptyFileName,
+    /// Reference text.
+    #[error("file name must be a relative path")]
+    AbsoluteFileName,
+    /// Reference text (a `..` element or substring).
+    #[error("file name must not contain '..'")]
+    DotDot,
+    /// The CSI driver's clean-path rule (`./a`, `a//b`, `a/`).
+    #[error("invalid filepath: {0:?}")]
+    UncleanPath(String),
+    /// The AtomicWriter's component limit.
+    #[error("invalid path: filenames must be less than or equal to 255 characters")]
+    ComponentTooLong,
+    /// The AtomicWriter's total limit.
+    #[error("invalid path: must be less than or equal to 4096 characters")]
+    PathTooLong,
+    /// `filePermission` is not an octal mode (the reference writes mode 0 instead).
+    #[error("file permission must be a valid octal number: {0}")]
+    FilePermission(String),
+    /// `objectName` is empty (the reference would send an empty name to Key Vault).
+    #[error("objectName must not be empty")]
+    EmptyName,
+    /// Two objects write the same file.
+    #[error("output path {path:?} is also written by {other}: give one of them a different objectAlias")]
+    DuplicatePath {
+        /// The path.
+        path: String,
+        /// The other object (`objectType:secret, objectName:x`).
+        other: String,
+    },
+    /// A file path is also a directory of another object.
+    #[error("output path {path:?} collides with {other_path:?} of {other}: a file cannot also be a directory")]
+    PathCollision {
+        /// This object's path.
+        path: String,
+        /// The other object's path.
+        other_path: String,
+        /// The other object.
+        other: String,
+    },
+}
+
+/// Every configuration problem found in one run, one line each, in the reference's
+/// precedence order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<String>);
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// The problems.
+    pub fn iter(&self) -> impl Iterator<Item = &ConfigError> {
+        self.0.iter()
+    }
+
+    /// One line per problem.
+    pub fn messages(&self) -> Vec<String> {
+        self.0.iter().map(ToString::to_string).collect()
+    }
+}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        ConfigErrors(vec![e])
+    }
+}
 
 impl std::fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -259,8 +505,78 @@ impl std::fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Reads `settings.config_file` and validates it with `env` into a [`Plan`].
-/// (Placeholder; the config work implements it.)
-pub fn load(_settings: &Settings, _env: &Env) -> Result<Plan, ConfigErrors> {
-    Err(ConfigErrors(vec!["not implemented".into()]))
+/// Reads `settings.config_file` (a SecretProviderClass manifest or its parameters map,
+/// symlinks followed so a ConfigMap volume works as mounted) and validates it with `env`
+/// into a [`Plan`]. Every problem is reported, in the reference's precedence order.
+pub fn load(settings: &Settings, env: &Env) -> Result<Plan, ConfigErrors> {
+    let path = &settings.config_file;
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    let params = Parameters::from_yaml(&text).map_err(|reason| ConfigError::File {
+        path: path.clone(),
+        reason,
+    })?;
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    from_parameters(&params, base_dir, settings, env)
+}
+
+/// Validates a parameters map (already extracted from its file) into a [`Plan`].
+/// Relative `cloudEnvFileName` paths are resolved against `base_dir` (the config file's
+/// directory, so a ConfigMap can carry both files).
+pub fn from_parameters(
+    params: &Parameters,
+    base_dir: &Path,
+    settings: &Settings,
+    env: &Env,
+) -> Result<Plan, ConfigErrors> {
+    let mut errs: Vec<ConfigError> = Vec::new();
+
+    // reference-provider.md §1.2 order: booleans → exclusivity → keyvaultName → tenant →
+    // cloud → auth → objects → vault name. Pod name/namespace are not required here.
+    let modes = identity::Modes::parse(params, &mut errs);
+    let vault_name = params.get("keyvaultName");
+    if vault_name.is_empty() {
+        errs.push(ConfigError::Missing("keyvaultName"));
+    }
+    let tenant = identity::tenant(params, env);
+    if tenant.is_none() && modes.needs_tenant() {
+        errs.push(ConfigError::Missing("tenantId"));
+    }
+    let cloud = cloud::from_parameters(params, base_dir, &mut errs);
+    let vault_url_override = cloud::vault_url_override(params, &mut errs);
+    let identity = match &cloud {
+        Some(c) => identity::select(&modes, params, tenant.as_deref(), c, settings, env, &mut errs),
+        None => None,
+    };
+    let objects = objects::from_parameters(params, &mut errs);
+    let vault_url = match cloud::validate_vault_name(vault_name) {
+        Ok(()) => vault_url_override.or_else(|| {
+            cloud
+                .as_ref()
+                .and_then(|c| vault_url_for(vault_name, c).ok())
+        }),
+        Err(msg) => {
+            if !vault_name.is_empty() {
+                errs.push(ConfigError::VaultName(msg));
+            }
+            None
+        }
+    };
+
+    match (errs.is_empty(), vault_url, cloud, identity) {
+        (true, Some(vault_url), Some(cloud), Some(identity)) => Ok(Plan {
+            vault_url,
+            vault_name: vault_name.to_owned(),
+            cloud,
+            identity,
+            objects,
+        }),
+        _ if !errs.is_empty() => Err(ConfigErrors(errs)),
+        // Unreachable by construction (every None above pushes an error); say so plainly.
+        _ => Err(ConfigErrors(vec![ConfigError::Other(
+            "internal error: configuration incomplete without a reported problem".into(),
+        )])),
+    }
 }
