@@ -54,6 +54,12 @@ vaults:
         value: "api-key-value-0xfeed"
       - name: hex-blob
         value: "68656c6c6f"
+      - name: many
+        versions:
+          - { value: "many-0", created: 1700000000 }
+          - { value: "many-3", created: 1700000003 }
+          - { value: "many-1", created: 1700000001 }
+          - { value: "many-2", created: 1700000002 }
       - name: off
         versions:
           - { value: "disabled-value", enabled: false }
