@@ -1,1 +1,525 @@
-//! (to be written)
+//! Command-line flags and their environment variables, mapped into [`Settings`].
+//!
+//! Every flag also reads a `KEYVAULT_AGENT_*` variable, so a pod spec can configure the agent
+//! with `env:` alone. Single-flag mistakes (a bad duration, an unknown signal) are clap usage
+//! errors; cross-flag mistakes are collected by [`Cli::into_invocation`] and reported all at
+//! once. Both exit with code 2 (see [`crate::error`]).
+//!
+//! `--on-change-exec` is split like a POSIX shell would split it (quotes and backslashes,
+//! no expansion of variables or globs) by the `shlex` crate; the command runs directly,
+//! without a shell. Wrap it in `sh -c '...'` when shell features are needed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use url::Url;
+
+use crate::config::{
+    DEFAULT_API_VERSION, DEFAULT_IMDS_ENDPOINT, Env, NotifySettings, Settings,
+};
+
+const AFTER_HELP: &str = "\
+The configuration file is a SecretProviderClass manifest (provider: azure), exactly as used
+with the Secrets Store CSI driver, or just its spec.parameters map.
+
+Identity (first match wins): useVMManagedIdentity: \"true\" in the parameters (IMDS); workload
+identity from AZURE_CLIENT_ID / AZURE_TENANT_ID / AZURE_FEDERATED_TOKEN_FILE (injected by the
+azure-workload-identity webhook for pods labelled azure.workload.identity/use: \"true\"), where
+the clientID / tenantID parameters win over the env vars; a client secret from
+AZURE_CLIENT_SECRET or AZURE_CLIENT_SECRET_FILE. AZURE_AUTHORITY_HOST overrides the cloud's
+Entra endpoint. SSL_CERT_FILE adds trusted CA certificates, like --ca-file.
+
+Exit codes:
+  0  success
+  1  unexpected internal error
+  2  command-line usage error
+  3  invalid configuration (SecretProviderClass, identity settings)
+  4  authentication failed (Entra / IMDS refused the identity)
+  5  Key Vault refused an object (not found, disabled, forbidden)
+  6  Key Vault or Entra unavailable or throttling until the deadline
+  7  an object's content could not be converted
+  8  the output directory could not be written";
+
+/// keyvault-agent: fetches the Azure Key Vault objects of a SecretProviderClass into a
+/// directory, atomically, from inside the pod.
+#[derive(Debug, Parser)]
+#[command(
+    name = "keyvault-agent",
+    version,
+    about = "Fetches the Azure Key Vault objects of a SecretProviderClass into a directory, atomically, from inside the pod.",
+    long_about = "Fetches the Azure Key Vault objects of a SecretProviderClass into a directory, atomically, from inside the pod.\n\n\
+        With --once it runs as an initContainer: one sync, then exit. Without it, it runs as a sidecar: \
+        first sync, then refresh every --interval, notifying the application when files change.",
+    after_long_help = AFTER_HELP,
+)]
+pub struct Cli {
+    /// Subcommand (none: sync, once or forever).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags of the sync modes.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the configuration offline: print every problem (exit 3), or one line per
+    /// object (id, path, mode; never values).
+    Check(CheckArgs),
+}
+
+/// `check` flags.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// SecretProviderClass manifest, or its parameters map.
+    #[arg(long, env = "KEYVAULT_AGENT_CONFIG", value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+/// Flags of the sync modes (init container and sidecar).
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// SecretProviderClass manifest, or its parameters map (required).
+    #[arg(long, env = "KEYVAULT_AGENT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Output directory, normally a shared emptyDir (required).
+    #[arg(long, env = "KEYVAULT_AGENT_DIR", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Sync once and exit (initContainer mode).
+    #[arg(long, env = "KEYVAULT_AGENT_ONCE")]
+    pub once: bool,
+
+    /// Refresh interval in sidecar mode (e.g. 2m, 90s, 1h).
+    #[arg(long, env = "KEYVAULT_AGENT_INTERVAL", default_value = "2m", value_parser = positive_duration, value_name = "DURATION")]
+    pub interval: Duration,
+
+    /// Random spread of each refresh as a fraction of --interval (0.1 = ±10%).
+    #[arg(long, env = "KEYVAULT_AGENT_JITTER", default_value_t = 0.1, value_parser = jitter, value_name = "FRACTION")]
+    pub jitter: f64,
+
+    /// Deadline of one whole sync, retries included (the whole run with --once).
+    #[arg(long, env = "KEYVAULT_AGENT_TIMEOUT", default_value = "2m", value_parser = positive_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+
+    /// Timeout of each HTTP request.
+    #[arg(long, env = "KEYVAULT_AGENT_REQUEST_TIMEOUT", default_value = "30s", value_parser = positive_duration, value_name = "DURATION")]
+    pub request_timeout: Duration,
+
+    /// Key Vault requests in flight at most. Key Vault's limits are counted per vault per
+    /// 10 s; 8 concurrent requests stay far below them.
+    #[arg(long, env = "KEYVAULT_AGENT_CONCURRENCY", default_value_t = crate::config::DEFAULT_CONCURRENCY,
+          value_parser = concurrency, value_name = "N")]
+    pub concurrency: usize,
+
+    /// Key Vault REST api-version.
+    #[arg(long, env = "KEYVAULT_AGENT_API_VERSION", default_value = DEFAULT_API_VERSION, value_name = "VERSION")]
+    pub api_version: String,
+
+    /// Extra trusted CA certificates (PEM); repeatable, or comma-separated in the env var.
+    /// SSL_CERT_FILE is added too.
+    #[arg(long = "ca-file", env = "KEYVAULT_AGENT_CA_FILE", value_delimiter = ',', value_name = "FILE")]
+    pub ca_files: Vec<PathBuf>,
+
+    /// Address of the health, metrics and status server, or `off`.
+    #[arg(long, env = "KEYVAULT_AGENT_LISTEN", default_value = "0.0.0.0:9090", value_parser = listen, value_name = "ADDR|off")]
+    pub listen: Listen,
+
+    /// Report not ready when the published data is older than this (sidecar).
+    #[arg(long, env = "KEYVAULT_AGENT_MAX_STALENESS", value_parser = positive_duration, value_name = "DURATION")]
+    pub max_staleness: Option<Duration>,
+
+    /// Signal sent to the application after each change (HUP, SIGUSR1, 10, ...).
+    #[arg(long, env = "KEYVAULT_AGENT_ON_CHANGE_SIGNAL", value_parser = signal, value_name = "SIG")]
+    pub on_change_signal: Option<i32>,
+
+    /// Find the process to signal by its pidfile.
+    #[arg(long, env = "KEYVAULT_AGENT_SIGNAL_PIDFILE", value_name = "FILE")]
+    pub signal_pidfile: Option<PathBuf>,
+
+    /// Find the process to signal by name (needs shareProcessNamespace: true).
+    #[arg(long, env = "KEYVAULT_AGENT_SIGNAL_PROCESS", value_name = "NAME")]
+    pub signal_process: Option<String>,
+
+    /// Command run after each change, split shell-style (no shell is involved).
+    #[arg(long, env = "KEYVAULT_AGENT_ON_CHANGE_EXEC", value_parser = command_line, value_name = "CMD")]
+    pub on_change_exec: Option<Vec<String>>,
+
+    /// URL POSTed to after each change.
+    #[arg(long, env = "KEYVAULT_AGENT_ON_CHANGE_HTTP", value_parser = http_url, value_name = "URL")]
+    pub on_change_http: Option<Url>,
+
+    /// Time allowed to finish an in-flight swap after SIGTERM/SIGINT.
+    #[arg(long, env = "KEYVAULT_AGENT_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub shutdown_grace: Duration,
+
+    /// IMDS base URL for managed identity (tests and proxies).
+    #[arg(long, env = "KEYVAULT_AGENT_IMDS_ENDPOINT", default_value = DEFAULT_IMDS_ENDPOINT, value_parser = http_url, value_name = "URL")]
+    pub imds_endpoint: Url,
+}
+
+/// `--listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen(pub Option<SocketAddr>);
+
+/// What to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `check`: load the configuration only.
+    Check,
+    /// `--once`: one sync under `--timeout`.
+    Once,
+    /// Sidecar: sync and refresh until a shutdown signal.
+    Run,
+}
+
+/// A validated command line.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// What to run.
+    pub mode: Mode,
+    /// Every setting, flags and environment applied.
+    pub settings: Settings,
+}
+
+impl Cli {
+    /// Cross-flag validation and mapping into [`Settings`]. `env` supplies `SSL_CERT_FILE`.
+    /// Every problem is returned at once, one line each, without the `error: ` prefix.
+    pub fn into_invocation(self, env: &Env) -> Result<Invocation, Vec<String>> {
+        let r = self.run;
+        let mut errs = Vec::new();
+        let (mode, config) = match self.command {
+            Some(Command::Check(c)) => (Mode::Check, Some(c.config)),
+            None if r.once => (Mode::Once, r.config),
+            None => (Mode::Run, r.config),
+        };
+        if config.is_none() {
+            errs.push("--config FILE (or KEYVAULT_AGENT_CONFIG) is required".to_owned());
+        }
+        if mode != Mode::Check && r.dir.is_none() {
+            errs.push("--dir DIR (or KEYVAULT_AGENT_DIR) is required".to_owned());
+        }
+
+        let mut ca_files = r.ca_files;
+        if let Some(f) = env.get("SSL_CERT_FILE").map(str::trim).filter(|f| !f.is_empty()) {
+            ca_files.push(PathBuf::from(f));
+        }
+        if mode != Mode::Check {
+            for f in &ca_files {
+                if let Err(e) = std::fs::metadata(f) {
+                    errs.push(format!("CA file \"{}\": {e}", f.display()));
+                }
+            }
+        }
+
+        match (r.on_change_signal, &r.signal_pidfile, &r.signal_process) {
+            (_, Some(_), Some(_)) => errs.push(
+                "--signal-pidfile and --signal-process both name the process to signal: use one"
+                    .to_owned(),
+            ),
+            (None, Some(_), None) => {
+                errs.push("--signal-pidfile needs --on-change-signal SIG".to_owned())
+            }
+            (None, None, Some(_)) => {
+                errs.push("--signal-process needs --on-change-signal SIG".to_owned())
+            }
+            (Some(_), None, None) => errs.push(
+                "--on-change-signal needs --signal-pidfile FILE or --signal-process NAME to find the process"
+                    .to_owned(),
+            ),
+            _ => {}
+        }
+        if let Some(s) = r.max_staleness.filter(|s| *s <= r.interval) {
+            errs.push(format!(
+                "--max-staleness ({}) must be longer than --interval ({}), or the agent is not ready between refreshes",
+                humantime::format_duration(s),
+                humantime::format_duration(r.interval)
+            ));
+        }
+        if r.request_timeout > r.timeout {
+            errs.push(format!(
+                "--request-timeout ({}) must not exceed --timeout ({})",
+                humantime::format_duration(r.request_timeout),
+                humantime::format_duration(r.timeout)
+            ));
+        }
+        if r.api_version.trim().is_empty() {
+            errs.push("--api-version must not be empty".to_owned());
+        }
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+
+        let settings = Settings {
+            config_file: config.unwrap_or_default(),
+            dir: r.dir.unwrap_or_default(),
+            api_version: r.api_version.trim().to_owned(),
+            concurrency: r.concurrency,
+            timeout: r.timeout,
+            request_timeout: r.request_timeout,
+            ca_files,
+            interval: r.interval,
+            jitter: r.jitter,
+            listen: r.listen.0,
+            max_staleness: r.max_staleness,
+            notify: NotifySettings {
+                signal: r.on_change_signal,
+                signal_pidfile: r.signal_pidfile,
+                signal_process: r.signal_process,
+                exec: r.on_change_exec,
+                http: r.on_change_http,
+            },
+            imds_endpoint: r.imds_endpoint,
+            shutdown_grace: r.shutdown_grace,
+        };
+        Ok(Invocation { mode, settings })
+    }
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim()).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+fn concurrency(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=256).contains(&n) => Ok(n),
+        _ => Err("expected a number from 1 to 256".into()),
+    }
+}
+
+fn jitter(s: &str) -> Result<f64, String> {
+    let j: f64 = s.trim().parse().map_err(|e| format!("{e}"))?;
+    if !(0.0..1.0).contains(&j) {
+        return Err("must be at least 0 and less than 1 (0.1 means ±10%)".into());
+    }
+    Ok(j)
+}
+
+fn listen(s: &str) -> Result<Listen, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(Listen(None));
+    }
+    s.parse::<SocketAddr>()
+        .map(|a| Listen(Some(a)))
+        .map_err(|_| "expected an address like 0.0.0.0:9090 or [::]:9090, or off".into())
+}
+
+fn http_url(s: &str) -> Result<Url, String> {
+    let u = Url::parse(s.trim()).map_err(|e| e.to_string())?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+        return Err("expected an http:// or https:// URL".into());
+    }
+    Ok(u)
+}
+
+fn command_line(s: &str) -> Result<Vec<String>, String> {
+    let words = shlex::split(s).ok_or("unbalanced quotes or trailing backslash")?;
+    if words.is_empty() {
+        return Err("the command is empty".into());
+    }
+    Ok(words)
+}
+
+/// Signal names accepted by `--on-change-signal`, with or without `SIG`, any case.
+const SIGNALS: &[(&str, i32)] = {
+    use signal_hook::consts::signal::*;
+    &[
+        ("HUP", SIGHUP),
+        ("INT", SIGINT),
+        ("QUIT", SIGQUIT),
+        ("KILL", SIGKILL),
+        ("USR1", SIGUSR1),
+        ("USR2", SIGUSR2),
+        ("PIPE", SIGPIPE),
+        ("ALRM", SIGALRM),
+        ("TERM", SIGTERM),
+        ("CONT", SIGCONT),
+        ("STOP", SIGSTOP),
+        ("TSTP", SIGTSTP),
+        ("WINCH", SIGWINCH),
+    ]
+};
+
+/// Parses a signal name (`HUP`, `SIGHUP`, `sigusr1`) or number (1–64).
+pub fn signal(s: &str) -> Result<i32, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<i32>() {
+        return if (1..=64).contains(&n) {
+            Ok(n)
+        } else {
+            Err("signal numbers are 1 to 64".into())
+        };
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    SIGNALS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<_> = SIGNALS.iter().map(|(n, _)| *n).collect();
+            format!("unknown signal; use a number or one of {}", names.join(", "))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("keyvault-agent").chain(args.iter().copied()))
+    }
+
+    fn invocation(args: &[&str]) -> Result<Invocation, Vec<String>> {
+        parse(args).unwrap().into_invocation(&Env::default())
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_fill_every_setting() {
+        let inv = invocation(&["--config", "spc.yaml", "--dir", "/out"]).unwrap();
+        assert_eq!(inv.mode, Mode::Run);
+        let s = inv.settings;
+        assert_eq!(s.config_file, PathBuf::from("spc.yaml"));
+        assert_eq!(s.dir, PathBuf::from("/out"));
+        assert_eq!(s.api_version, "2025-07-01");
+        assert_eq!(s.concurrency, 8);
+        assert_eq!(s.timeout, Duration::from_secs(120));
+        assert_eq!(s.request_timeout, Duration::from_secs(30));
+        assert_eq!(s.interval, Duration::from_secs(120));
+        assert_eq!(s.jitter, 0.1);
+        assert_eq!(s.listen, Some("0.0.0.0:9090".parse().unwrap()));
+        assert_eq!(s.max_staleness, None);
+        assert!(s.ca_files.is_empty());
+        assert_eq!(s.imds_endpoint.as_str(), "http://169.254.169.254/");
+        assert_eq!(s.shutdown_grace, Duration::from_secs(10));
+        assert!(s.notify.signal.is_none() && s.notify.exec.is_none() && s.notify.http.is_none());
+        // The defaults agree with Settings::with_defaults.
+        let d = Settings::with_defaults("spc.yaml", "/out");
+        assert_eq!(format!("{d:?}"), format!("{s:?}"));
+    }
+
+    #[test]
+    fn every_flag_maps_into_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "x").unwrap();
+        let ca = ca.to_str().unwrap();
+        let inv = parse(&[
+            "--config", "c.yaml", "--dir", "/o", "--once", "--interval", "90s", "--jitter", "0.25",
+            "--timeout", "5m", "--request-timeout", "10s", "--concurrency", "3", "--api-version",
+            "7.5", "--ca-file", ca, "--ca-file", ca, "--listen", "127.0.0.1:0", "--max-staleness",
+            "10m", "--on-change-signal", "SIGUSR1", "--signal-process", "nginx",
+            "--on-change-exec", "sh -c 'kill -HUP 1'", "--on-change-http",
+            "http://127.0.0.1:8080/-/reload", "--shutdown-grace", "3s", "--imds-endpoint",
+            "http://127.0.0.1:5555",
+        ])
+        .unwrap()
+        .into_invocation(&Env([("SSL_CERT_FILE".to_string(), ca.to_string())].into()))
+        .unwrap();
+        assert_eq!(inv.mode, Mode::Once);
+        let s = inv.settings;
+        assert_eq!(s.interval, Duration::from_secs(90));
+        assert_eq!(s.jitter, 0.25);
+        assert_eq!(s.timeout, Duration::from_secs(300));
+        assert_eq!(s.request_timeout, Duration::from_secs(10));
+        assert_eq!(s.concurrency, 3);
+        assert_eq!(s.api_version, "7.5");
+        assert_eq!(s.ca_files.len(), 3, "two flags plus SSL_CERT_FILE");
+        assert_eq!(s.listen, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(s.max_staleness, Some(Duration::from_secs(600)));
+        assert_eq!(s.notify.signal, Some(signal_hook::consts::SIGUSR1));
+        assert_eq!(s.notify.signal_process.as_deref(), Some("nginx"));
+        assert_eq!(
+            s.notify.exec,
+            Some(vec!["sh".to_string(), "-c".into(), "kill -HUP 1".into()])
+        );
+        assert_eq!(s.notify.http.unwrap().as_str(), "http://127.0.0.1:8080/-/reload");
+        assert_eq!(s.shutdown_grace, Duration::from_secs(3));
+        assert_eq!(s.imds_endpoint.as_str(), "http://127.0.0.1:5555/");
+    }
+
+    #[test]
+    fn listen_off_disables_the_server() {
+        let inv = invocation(&["--config", "c", "--dir", "d", "--listen", "off"]).unwrap();
+        assert_eq!(inv.settings.listen, None);
+    }
+
+    #[test]
+    fn signal_names_and_numbers() {
+        use signal_hook::consts::*;
+        assert_eq!(signal("HUP"), Ok(SIGHUP));
+        assert_eq!(signal("SIGHUP"), Ok(SIGHUP));
+        assert_eq!(signal("usr1"), Ok(SIGUSR1));
+        assert_eq!(signal("SigUsr2"), Ok(SIGUSR2));
+        assert_eq!(signal("15"), Ok(15));
+        assert!(signal("0").is_err());
+        assert!(signal("SIGFOO").unwrap_err().contains("HUP"));
+    }
+
+    #[test]
+    fn bad_single_values_are_usage_errors() {
+        for args in [
+            &["--interval", "soon"][..],
+            &["--interval", "0s"],
+            &["--jitter", "1.5"],
+            &["--concurrency", "0"],
+            &["--listen", "nowhere"],
+            &["--on-change-signal", "BOGUS"],
+            &["--on-change-exec", "echo 'unterminated"],
+            &["--on-change-http", "ftp://x/"],
+            &["--no-such-flag"],
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn cross_flag_problems_are_reported_together() {
+        let errs = invocation(&[
+            "--signal-pidfile", "/run/app.pid", "--signal-process", "app", "--interval", "5m",
+            "--max-staleness", "1m", "--request-timeout", "3m", "--ca-file", "/nonexistent/ca.pem",
+        ])
+        .unwrap_err();
+        assert_eq!(errs.len(), 6, "{errs:#?}");
+        assert!(errs[0].starts_with("--config FILE"));
+        assert!(errs[1].starts_with("--dir DIR"));
+        assert!(errs[2].starts_with("CA file \"/nonexistent/ca.pem\""));
+        assert!(errs[3].contains("--signal-pidfile and --signal-process"));
+        assert!(errs[4].starts_with("--max-staleness (1m) must be longer than --interval (5m)"));
+        assert!(errs[5].starts_with("--request-timeout (3m) must not exceed --timeout (2m)"));
+    }
+
+    #[test]
+    fn signal_needs_a_target_and_a_target_needs_a_signal() {
+        let errs = invocation(&["--config", "c", "--dir", "d", "--on-change-signal", "HUP"]).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].contains("needs --signal-pidfile FILE or --signal-process NAME"));
+        let errs = invocation(&["--config", "c", "--dir", "d", "--signal-pidfile", "/p"]).unwrap_err();
+        assert_eq!(errs, ["--signal-pidfile needs --on-change-signal SIG"]);
+        assert!(invocation(&["--config", "c", "--dir", "d", "--on-change-signal", "1", "--signal-pidfile", "/p"]).is_ok());
+    }
+
+    #[test]
+    fn check_needs_only_a_config() {
+        let inv = invocation(&["check", "--config", "spc.yaml"]).unwrap();
+        assert_eq!(inv.mode, Mode::Check);
+        assert_eq!(inv.settings.config_file, PathBuf::from("spc.yaml"));
+        assert!(parse(&["check"]).is_err() || std::env::var_os("KEYVAULT_AGENT_CONFIG").is_some());
+    }
+}

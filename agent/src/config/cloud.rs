@@ -16,13 +16,43 @@ use super::{Cloud, ConfigError};
 
 /// The built-in clouds: upper-case lookup names → (canonical name, authority, DNS suffix).
 const CLOUDS: [(&str, &str, &str, &str); 6] = [
-    ("AZURECLOUD", "AzurePublicCloud", "https://login.microsoftonline.com/", "vault.azure.net"),
-    ("AZUREPUBLICCLOUD", "AzurePublicCloud", "https://login.microsoftonline.com/", "vault.azure.net"),
-    ("AZUREUSGOVERNMENT", "AzureUSGovernmentCloud", "https://login.microsoftonline.us/", "vault.usgovcloudapi.net"),
-    ("AZUREUSGOVERNMENTCLOUD", "AzureUSGovernmentCloud", "https://login.microsoftonline.us/", "vault.usgovcloudapi.net"),
-    ("AZURECHINACLOUD", "AzureChinaCloud", "https://login.chinacloudapi.cn/", "vault.azure.cn"),
+    (
+        "AZURECLOUD",
+        "AzurePublicCloud",
+        "https://login.microsoftonline.com/",
+        "vault.azure.net",
+    ),
+    (
+        "AZUREPUBLICCLOUD",
+        "AzurePublicCloud",
+        "https://login.microsoftonline.com/",
+        "vault.azure.net",
+    ),
+    (
+        "AZUREUSGOVERNMENT",
+        "AzureUSGovernmentCloud",
+        "https://login.microsoftonline.us/",
+        "vault.usgovcloudapi.net",
+    ),
+    (
+        "AZUREUSGOVERNMENTCLOUD",
+        "AzureUSGovernmentCloud",
+        "https://login.microsoftonline.us/",
+        "vault.usgovcloudapi.net",
+    ),
+    (
+        "AZURECHINACLOUD",
+        "AzureChinaCloud",
+        "https://login.chinacloudapi.cn/",
+        "vault.azure.cn",
+    ),
     // Retired, kept for parity with the reference's table.
-    ("AZUREGERMANCLOUD", "AzureGermanCloud", "https://login.microsoftonline.de/", "vault.microsoftazure.de"),
+    (
+        "AZUREGERMANCLOUD",
+        "AzureGermanCloud",
+        "https://login.microsoftonline.de/",
+        "vault.microsoftazure.de",
+    ),
 ];
 
 /// A built-in cloud by name (case-insensitive; empty means `AzurePublicCloud`).
@@ -89,8 +119,9 @@ pub(crate) fn stack_cloud(path: &Path) -> Result<Cloud, String> {
     let shown = path.display();
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read cloudEnvFileName \"{shown}\": {e}"))?;
-    let f: StackFile = serde_json::from_str(&text)
-        .map_err(|e| format!("cloudEnvFileName \"{shown}\" is not a cloud environment JSON: {e}"))?;
+    let f: StackFile = serde_json::from_str(&text).map_err(|e| {
+        format!("cloudEnvFileName \"{shown}\" is not a cloud environment JSON: {e}")
+    })?;
     let missing = |field: &str| format!("cloudEnvFileName \"{shown}\" has no {field}");
     if f.active_directory_endpoint.trim().is_empty() {
         return Err(missing("activeDirectoryEndpoint"));
@@ -211,9 +242,18 @@ mod tests {
             ("azurepubliccloud", "https://testkv.vault.azure.net/"),
             ("AzureCloud", "https://testkv.vault.azure.net/"),
             ("AzureChinaCloud", "https://testkv.vault.azure.cn/"),
-            ("AzureGermanCloud", "https://testkv.vault.microsoftazure.de/"),
-            ("AzureUSGovernmentCloud", "https://testkv.vault.usgovcloudapi.net/"),
-            ("AZUREUSGOVERNMENT", "https://testkv.vault.usgovcloudapi.net/"),
+            (
+                "AzureGermanCloud",
+                "https://testkv.vault.microsoftazure.de/",
+            ),
+            (
+                "AzureUSGovernmentCloud",
+                "https://testkv.vault.usgovcloudapi.net/",
+            ),
+            (
+                "AZUREUSGOVERNMENT",
+                "https://testkv.vault.usgovcloudapi.net/",
+            ),
         ] {
             let c = cloud_by_name(name).unwrap();
             assert_eq!(vault_url_for("testkv", &c).unwrap().as_str(), url, "{name}");
@@ -224,13 +264,19 @@ mod tests {
     fn cloud_authorities_and_resources() {
         let c = cloud_by_name("AzureUSGovernmentCloud").unwrap();
         assert_eq!(c.name, "AzureUSGovernmentCloud");
-        assert_eq!(c.authority_host.as_str(), "https://login.microsoftonline.us/");
+        assert_eq!(
+            c.authority_host.as_str(),
+            "https://login.microsoftonline.us/"
+        );
         assert_eq!(c.keyvault_resource, "https://vault.usgovcloudapi.net");
         let c = cloud_by_name("azurechinacloud").unwrap();
         assert_eq!(c.authority_host.as_str(), "https://login.chinacloudapi.cn/");
         let c = cloud_by_name("").unwrap();
         assert_eq!(c.name, "AzurePublicCloud");
-        assert_eq!(c.authority_host.as_str(), "https://login.microsoftonline.com/");
+        assert_eq!(
+            c.authority_host.as_str(),
+            "https://login.microsoftonline.com/"
+        );
         assert_eq!(c.keyvault_resource, "https://vault.azure.net");
     }
 
@@ -274,9 +320,15 @@ mod tests {
         .unwrap();
         let c = stack_cloud(&path).unwrap();
         assert_eq!(c.name, "AzureStackCloud");
-        assert_eq!(c.authority_host.as_str(), "https://adfs.local.azurestack.external/adfs/");
+        assert_eq!(
+            c.authority_host.as_str(),
+            "https://adfs.local.azurestack.external/adfs/"
+        );
         assert_eq!(c.keyvault_dns_suffix, "vault.local.azurestack.external");
-        assert_eq!(c.keyvault_resource, "https://vault.local.azurestack.external");
+        assert_eq!(
+            c.keyvault_resource,
+            "https://vault.local.azurestack.external"
+        );
         assert_eq!(
             vault_url_for("kv1", &c).unwrap().as_str(),
             "https://kv1.vault.local.azurestack.external/"
@@ -288,13 +340,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.json");
         let e = stack_cloud(&missing).unwrap_err();
-        assert!(e.contains(&missing.display().to_string()) && e.contains("cannot read"), "{e}");
+        assert!(
+            e.contains(&missing.display().to_string()) && e.contains("cannot read"),
+            "{e}"
+        );
         let bad = dir.path().join("bad.json");
         std::fs::write(&bad, "{not json").unwrap();
         let e = stack_cloud(&bad).unwrap_err();
-        assert!(e.contains("bad.json") && e.contains("not a cloud environment JSON"), "{e}");
+        assert!(
+            e.contains("bad.json") && e.contains("not a cloud environment JSON"),
+            "{e}"
+        );
         std::fs::write(&bad, r#"{"activeDirectoryEndpoint": "https://login/"}"#).unwrap();
-        assert!(stack_cloud(&bad).unwrap_err().ends_with("has no keyVaultDNSSuffix"));
+        assert!(
+            stack_cloud(&bad)
+                .unwrap_err()
+                .ends_with("has no keyVaultDNSSuffix")
+        );
     }
 
     #[test]
@@ -308,8 +370,16 @@ mod tests {
         assert!(e.is_empty());
         assert_eq!(u.unwrap().as_str(), "https://127.0.0.1:8443/");
         let (u, _) = run("https://kv.privatelink.vaultcore.azure.net/");
-        assert_eq!(u.unwrap().as_str(), "https://kv.privatelink.vaultcore.azure.net/");
-        for bad in ["http://127.0.0.1:8443", "not a url", "https://h/?a=b", "https://u:p@h/"] {
+        assert_eq!(
+            u.unwrap().as_str(),
+            "https://kv.privatelink.vaultcore.azure.net/"
+        );
+        for bad in [
+            "http://127.0.0.1:8443",
+            "not a url",
+            "https://h/?a=b",
+            "https://u:p@h/",
+        ] {
             let (u, e) = run(bad);
             assert!(u.is_none(), "{bad}");
             assert_eq!(e.len(), 1, "{bad}");

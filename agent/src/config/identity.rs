@@ -42,8 +42,8 @@ impl Modes {
         let mut flag = |name: &'static str| {
             let value = params.get(name);
             match parse_bool(value) {
-                Ok(b) => Some(b),
-                Err(()) => {
+                Some(b) => Some(b),
+                None => {
                     errs.push(ConfigError::Bool {
                         name,
                         value: value.to_owned(),
@@ -137,16 +137,22 @@ pub(crate) fn select(
         .map(str::to_owned)
         .or_else(|| env_trimmed(env, "AZURE_CLIENT_ID"));
     let token_file = env_trimmed(env, "AZURE_FEDERATED_TOKEN_FILE").map(PathBuf::from);
-    let secret_env = env.get("AZURE_CLIENT_SECRET").filter(|s| !s.trim().is_empty());
+    let secret_env = env
+        .get("AZURE_CLIENT_SECRET")
+        .filter(|s| !s.trim().is_empty());
     let secret_file = env_trimmed(env, "AZURE_CLIENT_SECRET_FILE");
 
-    if let Some(t) = tenant {
-        if !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
-            fail(
-                errs,
-                format!("tenantId {t:?} is not valid: expected a tenant ID (GUID), a domain name, or adfs"),
-            );
-        }
+    // The tenant becomes a path segment of the token URL.
+    if let Some(t) = tenant.filter(|t| {
+        !t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    }) {
+        fail(
+            errs,
+            format!(
+                "tenantId {t:?} is not valid: expected a tenant ID (GUID), a domain name, or adfs"
+            ),
+        );
     }
     let authority = |errs: &mut Vec<ConfigError>, failed: &mut bool| -> Option<Url> {
         match env_trimmed(env, "AZURE_AUTHORITY_HOST") {
@@ -198,7 +204,10 @@ pub(crate) fn select(
             (Some(s), None) => Some(SecretString::new(s.trim())),
             (None, Some(path)) => match std::fs::read_to_string(path) {
                 Ok(s) if s.trim().is_empty() => {
-                    fail(errs, format!("AZURE_CLIENT_SECRET_FILE \"{path}\" is empty"));
+                    fail(
+                        errs,
+                        format!("AZURE_CLIENT_SECRET_FILE \"{path}\" is empty"),
+                    );
                     None
                 }
                 Ok(s) => Some(SecretString::new(s.trim())),
@@ -275,14 +284,25 @@ mod tests {
         let mut settings = Settings::with_defaults("spc.yaml", "/out");
         settings.imds_endpoint = Url::parse("http://127.0.0.1:1234").unwrap();
         let cloud = cloud_by_name("").unwrap();
-        let id = select(&modes, &params, t.as_deref(), &cloud, &settings, env, &mut errs);
+        let id = select(
+            &modes,
+            &params,
+            t.as_deref(),
+            &cloud,
+            &settings,
+            env,
+            &mut errs,
+        );
         (id, errs.iter().map(ToString::to_string).collect())
     }
 
     const WI_ENV: &[(&str, &str)] = &[
         ("AZURE_CLIENT_ID", "env-client"),
         ("AZURE_TENANT_ID", "env-tenant"),
-        ("AZURE_FEDERATED_TOKEN_FILE", "/var/run/secrets/azure/tokens/azure-identity-token"),
+        (
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "/var/run/secrets/azure/tokens/azure-identity-token",
+        ),
         ("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com/"),
     ];
 
@@ -291,31 +311,52 @@ mod tests {
         // Even with a full workload-identity environment.
         let (id, errs) = pick(&[("useVMManagedIdentity", "true")], &env(WI_ENV));
         assert!(errs.is_empty(), "{errs:?}");
-        let Some(Identity::ManagedIdentity { client_id, endpoint }) = id else {
+        let Some(Identity::ManagedIdentity {
+            client_id,
+            endpoint,
+        }) = id
+        else {
             panic!("{id:?}")
         };
         assert_eq!(client_id, None);
         assert_eq!(endpoint.as_str(), "http://127.0.0.1:1234/");
 
         let (id, errs) = pick(
-            &[("useVMManagedIdentity", " True "), ("userAssignedIdentityID", " uami ")],
+            &[
+                ("useVMManagedIdentity", " True "),
+                ("userAssignedIdentityID", " uami "),
+            ],
             &Env::default(),
         );
         assert!(errs.is_empty(), "{errs:?}");
-        assert!(matches!(id, Some(Identity::ManagedIdentity { client_id: Some(c), .. }) if c == "uami"));
+        assert!(
+            matches!(id, Some(Identity::ManagedIdentity { client_id: Some(c), .. }) if c == "uami")
+        );
     }
 
     #[test]
     fn workload_identity_from_webhook_env() {
         let (id, errs) = pick(&[], &env(WI_ENV));
         assert!(errs.is_empty(), "{errs:?}");
-        let Some(Identity::WorkloadIdentity { client_id, tenant_id, token_file, authority_host }) = id else {
+        let Some(Identity::WorkloadIdentity {
+            client_id,
+            tenant_id,
+            token_file,
+            authority_host,
+        }) = id
+        else {
             panic!("{id:?}")
         };
         assert_eq!(client_id, "env-client");
         assert_eq!(tenant_id, "env-tenant");
-        assert_eq!(token_file, PathBuf::from("/var/run/secrets/azure/tokens/azure-identity-token"));
-        assert_eq!(authority_host.as_str(), "https://login.microsoftonline.com/");
+        assert_eq!(
+            token_file,
+            PathBuf::from("/var/run/secrets/azure/tokens/azure-identity-token")
+        );
+        assert_eq!(
+            authority_host.as_str(),
+            "https://login.microsoftonline.com/"
+        );
     }
 
     // reference: reference-provider.md §3 ("SPC parameters clientID/tenantID should override
@@ -323,16 +364,27 @@ mod tests {
     #[test]
     fn parameters_override_env_and_tenant_id_spellings() {
         let (id, _) = pick(
-            &[("clientID", " spc-client "), ("tenantID", " spc-tenant "), ("tenantId", "old")],
+            &[
+                ("clientID", " spc-client "),
+                ("tenantID", " spc-tenant "),
+                ("tenantId", "old"),
+            ],
             &env(WI_ENV),
         );
-        assert!(matches!(&id, Some(Identity::WorkloadIdentity { client_id, tenant_id, .. })
-            if client_id == "spc-client" && tenant_id == "spc-tenant"), "{id:?}");
+        assert!(
+            matches!(&id, Some(Identity::WorkloadIdentity { client_id, tenant_id, .. })
+            if client_id == "spc-client" && tenant_id == "spc-tenant"),
+            "{id:?}"
+        );
         let (id, _) = pick(&[("tenantId", "test")], &env(WI_ENV));
-        assert!(matches!(&id, Some(Identity::WorkloadIdentity { tenant_id, .. }) if tenant_id == "test"));
+        assert!(
+            matches!(&id, Some(Identity::WorkloadIdentity { tenant_id, .. }) if tenant_id == "test")
+        );
         // Lower-case `tenantid` is not recognised (falls back to the env).
         let (id, _) = pick(&[("tenantid", "nope")], &env(WI_ENV));
-        assert!(matches!(&id, Some(Identity::WorkloadIdentity { tenant_id, .. }) if tenant_id == "env-tenant"));
+        assert!(
+            matches!(&id, Some(Identity::WorkloadIdentity { tenant_id, .. }) if tenant_id == "env-tenant")
+        );
     }
 
     #[test]
@@ -340,16 +392,29 @@ mod tests {
         let mut e = env(WI_ENV);
         e.0.remove("AZURE_AUTHORITY_HOST");
         let (id, _) = pick(&[], &e);
-        assert!(matches!(&id, Some(Identity::WorkloadIdentity { authority_host, .. })
-            if authority_host.as_str() == "https://login.microsoftonline.com/"));
-        e.0.insert("AZURE_AUTHORITY_HOST".into(), "https://127.0.0.1:4443".into());
+        assert!(
+            matches!(&id, Some(Identity::WorkloadIdentity { authority_host, .. })
+            if authority_host.as_str() == "https://login.microsoftonline.com/")
+        );
+        e.0.insert(
+            "AZURE_AUTHORITY_HOST".into(),
+            "https://127.0.0.1:4443".into(),
+        );
         let (id, _) = pick(&[], &e);
-        assert!(matches!(&id, Some(Identity::WorkloadIdentity { authority_host, .. })
-            if authority_host.as_str() == "https://127.0.0.1:4443/"));
-        e.0.insert("AZURE_AUTHORITY_HOST".into(), "http://127.0.0.1:4443".into());
+        assert!(
+            matches!(&id, Some(Identity::WorkloadIdentity { authority_host, .. })
+            if authority_host.as_str() == "https://127.0.0.1:4443/")
+        );
+        e.0.insert(
+            "AZURE_AUTHORITY_HOST".into(),
+            "http://127.0.0.1:4443".into(),
+        );
         let (id, errs) = pick(&[], &e);
         assert!(id.is_none());
-        assert!(errs[0].starts_with("AZURE_AUTHORITY_HOST \"http://127.0.0.1:4443\" is not valid"), "{errs:?}");
+        assert!(
+            errs[0].starts_with("AZURE_AUTHORITY_HOST \"http://127.0.0.1:4443\" is not valid"),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -368,13 +433,25 @@ mod tests {
             &env(&[("AZURE_CLIENT_SECRET", "s3cr3t-value")]),
         );
         assert!(errs.is_empty(), "{errs:?}");
-        let Some(Identity::ClientSecret { client_id, tenant_id, secret, authority_host }) = &id else {
+        let Some(Identity::ClientSecret {
+            client_id,
+            tenant_id,
+            secret,
+            authority_host,
+        }) = &id
+        else {
             panic!("{id:?}")
         };
         assert_eq!((client_id.as_str(), tenant_id.as_str()), ("app", "t1"));
         assert_eq!(secret.expose(), "s3cr3t-value");
-        assert_eq!(authority_host.as_str(), "https://login.microsoftonline.com/");
-        assert!(!format!("{id:?}").contains("s3cr3t"), "Debug must redact the secret");
+        assert_eq!(
+            authority_host.as_str(),
+            "https://login.microsoftonline.com/"
+        );
+        assert!(
+            !format!("{id:?}").contains("s3cr3t"),
+            "Debug must redact the secret"
+        );
 
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("clientsecret");
@@ -386,14 +463,19 @@ mod tests {
         ]);
         let (id, errs) = pick(&[], &e);
         assert!(errs.is_empty(), "{errs:?}");
-        assert!(matches!(&id, Some(Identity::ClientSecret { secret, .. }) if secret.expose() == "from-file"));
+        assert!(
+            matches!(&id, Some(Identity::ClientSecret { secret, .. }) if secret.expose() == "from-file")
+        );
     }
 
     #[test]
     fn client_secret_problems_are_all_reported() {
         let (id, errs) = pick(
             &[],
-            &env(&[("AZURE_CLIENT_SECRET", "x"), ("AZURE_CLIENT_SECRET_FILE", "/nope")]),
+            &env(&[
+                ("AZURE_CLIENT_SECRET", "x"),
+                ("AZURE_CLIENT_SECRET_FILE", "/nope"),
+            ]),
         );
         assert!(id.is_none());
         assert_eq!(errs.len(), 3, "{errs:?}");
@@ -406,14 +488,20 @@ mod tests {
             &env(&[("AZURE_CLIENT_SECRET_FILE", "/definitely/missing")]),
         );
         assert_eq!(errs.len(), 1);
-        assert!(errs[0].starts_with("cannot read AZURE_CLIENT_SECRET_FILE \"/definitely/missing\""), "{errs:?}");
+        assert!(
+            errs[0].starts_with("cannot read AZURE_CLIENT_SECRET_FILE \"/definitely/missing\""),
+            "{errs:?}"
+        );
     }
 
     #[test]
     fn workload_identity_beats_client_secret() {
         let mut e = env(WI_ENV);
         e.0.insert("AZURE_CLIENT_SECRET".into(), "x".into());
-        assert!(matches!(pick(&[], &e).0, Some(Identity::WorkloadIdentity { .. })));
+        assert!(matches!(
+            pick(&[], &e).0,
+            Some(Identity::WorkloadIdentity { .. })
+        ));
     }
 
     #[test]
@@ -431,31 +519,52 @@ mod tests {
         ] {
             assert!(e.contains(needle), "{needle} missing from {e}");
         }
-        let (_, errs) = pick(&[("tenantID", "t"), ("userAssignedIdentityID", "x")], &Env::default());
+        let (_, errs) = pick(
+            &[("tenantID", "t"), ("userAssignedIdentityID", "x")],
+            &Env::default(),
+        );
         assert!(errs[0].contains("userAssignedIdentityID is only used with useVMManagedIdentity"));
         // A client ID without the token file says exactly what is missing.
         let (_, errs) = pick(&[("tenantID", "t"), ("clientID", "c")], &Env::default());
-        assert!(errs[0].contains("AZURE_FEDERATED_TOKEN_FILE is not"), "{errs:?}");
+        assert!(
+            errs[0].contains("AZURE_FEDERATED_TOKEN_FILE is not"),
+            "{errs:?}"
+        );
     }
 
     // reference: reference-provider.md §1.5 (parameter getters; identity-binding tests)
     #[test]
     fn mode_booleans_use_reference_texts() {
         for (name, msg) in [
-            ("usePodIdentity", "failed to parse usePodIdentity flag, error: strconv.ParseBool: parsing \"tru\": invalid syntax"),
-            ("useVMManagedIdentity", "failed to parse useVMManagedIdentity flag, error: strconv.ParseBool: parsing \"tru\": invalid syntax"),
+            (
+                "usePodIdentity",
+                "failed to parse usePodIdentity flag, error: strconv.ParseBool: parsing \"tru\": invalid syntax",
+            ),
+            (
+                "useVMManagedIdentity",
+                "failed to parse useVMManagedIdentity flag, error: strconv.ParseBool: parsing \"tru\": invalid syntax",
+            ),
         ] {
             let (id, errs) = pick(&[(name, "tru"), ("tenantID", "t")], &env(WI_ENV));
             assert!(id.is_none());
             assert_eq!(errs, [msg]);
         }
         let (_, errs) = pick(&[("useAzureTokenProxy", "invalid-value")], &Env::default());
-        assert!(errs[0].starts_with("failed to parse useAzureTokenProxy"), "{errs:?}");
-        let (_, errs) = pick(&[("usePodIdentity", "true"), ("useAzureTokenProxy", "true")], &Env::default());
+        assert!(
+            errs[0].starts_with("failed to parse useAzureTokenProxy"),
+            "{errs:?}"
+        );
+        let (_, errs) = pick(
+            &[("usePodIdentity", "true"), ("useAzureTokenProxy", "true")],
+            &Env::default(),
+        );
         assert!(errs[0].starts_with("only one identity mode"), "{errs:?}");
         for v in ["", "false", "False", " false "] {
             let (id, _) = pick(&[("useVMManagedIdentity", v)], &env(WI_ENV));
-            assert!(matches!(id, Some(Identity::WorkloadIdentity { .. })), "{v:?}");
+            assert!(
+                matches!(id, Some(Identity::WorkloadIdentity { .. })),
+                "{v:?}"
+            );
         }
         let (id, _) = pick(&[("useVMManagedIdentity", "test")], &Env::default());
         assert!(id.is_none());
@@ -463,11 +572,20 @@ mod tests {
 
     #[test]
     fn unsupported_modes_are_refused_clearly() {
-        let (id, errs) = pick(&[("usePodIdentity", "true"), ("tenantID", "t")], &Env::default());
+        let (id, errs) = pick(
+            &[("usePodIdentity", "true"), ("tenantID", "t")],
+            &Env::default(),
+        );
         assert!(id.is_none());
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(errs[0].starts_with("usePodIdentity is not supported by keyvault-agent"), "{errs:?}");
-        let (_, errs) = pick(&[("useAzureTokenProxy", "1"), ("clientID", "c")], &Env::default());
+        assert!(
+            errs[0].starts_with("usePodIdentity is not supported by keyvault-agent"),
+            "{errs:?}"
+        );
+        let (_, errs) = pick(
+            &[("useAzureTokenProxy", "1"), ("clientID", "c")],
+            &Env::default(),
+        );
         assert!(errs[0].starts_with("useAzureTokenProxy is not supported by keyvault-agent"));
     }
 
@@ -475,7 +593,10 @@ mod tests {
     fn tenant_must_be_url_safe() {
         let (id, errs) = pick(&[("tenantID", "a/b")], &env(WI_ENV));
         assert!(id.is_none());
-        assert!(errs[0].starts_with("tenantId \"a/b\" is not valid"), "{errs:?}");
+        assert!(
+            errs[0].starts_with("tenantId \"a/b\" is not valid"),
+            "{errs:?}"
+        );
         let (id, _) = pick(&[("tenantID", "adfs")], &env(WI_ENV));
         assert!(id.is_some());
     }

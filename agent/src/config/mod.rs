@@ -196,6 +196,74 @@ pub struct Plan {
     pub objects: Vec<ObjectSpec>,
 }
 
+impl Identity {
+    /// One line naming the mode and its non-secret parameters (for `check` and logs).
+    pub fn describe(&self) -> String {
+        match self {
+            Identity::WorkloadIdentity {
+                client_id,
+                tenant_id,
+                token_file,
+                authority_host,
+            } => format!(
+                "workload identity (client {client_id}, tenant {tenant_id}, token file {}, authority {authority_host})",
+                token_file.display()
+            ),
+            Identity::ManagedIdentity {
+                client_id,
+                endpoint,
+            } => match client_id {
+                Some(c) => format!("managed identity (user-assigned client {c}, IMDS {endpoint})"),
+                None => format!("managed identity (system-assigned, IMDS {endpoint})"),
+            },
+            Identity::ClientSecret {
+                client_id,
+                tenant_id,
+                authority_host,
+                ..
+            } => format!(
+                "client secret (client {client_id}, tenant {tenant_id}, authority {authority_host})"
+            ),
+        }
+    }
+}
+
+impl Plan {
+    /// What `check` prints on success: the vault, the identity, then one line per object
+    /// (id, output path, mode). Never a value.
+    pub fn summary(&self) -> Vec<String> {
+        let mut lines = vec![
+            format!(
+                "vault {} ({}, cloud {})",
+                self.vault_name, self.vault_url, self.cloud.name
+            ),
+            format!("identity: {}", self.identity.describe()),
+            format!("{} object(s)", self.objects.len()),
+        ];
+        for o in &self.objects {
+            let version = o
+                .version
+                .as_deref()
+                .map(|v| format!(" version {v}"))
+                .unwrap_or_default();
+            if o.is_history() {
+                lines.push(format!(
+                    "{}{version} -> {}/0..{}/{} ({} versions, mode {:04o})",
+                    o.id(),
+                    o.path,
+                    o.path,
+                    o.history - 1,
+                    o.history,
+                    o.mode
+                ));
+            } else {
+                lines.push(format!("{}{version} -> {} (mode {:04o})", o.id(), o.path, o.mode));
+            }
+        }
+        lines
+    }
+}
+
 /// A snapshot of the process environment, passed in so tests never mutate the real one.
 #[derive(Debug, Clone, Default)]
 pub struct Env(pub std::collections::BTreeMap<String, String>);
@@ -263,7 +331,6 @@ pub struct Settings {
     pub shutdown_grace: Duration,
 }
 
-
 impl Settings {
     /// Settings with every default of the command line, for `config_file` and `dir`.
     /// Used by `check` and by tests; the CLI fills every field itself.
@@ -322,7 +389,9 @@ pub enum ConfigError {
     #[error("{0} is not provided")]
     Missing(&'static str),
     /// A boolean parameter is not a Go `strconv.ParseBool` value (reference text).
-    #[error("failed to parse {name} flag, error: strconv.ParseBool: parsing {value:?}: invalid syntax")]
+    #[error(
+        "failed to parse {name} flag, error: strconv.ParseBool: parsing {value:?}: invalid syntax"
+    )]
     Bool {
         /// Parameter name.
         name: &'static str,
@@ -330,7 +399,9 @@ pub enum ConfigError {
         value: String,
     },
     /// More than one of the identity-mode booleans is true (reference text).
-    #[error("only one identity mode can be enabled at a time: usePodIdentity, useVMManagedIdentity, or useAzureTokenProxy")]
+    #[error(
+        "only one identity mode can be enabled at a time: usePodIdentity, useVMManagedIdentity, or useAzureTokenProxy"
+    )]
     ModeConflict,
     /// An identity mode of the reference that the agent does not implement.
     #[error("{name} is not supported by keyvault-agent: {hint}")]
@@ -377,7 +448,9 @@ pub enum ConfigError {
         reason: String,
     },
     /// A per-object problem, wrapped with the object's identity like the reference.
-    #[error("failed to get objectType:{object_type}, objectName:{name}, objectVersion:{version}: {problem}")]
+    #[error(
+        "failed to get objectType:{object_type}, objectName:{name}, objectVersion:{version}: {problem}"
+    )]
     Object {
         /// `objectType` as written (trimmed).
         object_type: String,
@@ -449,7 +522,9 @@ pub enum ObjectProblem {
     #[error("objectName must not be empty")]
     EmptyName,
     /// Two objects write the same file.
-    #[error("output path {path:?} is also written by {other}: give one of them a different objectAlias")]
+    #[error(
+        "output path {path:?} is also written by {other}: give one of them a different objectAlias"
+    )]
     DuplicatePath {
         /// The path.
         path: String,
@@ -457,7 +532,9 @@ pub enum ObjectProblem {
         other: String,
     },
     /// A file path is also a directory of another object.
-    #[error("output path {path:?} collides with {other_path:?} of {other}: a file cannot also be a directory")]
+    #[error(
+        "output path {path:?} collides with {other_path:?} of {other}: a file cannot also be a directory"
+    )]
     PathCollision {
         /// This object's path.
         path: String,
@@ -547,7 +624,15 @@ pub fn from_parameters(
     let cloud = cloud::from_parameters(params, base_dir, &mut errs);
     let vault_url_override = cloud::vault_url_override(params, &mut errs);
     let identity = match &cloud {
-        Some(c) => identity::select(&modes, params, tenant.as_deref(), c, settings, env, &mut errs),
+        Some(c) => identity::select(
+            &modes,
+            params,
+            tenant.as_deref(),
+            c,
+            settings,
+            env,
+            &mut errs,
+        ),
         None => None,
     };
     let objects = objects::from_parameters(params, &mut errs);
@@ -580,3 +665,6 @@ pub fn from_parameters(
         )])),
     }
 }
+
+#[cfg(test)]
+mod tests;

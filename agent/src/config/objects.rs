@@ -107,19 +107,27 @@ impl<'de> Deserialize<'de> for Int32 {
                 f.write_str("an int32")
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<i32, E> {
-                i32::try_from(v).map_err(|_| E::custom(format!("cannot unmarshal !!int `{v}` into int32")))
+                i32::try_from(v)
+                    .map_err(|_| E::custom(format!("cannot unmarshal !!int `{v}` into int32")))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<i32, E> {
-                i32::try_from(v).map_err(|_| E::custom(format!("cannot unmarshal !!int `{v}` into int32")))
+                i32::try_from(v)
+                    .map_err(|_| E::custom(format!("cannot unmarshal !!int `{v}` into int32")))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<i32, E> {
-                Err(E::custom(format!("cannot unmarshal !!float `{v}` into int32")))
+                Err(E::custom(format!(
+                    "cannot unmarshal !!float `{v}` into int32"
+                )))
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<i32, E> {
-                Err(E::custom(format!("cannot unmarshal !!bool `{v}` into int32")))
+                Err(E::custom(format!(
+                    "cannot unmarshal !!bool `{v}` into int32"
+                )))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<i32, E> {
-                Err(E::custom(format!("cannot unmarshal !!str `{v}` into int32")))
+                Err(E::custom(format!(
+                    "cannot unmarshal !!str `{v}` into int32"
+                )))
             }
             fn visit_unit<E: de::Error>(self) -> Result<i32, E> {
                 Ok(0)
@@ -153,7 +161,10 @@ pub(crate) fn parse_objects(objects: &str) -> Result<Vec<RawObject>, Vec<ConfigE
     // Syntax errors read `yaml: ...`, shape errors `yaml: unmarshal errors: ...`, like
     // yaml.v3.
     if let Err(e) = serde_yaml::from_str::<serde_yaml::Value>(objects) {
-        return Err(vec![ConfigError::ObjectsYaml(format!("yaml: {}", one_line(e)))]);
+        return Err(vec![ConfigError::ObjectsYaml(format!(
+            "yaml: {}",
+            one_line(e)
+        ))]);
     }
     let outer: StringArray = serde_yaml::from_str(objects).map_err(|e| {
         vec![ConfigError::ObjectsYaml(format!(
@@ -201,19 +212,43 @@ pub(crate) fn from_parameters(params: &Parameters, errs: &mut Vec<ConfigError>) 
         }
     };
     let mut specs = Vec::with_capacity(raws.len());
-    let mut valid = Vec::with_capacity(raws.len());
+    // Every object with a valid path takes part in the collision check, even when another
+    // of its fields is wrong, so one run reports everything.
+    let mut outputs = Vec::with_capacity(raws.len());
     for raw in &raws {
         let mut problems = Vec::new();
         let spec = validate_object(raw, &mut problems);
         let ok = problems.is_empty();
-        errs.extend(problems.into_iter().map(|p| raw.wrap(p)));
+        let lines: Vec<ConfigError> = problems.into_iter().map(|p| raw.wrap(p)).collect();
+        let history = raw.object_version_history.0;
+        outputs.push(Out {
+            raw,
+            path: validate_path(raw.file_name())
+                .is_ok()
+                .then(|| raw.file_name()),
+            history: (history > 1).then_some(history as u32),
+            errs: lines,
+        });
         if let Some(spec) = spec.filter(|_| ok) {
             specs.push(spec);
-            valid.push(raw);
         }
     }
-    check_collisions(&valid, &specs, errs);
+    check_collisions(&mut outputs);
+    // Keep plan order in the messages: each object's own problems, then its clash.
+    for o in outputs {
+        errs.extend(o.errs);
+    }
     specs
+}
+
+/// One object's output for the collision check, with its problems so far.
+struct Out<'a> {
+    raw: &'a RawObject,
+    /// `None` when the path itself is invalid (already reported).
+    path: Option<&'a str>,
+    /// `Some(n)` in history mode.
+    history: Option<u32>,
+    errs: Vec<ConfigError>,
 }
 
 /// Validates one trimmed object. Problems are returned unwrapped, in the reference's order
@@ -226,7 +261,8 @@ fn validate_object(raw: &RawObject, problems: &mut Vec<ObjectProblem>) -> Option
         "cert" => Some(ObjectType::Cert),
         _ => None,
     };
-    let format = validate_object_format(&raw.object_format.0, type_str).map_err(|p| problems.push(p));
+    let format =
+        validate_object_format(&raw.object_format.0, type_str).map_err(|p| problems.push(p));
     let encoding =
         validate_object_encoding(&raw.object_encoding.0, type_str).map_err(|p| problems.push(p));
     let path = raw.file_name();
@@ -242,7 +278,8 @@ fn validate_object(raw: &RawObject, problems: &mut Vec<ObjectProblem>) -> Option
         // Without an alias the empty name already failed as an empty file name.
         problems.push(ObjectProblem::EmptyName);
     }
-    let mode = file_permission(&raw.file_permission.0, DEFAULT_FILE_MODE).map_err(|p| problems.push(p));
+    let mode =
+        file_permission(&raw.file_permission.0, DEFAULT_FILE_MODE).map_err(|p| problems.push(p));
 
     let history = raw.object_version_history.0;
     let is_history = history > 1;
@@ -267,7 +304,10 @@ fn validate_object(raw: &RawObject, problems: &mut Vec<ObjectProblem>) -> Option
 
 /// The reference's `validateObjectFormat`, with the `pfx`/type check made
 /// case-insensitive (reference-provider.md §1.4 [BUG]).
-pub(crate) fn validate_object_format(format: &str, object_type: &str) -> Result<ObjectFormat, ObjectProblem> {
+pub(crate) fn validate_object_format(
+    format: &str,
+    object_type: &str,
+) -> Result<ObjectFormat, ObjectProblem> {
     if format.is_empty() || format.eq_ignore_ascii_case("pem") {
         return Ok(ObjectFormat::Pem);
     }
@@ -354,7 +394,9 @@ pub(crate) fn file_permission(value: &str, default: u32) -> Result<u32, ObjectPr
     if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
         return Err(syntax());
     }
-    let parsed = i64::from_str_radix(digits, 8).ok().filter(|v| *v <= i64::from(i32::MAX));
+    let parsed = i64::from_str_radix(digits, 8)
+        .ok()
+        .filter(|v| *v <= i64::from(i32::MAX));
     let Some(mode) = parsed else {
         return Err(ObjectProblem::FilePermission(format!(
             "strconv.ParseInt: parsing {value:?}: value out of range"
@@ -374,23 +416,26 @@ pub(crate) fn file_permission(value: &str, default: u32) -> Result<u32, ObjectPr
 /// writes `{p/0 .. p/n-1}` and needs `p` too. Two objects clash when their `F` meet
 /// (duplicate) or one's `F` meets the other's `D` (collision). History sets are tested by
 /// membership, never expanded: `objectVersionHistory` may be large.
-fn check_collisions(raws: &[&RawObject], specs: &[ObjectSpec], errs: &mut Vec<ConfigError>) {
+fn check_collisions(outs: &mut [Out<'_>]) {
     // Accepted objects so far, by path.
     let mut singles: BTreeMap<&str, usize> = BTreeMap::new();
     let mut histories: BTreeMap<&str, (usize, u32)> = BTreeMap::new();
     let mut dirs: BTreeMap<&str, usize> = BTreeMap::new();
 
-    for (i, spec) in specs.iter().enumerate() {
-        let path = spec.path.as_str();
-        let history = spec.is_history().then_some(spec.history);
+    for i in 0..outs.len() {
+        let Some(path) = outs[i].path else { continue };
+        let history = outs[i].history;
         // Is `x` a version file of an accepted history object?
         let history_file = |x: &str| -> Option<usize> {
             let (parent, last) = x.rsplit_once('/')?;
             let &(j, n) = histories.get(parent)?;
             history_index(last).filter(|k| *k < n).map(|_| j)
         };
-        let owner = |j: usize| raws[j].short_identity();
-        let dup = |p: String, j: usize| ObjectProblem::DuplicatePath { path: p, other: owner(j) };
+        let owner = |j: usize| outs[j].raw.short_identity();
+        let dup = |p: String, j: usize| ObjectProblem::DuplicatePath {
+            path: p,
+            other: owner(j),
+        };
         let clash = |p: String, other_path: String, j: usize| ObjectProblem::PathCollision {
             path: p,
             other_path,
@@ -405,7 +450,11 @@ fn check_collisions(raws: &[&RawObject], specs: &[ObjectSpec], errs: &mut Vec<Co
                 } else if let Some(j) = history_file(path) {
                     problem = Some(dup(path.into(), j));
                 } else if let Some(&j) = dirs.get(path) {
-                    problem = Some(clash(path.into(), specs[j].path.clone(), j));
+                    problem = Some(clash(
+                        path.into(),
+                        outs[j].path.unwrap_or_default().to_owned(),
+                        j,
+                    ));
                 }
             }
             Some(n) => {
@@ -428,7 +477,7 @@ fn check_collisions(raws: &[&RawObject], specs: &[ObjectSpec], errs: &mut Vec<Co
                     if let Some((p, j)) = inside(&singles) {
                         problem = Some(dup(p, j));
                     } else if let Some((p, j)) = inside(&dirs) {
-                        problem = Some(clash(p, specs[j].path.clone(), j));
+                        problem = Some(clash(p, outs[j].path.unwrap_or_default().to_owned(), j));
                     }
                 }
             }
@@ -444,7 +493,10 @@ fn check_collisions(raws: &[&RawObject], specs: &[ObjectSpec], errs: &mut Vec<Co
         }
 
         match problem {
-            Some(p) => errs.push(raws[i].wrap(p)),
+            Some(p) => {
+                let e = outs[i].raw.wrap(p);
+                outs[i].errs.push(e);
+            }
             None => {
                 match history {
                     None => {
@@ -465,13 +517,577 @@ fn check_collisions(raws: &[&RawObject], specs: &[ObjectSpec], errs: &mut Vec<Co
 
 /// Proper ancestor directories of a clean relative path, nearest last: `a/b/c` → `a`, `a/b`.
 fn ancestors(path: &str) -> impl Iterator<Item = (&str, &str)> {
-    path.match_indices('/').map(move |(i, _)| (&path[..i], &path[i + 1..]))
+    path.match_indices('/')
+        .map(move |(i, _)| (&path[..i], &path[i + 1..]))
 }
 
 /// A history file name (`0`, `1`, ... in canonical decimal).
 fn history_index(s: &str) -> Option<u32> {
-    if s.is_empty() || (s.len() > 1 && s.starts_with('0')) || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if s.is_empty() || (s.len() > 1 && s.starts_with('0')) || !s.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     s.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(o: &RawObject) -> Vec<ObjectProblem> {
+        let mut p = Vec::new();
+        validate_object(o, &mut p);
+        p
+    }
+
+    fn raw(yaml: &str) -> RawObject {
+        parse_element(yaml).unwrap().trimmed()
+    }
+
+    /// Validates a whole `objects` string; returns specs and error lines.
+    fn run(objects: &str) -> (Vec<ObjectSpec>, Vec<String>) {
+        let mut errs = Vec::new();
+        let specs = from_parameters(&Parameters::from_pairs([("objects", objects)]), &mut errs);
+        (specs, errs.iter().map(ToString::to_string).collect())
+    }
+
+    /// An `objects` string from one YAML document per element.
+    fn objects(elements: &[&str]) -> String {
+        let mut s = String::from("array:\n");
+        for e in elements {
+            s.push_str("  - |\n");
+            for line in e.lines() {
+                s.push_str("    ");
+                s.push_str(line);
+                s.push('\n');
+            }
+        }
+        s
+    }
+
+    // reference: reference-provider.md §1.5 validateObjectFormat
+    #[test]
+    fn object_format_vectors() {
+        assert_eq!(validate_object_format("", "cert"), Ok(ObjectFormat::Pem));
+        assert_eq!(
+            validate_object_format("pkcs", "secret")
+                .unwrap_err()
+                .to_string(),
+            "invalid objectFormat: pkcs, should be PEM or PFX"
+        );
+        assert_eq!(
+            validate_object_format("pfx", "cert")
+                .unwrap_err()
+                .to_string(),
+            "PFX format only supported for objectType: secret"
+        );
+        assert_eq!(
+            validate_object_format("PFX", "secret"),
+            Ok(ObjectFormat::Pfx)
+        );
+        assert_eq!(
+            validate_object_format("pfx", "secret"),
+            Ok(ObjectFormat::Pfx)
+        );
+        assert_eq!(validate_object_format("PEM", "key"), Ok(ObjectFormat::Pem));
+    }
+
+    // reference: reference-provider.md §1.4 [BUG] the pfx/type check was case-sensitive
+    #[test]
+    fn upper_case_pfx_with_cert_is_rejected() {
+        assert_eq!(
+            validate_object_format("PFX", "cert"),
+            Err(ObjectProblem::PfxNotSecret)
+        );
+        assert_eq!(
+            validate_object_format("Pfx", "key"),
+            Err(ObjectProblem::PfxNotSecret)
+        );
+    }
+
+    // reference: reference-provider.md §1.5 validateObjectEncoding
+    #[test]
+    fn object_encoding_vectors() {
+        assert_eq!(
+            validate_object_encoding("", "cert"),
+            Ok(ObjectEncoding::Utf8)
+        );
+        assert_eq!(
+            validate_object_encoding("utf-16", "secret")
+                .unwrap_err()
+                .to_string(),
+            "invalid objectEncoding: utf-16, should be hex, base64 or utf-8"
+        );
+        assert_eq!(
+            validate_object_encoding("base64", "cert")
+                .unwrap_err()
+                .to_string(),
+            "objectEncoding only supported for objectType: secret"
+        );
+        assert_eq!(
+            validate_object_encoding("BasE64", "secret"),
+            Ok(ObjectEncoding::Base64)
+        );
+        assert_eq!(
+            validate_object_encoding("HEX", "secret"),
+            Ok(ObjectEncoding::Hex)
+        );
+        assert_eq!(
+            validate_object_encoding("UTF-8", "secret"),
+            Ok(ObjectEncoding::Utf8)
+        );
+    }
+
+    // reference: reference-provider.md §1.5 validateFileName
+    #[test]
+    fn file_name_vectors() {
+        let msg = |n: &str| validate_file_name(n).map_err(|e| e.to_string());
+        assert_eq!(
+            msg("/secret1"),
+            Err("file name must be a relative path".into())
+        );
+        assert_eq!(
+            msg("secret1/.."),
+            Err("file name must not contain '..'".into())
+        );
+        assert_eq!(
+            msg("../secret1"),
+            Err("file name must not contain '..'".into())
+        );
+        assert_eq!(msg(""), Err("file name must not be empty".into()));
+        assert_eq!(msg("secret1"), Ok(()));
+        // The reference's substring fallback also catches names like `my..secret`.
+        assert_eq!(
+            msg("my..secret"),
+            Err("file name must not contain '..'".into())
+        );
+        assert_eq!(msg("dir/file"), Ok(()));
+    }
+
+    // reference: reference-provider.md §1.4 (driver path rules) and atomic-writer.md §A.4
+    #[test]
+    fn driver_path_rules() {
+        let msg = |n: &str| validate_path(n).map_err(|e| e.to_string());
+        assert_eq!(msg("./a"), Err("invalid filepath: \"./a\"".into()));
+        assert_eq!(msg("a//b"), Err("invalid filepath: \"a//b\"".into()));
+        assert_eq!(msg("a/"), Err("invalid filepath: \"a/\"".into()));
+        assert_eq!(msg("a/./b"), Err("invalid filepath: \"a/./b\"".into()));
+        assert_eq!(msg("."), Err("invalid filepath: \".\"".into()));
+        assert_eq!(msg("..data"), Err("file name must not contain '..'".into()));
+        assert_eq!(msg(&"a".repeat(255)), Ok(()));
+        assert_eq!(
+            msg(&"a".repeat(256)),
+            Err("invalid path: filenames must be less than or equal to 255 characters".into())
+        );
+        let long = vec!["a".repeat(200); 21].join("/");
+        assert!(long.len() > 4096);
+        assert_eq!(
+            msg(&long),
+            Err("invalid path: must be less than or equal to 4096 characters".into())
+        );
+        let ok = vec!["a".repeat(200); 20].join("/");
+        assert_eq!(msg(&ok), Ok(()));
+    }
+
+    // reference: reference-provider.md §1.5 file permission vectors
+    #[test]
+    fn file_permission_vectors() {
+        assert_eq!(file_permission("0600", 0o644), Ok(0o600));
+        assert_eq!(file_permission("", 0o644), Ok(0o644));
+        assert_eq!(file_permission("600", 0o644), Ok(0o600));
+        assert_eq!(file_permission("0755", 0o644), Ok(0o755));
+        assert_eq!(file_permission("755", 0o644), Ok(0o755));
+        assert_eq!(file_permission("0", 0o644), Ok(0));
+        assert_eq!(file_permission("+0440", 0o644), Ok(0o440));
+    }
+
+    // reference: reference-provider.md §1.4 [BUG] invalid filePermission written as mode 0
+    #[test]
+    fn invalid_file_permissions_are_rejected() {
+        for v in ["0900", "900", "rw", "0x1ff", "6 4 4"] {
+            let e = file_permission(v, 0o644).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "file permission must be a valid octal number: strconv.ParseInt: parsing {v:?}: invalid syntax"
+                )
+            );
+        }
+        let e = file_permission("777777777777", 0o644)
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("value out of range"), "{e}");
+        for v in ["-1", "1000", "4755"] {
+            let e = file_permission(v, 0o644).unwrap_err().to_string();
+            assert!(
+                e.starts_with("file permission must be a valid octal number: "),
+                "{e}"
+            );
+            assert!(e.contains("between 0000 and 0777"), "{e}");
+        }
+    }
+
+    // reference: reference-provider.md §1.3 (yaml.v3 keeps the literal text `0755`)
+    #[test]
+    fn unquoted_octal_permission_is_octal() {
+        let (specs, errs) = run(&objects(&[
+            "objectName: a\nobjectType: secret\nfilePermission: 0755",
+        ]));
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(specs[0].mode, 0o755);
+        let (specs, _) = run(&objects(&[
+            "objectName: a\nobjectType: secret\nfilePermission: 600",
+        ]));
+        assert_eq!(specs[0].mode, 0o600);
+        let (specs, _) = run(&objects(&[
+            "objectName: a\nobjectType: secret\nfilePermission: \"0440\"",
+        ]));
+        assert_eq!(specs[0].mode, 0o440);
+        let (specs, _) = run(&objects(&["objectName: a\nobjectType: secret"]));
+        assert_eq!(specs[0].mode, 0o644);
+    }
+
+    // reference: reference-provider.md §1.5 whitespace trimming (int field untouched)
+    #[test]
+    fn string_fields_are_trimmed() {
+        let o = raw(
+            "objectName: \"secret1     \"\nobjectEncoding: \"base64   \"\nobjectType: \"  secret\"\nobjectVersionHistory: 3",
+        );
+        assert_eq!(o.object_name.0, "secret1");
+        assert_eq!(o.object_encoding.0, "base64");
+        assert_eq!(o.object_type.0, "secret");
+        assert_eq!(o.object_version_history.0, 3);
+    }
+
+    // reference: reference-provider.md §1.5 object-level helpers (file name, ids)
+    #[test]
+    fn file_name_and_ids() {
+        let (specs, errs) = run(&objects(&[
+            "objectName: single-version\nobjectType: secret",
+            "objectName: aliased\nobjectAlias: other\nobjectType: secret",
+            "objectName: multiple-versions\nobjectAlias: alias\nobjectType: secret\nobjectVersionHistory: 2",
+        ]));
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(specs[0].path, "single-version");
+        assert_eq!(specs[0].id(), "secret/single-version");
+        assert_eq!(specs[1].path, "other");
+        assert!(specs[2].is_history());
+        assert_eq!(specs[2].history_id(0), "secret/multiple-versions/0");
+        // An empty name and no alias is an empty file name.
+        let o = raw("objectType: secret");
+        assert_eq!(o.file_name(), "");
+        assert_eq!(problems(&o), vec![ObjectProblem::EmptyFileName]);
+    }
+
+    #[test]
+    fn versions_latest_and_history() {
+        let (specs, errs) = run(&objects(&[
+            "objectName: a\nobjectType: secret\nobjectVersion: latest",
+            "objectName: b\nobjectType: secret\nobjectVersion: latest\nobjectVersionHistory: 3",
+            "objectName: c\nobjectType: key\nobjectVersion: \" 3f2a \"",
+            "objectName: d\nobjectType: cert\nobjectVersionHistory: 1",
+            "objectName: e\nobjectType: cert\nobjectVersionHistory: -4",
+        ]));
+        assert!(errs.is_empty(), "{errs:?}");
+        // Single-version mode sends `latest` unchanged, like the reference.
+        assert_eq!(specs[0].version.as_deref(), Some("latest"));
+        assert_eq!((specs[1].version.as_deref(), specs[1].history), (None, 3));
+        assert_eq!(specs[2].version.as_deref(), Some("3f2a"));
+        assert!(!specs[3].is_history());
+        assert!(!specs[4].is_history());
+    }
+
+    // reference: reference-provider.md §1.4 [BUG] objectType only checked at fetch time
+    #[test]
+    fn unknown_object_type_is_rejected_at_validation() {
+        let (specs, errs) = run(&objects(&["objectName: a\nobjectType: Secret"]));
+        assert!(specs.is_empty());
+        assert_eq!(
+            errs,
+            [
+                "failed to get objectType:Secret, objectName:a, objectVersion:: Invalid vaultObjectTypes. Should be secret, key, or cert"
+            ]
+        );
+        let (_, errs) = run(&objects(&["objectName: a"]));
+        assert_eq!(errs.len(), 1);
+    }
+
+    // reference: reference-provider.md §1.4 (wrapped error example)
+    #[test]
+    fn errors_are_wrapped_with_the_object_identity() {
+        let (_, errs) = run(&objects(&[
+            "objectName: secret1\nobjectType: secret\nobjectFormat: pkcs",
+        ]));
+        assert_eq!(
+            errs,
+            [
+                "failed to get objectType:secret, objectName:secret1, objectVersion:: invalid objectFormat: pkcs, should be PEM or PFX"
+            ]
+        );
+        let (_, errs) = run(&objects(&[
+            "objectName: secret1\nobjectType: secret\nobjectEncoding: utf-16\nobjectVersion: v1",
+        ]));
+        assert_eq!(
+            errs,
+            [
+                "failed to get objectType:secret, objectName:secret1, objectVersion:v1: invalid objectEncoding: utf-16, should be hex, base64 or utf-8"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_problem_of_every_object_is_reported_in_order() {
+        let (specs, errs) = run(&objects(&[
+            "objectName: ok1\nobjectType: secret",
+            "objectName: bad\nobjectType: cert\nobjectFormat: pkcs\nobjectEncoding: hex\nobjectAlias: /abs\nfilePermission: 0900",
+            "objectName: x\nobjectType: nope",
+        ]));
+        assert_eq!(specs.len(), 1);
+        assert_eq!(errs.len(), 5, "{errs:#?}");
+        let pre = "failed to get objectType:cert, objectName:bad, objectVersion:: ";
+        assert_eq!(
+            errs[0],
+            format!("{pre}invalid objectFormat: pkcs, should be PEM or PFX")
+        );
+        assert_eq!(
+            errs[1],
+            format!("{pre}objectEncoding only supported for objectType: secret")
+        );
+        assert_eq!(errs[2], format!("{pre}file name must be a relative path"));
+        assert!(errs[3].starts_with(&format!(
+            "{pre}file permission must be a valid octal number"
+        )));
+        assert!(
+            errs[4].contains("objectName:x") && errs[4].ends_with("Should be secret, key, or cert")
+        );
+    }
+
+    #[test]
+    fn empty_name_with_alias_is_rejected() {
+        let (_, errs) = run(&objects(&["objectAlias: a\nobjectType: secret"]));
+        assert_eq!(
+            errs,
+            [
+                "failed to get objectType:secret, objectName:, objectVersion:: objectName must not be empty"
+            ]
+        );
+    }
+
+    // reference: reference-provider.md §1.3 (yaml.v3 shapes and texts)
+    #[test]
+    fn objects_yaml_shapes() {
+        // Bare list.
+        let (_, errs) = run("- |\n  objectName: a\n");
+        assert_eq!(errs.len(), 1);
+        assert!(
+            errs[0].starts_with("failed to yaml unmarshal objects, error: yaml: unmarshal errors"),
+            "{errs:?}"
+        );
+        // `array:` alone: zero objects, no error.
+        let (specs, errs) = run("array:");
+        assert!(specs.is_empty() && errs.is_empty(), "{errs:?}");
+        let (specs, errs) = run("array: []");
+        assert!(specs.is_empty() && errs.is_empty());
+        // Elements that are mappings, not strings.
+        let (_, errs) = run("array:\n  - objectName: a\n");
+        assert!(
+            errs[0].contains("cannot unmarshal !!map into string"),
+            "{errs:?}"
+        );
+        // Syntax error.
+        let (_, errs) = run("array: [\n");
+        assert!(
+            errs[0].starts_with("failed to yaml unmarshal objects, error: yaml: "),
+            "{errs:?}"
+        );
+        assert!(!errs[0].contains('\n'));
+        // Unknown outer keys are ignored.
+        let (specs, errs) =
+            run("other: 1\narray:\n  - |\n    objectName: a\n    objectType: key\n");
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(specs.len(), 1);
+    }
+
+    // reference: reference-provider.md §1.3 (quoted objectVersionHistory fails; index in text)
+    #[test]
+    fn element_errors_carry_the_index() {
+        let (_, errs) = run(&objects(&[
+            "objectName: a\nobjectType: secret",
+            "objectName: b\nobjectType: secret\nobjectVersionHistory: \"5\"",
+            "objectName: [c]",
+        ]));
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[0].starts_with(
+                "unmarshal failed for keyVaultObjects at index 1, error: yaml: unmarshal errors: "
+            ),
+            "{}",
+            errs[0]
+        );
+        assert!(
+            errs[0].contains("cannot unmarshal !!str `5` into int32"),
+            "{}",
+            errs[0]
+        );
+        assert!(
+            errs[1].starts_with("unmarshal failed for keyVaultObjects at index 2, error: "),
+            "{}",
+            errs[1]
+        );
+        assert!(
+            errs[1].contains("cannot unmarshal !!seq into string"),
+            "{}",
+            errs[1]
+        );
+    }
+
+    #[test]
+    fn json_elements_and_unknown_fields() {
+        let objs = "array:\n  - '{\"objectName\": \"j\", \"objectType\": \"secret\", \"objectVersionHistory\": 2, \"somethingNew\": {\"a\": 1}}'\n  - |\n    objectName: y\n    objectType: cert\n    objectNotAfter: 2026-01-01T00:00:00Z\n";
+        let (specs, errs) = run(objs);
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(specs[0].name, "j");
+        assert_eq!(specs[0].history, 2);
+        assert_eq!(specs[1].object_type, ObjectType::Cert);
+    }
+
+    #[test]
+    fn objects_not_set() {
+        let (_, errs) = run("   ");
+        assert_eq!(errs, ["objects is not set"]);
+    }
+
+    // [BUG] reference-provider.md §1.4: duplicate output paths (the driver keeps the last)
+    #[test]
+    fn duplicate_paths_are_rejected() {
+        let (specs, errs) = run(&objects(&[
+            "objectName: db\nobjectType: secret",
+            "objectName: other\nobjectAlias: db\nobjectType: secret",
+        ]));
+        assert_eq!(specs.len(), 2);
+        assert_eq!(
+            errs,
+            [
+                "failed to get objectType:secret, objectName:other, objectVersion:: output path \"db\" is also written by objectType:secret, objectName:db: give one of them a different objectAlias"
+            ]
+        );
+        // Two history objects on the same directory both write `dir/0`.
+        let (_, errs) = run(&objects(&[
+            "objectName: a\nobjectAlias: h\nobjectType: secret\nobjectVersionHistory: 2",
+            "objectName: b\nobjectAlias: h\nobjectType: key\nobjectVersionHistory: 3",
+        ]));
+        assert_eq!(errs.len(), 1);
+        assert!(
+            errs[0]
+                .contains("output path \"h/0\" is also written by objectType:secret, objectName:a"),
+            "{errs:?}"
+        );
+        // A plain object named like a history version file.
+        let (_, errs) = run(&objects(&[
+            "objectName: a\nobjectAlias: h\nobjectType: secret\nobjectVersionHistory: 2",
+            "objectName: b\nobjectAlias: h/1\nobjectType: secret",
+        ]));
+        assert!(
+            errs[0].contains("output path \"h/1\" is also written by"),
+            "{errs:?}"
+        );
+        // ... in either order.
+        let (_, errs) = run(&objects(&[
+            "objectName: b\nobjectAlias: h/1\nobjectType: secret",
+            "objectName: a\nobjectAlias: h\nobjectType: secret\nobjectVersionHistory: 2",
+        ]));
+        assert!(
+            errs[0].contains("objectName:a")
+                && errs[0].contains("\"h/1\" is also written by objectType:secret, objectName:b"),
+            "{errs:?}"
+        );
+        // Beyond the history length there is no clash; nor for a non-index name.
+        let (_, errs) = run(&objects(&[
+            "objectName: a\nobjectAlias: h\nobjectType: secret\nobjectVersionHistory: 2",
+            "objectName: b\nobjectAlias: h/2\nobjectType: secret",
+            "objectName: c\nobjectAlias: h/01\nobjectType: secret",
+            "objectName: d\nobjectAlias: h/readme\nobjectType: secret",
+        ]));
+        assert!(errs.is_empty(), "{errs:?}");
+    }
+
+    // [BUG] reference-provider.md §1.4: file/directory collisions only failed in the writer
+    #[test]
+    fn file_directory_collisions_are_rejected() {
+        // alias `a` + history object `a/0`.
+        let (_, errs) = run(&objects(&[
+            "objectName: x\nobjectAlias: a\nobjectType: secret",
+            "objectName: hist\nobjectAlias: a\nobjectType: secret\nobjectVersionHistory: 3",
+        ]));
+        assert_eq!(
+            errs,
+            [
+                "failed to get objectType:secret, objectName:hist, objectVersion:: output path \"a/0\" collides with \"a\" of objectType:secret, objectName:x: a file cannot also be a directory"
+            ]
+        );
+        // `a` and `a/b`, both orders.
+        let (_, errs) = run(&objects(&[
+            "objectName: x\nobjectAlias: a\nobjectType: secret",
+            "objectName: y\nobjectAlias: a/b\nobjectType: secret",
+        ]));
+        assert_eq!(
+            errs,
+            [
+                "failed to get objectType:secret, objectName:y, objectVersion:: output path \"a/b\" collides with \"a\" of objectType:secret, objectName:x: a file cannot also be a directory"
+            ]
+        );
+        let (_, errs) = run(&objects(&[
+            "objectName: y\nobjectAlias: a/b/c\nobjectType: secret",
+            "objectName: x\nobjectAlias: a\nobjectType: secret",
+        ]));
+        assert!(
+            errs[0].contains("objectName:x")
+                && errs[0].contains("output path \"a\" collides with \"a/b/c\""),
+            "{errs:?}"
+        );
+        // A file below a history version file: `h/0/x` with history `h`.
+        let (_, errs) = run(&objects(&[
+            "objectName: h\nobjectType: secret\nobjectVersionHistory: 2",
+            "objectName: y\nobjectAlias: h/0/x\nobjectType: secret",
+        ]));
+        assert!(
+            errs[0].contains("output path \"h/0/x\" collides with \"h/0\""),
+            "{errs:?}"
+        );
+        let (_, errs) = run(&objects(&[
+            "objectName: y\nobjectAlias: h/0/x\nobjectType: secret",
+            "objectName: h\nobjectType: secret\nobjectVersionHistory: 2",
+        ]));
+        assert!(
+            errs[0].contains("objectName:h,")
+                && errs[0].contains("\"h/0\" collides with \"h/0/x\""),
+            "{errs:?}"
+        );
+        // A history directory inside another history's version file.
+        let (_, errs) = run(&objects(&[
+            "objectName: h\nobjectType: secret\nobjectVersionHistory: 2",
+            "objectName: g\nobjectAlias: h/1\nobjectType: secret\nobjectVersionHistory: 2",
+        ]));
+        assert!(
+            errs[0].contains("\"h/1/0\" collides with \"h/1\""),
+            "{errs:?}"
+        );
+        // Siblings are fine.
+        let (_, errs) = run(&objects(&[
+            "objectName: x\nobjectAlias: dir/a\nobjectType: secret",
+            "objectName: y\nobjectAlias: dir/b\nobjectType: secret",
+            "objectName: h\nobjectAlias: dir/h\nobjectType: secret\nobjectVersionHistory: 9",
+        ]));
+        assert!(errs.is_empty(), "{errs:?}");
+    }
+
+    #[test]
+    fn huge_history_is_not_expanded() {
+        let (specs, errs) = run(&objects(&[
+            "objectName: h\nobjectType: secret\nobjectVersionHistory: 2147483647",
+            "objectName: y\nobjectAlias: h/2147483646\nobjectType: secret",
+        ]));
+        assert_eq!(specs[0].history, i32::MAX as u32);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+    }
 }

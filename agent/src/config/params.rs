@@ -70,7 +70,11 @@ impl Parameters {
         let kind = m.kind.map(|t| t.0).unwrap_or_default();
         match kind.as_str() {
             "SecretProviderClass" => {}
-            "" => return Err("has apiVersion/spec but no kind: expected kind: SecretProviderClass".into()),
+            "" => {
+                return Err(
+                    "has apiVersion/spec but no kind: expected kind: SecretProviderClass".into(),
+                );
+            }
             "ConfigMap" => {
                 return Err("is a ConfigMap manifest: mount the ConfigMap as a volume and point --config at the mounted file that holds the SecretProviderClass (or its parameters)".into());
             }
@@ -106,19 +110,28 @@ impl Parameters {
 }
 
 /// Go `strconv.ParseBool` on a trimmed value, with the reference's "empty means false".
-/// `Err` carries nothing: the caller knows the parameter name for the message.
-pub fn parse_bool(value: &str) -> Result<bool, ()> {
+/// `None` means invalid: the caller knows the parameter name for the message.
+pub fn parse_bool(value: &str) -> Option<bool> {
     match value {
-        "" => Ok(false),
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-        _ => Err(()),
+        "" => Some(false),
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
     }
 }
 
-/// Serde errors may span lines; ours are one line each.
+/// Serde errors may span lines; ours are one line each. Type errors on string fields are
+/// phrased like yaml.v3's, which users of the reference know.
 pub(crate) fn one_line(e: impl fmt::Display) -> String {
     e.to_string()
+        .replace(
+            "invalid type: map, expected a string",
+            "cannot unmarshal !!map into string",
+        )
+        .replace(
+            "invalid type: sequence, expected a string",
+            "cannot unmarshal !!seq into string",
+        )
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -207,13 +220,13 @@ mod tests {
     #[test]
     fn parse_bool_matches_go() {
         for t in ["1", "t", "T", "TRUE", "true", "True"] {
-            assert_eq!(parse_bool(t), Ok(true), "{t}");
+            assert_eq!(parse_bool(t), Some(true), "{t}");
         }
         for f in ["", "0", "f", "F", "FALSE", "false", "False"] {
-            assert_eq!(parse_bool(f), Ok(false), "{f}");
+            assert_eq!(parse_bool(f), Some(false), "{f}");
         }
         for bad in ["tru", "test", "yes", "on", "tRUE", "2", " true"] {
-            assert_eq!(parse_bool(bad), Err(()), "{bad}");
+            assert_eq!(parse_bool(bad), None, "{bad}");
         }
     }
 
@@ -268,17 +281,42 @@ spec:
     #[test]
     fn wrong_kind_provider_or_api_version_is_rejected_clearly() {
         let base = |api: &str, kind: &str, provider: &str| {
-            format!("apiVersion: {api}\nkind: {kind}\nspec:\n  provider: {provider}\n  parameters:\n    keyvaultName: kv1\n")
+            format!(
+                "apiVersion: {api}\nkind: {kind}\nspec:\n  provider: {provider}\n  parameters:\n    keyvaultName: kv1\n"
+            )
         };
-        let e = Parameters::from_yaml(&base("secrets-store.csi.x-k8s.io/v1", "Deployment", "azure")).unwrap_err();
-        assert!(e.contains("kind is \"Deployment\"") && e.contains("SecretProviderClass"), "{e}");
-        let e = Parameters::from_yaml(&base("secrets-store.csi.x-k8s.io/v1", "SecretProviderClass", "vault")).unwrap_err();
-        assert_eq!(e, "spec.provider is \"vault\": keyvault-agent only serves provider \"azure\"");
+        let e = Parameters::from_yaml(&base(
+            "secrets-store.csi.x-k8s.io/v1",
+            "Deployment",
+            "azure",
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("kind is \"Deployment\"") && e.contains("SecretProviderClass"),
+            "{e}"
+        );
+        let e = Parameters::from_yaml(&base(
+            "secrets-store.csi.x-k8s.io/v1",
+            "SecretProviderClass",
+            "vault",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "spec.provider is \"vault\": keyvault-agent only serves provider \"azure\""
+        );
         let e = Parameters::from_yaml(&base("v1", "SecretProviderClass", "azure")).unwrap_err();
         assert!(e.starts_with("apiVersion is \"v1\""), "{e}");
         let e = Parameters::from_yaml(&base("v1", "ConfigMap", "azure")).unwrap_err();
         assert!(e.contains("ConfigMap"), "{e}");
-        assert!(Parameters::from_yaml(&base("secrets-store.csi.x-k8s.io/v1alpha1", "SecretProviderClass", "azure")).is_ok());
+        assert!(
+            Parameters::from_yaml(&base(
+                "secrets-store.csi.x-k8s.io/v1alpha1",
+                "SecretProviderClass",
+                "azure"
+            ))
+            .is_ok()
+        );
         let e = Parameters::from_yaml("apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nspec:\n  provider: azure\n").unwrap_err();
         assert!(e.contains("no spec.parameters"), "{e}");
     }
@@ -286,7 +324,11 @@ spec:
     #[test]
     fn non_mapping_and_syntax_errors_are_one_line() {
         assert!(Parameters::from_yaml("").unwrap_err().contains("empty"));
-        assert!(Parameters::from_yaml("- a\n- b\n").unwrap_err().contains("mapping"));
+        assert!(
+            Parameters::from_yaml("- a\n- b\n")
+                .unwrap_err()
+                .contains("mapping")
+        );
         let e = Parameters::from_yaml("a: [\n").unwrap_err();
         assert!(!e.contains('\n'), "{e}");
         let e = Parameters::from_yaml("objects:\n  array: []\n").unwrap_err();

@@ -1,0 +1,419 @@
+//! Whole-configuration tests: fixtures on disk, the reference's error-precedence table, and
+//! every problem reported in one run.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/config")
+        .join(name)
+}
+
+fn env(pairs: &[(&str, &str)]) -> Env {
+    Env(pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+}
+
+fn wi_env() -> Env {
+    env(&[
+        ("AZURE_CLIENT_ID", "env-client"),
+        ("AZURE_TENANT_ID", "env-tenant"),
+        (
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "/var/run/secrets/azure/tokens/azure-identity-token",
+        ),
+    ])
+}
+
+fn load_file(name: &str, env: &Env) -> Result<Plan, ConfigErrors> {
+    load(&Settings::with_defaults(fixture(name), "/out"), env)
+}
+
+fn params_errors(pairs: &[(&str, &str)], env: &Env) -> Vec<String> {
+    let settings = Settings::with_defaults("spc.yaml", "/out");
+    match from_parameters(
+        &Parameters::from_pairs(pairs.iter().copied()),
+        Path::new("."),
+        &settings,
+        env,
+    ) {
+        Ok(plan) => panic!("expected errors, got {plan:?}"),
+        Err(e) => e.messages(),
+    }
+}
+
+const ONE_OBJECT: &str = "array:\n  - |\n    objectName: secret1\n    objectType: secret\n";
+
+#[test]
+fn full_manifest_loads_into_a_plan() {
+    let plan = load_file("spc-full.yaml", &wi_env()).unwrap();
+    assert_eq!(plan.vault_name, "kvname");
+    assert_eq!(plan.vault_url.as_str(), "https://kvname.vault.azure.net/");
+    assert_eq!(plan.cloud.name, "AzurePublicCloud");
+    // Parameters override the webhook's env vars.
+    let Identity::WorkloadIdentity {
+        client_id,
+        tenant_id,
+        token_file,
+        authority_host,
+    } = &plan.identity
+    else {
+        panic!("{:?}", plan.identity)
+    };
+    assert_eq!(client_id, "00000000-0000-0000-0000-000000000001");
+    assert_eq!(tenant_id, "00000000-0000-0000-0000-0000000000aa");
+    assert_eq!(
+        token_file,
+        Path::new("/var/run/secrets/azure/tokens/azure-identity-token")
+    );
+    assert_eq!(
+        authority_host.as_str(),
+        "https://login.microsoftonline.com/"
+    );
+
+    let summary: Vec<_> = plan
+        .objects
+        .iter()
+        .map(|o| (o.id(), o.path.as_str(), o.mode, o.history))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("secret/db-password".to_string(), "db-password", 0o644, 0),
+            ("key/signing-key".to_string(), "keys/signing.pem", 0o600, 0),
+            ("secret/tls".to_string(), "tls.pfx", 0o644, 0),
+            ("cert/api-cert".to_string(), "api-cert", 0o440, 3),
+        ]
+    );
+    assert_eq!(plan.objects[0].version, None);
+    assert_eq!(plan.objects[2].format, ObjectFormat::Pfx);
+    assert_eq!(plan.objects[2].encoding, ObjectEncoding::Base64);
+}
+
+#[test]
+fn parameters_only_file_loads_with_managed_identity() {
+    let mut settings = Settings::with_defaults(fixture("params-only.yaml"), "/out");
+    settings.imds_endpoint = Url::parse("http://127.0.0.1:9").unwrap();
+    // No tenant anywhere: managed identity does not need one (the reference requires it).
+    let plan = load(&settings, &Env::default()).unwrap();
+    assert_eq!(
+        plan.vault_url.as_str(),
+        "https://kv-params.vault.azure.net/"
+    );
+    assert_eq!(
+        plan.identity,
+        Identity::ManagedIdentity {
+            client_id: Some("11111111-1111-1111-1111-111111111111".into()),
+            endpoint: Url::parse("http://127.0.0.1:9").unwrap(),
+        }
+    );
+    assert_eq!(plan.objects.len(), 2);
+    assert_eq!(plan.objects[1].path, "k1");
+}
+
+#[test]
+fn config_file_is_read_through_a_configmap_style_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("..2026_01_01_00_00_00.1");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::copy(fixture("params-only.yaml"), data.join("spc.yaml")).unwrap();
+    std::os::unix::fs::symlink("..2026_01_01_00_00_00.1", dir.path().join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/spc.yaml", dir.path().join("spc.yaml")).unwrap();
+    let plan = load(
+        &Settings::with_defaults(dir.path().join("spc.yaml"), "/out"),
+        &Env::default(),
+    )
+    .unwrap();
+    assert_eq!(plan.vault_name, "kv-params");
+}
+
+#[test]
+fn azure_stack_file_relative_to_the_config() {
+    let plan = load_file("spc-stack.yaml", &Env::default()).unwrap();
+    assert_eq!(plan.cloud.name, "AzureStackCloud");
+    assert_eq!(
+        plan.vault_url.as_str(),
+        "https://kvstack.vault.local.azurestack.external/"
+    );
+    assert_eq!(
+        plan.cloud.authority_host.as_str(),
+        "https://login.local.azurestack.external/"
+    );
+    assert_eq!(
+        plan.cloud.keyvault_resource,
+        "https://vault.local.azurestack.external"
+    );
+}
+
+#[test]
+fn azure_stack_errors() {
+    let base = [
+        ("keyvaultName", "kv1"),
+        ("useVMManagedIdentity", "true"),
+        ("objects", ONE_OBJECT),
+    ];
+    let mut p = base.to_vec();
+    p.push(("cloudName", "AzureStackCloud"));
+    let errs = params_errors(&p, &Env::default());
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].starts_with(
+            "cloudName AzureStackCloud is not valid, error: cloudEnvFileName is required"
+        ),
+        "{errs:?}"
+    );
+    p.push(("cloudEnvFileName", "/etc/kubernetes/akscustom-missing.json"));
+    let errs = params_errors(&p, &Env::default());
+    assert!(
+        errs[0].starts_with("cloudName AzureStackCloud is not valid, error: cannot read cloudEnvFileName \"/etc/kubernetes/akscustom-missing.json\""),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn keyvault_url_overrides_the_vault_host_but_the_name_is_still_checked() {
+    let settings = Settings::with_defaults("spc.yaml", "/out");
+    let p = Parameters::from_pairs([
+        ("keyvaultName", "kv1"),
+        ("keyvaultURL", "https://127.0.0.1:8443"),
+        ("objects", ONE_OBJECT),
+    ]);
+    let plan = from_parameters(&p, Path::new("."), &settings, &wi_env()).unwrap();
+    assert_eq!(plan.vault_url.as_str(), "https://127.0.0.1:8443/");
+    assert_eq!(plan.vault_name, "kv1");
+
+    let errs = params_errors(
+        &[
+            ("keyvaultName", "k"),
+            ("keyvaultURL", "http://127.0.0.1:8443"),
+            ("objects", ONE_OBJECT),
+        ],
+        &wi_env(),
+    );
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].starts_with("keyvaultURL \"http://127.0.0.1:8443\" is not valid"));
+    assert_eq!(
+        errs[1],
+        "failed to get vault: Invalid vault name: \"k\", must be between 3 and 24 chars"
+    );
+}
+
+// reference: reference-provider.md §1.5 GetSecretsStoreObjectContent error cases, in order.
+// Pod name/namespace are not required (the agent runs in the pod), so the first two rows
+// do not apply; every other row's error must be the first one we report.
+#[test]
+fn reference_error_precedence_table() {
+    let none = Env::default();
+    let vault = ("keyvaultName", "kv1");
+    let tid = ("tenantID", "tid");
+    let vm = ("useVMManagedIdentity", "true");
+
+    // Rows 1–2 (pod info): never required.
+    let errs = params_errors(&[], &none);
+    assert!(
+        !errs
+            .iter()
+            .any(|e| e.contains("pod name") || e.contains("pod namespace"))
+    );
+    // Row 3: pod info only → keyvaultName.
+    assert_eq!(errs[0], "keyvaultName is not provided");
+    // Row 4: + keyvaultName → tenant.
+    let errs = params_errors(&[vault], &none);
+    assert_eq!(errs[0], "tenantId is not provided");
+    // Rows 5–6: bad booleans.
+    let errs = params_errors(&[vault, tid, ("usePodIdentity", "tru")], &none);
+    assert_eq!(
+        errs[0],
+        "failed to parse usePodIdentity flag, error: strconv.ParseBool: parsing \"tru\": invalid syntax"
+    );
+    let errs = params_errors(&[vault, tid, ("useVMManagedIdentity", "tru")], &none);
+    assert_eq!(
+        errs[0],
+        "failed to parse useVMManagedIdentity flag, error: strconv.ParseBool: parsing \"tru\": invalid syntax"
+    );
+    // Row 7: unknown cloud.
+    let errs = params_errors(&[vault, tid, ("cloudName", "AzureCloud1")], &none);
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("cloudName AzureCloud1 is not valid")),
+        "{errs:?}"
+    );
+    assert_eq!(
+        errs.iter().find(|e| e.starts_with("cloudName")).unwrap(),
+        "cloudName AzureCloud1 is not valid, error: autorest/azure: There is no cloud environment matching the name \"AZURECLOUD1\""
+    );
+    // Row 8: vmMI, no objects.
+    let errs = params_errors(&[vault, tid, vm], &none);
+    assert_eq!(errs, ["objects is not set"]);
+    // Row 9: bare list.
+    let errs = params_errors(&[vault, tid, vm, ("objects", "- a\n- b\n")], &none);
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].starts_with("failed to yaml unmarshal objects, error: yaml: unmarshal errors"),
+        "{errs:?}"
+    );
+    // Row 10: `array:` → no error, no files.
+    let settings = Settings::with_defaults("spc.yaml", "/out");
+    let plan = from_parameters(
+        &Parameters::from_pairs([vault, tid, vm, ("objects", "array:")]),
+        Path::new("."),
+        &settings,
+        &none,
+    )
+    .unwrap();
+    assert!(plan.objects.is_empty());
+    // Rows 11–12: wrapped format / encoding errors.
+    let obj = |extra: &str| {
+        format!("array:\n  - |\n    objectName: secret1\n    objectType: secret\n    {extra}\n")
+    };
+    let o = obj("objectFormat: pkcs");
+    let errs = params_errors(&[vault, tid, vm, ("objects", &o)], &none);
+    assert_eq!(
+        errs,
+        [
+            "failed to get objectType:secret, objectName:secret1, objectVersion:: invalid objectFormat: pkcs, should be PEM or PFX"
+        ]
+    );
+    let o = obj("objectEncoding: utf-16");
+    let errs = params_errors(&[vault, tid, vm, ("objects", &o)], &none);
+    assert_eq!(
+        errs,
+        [
+            "failed to get objectType:secret, objectName:secret1, objectVersion:: invalid objectEncoding: utf-16, should be hex, base64 or utf-8"
+        ]
+    );
+    // Row 13 (Key Vault unreachable) is a fetch error, not a configuration one.
+}
+
+// reference: reference-provider.md §1.5 parameter getters (trimming)
+#[test]
+fn parameters_are_trimmed() {
+    let settings = Settings::with_defaults("spc.yaml", "/out");
+    let plan = from_parameters(
+        &Parameters::from_pairs([
+            ("keyvaultName", " kv1 "),
+            ("tenantID", " test "),
+            ("clientID", "  app  "),
+            ("cloudName", " AzureChinaCloud "),
+            ("useVMManagedIdentity", " false "),
+            ("objects", &format!("  {ONE_OBJECT}  ")),
+        ]),
+        Path::new("."),
+        &settings,
+        &env(&[("AZURE_FEDERATED_TOKEN_FILE", "/t")]),
+    )
+    .unwrap();
+    assert_eq!(plan.vault_url.as_str(), "https://kv1.vault.azure.cn/");
+    assert!(
+        matches!(&plan.identity, Identity::WorkloadIdentity { client_id, tenant_id, authority_host, .. }
+        if client_id == "app" && tenant_id == "test" && authority_host.as_str() == "https://login.chinacloudapi.cn/")
+    );
+}
+
+#[test]
+fn every_problem_is_reported_in_one_run_in_precedence_order() {
+    let errs = load_file("spc-broken.yaml", &Env::default())
+        .unwrap_err()
+        .messages();
+    assert_eq!(
+        errs,
+        [
+            "failed to parse useVMManagedIdentity flag, error: strconv.ParseBool: parsing \"yes\": invalid syntax",
+            "cloudName AzureMoonCloud is not valid, error: autorest/azure: There is no cloud environment matching the name \"AZUREMOONCLOUD\"",
+            "failed to get objectType:secret, objectName:secret1, objectVersion:: invalid objectFormat: pkcs, should be PEM or PFX",
+            "failed to get objectType:Secret, objectName:secret2, objectVersion:: Invalid vaultObjectTypes. Should be secret, key, or cert",
+            "failed to get objectType:Secret, objectName:secret2, objectVersion:: file permission must be a valid octal number: strconv.ParseInt: parsing \"0900\": invalid syntax",
+            "failed to get objectType:secret, objectName:dup, objectVersion:: output path \"secret1\" is also written by objectType:secret, objectName:secret1: give one of them a different objectAlias",
+            "failed to get objectType:secret, objectName:escape, objectVersion:: file name must not contain '..'",
+            "failed to get vault: Invalid vault name: \"kv_bad\", must match [-a-zA-Z0-9]{3,24}",
+        ]
+    );
+    // `dup` clashes with `secret1` although secret1 has another problem: paths are checked
+    // for every object whose path is itself valid.
+}
+
+#[test]
+fn duplicate_reported_next_to_other_problems() {
+    let objects = "array:\n  - |\n    objectName: a\n    objectType: secret\n  - |\n    objectName: b\n    objectAlias: a\n    objectType: secret\n";
+    let errs = params_errors(
+        &[("keyvaultName", "kv1"), ("objects", objects)],
+        &Env::default(),
+    );
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert_eq!(errs[0], "tenantId is not provided");
+    assert!(errs[1].starts_with("no identity configured: "));
+    assert!(
+        errs[2].contains("output path \"a\" is also written by objectType:secret, objectName:a")
+    );
+}
+
+#[test]
+fn unreadable_and_invalid_files() {
+    let errs = load_file("does-not-exist.yaml", &Env::default()).unwrap_err();
+    assert_eq!(errs.0.len(), 1);
+    let msg = errs.to_string();
+    assert!(
+        msg.starts_with("cannot read config file \"") && msg.contains("does-not-exist.yaml"),
+        "{msg}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("spc.yaml");
+    std::fs::write(&f, "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nspec:\n  provider: gcp\n  parameters: {}\n").unwrap();
+    let msg = load(&Settings::with_defaults(&f, "/out"), &Env::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("spec.provider is \"gcp\"") && msg.contains("spc.yaml"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn config_errors_display_one_line_each_and_convert_from_strings() {
+    let e = ConfigErrors(vec!["first".into(), ConfigError::ObjectsNotSet]);
+    assert_eq!(e.to_string(), "first\nobjects is not set");
+    let boxed: Box<dyn std::error::Error> = Box::new(e);
+    assert!(boxed.to_string().lines().count() == 2);
+}
+
+#[test]
+fn plan_debug_never_shows_a_client_secret() {
+    let settings = Settings::with_defaults("spc.yaml", "/out");
+    let plan = from_parameters(
+        &Parameters::from_pairs([
+            ("keyvaultName", "kv1"),
+            ("tenantID", "t"),
+            ("clientID", "c"),
+            ("objects", ONE_OBJECT),
+        ]),
+        Path::new("."),
+        &settings,
+        &env(&[("AZURE_CLIENT_SECRET", "very-secret-value")]),
+    )
+    .unwrap();
+    assert!(matches!(plan.identity, Identity::ClientSecret { .. }));
+    assert!(!format!("{plan:?} {plan:#?}").contains("very-secret-value"));
+}
+
+#[test]
+fn summary_names_objects_paths_and_modes_only() {
+    let plan = load_file("spc-full.yaml", &wi_env()).unwrap();
+    let lines = plan.summary();
+    assert_eq!(lines[0], "vault kvname (https://kvname.vault.azure.net/, cloud AzurePublicCloud)");
+    assert!(lines[1].starts_with("identity: workload identity (client 00000000-0000-0000-0000-000000000001"));
+    assert_eq!(lines[2], "4 object(s)");
+    assert_eq!(
+        &lines[3..],
+        [
+            "secret/db-password -> db-password (mode 0644)",
+            "key/signing-key -> keys/signing.pem (mode 0600)",
+            "secret/tls -> tls.pfx (mode 0644)",
+            "cert/api-cert -> api-cert/0..api-cert/2 (3 versions, mode 0440)",
+        ]
+    );
+}
