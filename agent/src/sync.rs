@@ -4,9 +4,6 @@
 //! All or nothing: if any object fails, every failure is reported (one line each, naming the
 //! object) and nothing is written. Pinned versions are immutable, so each is fetched once per
 //! process and served from memory afterwards.
-//!
-//! `ObjectStatus::not_after` is left `None`: the conversion module does not expose the
-//! certificate's validity yet.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -394,6 +391,7 @@ impl Syncer {
             .unwrap_or_default()
             .to_owned();
         let sha256 = hex::encode(Sha256::digest(data.expose()));
+        let not_after = crate::convert::not_after(fetched, data.expose());
         Ok(Item {
             status: ObjectStatus {
                 id,
@@ -401,7 +399,7 @@ impl Syncer {
                 path: path.clone(),
                 sha256,
                 fetched_at,
-                not_after: None,
+                not_after,
             },
             path,
             data,
@@ -518,7 +516,7 @@ pub fn select_history(
             Some((a.created.unwrap_or(0), it.version()?.to_owned()))
         })
         .collect();
-    enabled.sort_by(|a, b| b.0.cmp(&a.0));
+    enabled.sort_by_key(|e| std::cmp::Reverse(e.0));
     let from = match start {
         None => 0,
         Some(v) => enabled

@@ -214,9 +214,7 @@ pub(crate) fn common_message(
         90002 => format!(
             "tenant {tenant} was not found at {authority} (AADSTS90002): check tenantID / AZURE_TENANT_ID and the cloud (authority host)"
         ),
-        70011 => format!(
-            "entra rejected the requested scope (AADSTS70011): the vault's challenge named a resource this tenant does not know; check the vault url and the cloud"
-        ),
+        70011 => "entra rejected the requested scope (AADSTS70011): the vault's challenge named a resource this tenant does not know; check the vault url and the cloud".to_owned(),
         900023 => format!(
             "tenant id {tenant} is not valid (AADSTS900023): check tenantID / AZURE_TENANT_ID"
         ),

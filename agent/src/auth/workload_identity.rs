@@ -130,12 +130,8 @@ impl WorkloadIdentity {
                     self.token_file.display()
                 )
             }
-            Some(700027) => format!(
-                "entra could not verify the signature of the service account token (AADSTS700027): the federated credential's issuer must be this cluster's oidc issuer url"
-            ),
-            Some(50166) => format!(
-                "entra could not fetch the cluster's oidc discovery document or jwks (AADSTS50166): check that the issuer url is public and serves /.well-known/openid-configuration"
-            ),
+            Some(700027) => "entra could not verify the signature of the service account token (AADSTS700027): the federated credential's issuer must be this cluster's oidc issuer url".to_owned(),
+            Some(50166) => "entra could not fetch the cluster's oidc discovery document or jwks (AADSTS50166): check that the issuer url is public and serves /.well-known/openid-configuration".to_owned(),
             _ => entra::generic_message(status, error),
         }
     }

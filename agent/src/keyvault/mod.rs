@@ -310,10 +310,12 @@ impl KeyVaultClient {
         let mut retried_token = false;
         loop {
             let mut scope = self.scope();
+            // Only the probe itself is serialised: whoever waited here and finds the scope
+            // learned meanwhile goes ahead in parallel.
             let _probe = if scope.is_none() {
                 let g = inner.probe.lock().await;
                 scope = self.scope();
-                Some(g)
+                scope.is_none().then_some(g)
             } else {
                 None
             };
@@ -480,3 +482,6 @@ impl KeyVaultClient {
 pub fn deadline_in(d: Duration) -> Instant {
     Instant::now() + d
 }
+
+#[cfg(test)]
+mod tests;
