@@ -364,7 +364,7 @@ async fn rotated_secrets_swap_files_and_fire_each_notifier_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unchanged_vault_causes_no_write() {
-    let (emu, fx) = Fixture::new(&["db-password"]).await;
+    let (_emu, fx) = Fixture::new(&["db-password"]).await;
     let run = fx.start().await;
     let out = fx.out();
     eventually!(20, "first sync", data_target(&out).is_some());
