@@ -56,7 +56,9 @@ identities:
 fn spc(emu_vault: &url::Url, tenant: &str, objects: &[&str]) -> String {
     let items: String = objects
         .iter()
-        .map(|o| format!("          - |\n            objectName: {o}\n            objectType: secret\n"))
+        .map(|o| {
+            format!("          - |\n            objectName: {o}\n            objectType: secret\n")
+        })
         .collect();
     format!(
         "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: app\nspec:\n  provider: azure\n  parameters:\n    keyvaultName: demo\n    keyvaultURL: \"{emu_vault}\"\n    tenantID: \"{tenant}\"\n    clientID: \"{CLIENT_ID}\"\n    objects: |\n      array:\n{items}"
@@ -67,7 +69,10 @@ fn spc(emu_vault: &url::Url, tenant: &str, objects: &[&str]) -> String {
 /// a new timestamped directory, `..data_tmp` pointing at it, renamed over `..data`.
 fn configmap_publish(dir: &Path, name: &str, text: &str) {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let ts = format!("..cm_{}", N.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+    let ts = format!(
+        "..cm_{}",
+        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
     std::fs::create_dir_all(dir.join(&ts)).unwrap();
     std::fs::write(dir.join(&ts).join(name), text).unwrap();
     let tmp = dir.join("..data_tmp");
@@ -112,22 +117,16 @@ impl Fixture {
         settings.request_timeout = Duration::from_secs(5);
         settings.listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         settings.shutdown_grace = Duration::from_secs(10);
-        let env = Env(
-            [
-                ("AZURE_CLIENT_ID", CLIENT_ID.to_string()),
-                ("AZURE_TENANT_ID", emu.tenant_id()),
-                ("AZURE_CLIENT_SECRET", CLIENT_SECRET.to_string()),
-                ("AZURE_AUTHORITY_HOST", emu.authority_host().to_string()),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-        );
-        Fixture {
-            tmp,
-            settings,
-            env,
-        }
+        let env = Env([
+            ("AZURE_CLIENT_ID", CLIENT_ID.to_string()),
+            ("AZURE_TENANT_ID", emu.tenant_id()),
+            ("AZURE_CLIENT_SECRET", CLIENT_SECRET.to_string()),
+            ("AZURE_AUTHORITY_HOST", emu.authority_host().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect());
+        Fixture { tmp, settings, env }
     }
 
     fn out(&self) -> PathBuf {
@@ -210,9 +209,11 @@ impl Running {
 /// A minimal HTTP/1.1 GET (the health server is plain HTTP on loopback).
 async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.unwrap();
     let text = String::from_utf8_lossy(&buf).into_owned();
@@ -262,7 +263,11 @@ fn timestamped_dirs(dir: &Path) -> Vec<String> {
 }
 
 /// A local webhook receiver on port 0 recording POST bodies.
-async fn webhook() -> (url::Url, Arc<Mutex<Vec<serde_json::Value>>>, tokio::task::JoinHandle<()>) {
+async fn webhook() -> (
+    url::Url,
+    Arc<Mutex<Vec<serde_json::Value>>>,
+    tokio::task::JoinHandle<()>,
+) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = seen.clone();
     let app = axum::Router::new().route(
@@ -309,7 +314,11 @@ async fn rotated_secrets_swap_files_and_fire_each_notifier_once() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    eventually!(10, "the app's pidfile", read(&work, "app.pid").is_some_and(|p| p.ends_with('\n')));
+    eventually!(
+        10,
+        "the app's pidfile",
+        read(&work, "app.pid").is_some_and(|p| p.ends_with('\n'))
+    );
 
     let execs = work.join("execs");
     let (hook, posts, _hook_task) = webhook().await;
@@ -328,7 +337,11 @@ async fn rotated_secrets_swap_files_and_fire_each_notifier_once() {
     let out = fx.out();
 
     // The first publish notifies once.
-    eventually!(20, "first notifications", lines(&hups) == 1 && lines(&execs) == 1 && posts.lock().unwrap().len() == 1);
+    eventually!(
+        20,
+        "first notifications",
+        lines(&hups) == 1 && lines(&execs) == 1 && posts.lock().unwrap().len() == 1
+    );
     assert_eq!(read(&out, "db-password").as_deref(), Some("first"));
     let before = data_target(&out).unwrap();
 
@@ -338,7 +351,11 @@ async fn rotated_secrets_swap_files_and_fire_each_notifier_once() {
     eventually!(20, "the swap", data_target(&out).as_ref() != Some(&before));
     assert_eq!(read(&out, "db-password").as_deref(), Some("second"));
     assert_eq!(read(&out, "api-key").as_deref(), Some("key-2"));
-    eventually!(20, "second notifications", lines(&hups) == 2 && lines(&execs) == 2 && posts.lock().unwrap().len() == 2);
+    eventually!(
+        20,
+        "second notifications",
+        lines(&hups) == 2 && lines(&execs) == 2 && posts.lock().unwrap().len() == 2
+    );
 
     // Several more (unchanged) refreshes: nothing more is sent.
     let r = run.refreshes().await;
@@ -347,16 +364,26 @@ async fn rotated_secrets_swap_files_and_fire_each_notifier_once() {
     tokio::task::yield_now().await;
     assert_eq!(lines(&hups), 2, "signal sent more than once per swap");
     assert_eq!(lines(&execs), 2, "exec ran more than once per swap");
-    assert_eq!(posts.lock().unwrap().len(), 2, "hook posted more than once per swap");
+    assert_eq!(
+        posts.lock().unwrap().len(),
+        2,
+        "hook posted more than once per swap"
+    );
 
     let changed = std::fs::read_to_string(&execs).unwrap();
     let last = changed.lines().last().unwrap();
-    assert!(last.contains("secret/db-password") && last.contains("secret/api-key"), "{last}");
+    assert!(
+        last.contains("secret/db-password") && last.contains("secret/api-key"),
+        "{last}"
+    );
     let post = posts.lock().unwrap()[1].clone();
     assert_eq!(post["event"], "published");
     assert_eq!(post["vault"], "demo");
     let body = post.to_string();
-    assert!(!body.contains("second") && !body.contains("key-2"), "values leaked: {body}");
+    assert!(
+        !body.contains("second") && !body.contains("key-2"),
+        "values leaked: {body}"
+    );
 
     run.stop().await;
     let _ = app.kill().await;
@@ -375,7 +402,11 @@ async fn unchanged_vault_causes_no_write() {
     assert_eq!(data_target(&out).unwrap(), target);
     assert_eq!(timestamped_dirs(&out), dirs);
     assert_eq!(run.metric("keyvault_agent_swaps_total").await, 1.0);
-    assert!(run.metric("keyvault_agent_refreshes_total{result=\"Unchanged\"}").await >= 3.0);
+    assert!(
+        run.metric("keyvault_agent_refreshes_total{result=\"Unchanged\"}")
+            .await
+            >= 3.0
+    );
     run.stop().await;
 }
 
@@ -388,14 +419,28 @@ async fn health_ready_metrics_and_status_endpoints() {
 
     let (code, body) = run.get("/healthz").await;
     assert_eq!(code, 200, "{body}");
-    eventually!(20, "a failed first sync", run.metric("keyvault_agent_refreshes_total{result=\"Failed\"}").await >= 1.0);
+    eventually!(
+        20,
+        "a failed first sync",
+        run.metric("keyvault_agent_refreshes_total{result=\"Failed\"}")
+            .await
+            >= 1.0
+    );
     let (code, body) = run.get("/readyz").await;
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("first sync not published"), "{body}");
-    assert_eq!(run.get("/healthz").await.0, 200, "still alive while retrying");
+    assert_eq!(
+        run.get("/healthz").await.0,
+        200,
+        "still alive while retrying"
+    );
 
     emu.clear_faults();
-    eventually!(30, "ready after the first sync", run.get("/readyz").await.0 == 200);
+    eventually!(
+        30,
+        "ready after the first sync",
+        run.get("/readyz").await.0 == 200
+    );
 
     let (code, text) = run.get("/metrics").await;
     assert_eq!(code, 200);
@@ -425,7 +470,10 @@ async fn health_ready_metrics_and_status_endpoints() {
     assert_eq!(ids, vec!["secret/db-password", "secret/api-key"]);
     assert_eq!(status["objects"][0]["sha256"].as_str().unwrap().len(), 64);
     assert!(status["next_refresh"].as_u64().is_some());
-    assert!(!body.contains("first") && !body.contains("key-1"), "values leaked: {body}");
+    assert!(
+        !body.contains("first") && !body.contains("key-1"),
+        "values leaked: {body}"
+    );
 
     // The same manifest is beside `..data`.
     let on_disk: serde_json::Value =
@@ -452,8 +500,16 @@ async fn emulator_down_keeps_files_and_recovers_when_it_returns() {
 
     // Down: refreshes fail, files stay, still ready (no --max-staleness).
     emu.shutdown().await;
-    let failed = run.metric("keyvault_agent_refreshes_total{result=\"Failed\"}").await;
-    eventually!(30, "failed refreshes", run.metric("keyvault_agent_refreshes_total{result=\"Failed\"}").await >= failed + 2.0);
+    let failed = run
+        .metric("keyvault_agent_refreshes_total{result=\"Failed\"}")
+        .await;
+    eventually!(
+        30,
+        "failed refreshes",
+        run.metric("keyvault_agent_refreshes_total{result=\"Failed\"}")
+            .await
+            >= failed + 2.0
+    );
     assert_eq!(data_target(&out).unwrap(), target);
     assert_eq!(read(&out, "db-password").as_deref(), Some("first"));
     assert_eq!(run.get("/readyz").await.0, 200);
@@ -469,7 +525,11 @@ async fn emulator_down_keeps_files_and_recovers_when_it_returns() {
         .await
         .unwrap();
     emu.set_secret("demo", "db-password", "after-outage", None);
-    eventually!(30, "recovery", read(&out, "db-password").as_deref() == Some("after-outage"));
+    eventually!(
+        30,
+        "recovery",
+        read(&out, "db-password").as_deref() == Some("after-outage")
+    );
     run.stop().await;
 }
 
@@ -484,7 +544,11 @@ async fn rotated_token_file_is_used_on_the_next_exchange() {
         .unwrap();
     let mut fx = Fixture::for_emulator(&emu, &["db-password"]);
     let token_file = fx.tmp.path().join("token");
-    std::fs::write(&token_file, emu.mint_token(SUBJECT, AUDIENCE, Duration::from_secs(3600))).unwrap();
+    std::fs::write(
+        &token_file,
+        emu.mint_token(SUBJECT, AUDIENCE, Duration::from_secs(3600)),
+    )
+    .unwrap();
     fx.env.0.remove("AZURE_CLIENT_SECRET");
     fx.env.0.insert(
         "AZURE_FEDERATED_TOKEN_FILE".into(),
@@ -495,11 +559,23 @@ async fn rotated_token_file_is_used_on_the_next_exchange() {
 
     // The kubelet rotates the file to a token Entra refuses: exchanges start failing...
     std::fs::write(&token_file, emu.mint_expired_token(SUBJECT, AUDIENCE)).unwrap();
-    eventually!(30, "an exchange with the rotated (expired) token", run.metric("keyvault_agent_token_failures_total").await >= 1.0);
+    eventually!(
+        30,
+        "an exchange with the rotated (expired) token",
+        run.metric("keyvault_agent_token_failures_total").await >= 1.0
+    );
     // ...and a fresh one is picked up without a restart.
-    std::fs::write(&token_file, emu.mint_token(SUBJECT, AUDIENCE, Duration::from_secs(3600))).unwrap();
+    std::fs::write(
+        &token_file,
+        emu.mint_token(SUBJECT, AUDIENCE, Duration::from_secs(3600)),
+    )
+    .unwrap();
     emu.set_secret("demo", "db-password", "with-new-token", None);
-    eventually!(30, "a sync with the fresh token", read(&fx.out(), "db-password").as_deref() == Some("with-new-token"));
+    eventually!(
+        30,
+        "a sync with the fresh token",
+        read(&fx.out(), "db-password").as_deref() == Some("with-new-token")
+    );
     run.stop().await;
 }
 
@@ -514,14 +590,32 @@ async fn edited_config_is_picked_up_and_broken_config_rejected_without_stopping(
     assert!(read(&out, "api-key").is_none());
 
     // A ConfigMap update (a `..data` swap in the config directory) adds an object.
-    let text = spc(&emu.vault_url("demo"), &emu.tenant_id(), &["db-password", "api-key"]);
+    let text = spc(
+        &emu.vault_url("demo"),
+        &emu.tenant_id(),
+        &["db-password", "api-key"],
+    );
     configmap_publish(&fx.config_dir(), "spc.yaml", &text);
-    eventually!(20, "the new object", read(&out, "api-key").as_deref() == Some("key-1"));
+    eventually!(
+        20,
+        "the new object",
+        read(&out, "api-key").as_deref() == Some("key-1")
+    );
 
     // A broken update is rejected; the running plan continues.
     let target = data_target(&out).unwrap();
-    configmap_publish(&fx.config_dir(), "spc.yaml", "spec: [this is not: a SecretProviderClass");
-    eventually!(20, "the rejection", run.metric("keyvault_agent_errors_total{class=\"config\"}").await >= 1.0);
+    configmap_publish(
+        &fx.config_dir(),
+        "spc.yaml",
+        "spec: [this is not: a SecretProviderClass",
+    );
+    eventually!(
+        20,
+        "the rejection",
+        run.metric("keyvault_agent_errors_total{class=\"config\"}")
+            .await
+            >= 1.0
+    );
     assert_eq!(run.get("/healthz").await.0, 200);
     assert_eq!(data_target(&out).unwrap(), target);
 
@@ -529,13 +623,25 @@ async fn edited_config_is_picked_up_and_broken_config_rejected_without_stopping(
     // with the running plan.
     emu.set_secret("demo", "api-key", "key-2", None);
     run.reload.send(()).await.unwrap();
-    eventually!(20, "the forced refresh", read(&out, "api-key").as_deref() == Some("key-2"));
-    assert!(run.metric("keyvault_agent_errors_total{class=\"config\"}").await >= 2.0);
+    eventually!(
+        20,
+        "the forced refresh",
+        read(&out, "api-key").as_deref() == Some("key-2")
+    );
+    assert!(
+        run.metric("keyvault_agent_errors_total{class=\"config\"}")
+            .await
+            >= 2.0
+    );
 
     // Fixed again: picked up.
     let text = spc(&emu.vault_url("demo"), &emu.tenant_id(), &["extra"]);
     configmap_publish(&fx.config_dir(), "spc.yaml", &text);
-    eventually!(20, "the fixed config", read(&out, "extra").as_deref() == Some("extra-1") && read(&out, "api-key").is_none());
+    eventually!(
+        20,
+        "the fixed config",
+        read(&out, "extra").as_deref() == Some("extra-1") && read(&out, "api-key").is_none()
+    );
     run.stop().await;
 }
 
@@ -564,7 +670,11 @@ impl Cycle for Elsewhere {
             let start = tokio::time::Instant::now();
             let requests_before = self.emu.counts().total();
             let syncer = self.syncer.clone();
-            let result = self.rt.spawn(async move { syncer.sync().await }).await.unwrap();
+            let result = self
+                .rt
+                .spawn(async move { syncer.sync().await })
+                .await
+                .unwrap();
             let record = CycleRecord {
                 start,
                 end: tokio::time::Instant::now(),
@@ -586,7 +696,10 @@ fn throttled_refresh_waits_for_retry_after_on_a_paused_clock() {
         .enable_all()
         .build()
         .unwrap();
-    let emu = Arc::new(real.block_on(Emulator::builder().seed_yaml(seed()).start()).unwrap());
+    let emu = Arc::new(
+        real.block_on(Emulator::builder().seed_yaml(seed()).start())
+            .unwrap(),
+    );
     let mut fx = Fixture::for_emulator(&emu, &["db-password"]);
     fx.settings.interval = Duration::from_secs(10);
     // Shorter than Retry-After, so the client gives up at once and the loop must wait.
@@ -625,7 +738,15 @@ fn throttled_refresh_waits_for_retry_after_on_a_paused_clock() {
         let first = rx.recv().await.unwrap();
         assert!(first.ok, "{first:?}");
 
-        emu.add_fault(Fault::new(Route::SecretGet, FaultKind::Throttle { retry_after: Some(30) }).times(1));
+        emu.add_fault(
+            Fault::new(
+                Route::SecretGet,
+                FaultKind::Throttle {
+                    retry_after: Some(30),
+                },
+            )
+            .times(1),
+        );
         let throttled = rx.recv().await.unwrap();
         assert!(!throttled.ok);
         assert_eq!(throttled.retry_after, Some(Duration::from_secs(30)));
@@ -634,7 +755,10 @@ fn throttled_refresh_waits_for_retry_after_on_a_paused_clock() {
 
         let next = rx.recv().await.unwrap();
         let waited = next.start - throttled.end;
-        assert!(waited >= Duration::from_secs(30), "retried after {waited:?}");
+        assert!(
+            waited >= Duration::from_secs(30),
+            "retried after {waited:?}"
+        );
         assert_eq!(
             next.requests_before, throttled.requests_after,
             "requests were sent while Retry-After was pending"
@@ -673,14 +797,25 @@ async fn sigterm_mid_refresh_exits_zero_with_a_complete_published_set() {
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     let mut child = cmd.spawn().unwrap();
-    eventually!(30, "first sync", read(&out, "db-password").as_deref() == Some("first"));
+    eventually!(
+        30,
+        "first sync",
+        read(&out, "db-password").as_deref() == Some("first")
+    );
 
     // The next refresh will publish a rotation, slowly: every secret read takes 2 s.
     emu.set_secret("demo", "db-password", "second", None);
     emu.set_secret("demo", "api-key", "key-2", None);
     let before = emu.counts().route(Route::SecretGet);
-    emu.add_fault(Fault::new(Route::SecretGet, FaultKind::Latency(Duration::from_secs(2))));
-    eventually!(10, "a request in flight", emu.counts().route(Route::SecretGet) > before);
+    emu.add_fault(Fault::new(
+        Route::SecretGet,
+        FaultKind::Latency(Duration::from_secs(2)),
+    ));
+    eventually!(
+        10,
+        "a request in flight",
+        emu.counts().route(Route::SecretGet) > before
+    );
 
     let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
@@ -699,7 +834,14 @@ async fn sigterm_mid_refresh_exits_zero_with_a_complete_published_set() {
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("SIGTERM"), "{stderr}");
     // The in-flight refresh completed its swap: the whole new set, not a mix.
-    assert_eq!(read(&out, "db-password").as_deref(), Some("second"), "{stderr}");
+    assert_eq!(
+        read(&out, "db-password").as_deref(),
+        Some("second"),
+        "{stderr}"
+    );
     assert_eq!(read(&out, "api-key").as_deref(), Some("key-2"));
-    assert!(!stderr.contains("second") && !stderr.contains("key-2"), "values in logs");
+    assert!(
+        !stderr.contains("second") && !stderr.contains("key-2"),
+        "values in logs"
+    );
 }
