@@ -115,6 +115,13 @@ def main() -> int:
     ap.add_argument("--emulator", required=True)
     ap.add_argument("--idle", type=float, default=60.0, help="idle window in seconds")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument(
+        "--agent-env",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="extra environment for the agent (e.g. MALLOC_ARENA_MAX=2)",
+    )
     opts = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="kv-bench-")
@@ -158,6 +165,9 @@ def main() -> int:
             "AZURE_AUTHORITY_HOST": info["authority_host"],
             "KEYVAULT_AGENT_LOG": "info",
         }
+        for kv in opts.agent_env:
+            k, _, v = kv.partition("=")
+            env[k] = v
         agent_log = open(os.path.join(work, "agent.log"), "w")
         started = time.monotonic()
         agent = subprocess.Popen(
@@ -198,6 +208,7 @@ def main() -> int:
         # Let allocator and runtime settle after the burst.
         time.sleep(1.0)
         rss = vm_rss_kib(agent.pid)
+        threads = len(os.listdir(f"/proc/{agent.pid}/task"))
 
         clk = os.sysconf("SC_CLK_TCK")
         u0, s0 = proc_fields(agent.pid)
@@ -222,6 +233,7 @@ def main() -> int:
         print(
             f"CPU during {window:.0f} s idle:     {cpu_ms:.0f} ms  (target < {CPU_TARGET_MS:.0f} ms, resolution {1000 / clk:.0f} ms)  {'OK' if cpu_ok else 'MISSED'}"
         )
+        print(f"threads:                    {threads}")
         print(f"exit code on SIGTERM:       {code}")
         return 0 if (rss_ok and cpu_ok and code == 0) else 1
     finally:

@@ -776,7 +776,7 @@ fn throttled_refresh_waits_for_retry_after_on_a_paused_clock() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_mid_refresh_exits_zero_with_a_complete_published_set() {
+async fn sighup_refreshes_now_and_sigterm_mid_refresh_exits_zero_with_a_complete_set() {
     let (emu, fx) = Fixture::new(&["db-password", "api-key"]).await;
     let out = fx.out();
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyvault-agent"));
@@ -789,8 +789,9 @@ async fn sigterm_mid_refresh_exits_zero_with_a_complete_published_set() {
         .arg(&out)
         .arg("--ca-file")
         .arg(emu.ca_file())
+        // Only signals can cause a refresh within this test.
         .arg("--interval")
-        .arg("1s")
+        .arg("1h")
         .arg("--listen")
         .arg("off")
         .stdout(std::process::Stdio::null())
@@ -803,6 +804,17 @@ async fn sigterm_mid_refresh_exits_zero_with_a_complete_published_set() {
         read(&out, "db-password").as_deref() == Some("first")
     );
 
+    let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
+
+    // SIGHUP: reload and refresh now.
+    emu.set_secret("demo", "db-password", "after-hup", None);
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+    eventually!(
+        20,
+        "the SIGHUP refresh",
+        read(&out, "db-password").as_deref() == Some("after-hup")
+    );
+
     // The next refresh will publish a rotation, slowly: every secret read takes 2 s.
     emu.set_secret("demo", "db-password", "second", None);
     emu.set_secret("demo", "api-key", "key-2", None);
@@ -811,13 +823,13 @@ async fn sigterm_mid_refresh_exits_zero_with_a_complete_published_set() {
         Route::SecretGet,
         FaultKind::Latency(Duration::from_secs(2)),
     ));
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
     eventually!(
         10,
         "a request in flight",
         emu.counts().route(Route::SecretGet) > before
     );
 
-    let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
