@@ -77,23 +77,14 @@ fn code(c: i32) -> ExitCode {
     ExitCode::from(u8::try_from(c).unwrap_or(1))
 }
 
-/// Resolves on SIGTERM or SIGINT.
-// TODO(lead): switch to keyvault_agent::signal::shutdown() once it exists (it handles
-// SIGTERM too and logs which signal arrived).
+/// Resolves on SIGTERM or SIGINT (and logs which).
 async fn shutdown() {
-    let _ = tokio::signal::ctrl_c().await;
+    keyvault_agent::signal::shutdown().await
 }
 
 /// Logging to stderr, so `check` output on stdout stays clean. Level from
-/// `KEYVAULT_AGENT_LOG`, then `RUST_LOG`, default `info`.
-// TODO(lead): switch to keyvault_agent::telemetry::init_logging() once it exists.
+/// `KEYVAULT_AGENT_LOG`, then `RUST_LOG`, default `info`; format from
+/// `KEYVAULT_AGENT_LOG_FORMAT` (`plain` or `json`).
 fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("KEYVAULT_AGENT_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    keyvault_agent::telemetry::init_logging();
 }

@@ -1,15 +1,932 @@
 //! The sidecar loop: first sync, jittered refresh, backoff that keeps the last good set,
-//! reload on config change or SIGHUP, readiness.
+//! reload on config change or SIGHUP, readiness, graceful shutdown.
 //!
-//! (Placeholder; the implementation lands with the sidecar work.)
+//! One task owns the schedule. Each cycle is [`Cycle::sync`] (fetch → convert → write, by
+//! [`crate::sync::Syncer`]); the writer decides whether anything changed. Around it:
+//! - success: status manifest and metrics updated, the app notified once if files were
+//!   swapped, next refresh at `interval ± jitter`;
+//! - failure: the published set stays, the next attempt backs off exponentially with full
+//!   jitter and never earlier than the server's `Retry-After` (however long), then the normal
+//!   schedule resumes. The first sync retries the same way forever (not ready meanwhile);
+//! - a change in the config file's directory (a ConfigMap update is a `..data` swap, so the
+//!   directory is watched, not the file) or SIGHUP reloads the SecretProviderClass; an
+//!   invalid one is reported problem by problem and the running plan continues;
+//! - shutdown lets an in-flight cycle finish (so a swap completes) within
+//!   `--shutdown-grace`, then returns.
+//!
+//! All timing uses `tokio::time`, so tests drive it with a paused clock.
 
-use crate::config::{Env, Settings};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// See [`crate::run`].
+use futures::future::BoxFuture;
+use futures::stream::{BoxStream, SelectAll};
+use futures::{Stream, StreamExt};
+use rand::Rng;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::config::{self, ConfigErrors, Env, Plan, Settings};
+use crate::error::Error;
+use crate::notify::{ChangeEvent, Coalescer, Notifier};
+use crate::sync::{ObjectStatus, SyncError, SyncReport, Syncer};
+use crate::telemetry::metrics::{Metrics, RefreshResult};
+use crate::telemetry::server::Server;
+use crate::telemetry::status::SidecarState;
+use crate::writer::{AtomicWriter, WriteOutcome};
+
+/// How long after its promised check-in the loop may be late before `/healthz` fails.
+const LIVENESS_SLACK: Duration = Duration::from_secs(30);
+/// Config file events closer together than this are handled as one reload (editors and the
+/// kubelet's `..data` swap produce bursts).
+const RELOAD_DEBOUNCE: Duration = Duration::from_millis(250);
+/// Shortest delay between failed attempts, so that a zero draw of full jitter never spins.
+const MIN_RETRY: Duration = Duration::from_millis(100);
+/// Longest exponential backoff step (a server's `Retry-After` may ask for longer).
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// See [`crate::run`]: the production wiring (SIGHUP reloads).
 pub async fn run(
-    _settings: Settings,
-    _env: Env,
-    _shutdown: impl std::future::Future<Output = ()> + Send,
-) -> Result<(), crate::error::Error> {
-    Err(crate::error::Error::Internal("not implemented".into()))
+    settings: Settings,
+    env: Env,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    let mut sidecar = Sidecar::new(settings, env);
+    match crate::signal::reload_signals() {
+        Ok(hups) => sidecar = sidecar.reload_trigger(hups),
+        Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP; reload by file watch only"),
+    }
+    sidecar.run(shutdown).await
+}
+
+/// One sync cycle over a plan. [`Syncer`] is the real one; the seam exists so a test can
+/// run the real syncer elsewhere (for example on a runtime with a real clock while the loop
+/// runs on a paused one).
+pub trait Cycle: Send + Sync {
+    /// One fetch → convert → write cycle.
+    fn sync(&self) -> BoxFuture<'_, Result<SyncReport, SyncError>>;
+}
+
+impl Cycle for Syncer {
+    fn sync(&self) -> BoxFuture<'_, Result<SyncReport, SyncError>> {
+        Box::pin(Syncer::sync(self))
+    }
+}
+
+/// Builds a [`Cycle`] for a plan (at startup and on each reload).
+pub type CycleFactory =
+    Arc<dyn Fn(Plan, &Settings, Arc<Metrics>) -> Result<Box<dyn Cycle>, SyncError> + Send + Sync>;
+
+fn default_factory() -> CycleFactory {
+    Arc::new(|plan, settings, metrics| {
+        Ok(Box::new(Syncer::new(plan, settings, metrics)?) as Box<dyn Cycle>)
+    })
+}
+
+/// The sidecar, configured. [`run`] is `Sidecar::new(..).reload_trigger(SIGHUP).run(..)`.
+pub struct Sidecar {
+    settings: Settings,
+    env: Env,
+    metrics: Arc<Metrics>,
+    reload: SelectAll<BoxStream<'static, ()>>,
+    on_listening: Option<oneshot::Sender<SocketAddr>>,
+    factory: CycleFactory,
+}
+
+impl Sidecar {
+    /// A sidecar for `settings` and `env` with the real syncer and no reload trigger other
+    /// than the config file watch.
+    pub fn new(settings: Settings, env: Env) -> Self {
+        Self {
+            settings,
+            env,
+            metrics: Metrics::new(),
+            reload: SelectAll::new(),
+            on_listening: None,
+            factory: default_factory(),
+        }
+    }
+
+    /// Uses `metrics` (shared with the caller).
+    pub fn metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Each item forces a reload and an immediate refresh (SIGHUP in production).
+    pub fn reload_trigger(mut self, trigger: impl Stream<Item = ()> + Send + 'static) -> Self {
+        self.reload.push(trigger.boxed());
+        self
+    }
+
+    /// Receives the health server's bound address (useful with port 0).
+    pub fn on_listening(mut self, tx: oneshot::Sender<SocketAddr>) -> Self {
+        self.on_listening = Some(tx);
+        self
+    }
+
+    /// Replaces how cycles are built.
+    pub fn cycle_factory(mut self, factory: CycleFactory) -> Self {
+        self.factory = factory;
+        self
+    }
+
+    /// Runs until `shutdown` resolves. Returns an error only for problems found at startup
+    /// (invalid configuration or flags, the listen address taken); later failures are
+    /// retried.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), Error> {
+        let span = tracing::info_span!("sidecar");
+        self.run_inner(shutdown).instrument(span).await
+    }
+
+    async fn run_inner(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), Error> {
+        let settings = self.settings.clone();
+        let plan = config::load(&settings, &self.env).map_err(Error::Config)?;
+        let notifier = Notifier::new(&settings.notify, &settings.ca_files, self.metrics.clone())
+            .map_err(|e| Error::Config(ConfigErrors(vec![e.to_string().into()])))?;
+        let cycle = (self.factory)(plan.clone(), &settings, self.metrics.clone())?;
+        let state = Arc::new(SidecarState::new(
+            plan.vault_name.clone(),
+            settings.timeout + LIVENESS_SLACK,
+            settings.max_staleness,
+        ));
+
+        let mut tasks = JoinSet::new();
+        if let Some(addr) = settings.listen {
+            let server = Server::bind(addr).await.map_err(|e| {
+                Error::Internal(format!(
+                    "--listen {addr}: cannot bind the health server: {e}; pick another address or use --listen off"
+                ))
+            })?;
+            let bound = server.local_addr();
+            tracing::info!(addr = %bound, "health server listening");
+            if let Some(tx) = self.on_listening.take() {
+                let _ = tx.send(bound);
+            }
+            tasks.spawn(
+                server
+                    .serve(state.clone(), self.metrics.clone())
+                    .instrument(tracing::info_span!("health_server", addr = %bound)),
+            );
+        }
+
+        let (watch_tx, watch_rx) = mpsc::channel(16);
+        let _watcher = match watch_config_dir(&settings.config_file, watch_tx) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(
+                    file = %settings.config_file.display(),
+                    error = %e,
+                    "cannot watch the configuration; reload with SIGHUP"
+                );
+                None
+            }
+        };
+
+        let coalescer = (!notifier.is_empty()).then(|| {
+            let notifier = Arc::new(notifier);
+            Coalescer::spawn(move |event| {
+                let notifier = notifier.clone();
+                async move { notifier.notify(&event).await }
+            })
+        });
+
+        let mut lp = Loop {
+            writer: AtomicWriter::new(&settings.dir),
+            backoff: Backoff::for_interval(settings.interval),
+            settings,
+            env: self.env,
+            metrics: self.metrics,
+            factory: self.factory,
+            plan,
+            cycle,
+            state,
+            coalescer,
+            published: Vec::new(),
+            first: true,
+        };
+        let result = lp.run(shutdown, self.reload, watch_rx).await;
+        tasks.shutdown().await;
+        result
+    }
+}
+
+struct Loop {
+    settings: Settings,
+    env: Env,
+    metrics: Arc<Metrics>,
+    factory: CycleFactory,
+    plan: Plan,
+    cycle: Box<dyn Cycle>,
+    state: Arc<SidecarState>,
+    writer: AtomicWriter,
+    backoff: Backoff,
+    coalescer: Option<Coalescer>,
+    /// What the last successful cycle reported, to name the objects that changed.
+    published: Vec<ObjectStatus>,
+    first: bool,
+}
+
+impl Loop {
+    async fn run(
+        &mut self,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+        mut reload: SelectAll<BoxStream<'static, ()>>,
+        mut watch_rx: mpsc::Receiver<()>,
+    ) -> Result<(), Error> {
+        let mut shutdown = pin!(shutdown);
+        let mut next = Instant::now();
+        loop {
+            self.state.heartbeat(
+                next.saturating_duration_since(Instant::now())
+                    + self.settings.timeout
+                    + LIVENESS_SLACK,
+            );
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => {
+                    tracing::info!("shutting down");
+                    return Ok(());
+                }
+                Some(()) = reload.next(), if !reload.is_empty() => {
+                    tracing::info!("reload requested (SIGHUP); reloading and refreshing now");
+                    self.reload();
+                }
+                Some(()) = watch_rx.recv() => {
+                    // Let the burst settle, then reload once.
+                    let settle = tokio::time::sleep(RELOAD_DEBOUNCE);
+                    let mut settle = pin!(settle);
+                    loop {
+                        tokio::select! {
+                            _ = &mut settle => break,
+                            Some(()) = watch_rx.recv() => {}
+                        }
+                    }
+                    if !self.reload() {
+                        continue;
+                    }
+                    tracing::info!("configuration changed; refreshing now");
+                }
+                _ = tokio::time::sleep_until(next) => {}
+            }
+
+            // One cycle. Shutdown during it lets it finish within the grace period.
+            self.state.heartbeat(self.settings.timeout + LIVENESS_SLACK);
+            let started = Instant::now();
+            let result = {
+                let mut fut = self.cycle.sync();
+                tokio::select! {
+                    r = &mut fut => r,
+                    _ = &mut shutdown => {
+                        let grace = self.settings.shutdown_grace;
+                        tracing::info!(
+                            grace = %humantime::format_duration(grace),
+                            "shutdown requested during a refresh; letting it finish"
+                        );
+                        match tokio::time::timeout(grace, fut).await {
+                            Ok(r) => {
+                                self.finished(r, started, false);
+                                tracing::info!("shutting down");
+                            }
+                            Err(_) => tracing::warn!(
+                                grace = %humantime::format_duration(grace),
+                                "refresh did not finish within the shutdown grace period; \
+                                 the previously published set stays"
+                            ),
+                        }
+                        return Ok(());
+                    }
+                }
+            };
+            let delay = self.finished(result, started, true);
+            next = Instant::now() + delay;
+        }
+    }
+
+    /// Records a finished cycle; returns the delay until the next one.
+    fn finished(
+        &mut self,
+        result: Result<SyncReport, SyncError>,
+        started: Instant,
+        notify: bool,
+    ) -> Duration {
+        match result {
+            Ok(report) => {
+                let data_dir = match &report.outcome {
+                    WriteOutcome::Published { data_dir } => Some(data_dir.clone()),
+                    WriteOutcome::Unchanged => None,
+                };
+                let changed = changed_ids(&self.published, &report.objects);
+                self.metrics.refresh(if data_dir.is_some() {
+                    RefreshResult::Changed
+                } else {
+                    RefreshResult::Unchanged
+                });
+                self.metrics.synced(report.finished_at, &report.objects);
+                self.state.succeeded(&report, data_dir.clone());
+                let delay = jittered(self.settings.interval, self.settings.jitter);
+                self.state.scheduled(delay);
+                self.write_status();
+                tracing::info!(
+                    objects = report.objects.len(),
+                    changed = data_dir.is_some(),
+                    changed_objects = changed.len(),
+                    requests = report.requests,
+                    duration_ms = report.duration.as_millis() as u64,
+                    next_in = %humantime::format_duration(Duration::from_secs(delay.as_secs())),
+                    "{}",
+                    if self.first { "first sync published" } else { "refresh done" }
+                );
+                if let (Some(data_dir), true, Some(c)) = (data_dir, notify, &self.coalescer) {
+                    c.send(ChangeEvent {
+                        event: "published",
+                        vault: self.plan.vault_name.clone(),
+                        dir: self.settings.dir.clone(),
+                        data_dir,
+                        changed,
+                        objects: report.objects.clone(),
+                    });
+                }
+                self.published = report.objects;
+                self.first = false;
+                self.backoff.reset();
+                delay
+            }
+            Err(e) => {
+                self.metrics.refresh(RefreshResult::Failed);
+                self.metrics.error(error_class(&e));
+                let delay = self.backoff.next_delay(e.retry_after());
+                // Object failures are one per line; the log line stays one line.
+                let message = e.to_string().replace('\n', "; ");
+                self.state.failed(&message);
+                self.state.scheduled(delay);
+                if !self.first {
+                    // Keep the manifest's next_refresh and last_error current.
+                    self.write_status();
+                }
+                tracing::warn!(
+                    error = %message,
+                    transient = e.is_transient(),
+                    attempt = self.backoff.attempt,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    retry_in = %humantime::format_duration(Duration::from_millis(delay.as_millis() as u64)),
+                    "{}",
+                    if self.first {
+                        "first sync failed; not ready, retrying"
+                    } else {
+                        "refresh failed; keeping the published set"
+                    }
+                );
+                delay
+            }
+        }
+    }
+
+    fn write_status(&self) {
+        if let Err(e) = self.writer.write_status(&self.state.json()) {
+            self.metrics.error("status");
+            tracing::warn!(dir = %self.settings.dir.display(), error = %e, "cannot write the status file");
+        }
+    }
+
+    /// Reloads the configuration. Returns whether the plan changed (and was adopted).
+    fn reload(&mut self) -> bool {
+        let plan = match config::load(&self.settings, &self.env) {
+            Ok(plan) => plan,
+            Err(errors) => {
+                self.metrics.error("config");
+                for problem in &errors.0 {
+                    tracing::error!(
+                        file = %self.settings.config_file.display(),
+                        problem = %problem,
+                        "invalid configuration"
+                    );
+                }
+                tracing::error!(
+                    problems = errors.0.len(),
+                    "new configuration rejected; the running configuration stays in effect"
+                );
+                return false;
+            }
+        };
+        if plan == self.plan {
+            tracing::debug!("configuration unchanged");
+            return false;
+        }
+        match (self.factory)(plan.clone(), &self.settings, self.metrics.clone()) {
+            Ok(cycle) => {
+                tracing::info!(
+                    vault = %plan.vault_name,
+                    objects = plan.objects.len(),
+                    "configuration reloaded"
+                );
+                self.state.set_vault(&plan.vault_name);
+                self.cycle = cycle;
+                self.plan = plan;
+                true
+            }
+            Err(e) => {
+                self.metrics.error("config");
+                tracing::error!(
+                    error = %e,
+                    "new configuration rejected; the running configuration stays in effect"
+                );
+                false
+            }
+        }
+    }
+}
+
+/// Ids whose version or contents differ between two reports (new ids included).
+fn changed_ids(before: &[ObjectStatus], after: &[ObjectStatus]) -> Vec<String> {
+    after
+        .iter()
+        .filter(|a| {
+            !before.iter().any(|b| {
+                b.id == a.id && b.path == a.path && b.version == a.version && b.sha256 == a.sha256
+            })
+        })
+        .map(|a| a.id.clone())
+        .collect()
+}
+
+/// Short fixed error class for the `errors_total` metric.
+fn error_class(e: &SyncError) -> &'static str {
+    if e.retry_after().is_some() {
+        "throttled"
+    } else if e.is_transient() {
+        "transient"
+    } else {
+        "permanent"
+    }
+}
+
+/// Watches the directory holding the config file and sends `()` for changes that may
+/// concern it: the file itself, or a `..`-prefixed entry (ConfigMap `..data` swaps).
+/// Access events are ignored (the agent's own reads would otherwise loop).
+fn watch_config_dir(
+    config_file: &Path,
+    tx: mpsc::Sender<()>,
+) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let dir: PathBuf = match config_file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = config_file.file_name().map(|n| n.to_os_string());
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let Ok(event) = res else { return };
+        if matches!(event.kind, EventKind::Access(_)) {
+            return;
+        }
+        let relevant = event.paths.iter().any(|p| {
+            let file = p.file_name();
+            file == name.as_deref()
+                || file
+                    .and_then(|f| f.to_str())
+                    .is_some_and(|f| f.starts_with(".."))
+        });
+        if relevant {
+            // Full means a reload is already pending.
+            let _ = tx.try_send(());
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    Ok(watcher)
+}
+
+/// `interval` scaled by a uniform factor in `[1 - jitter, 1 + jitter]` (jitter clamped to
+/// `[0, 0.9]`), so that replicas started together spread their requests.
+pub fn jittered(interval: Duration, jitter: f64) -> Duration {
+    let j = if jitter.is_finite() {
+        jitter.clamp(0.0, 0.9)
+    } else {
+        0.0
+    };
+    if j == 0.0 {
+        return interval;
+    }
+    let factor = rand::thread_rng().gen_range((1.0 - j)..=(1.0 + j));
+    interval.mul_f64(factor)
+}
+
+/// A uniform draw in `[0, max]` ("full jitter").
+pub fn full_jitter(max: Duration) -> Duration {
+    let ms = max.as_millis().min(u64::MAX as u128) as u64;
+    Duration::from_millis(rand::thread_rng().gen_range(0..=ms))
+}
+
+/// Exponential backoff with full jitter, honouring `Retry-After`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    base: Duration,
+    cap: Duration,
+    /// Consecutive failures so far.
+    pub attempt: u32,
+}
+
+impl Backoff {
+    /// Base 1 s, doubling, capped at the refresh interval (within `[1 s, 5 min]`): a failing
+    /// vault is never polled faster than at start, nor much slower than the normal schedule.
+    pub fn for_interval(interval: Duration) -> Self {
+        let cap = interval.clamp(Duration::from_secs(1), MAX_BACKOFF);
+        Self::new(Duration::from_secs(1).min(cap), cap)
+    }
+
+    /// Explicit base and cap.
+    pub fn new(base: Duration, cap: Duration) -> Self {
+        Self {
+            base,
+            cap,
+            attempt: 0,
+        }
+    }
+
+    /// The ceiling of the next draw: `base * 2^attempt`, capped.
+    pub fn ceiling(&self) -> Duration {
+        let factor = 1u32.checked_shl(self.attempt.min(20)).unwrap_or(u32::MAX);
+        self.base.saturating_mul(factor).min(self.cap)
+    }
+
+    /// Delay before the next attempt after a failure: a full-jitter draw under the ceiling
+    /// (at least [`MIN_RETRY`]), and never less than `retry_after`.
+    pub fn next_delay(&mut self, retry_after: Option<Duration>) -> Duration {
+        let draw = full_jitter(self.ceiling()).max(MIN_RETRY.min(self.ceiling()));
+        self.attempt = self.attempt.saturating_add(1);
+        match retry_after {
+            Some(ra) => draw.max(ra),
+            None => draw,
+        }
+    }
+
+    /// After a success.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_bounds_and_spreads() {
+        let interval = Duration::from_secs(120);
+        let mut min = Duration::MAX;
+        let mut max = Duration::ZERO;
+        for _ in 0..2000 {
+            let d = jittered(interval, 0.1);
+            assert!(
+                d >= Duration::from_secs(108) && d <= Duration::from_secs(132),
+                "{d:?}"
+            );
+            min = min.min(d);
+            max = max.max(d);
+        }
+        // Both halves of the range are used (probability of failure is negligible).
+        assert!(min < Duration::from_secs(114) && max > Duration::from_secs(126));
+        assert_eq!(jittered(interval, 0.0), interval);
+        assert_eq!(jittered(interval, f64::NAN), interval);
+        assert!(jittered(interval, 5.0) <= Duration::from_secs(228));
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(10));
+        let ceilings: Vec<u64> = (0..6)
+            .map(|_| {
+                let c = b.ceiling();
+                let d = b.next_delay(None);
+                assert!(d <= c && d >= MIN_RETRY, "{d:?} vs {c:?}");
+                c.as_secs()
+            })
+            .collect();
+        assert_eq!(ceilings, vec![1, 2, 4, 8, 10, 10]);
+        b.reset();
+        assert_eq!(b.ceiling(), Duration::from_secs(1));
+        // Many failures never overflow.
+        for _ in 0..100 {
+            b.next_delay(None);
+        }
+        assert_eq!(b.ceiling(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn backoff_honours_retry_after_even_beyond_its_cap() {
+        let mut b = Backoff::for_interval(Duration::from_secs(120));
+        for _ in 0..20 {
+            assert!(b.next_delay(Some(Duration::from_secs(30))) >= Duration::from_secs(30));
+        }
+        assert_eq!(
+            b.next_delay(Some(Duration::from_secs(3600))),
+            Duration::from_secs(3600)
+        );
+    }
+
+    #[test]
+    fn backoff_cap_follows_the_interval() {
+        assert_eq!(
+            Backoff::for_interval(Duration::from_secs(120)).cap,
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            Backoff::for_interval(Duration::from_secs(3600)).cap,
+            MAX_BACKOFF
+        );
+        let short = Backoff::for_interval(Duration::from_millis(200));
+        assert_eq!(short.cap, Duration::from_secs(1));
+    }
+
+    /// (start, end) of each cycle.
+    type Calls = Arc<std::sync::Mutex<Vec<(Instant, Option<Instant>)>>>;
+
+    /// A scripted cycle: each call takes `latency` (tokio time) and returns the next result.
+    struct Scripted {
+        script: std::sync::Mutex<std::collections::VecDeque<Result<WriteOutcome, String>>>,
+        calls: Calls,
+        latency: Duration,
+    }
+
+    impl Cycle for Scripted {
+        fn sync(&self) -> BoxFuture<'_, Result<SyncReport, SyncError>> {
+            Box::pin(async move {
+                let idx = {
+                    let mut calls = self.calls.lock().unwrap();
+                    calls.push((Instant::now(), None));
+                    calls.len() - 1
+                };
+                tokio::time::sleep(self.latency).await;
+                self.calls.lock().unwrap()[idx].1 = Some(Instant::now());
+                let next = self
+                    .script
+                    .lock()
+                    .unwrap()
+                    .pop_front()
+                    .unwrap_or(Ok(WriteOutcome::Unchanged));
+                match next {
+                    Ok(outcome) => Ok(SyncReport {
+                        outcome,
+                        objects: vec![obj("secret/a", "1", "x")],
+                        requests: 1,
+                        duration: self.latency,
+                        finished_at: std::time::SystemTime::now(),
+                    }),
+                    Err(e) => Err(failure(&e)),
+                }
+            })
+        }
+    }
+
+    /// `throttle:N` is a 429 with `Retry-After: N`; anything else a 503.
+    fn failure(what: &str) -> SyncError {
+        use crate::keyvault::KeyVaultError;
+        use crate::sync::{FailureKind, ObjectFailure};
+        let kind = match what.strip_prefix("throttle:") {
+            Some(n) => KeyVaultError::Throttled {
+                retry_after: Some(Duration::from_secs(n.parse().unwrap())),
+            },
+            None => KeyVaultError::Transient {
+                status: Some(503),
+                message: what.into(),
+            },
+        };
+        SyncError::Objects(vec![ObjectFailure {
+            label: "secret \"a\"".into(),
+            kind: FailureKind::KeyVault(kind),
+        }])
+    }
+
+    fn published(n: u32) -> Result<WriteOutcome, String> {
+        Ok(WriteOutcome::Published {
+            data_dir: format!("..{n}"),
+        })
+    }
+
+    struct Harness {
+        lp: Loop,
+        calls: Calls,
+        notified: Arc<std::sync::Mutex<Vec<String>>>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn harness(
+        script: Vec<Result<WriteOutcome, String>>,
+        latency: Duration,
+        interval: Duration,
+    ) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::with_defaults(dir.path().join("spc.yaml"), dir.path());
+        settings.interval = interval;
+        settings.jitter = 0.0;
+        settings.listen = None;
+        settings.shutdown_grace = Duration::from_secs(10);
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let notified = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let n = notified.clone();
+        let coalescer = Coalescer::spawn(move |e: ChangeEvent| {
+            let n = n.clone();
+            async move { n.lock().unwrap().push(e.data_dir) }
+        });
+        let plan = Plan {
+            vault_url: "https://demo.vault.localhost/".parse().unwrap(),
+            vault_name: "demo".into(),
+            cloud: crate::config::cloud_by_name("AzurePublicCloud").unwrap(),
+            identity: crate::config::Identity::ManagedIdentity {
+                client_id: None,
+                endpoint: "http://127.0.0.1:1/".parse().unwrap(),
+            },
+            objects: vec![],
+        };
+        let lp = Loop {
+            writer: AtomicWriter::new(dir.path()),
+            backoff: Backoff::for_interval(interval),
+            env: Env::default(),
+            metrics: Metrics::new(),
+            factory: default_factory(),
+            plan,
+            cycle: Box::new(Scripted {
+                script: std::sync::Mutex::new(script.into()),
+                calls: calls.clone(),
+                latency,
+            }),
+            state: Arc::new(SidecarState::new(
+                "demo".into(),
+                Duration::from_secs(60),
+                None,
+            )),
+            coalescer: Some(coalescer),
+            published: Vec::new(),
+            first: true,
+            settings,
+        };
+        Harness {
+            lp,
+            calls,
+            notified,
+            _dir: dir,
+        }
+    }
+
+    async fn run_for(h: &mut Harness, total: Duration) {
+        let (_reload_tx, reload_rx) = mpsc::channel::<()>(1);
+        let (_watch_tx, watch_rx) = mpsc::channel::<()>(1);
+        let mut reload = SelectAll::new();
+        reload.push(tokio_stream_from(reload_rx));
+        h.lp.run(tokio::time::sleep(total), reload, watch_rx)
+            .await
+            .unwrap();
+    }
+
+    fn tokio_stream_from(mut rx: mpsc::Receiver<()>) -> BoxStream<'static, ()> {
+        futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn first_sync_failures_retry_with_backoff_and_stay_unready() {
+        let mut h = harness(
+            vec![Err("down".into()), Err("down".into()), published(1)],
+            Duration::from_millis(10),
+            Duration::from_secs(60),
+        );
+        let state = h.lp.state.clone();
+        assert!(!state.readiness().ok);
+        run_for(&mut h, Duration::from_secs(200)).await;
+        let calls = h.calls.lock().unwrap().clone();
+        // 3 attempts to get the first set, then one per minute.
+        assert!(calls.len() >= 5, "{calls:?}");
+        let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        // Backoff after failures: under the 1 s and 2 s ceilings (plus the cycle's latency).
+        assert!(gaps[0] <= Duration::from_millis(1010), "{gaps:?}");
+        assert!(gaps[1] <= Duration::from_millis(2010), "{gaps:?}");
+        // Then the normal schedule (no jitter here): interval after the end of the cycle.
+        assert_eq!(gaps[2], Duration::from_secs(60) + Duration::from_millis(10));
+        assert!(state.readiness().ok);
+        assert_eq!(state.doc().consecutive_failures, 0);
+        assert_eq!(*h.notified.lock().unwrap(), vec!["..1".to_string()]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_refresh_keeps_the_set_and_notifies_only_on_swaps() {
+        let mut h = harness(
+            vec![
+                published(1),
+                Ok(WriteOutcome::Unchanged),
+                Err("throttled".into()),
+                published(2),
+                Ok(WriteOutcome::Unchanged),
+            ],
+            Duration::from_millis(5),
+            Duration::from_secs(10),
+        );
+        let state = h.lp.state.clone();
+        run_for(&mut h, Duration::from_secs(45)).await;
+        assert!(h.calls.lock().unwrap().len() >= 5);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            *h.notified.lock().unwrap(),
+            vec!["..1".to_string(), "..2".to_string()]
+        );
+        assert!(state.readiness().ok);
+        assert_eq!(state.doc().data_dir.as_deref(), Some("..2"));
+        let text = h.lp.metrics.encode();
+        assert!(
+            text.contains("refreshes_total{result=\"Changed\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("refreshes_total{result=\"Failed\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("swaps_total 2"), "{text}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_delays_the_next_attempt_then_the_schedule_resumes() {
+        let mut h = harness(
+            vec![published(1), Err("throttle:30".into()), published(2)],
+            Duration::from_millis(5),
+            Duration::from_secs(10),
+        );
+        run_for(&mut h, Duration::from_secs(60)).await;
+        let calls = h.calls.lock().unwrap().clone();
+        let gap = |i: usize| calls[i + 1].0 - calls[i].1.unwrap();
+        assert_eq!(gap(0), Duration::from_secs(10));
+        // Far beyond the 1 s backoff ceiling: the server asked for 30 s.
+        assert!(gap(1) >= Duration::from_secs(30), "{:?}", gap(1));
+        assert!(gap(1) <= Duration::from_secs(31), "{:?}", gap(1));
+        assert_eq!(gap(2), Duration::from_secs(10));
+        let text = h.lp.metrics.encode();
+        assert!(
+            text.contains("errors_total{class=\"throttled\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_mid_cycle_lets_it_finish_within_grace() {
+        // The first cycle takes 5 s; shutdown arrives at 1 s; grace is 10 s.
+        let mut h = harness(
+            vec![published(1)],
+            Duration::from_secs(5),
+            Duration::from_secs(60),
+        );
+        let started = Instant::now();
+        run_for(&mut h, Duration::from_secs(1)).await;
+        let calls = h.calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 1);
+        assert!(calls[0].1.is_some(), "the in-flight cycle was abandoned");
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        assert!(h.lp.state.readiness().ok);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_grace_bounds_a_stuck_cycle() {
+        let mut h = harness(
+            vec![published(1)],
+            Duration::from_secs(600),
+            Duration::from_secs(60),
+        );
+        h.lp.settings.shutdown_grace = Duration::from_secs(3);
+        let started = Instant::now();
+        run_for(&mut h, Duration::from_secs(1)).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(4));
+        assert!(h.calls.lock().unwrap()[0].1.is_none());
+        assert!(!h.lp.state.readiness().ok);
+    }
+
+    fn obj(id: &str, version: &str, sha: &str) -> ObjectStatus {
+        ObjectStatus {
+            id: id.into(),
+            version: version.into(),
+            path: id.into(),
+            sha256: sha.into(),
+            fetched_at: 0,
+            not_after: None,
+        }
+    }
+
+    #[test]
+    fn changed_ids_name_new_and_modified_objects_only() {
+        let before = vec![obj("secret/a", "1", "x"), obj("secret/b", "1", "y")];
+        let after = vec![
+            obj("secret/a", "1", "x"),
+            obj("secret/b", "2", "z"),
+            obj("secret/c", "1", "w"),
+        ];
+        assert_eq!(changed_ids(&before, &after), vec!["secret/b", "secret/c"]);
+        assert!(changed_ids(&after, &after).is_empty());
+    }
 }

@@ -1,12 +1,25 @@
 //! Prometheus metrics with bounded label values.
 //!
-//! (Placeholder API; the implementation lands with the sidecar work. Callers in `auth` and
-//! `keyvault` record through these methods.)
+//! Every label value comes from a closed set (object type, outcome class, identity mode,
+//! refresh result, error class) or from the plan (object ids), so the number of series is
+//! bounded by the configuration, never by traffic. Names follow the CSI driver and Azure
+//! provider where they have an equivalent (`peers.md` B.6, E): a per-object request
+//! histogram, a refresh counter by result, an error counter by class, last-success and
+//! expiry gauges.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 
 /// Outcome class of a Key Vault or token request (bounded label values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
 pub enum Outcome {
     /// 2xx.
     Ok,
@@ -24,9 +37,152 @@ pub enum Outcome {
     Other,
 }
 
+/// Result of one refresh cycle, as counted by `keyvault_agent_refreshes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+pub enum RefreshResult {
+    /// A new set was published.
+    Changed,
+    /// The vault had nothing new; nothing was written.
+    Unchanged,
+    /// The cycle failed; the last published set stays.
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    object_type: String,
+    outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ModeLabels {
+    mode: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabels {
+    result: RefreshResult,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ClassLabels {
+    class: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ObjectLabels {
+    id: String,
+    version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct IdLabels {
+    id: String,
+}
+
 /// The agent's metrics registry.
-#[derive(Debug, Default)]
-pub struct Metrics {}
+pub struct Metrics {
+    registry: Registry,
+    kv_duration: Family<RequestLabels, Histogram>,
+    token_requests: Family<ModeLabels, Counter>,
+    token_failures: Family<ModeLabels, Counter>,
+    refreshes: Family<ResultLabels, Counter>,
+    swaps: Counter,
+    errors: Family<ClassLabels, Counter>,
+    last_success: Gauge<i64, AtomicI64>,
+    object_info: Family<ObjectLabels, Gauge>,
+    cert_not_after: Family<IdLabels, Gauge<i64, AtomicI64>>,
+    notifications: Family<ClassLabels, Counter<u64, AtomicU64>>,
+    /// Serialises the clear-then-set of the per-object families so a scrape never sees a
+    /// half-updated set (the families themselves are individually locked).
+    objects_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("keyvault_agent");
+        // 5 ms .. ~41 s: Key Vault answers in tens of milliseconds; throttled retries and
+        // timeouts land in the top buckets.
+        let kv_duration = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+        });
+        registry.register(
+            "keyvault_request_duration_seconds",
+            "Duration of Key Vault HTTP requests by object type and outcome class",
+            kv_duration.clone(),
+        );
+        let token_requests = Family::<ModeLabels, Counter>::default();
+        registry.register(
+            "token_acquisitions",
+            "Access token acquisition attempts by identity mode",
+            token_requests.clone(),
+        );
+        let token_failures = Family::<ModeLabels, Counter>::default();
+        registry.register(
+            "token_failures",
+            "Failed access token acquisitions by identity mode",
+            token_failures.clone(),
+        );
+        let refreshes = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "refreshes",
+            "Sync cycles by result (changed, unchanged, failed)",
+            refreshes.clone(),
+        );
+        let swaps = Counter::default();
+        registry.register(
+            "swaps",
+            "Atomic ..data swaps (new sets published)",
+            swaps.clone(),
+        );
+        let errors = Family::<ClassLabels, Counter>::default();
+        registry.register("errors", "Errors by class", errors.clone());
+        let last_success = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "last_successful_sync_timestamp_seconds",
+            "Unix time of the last successful sync",
+            last_success.clone(),
+        );
+        let object_info = Family::<ObjectLabels, Gauge>::default();
+        registry.register(
+            "object_info",
+            "Mounted object versions (value is always 1)",
+            object_info.clone(),
+        );
+        let cert_not_after = Family::<IdLabels, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "certificate_not_after_timestamp_seconds",
+            "Certificate notAfter (Unix time) per mounted object",
+            cert_not_after.clone(),
+        );
+        let notifications = Family::<ClassLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Application notifications by notifier and result",
+            notifications.clone(),
+        );
+        Self {
+            registry,
+            kv_duration,
+            token_requests,
+            token_failures,
+            refreshes,
+            swaps,
+            errors,
+            last_success,
+            object_info,
+            cert_not_after,
+            notifications,
+            objects_lock: Mutex::new(()),
+        }
+    }
+}
 
 impl Metrics {
     /// A new registry.
@@ -35,9 +191,176 @@ impl Metrics {
     }
 
     /// One Key Vault HTTP request. `object_type` is `secret`, `key`, `cert`.
-    pub fn kv_request(&self, _object_type: &str, _outcome: Outcome, _elapsed: Duration) {}
+    pub fn kv_request(&self, object_type: &str, outcome: Outcome, elapsed: Duration) {
+        self.kv_duration
+            .get_or_create(&RequestLabels {
+                object_type: bounded(object_type, &["secret", "key", "cert"]),
+                outcome,
+            })
+            .observe(elapsed.as_secs_f64());
+    }
 
     /// One token acquisition attempt; `mode` is `workload_identity`, `managed_identity`
     /// or `client_secret`.
-    pub fn token_request(&self, _mode: &str, _ok: bool) {}
+    pub fn token_request(&self, mode: &str, ok: bool) {
+        let labels = ModeLabels {
+            mode: bounded(
+                mode,
+                &["workload_identity", "managed_identity", "client_secret"],
+            ),
+        };
+        self.token_requests.get_or_create(&labels).inc();
+        if !ok {
+            self.token_failures.get_or_create(&labels).inc();
+        }
+    }
+
+    /// One refresh cycle finished with `result`.
+    pub fn refresh(&self, result: RefreshResult) {
+        self.refreshes.get_or_create(&ResultLabels { result }).inc();
+        if result == RefreshResult::Changed {
+            self.swaps.inc();
+        }
+    }
+
+    /// One error of `class` (a short fixed word such as `transient`, `config`, `notify`).
+    pub fn error(&self, class: &'static str) {
+        self.errors
+            .get_or_create(&ClassLabels {
+                class: class.to_owned(),
+            })
+            .inc();
+    }
+
+    /// One application notification by `notifier` (`signal`, `exec`, `http`).
+    pub fn notification(&self, notifier: &'static str, ok: bool) {
+        let class = format!("{notifier}_{}", if ok { "ok" } else { "failed" });
+        self.notifications
+            .get_or_create(&ClassLabels { class })
+            .inc();
+    }
+
+    /// A successful sync at `at`: records the time and replaces the per-object series with
+    /// what is mounted now (objects removed from the plan disappear).
+    pub fn synced(&self, at: SystemTime, objects: &[crate::sync::ObjectStatus]) {
+        self.last_success.set(unix(at));
+        let _guard = self
+            .objects_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.object_info.clear();
+        self.cert_not_after.clear();
+        for o in objects {
+            self.object_info
+                .get_or_create(&ObjectLabels {
+                    id: o.id.clone(),
+                    version: o.version.clone(),
+                })
+                .set(1);
+            if let Some(not_after) = o.not_after {
+                self.cert_not_after
+                    .get_or_create(&IdLabels { id: o.id.clone() })
+                    .set(not_after);
+            }
+        }
+    }
+
+    /// Prometheus text exposition format (OpenMetrics 1.0 text, which Prometheus parses).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _guard = self
+            .objects_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Keeps label values inside a closed set: anything unexpected is reported as `other`.
+fn bounded(value: &str, allowed: &[&str]) -> String {
+    if allowed.contains(&value) {
+        value.to_owned()
+    } else {
+        "other".to_owned()
+    }
+}
+
+fn unix(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::ObjectStatus;
+
+    fn status(id: &str, version: &str, not_after: Option<i64>) -> ObjectStatus {
+        ObjectStatus {
+            id: id.into(),
+            version: version.into(),
+            path: id.into(),
+            sha256: "00".into(),
+            fetched_at: 1,
+            not_after,
+        }
+    }
+
+    #[test]
+    fn every_family_is_exposed_with_its_full_name() {
+        let m = Metrics::new();
+        m.kv_request("secret", Outcome::Ok, Duration::from_millis(12));
+        m.token_request("workload_identity", false);
+        m.refresh(RefreshResult::Changed);
+        m.error("transient");
+        m.notification("exec", true);
+        m.synced(
+            UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            &[status("cert/web", "v1", Some(1_900_000_000))],
+        );
+        let text = m.encode();
+        for needle in [
+            "keyvault_agent_keyvault_request_duration_seconds_bucket{",
+            "object_type=\"secret\"",
+            "outcome=\"Ok\"",
+            "keyvault_agent_token_acquisitions_total{mode=\"workload_identity\"} 1",
+            "keyvault_agent_token_failures_total{mode=\"workload_identity\"} 1",
+            "keyvault_agent_refreshes_total{result=\"Changed\"} 1",
+            "keyvault_agent_swaps_total 1",
+            "keyvault_agent_errors_total{class=\"transient\"} 1",
+            "keyvault_agent_last_successful_sync_timestamp_seconds 1800000000",
+            "keyvault_agent_object_info{id=\"cert/web\",version=\"v1\"} 1",
+            "keyvault_agent_certificate_not_after_timestamp_seconds{id=\"cert/web\"} 1900000000",
+            "keyvault_agent_notifications_total{class=\"exec_ok\"} 1",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn label_values_stay_in_a_closed_set() {
+        let m = Metrics::new();
+        m.kv_request("../../etc/passwd", Outcome::Other, Duration::ZERO);
+        m.token_request("surprise", true);
+        let text = m.encode();
+        assert!(text.contains("object_type=\"other\""), "{text}");
+        assert!(text.contains("mode=\"other\""), "{text}");
+        assert!(!text.contains("passwd") && !text.contains("surprise"));
+    }
+
+    #[test]
+    fn object_series_follow_the_mounted_set() {
+        let m = Metrics::new();
+        m.synced(SystemTime::now(), &[status("secret/a", "v1", None)]);
+        m.synced(SystemTime::now(), &[status("secret/a", "v2", None)]);
+        let text = m.encode();
+        assert!(text.contains("version=\"v2\""), "{text}");
+        assert!(
+            !text.contains("version=\"v1\""),
+            "old version still exported:\n{text}"
+        );
+    }
 }

@@ -1,0 +1,261 @@
+//! What the sidecar knows about itself, shared between the refresh loop (writer) and the
+//! health/status server (reader): liveness heartbeat, readiness, and the status manifest
+//! (object id, version, sha256, fetched-at, next refresh; never a value).
+//!
+//! Times used for decisions are `tokio::time::Instant`, so paused-clock tests drive them;
+//! wall-clock times appear only in the JSON for people and tools.
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::sync::{ObjectStatus, SyncReport};
+
+/// The status manifest served at `/status` and written to `..status.json`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StatusDoc {
+    /// The vault the plan reads from.
+    pub vault: String,
+    /// Whether a complete set has been published.
+    pub ready: bool,
+    /// The `..data` target of the last swap this process made, if any.
+    pub data_dir: Option<String>,
+    /// Unix seconds of the last successful sync.
+    pub last_sync: Option<u64>,
+    /// Unix seconds of the next scheduled refresh.
+    pub next_refresh: Option<u64>,
+    /// The last error, one line, when the last cycle failed.
+    pub last_error: Option<String>,
+    /// Consecutive failed cycles.
+    pub consecutive_failures: u32,
+    /// What is mounted, one entry per output file, in plan order.
+    pub objects: Vec<ObjectStatus>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    doc: StatusDoc,
+    /// The loop must check in again before this instant, else `/healthz` fails.
+    alive_until: Instant,
+    /// When the published data was last confirmed current (a successful sync).
+    last_success: Option<Instant>,
+}
+
+/// Shared, lock-protected sidecar state. Cheap to read; writers hold the lock briefly.
+#[derive(Debug)]
+pub struct SidecarState {
+    inner: Mutex<Inner>,
+    max_staleness: Option<Duration>,
+}
+
+/// Answer of a probe: healthy or not, with a one-line reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// Whether the probe passes.
+    pub ok: bool,
+    /// Why, for people reading `kubectl describe`.
+    pub reason: String,
+}
+
+impl SidecarState {
+    /// Fresh state: alive for `startup` (the first sync's deadline plus slack), not ready.
+    pub fn new(vault: String, startup: Duration, max_staleness: Option<Duration>) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                doc: StatusDoc {
+                    vault,
+                    ready: false,
+                    data_dir: None,
+                    last_sync: None,
+                    next_refresh: None,
+                    last_error: None,
+                    consecutive_failures: 0,
+                    objects: Vec::new(),
+                },
+                alive_until: Instant::now() + startup,
+                last_success: None,
+            }),
+            max_staleness,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The loop checks in: it promises to check in again within `within`.
+    pub fn heartbeat(&self, within: Duration) {
+        self.lock().alive_until = Instant::now() + within;
+    }
+
+    /// A successful cycle.
+    pub fn succeeded(&self, report: &SyncReport, data_dir: Option<String>) {
+        let mut inner = self.lock();
+        inner.last_success = Some(Instant::now());
+        let doc = &mut inner.doc;
+        doc.ready = true;
+        if data_dir.is_some() {
+            doc.data_dir = data_dir;
+        }
+        doc.last_sync = Some(unix(report.finished_at));
+        doc.last_error = None;
+        doc.consecutive_failures = 0;
+        doc.objects = report.objects.clone();
+    }
+
+    /// A failed cycle; what is published stays.
+    pub fn failed(&self, error: &str) {
+        let mut inner = self.lock();
+        inner.doc.last_error = Some(error.to_owned());
+        inner.doc.consecutive_failures = inner.doc.consecutive_failures.saturating_add(1);
+    }
+
+    /// The vault name changed with a reloaded plan.
+    pub fn set_vault(&self, vault: &str) {
+        self.lock().doc.vault = vault.to_owned();
+    }
+
+    /// The next refresh is due in `after`.
+    pub fn scheduled(&self, after: Duration) {
+        let at = SystemTime::now() + after;
+        self.lock().doc.next_refresh = Some(unix(at));
+    }
+
+    /// A snapshot of the manifest.
+    pub fn doc(&self) -> StatusDoc {
+        self.lock().doc.clone()
+    }
+
+    /// The manifest as pretty JSON.
+    pub fn json(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(&self.doc()).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+
+    /// `/healthz`: the loop checked in on time.
+    pub fn liveness(&self) -> Probe {
+        let inner = self.lock();
+        let now = Instant::now();
+        if now <= inner.alive_until {
+            Probe {
+                ok: true,
+                reason: "ok".into(),
+            }
+        } else {
+            Probe {
+                ok: false,
+                reason: format!(
+                    "refresh loop overdue by {}",
+                    humantime::format_duration(round(now - inner.alive_until))
+                ),
+            }
+        }
+    }
+
+    /// `/readyz`: a complete set is published and, with `--max-staleness`, recent enough.
+    pub fn readiness(&self) -> Probe {
+        let inner = self.lock();
+        let Some(last) = inner.last_success else {
+            return Probe {
+                ok: false,
+                reason: "first sync not published yet".into(),
+            };
+        };
+        if let Some(max) = self.max_staleness {
+            let age = Instant::now() - last;
+            if age > max {
+                return Probe {
+                    ok: false,
+                    reason: format!(
+                        "published data is stale: last successful sync {} ago (max {})",
+                        humantime::format_duration(round(age)),
+                        humantime::format_duration(max)
+                    ),
+                };
+            }
+        }
+        Probe {
+            ok: true,
+            reason: "ok".into(),
+        }
+    }
+}
+
+fn round(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs())
+}
+
+fn unix(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::writer::WriteOutcome;
+
+    fn report() -> SyncReport {
+        SyncReport {
+            outcome: WriteOutcome::Unchanged,
+            objects: vec![ObjectStatus {
+                id: "secret/a".into(),
+                version: "v1".into(),
+                path: "a".into(),
+                sha256: "ab".into(),
+                fetched_at: 5,
+                not_after: None,
+            }],
+            requests: 1,
+            duration: Duration::from_millis(3),
+            finished_at: SystemTime::now(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn readiness_needs_a_sync_and_fresh_data() {
+        let s = SidecarState::new(
+            "demo".into(),
+            Duration::from_secs(60),
+            Some(Duration::from_secs(300)),
+        );
+        assert!(!s.readiness().ok);
+        s.succeeded(&report(), Some("..x".into()));
+        assert!(s.readiness().ok);
+        tokio::time::advance(Duration::from_secs(301)).await;
+        let p = s.readiness();
+        assert!(!p.ok);
+        assert!(p.reason.contains("stale"), "{}", p.reason);
+        // A failure does not make stale data fresh, a success does.
+        s.failed("boom");
+        assert!(!s.readiness().ok);
+        s.succeeded(&report(), None);
+        assert!(s.readiness().ok);
+        assert_eq!(s.doc().data_dir.as_deref(), Some("..x"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn liveness_follows_the_heartbeat() {
+        let s = SidecarState::new("demo".into(), Duration::from_secs(10), None);
+        assert!(s.liveness().ok);
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(!s.liveness().ok);
+        s.heartbeat(Duration::from_secs(10));
+        assert!(s.liveness().ok);
+    }
+
+    #[test]
+    fn status_json_has_no_values_only_metadata() {
+        let s = SidecarState::new("demo".into(), Duration::from_secs(10), None);
+        s.succeeded(&report(), Some("..x".into()));
+        let v: serde_json::Value = serde_json::from_slice(&s.json()).unwrap();
+        assert_eq!(v["objects"][0]["id"], "secret/a");
+        assert_eq!(v["objects"][0]["sha256"], "ab");
+        assert_eq!(v["ready"], true);
+        assert!(v["objects"][0].get("value").is_none());
+    }
+}
