@@ -124,6 +124,35 @@ async fn workload_identity_end_to_end_over_tls_with_every_conversion() {
     );
 }
 
+// reference: protocol.md §2.2 (verify_challenge_resource; aka.ms/azsdk/blog/vault-uri)
+#[tokio::test]
+async fn a_vault_host_outside_the_challenge_resource_never_gets_a_token() {
+    let h = Harness::with_builder(
+        keyvault_emulator::Emulator::builder()
+            .seed_yaml(SEED)
+            .hostname("evil.localhost"),
+    )
+    .await;
+    // Same server, same certificate, but the host is not under `vault.localhost`.
+    let url = url::Url::parse(&format!("https://evil.localhost:{}/", h.emu.addr().port())).unwrap();
+    let spc = h.spc_for(&url, &["objectName: db-password\nobjectType: secret"], &[]);
+    let e = h.run_once(&spc, &h.wi_env()).await.unwrap_err();
+    let m = e.to_string();
+    assert!(
+        m.contains("evil.localhost")
+            && m.contains("vault.localhost")
+            && m.contains("refusing to send a token"),
+        "{m}"
+    );
+    assert_eq!(
+        h.emu.counts().tokens(WI_CLIENT_ID),
+        0,
+        "no token was even requested"
+    );
+    assert_eq!(h.emu.counts().route(Route::Token), 0);
+    assert!(!h.dir.join("..data").exists());
+}
+
 #[tokio::test]
 async fn managed_identity_through_imds() {
     let h = Harness::start().await;

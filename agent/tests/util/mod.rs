@@ -143,9 +143,18 @@ impl Harness {
     /// Writes a SecretProviderClass for vault `demo` with `objects` (YAML list items, each a
     /// `|` block body) and extra parameters; returns its path.
     pub fn spc(&self, objects: &[&str], extra: &[(&str, &str)]) -> PathBuf {
+        self.spc_for(&self.emu.vault_url("demo"), objects, extra)
+    }
+
+    /// Like [`Harness::spc`] with another `keyvaultURL`.
+    pub fn spc_for(
+        &self,
+        vault_url: &url::Url,
+        objects: &[&str],
+        extra: &[(&str, &str)],
+    ) -> PathBuf {
         let mut params = format!(
-            "    keyvaultName: demo\n    keyvaultURL: \"{}\"\n    tenantID: \"{}\"\n",
-            self.emu.vault_url("demo"),
+            "    keyvaultName: demo\n    keyvaultURL: \"{vault_url}\"\n    tenantID: \"{}\"\n",
             self.emu.tenant_id()
         );
         for (k, v) in extra {
