@@ -484,3 +484,50 @@ fn the_binary_runs_once_and_reports_failures_per_object() {
         assert!(!String::from_utf8_lossy(&out.stdout).contains(v));
     }
 }
+
+#[tokio::test]
+async fn pinned_versions_are_fetched_once_per_process() {
+    let h = Harness::start().await;
+    let spc = h.spc(
+        &[
+            &format!("objectName: db-password\nobjectType: secret\nobjectVersion: {DB_V1}\nobjectAlias: pinned"),
+            "objectName: api-key\nobjectType: secret",
+        ],
+        &[],
+    );
+    let settings = h.settings(&spc);
+    let plan = keyvault_agent::config::load(&settings, &Harness::env(&h.wi_env())).unwrap();
+    let syncer = Syncer::new(plan, &settings, Metrics::new()).unwrap();
+    syncer.sync().await.unwrap();
+    assert_eq!(h.file("pinned"), "old-db-password-value");
+    let gets = h.emu.counts().route(Route::SecretGet);
+    let report = syncer.sync().await.unwrap();
+    // Only the unpinned object is fetched again.
+    assert_eq!(h.emu.counts().route(Route::SecretGet), gets + 1);
+    assert_eq!(report.requests, 1);
+    assert_eq!(report.objects[0].version, DB_V1);
+    assert_eq!(
+        report.outcome,
+        keyvault_agent::writer::WriteOutcome::Unchanged
+    );
+}
+
+#[tokio::test]
+async fn dropped_connections_and_imds_updates_are_retried() {
+    let h = Harness::start().await;
+    h.emu
+        .add_fault(Fault::new(Route::SecretGet, FaultKind::Drop).times(2));
+    h.emu
+        .add_fault(Fault::new(Route::Imds, FaultKind::Status(503)).times(1));
+    let spc = h.spc(
+        &["objectName: db-password\nobjectType: secret"],
+        &[
+            ("useVMManagedIdentity", "true"),
+            ("userAssignedIdentityID", MI_CLIENT_ID),
+        ],
+    );
+    h.run_once(&spc, &[]).await.expect("retried to success");
+    assert_eq!(h.file("db-password"), "s3cr3t-db-password-value");
+    assert_eq!(h.emu.counts().route(Route::Imds), 2);
+    assert!(h.emu.counts().route(Route::SecretGet) >= 4);
+}

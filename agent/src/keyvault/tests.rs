@@ -26,6 +26,7 @@ pub(crate) struct Seen {
     pub host: String,
     pub path_and_query: String,
     pub authorization: Option<String>,
+    pub version: axum::http::Version,
 }
 
 /// Status, extra headers, body.
@@ -45,6 +46,7 @@ type Shared = Arc<Mutex<Script>>;
 
 async fn handler(
     State(s): State<Shared>,
+    version: axum::http::Version,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -76,6 +78,7 @@ async fn handler(
             .map(|p| p.to_string())
             .unwrap_or_default(),
         authorization: authorization.clone(),
+        version,
     });
     let challenge = format!(
         r#"Bearer authorization="https://login.example/tenant", resource="{}""#,
