@@ -230,6 +230,8 @@ impl AtomicWriter {
         // (4) Whether anything changed: bytes, modes, owner, or removals.
         let changed = match &old {
             None => true,
+            // `..data` dangles (its directory was deleted): publish again.
+            Some(name) if !t.join(name).is_dir() => true,
             Some(name) => {
                 !to_remove.is_empty() || self.differs(&clean, &t.join(name), &old_entries)
             }
@@ -239,8 +241,11 @@ impl AtomicWriter {
             let repaired = self.link_visible(&links_needed)?;
             let removed = self.remove_stale_links(&top);
             self.collect_garbage(old.as_deref());
-            if durable && (!repaired.is_empty() || removed > 0) {
-                self.fsync_dir(t)?;
+            if durable
+                && (!repaired.is_empty() || removed > 0)
+                && let Err(e) = self.fsync_dir(t)
+            {
+                warn!(error = %e, "cannot fsync the output directory after repairing links");
             }
             debug!(dir = %t.display(), files = clean.len(), repaired_links = repaired.len(), "write not required");
             return Ok(WriteOutcome::Unchanged);
@@ -282,8 +287,9 @@ impl AtomicWriter {
         }
         // (11)-(12) Links of names that are gone, the old directory and any orphans.
         let removed_links = self.remove_stale_links(&top);
-        if durable {
-            self.fsync_dir(t)?;
+        // The set is published; a failed fsync here must not report it as not published.
+        if durable && let Err(e) = self.fsync_dir(t) {
+            warn!(error = %e, "cannot fsync the output directory after the swap");
         }
         self.collect_garbage(Some(&new_name));
         info!(
@@ -360,7 +366,7 @@ impl AtomicWriter {
                     } else {
                         fs::remove_file(&p)
                     };
-                    r.map_err(|e| WriterError::io("remove stale", &p, e))?;
+                    r.map_err(|e| WriterError::io("remove leftover", &p, e))?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(WriterError::io("inspect", &p, e)),
@@ -434,10 +440,10 @@ impl AtomicWriter {
             if !e.is_file || e.mode != file.mode || e.len != file.data.len() as u64 {
                 return true;
             }
-            if let Some(owner) = self.owner {
-                if owner.uid.is_some_and(|u| u != e.uid) || owner.gid.is_some_and(|g| g != e.gid) {
-                    return true;
-                }
+            if let Some(owner) = self.owner
+                && (owner.uid.is_some_and(|u| u != e.uid) || owner.gid.is_some_and(|g| g != e.gid))
+            {
+                return true;
             }
             // An unreadable old file is republished rather than trusted.
             !same_contents(&old_dir.join(path), file.data.expose())
