@@ -213,7 +213,10 @@ mod tests {
             go_hex_decode(b"abcg"),
             Err(HexError::InvalidByte(3))
         ));
-        assert!(matches!(go_hex_decode(b"abg"), Err(HexError::InvalidByte(2))));
+        assert!(matches!(
+            go_hex_decode(b"abg"),
+            Err(HexError::InvalidByte(2))
+        ));
     }
 
     #[test]

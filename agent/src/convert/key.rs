@@ -21,7 +21,7 @@ const SECP521R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.35")
 /// RSA moduli beyond this are refused (Key Vault's largest is 4096 bits).
 const MAX_RSA_BITS: usize = 16384;
 
-fn jwk_member<'a>(value: &'a Option<String>, member: &'static str) -> Result<Vec<u8>, ConvertError> {
+fn jwk_member(value: &Option<String>, member: &'static str) -> Result<Vec<u8>, ConvertError> {
     let text = value
         .as_deref()
         .ok_or(ConvertError::JwkMemberMissing { member })?;
@@ -154,7 +154,10 @@ impl PrivateKey {
             PrivateKey::P521(k) => k.to_pkcs8_der(),
             PrivateKey::OtherPkcs8(der) => return Ok(der.clone()),
         };
-        Ok(doc.map_err(|_| ConvertError::PrivateKey)?.as_bytes().to_vec())
+        Ok(doc
+            .map_err(|_| ConvertError::PrivateKey)?
+            .as_bytes()
+            .to_vec())
     }
 
     /// DER SubjectPublicKeyInfo of the matching public key, to find the key's certificate.

@@ -4,8 +4,10 @@
 //! - Plain secrets: the value verbatim (§2.1).
 //! - Certificate-backed secrets (§2.2), by exact `contentType`: PEM verbatim; PKCS#12 verbatim
 //!   for `objectFormat: pfx`, else the PKCS#8 keys then the chain-ordered certificates (§2.6).
-//!   Beyond the reference: PBES2/AES PFX files are read, and `pfx` asked of a PEM certificate
-//!   yields a password-less base64 PFX (reference issue #1945).
+//!   PFX files are read with either encoding of the empty password (OpenSSL's and Windows',
+//!   as Go does). Beyond the reference: PBES2/AES PFX files are read, a PFX holding only keys
+//!   gives just the keys (the reference fails with `no leaf found`), and `pfx` asked of a PEM
+//!   certificate yields a password-less base64 PFX (reference issue #1945).
 //! - Keys: the public key as SubjectPublicKeyInfo PEM (§2.3). Certificates: the leaf (§2.4).
 //! - `objectEncoding` is applied last, to secrets only (§2.5).
 //!
@@ -15,6 +17,7 @@
 mod chain;
 mod encoding;
 mod key;
+mod null_password;
 pub mod pem;
 mod pkcs12;
 
@@ -91,10 +94,14 @@ pub enum ConvertError {
         reason: String,
     },
     /// Every certificate is another one's parent (§2.6 step 3).
-    #[error("no leaf found: every certificate is named as the issuer of another by its key identifiers")]
+    #[error(
+        "no leaf found: every certificate is named as the issuer of another by its key identifiers"
+    )]
     NoLeaf,
     /// The parent links loop (§2.6 step 4).
-    #[error("constructing chain resulted in cycle: check the subject/authority key identifiers of the certificates")]
+    #[error(
+        "constructing chain resulted in cycle: check the subject/authority key identifiers of the certificates"
+    )]
     ChainCycle,
     /// An EC key on a curve other than P-256, P-384 and P-521.
     #[error("curve {0} is not supported (P-256, P-384 and P-521 are)")]
@@ -233,9 +240,7 @@ fn pem_to_pfx(value: &[u8]) -> Result<Vec<u8>, ConvertError> {
         }
     }
     if keys.len() > 1 {
-        return Err(ConvertError::PemToPfx(
-            "it holds more than one private key",
-        ));
+        return Err(ConvertError::PemToPfx("it holds more than one private key"));
     }
     if keys.is_empty() && certs.is_empty() {
         return Err(ConvertError::PemToPfx(
@@ -247,7 +252,11 @@ fn pem_to_pfx(value: &[u8]) -> Result<Vec<u8>, ConvertError> {
         None => None,
         Some(k) => k
             .public_spki()
-            .and_then(|spki| certs.iter().position(|c| cert_spki(c) == Some(spki.clone())))
+            .and_then(|spki| {
+                certs
+                    .iter()
+                    .position(|c| cert_spki(c).as_deref() == Some(spki.as_slice()))
+            })
             .or_else(|| chain::leaf_index(&certs)),
     };
     let pkcs8 = key.as_ref().map(key::PrivateKey::to_pkcs8).transpose()?;
@@ -296,21 +305,19 @@ pub fn not_after(fetched: &Fetched, output: &[u8]) -> Option<i64> {
             let der = encoding::go_base64_decode(bundle.cer.as_deref()?.as_bytes()).ok()?;
             cert_not_after(&der)
         }
-        Fetched::Secret(secret) if is_cert_backed(secret) => {
-            leaf_not_after(&pem_certs(output))
-                .or_else(|| {
-                    let value = secret.value.as_ref()?.expose();
-                    match secret.content_type.as_deref()? {
-                        CONTENT_TYPE_PEM => leaf_not_after(&pem_certs(value.as_bytes())),
-                        CONTENT_TYPE_PKCS12 => {
-                            let raw = encoding::go_base64_decode(value.as_bytes()).ok()?;
-                            leaf_not_after(&pkcs12::decode(&raw).ok()?.certs)
-                        }
-                        _ => None,
+        Fetched::Secret(secret) if is_cert_backed(secret) => leaf_not_after(&pem_certs(output))
+            .or_else(|| {
+                let value = secret.value.as_ref()?.expose();
+                match secret.content_type.as_deref()? {
+                    CONTENT_TYPE_PEM => leaf_not_after(&pem_certs(value.as_bytes())),
+                    CONTENT_TYPE_PKCS12 => {
+                        let raw = encoding::go_base64_decode(value.as_bytes()).ok()?;
+                        leaf_not_after(&pkcs12::decode(&raw).ok()?.certs)
                     }
-                })
-                .or_else(|| secret.attributes.as_ref()?.exp)
-        }
+                    _ => None,
+                }
+            })
+            .or_else(|| secret.attributes.as_ref()?.exp),
         _ => None,
     }
 }

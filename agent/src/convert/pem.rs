@@ -210,7 +210,10 @@ mod tests {
         assert_eq!(one.lines().nth(1).unwrap().len(), 64);
         assert_eq!(one.lines().count(), 3);
         let two = String::from_utf8(encode("X", &[0u8; 49])).unwrap();
-        assert_eq!(two.lines().map(str::len).collect::<Vec<_>>(), [15, 64, 4, 13]);
+        assert_eq!(
+            two.lines().map(str::len).collect::<Vec<_>>(),
+            [17, 64, 4, 15]
+        );
         assert_eq!(encode("X", b""), b"-----BEGIN X-----\n-----END X-----\n");
     }
 
@@ -249,6 +252,9 @@ mod tests {
         // B's body is not base64, so Go skips it.
         assert_eq!(got, [("A", b"abc".as_slice()), ("C", b""), ("D", b"d")]);
         assert!(decode_all(b"no pem here").is_empty());
-        assert!(decode_all(b"-----BEGIN X-----\nZA==\n").is_empty(), "no END");
+        assert!(
+            decode_all(b"-----BEGIN X-----\nZA==\n").is_empty(),
+            "no END"
+        );
     }
 }

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use super::ConvertError;
 
-/// What a PFX holds, in bag order.
+/// What a PFX holds, in bag order. Holds private keys: `Debug` shows counts only.
 pub struct Contents {
     /// PKCS#8 DER private keys.
     pub keys: Vec<Vec<u8>>,
@@ -28,10 +28,27 @@ pub struct Contents {
     pub certs: Vec<Vec<u8>>,
 }
 
-/// Decodes a PFX with the empty password.
+impl std::fmt::Debug for Contents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Contents({} keys, {} certs)",
+            self.keys.len(),
+            self.certs.len()
+        )
+    }
+}
+
+/// Decodes a PFX with the empty password, in either of its two encodings (see
+/// [`super::null_password`]).
 pub fn decode(pfx: &[u8]) -> Result<Contents, ConvertError> {
-    let archive = p12_keystore::Pkcs12Archive::from_pkcs12(pfx, "")
-        .map_err(|e| ConvertError::Pkcs12(e.to_string().to_lowercase()))?;
+    let archive = match p12_keystore::Pkcs12Archive::from_pkcs12(pfx, "") {
+        Ok(archive) => archive,
+        Err(e) => {
+            return super::null_password::decode(pfx)
+                .map_err(|_| ConvertError::Pkcs12(e.to_string().to_lowercase()));
+        }
+    };
     Ok(Contents {
         keys: archive
             .keys
@@ -58,7 +75,7 @@ const OID_SHA1: &str = "1.3.14.3.2.26";
 /// Key Vault's PFX iteration count.
 const ITERATIONS: u32 = 2000;
 /// The empty password as a NUL-terminated BMPString (what OpenSSL and Go derive from "").
-const EMPTY_PASSWORD: &[u8] = &[0, 0];
+pub(super) const EMPTY_PASSWORD: &[u8] = &[0, 0];
 
 fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
@@ -98,14 +115,18 @@ fn explicit0(inner: &[u8]) -> Vec<u8> {
 }
 
 fn local_key_id_attrs(id: &[u8]) -> Vec<u8> {
-    tlv(0x31, &seq(&[&oid(OID_LOCAL_KEY_ID), &tlv(0x31, &octets(id))]))
+    tlv(
+        0x31,
+        &seq(&[&oid(OID_LOCAL_KEY_ID), &tlv(0x31, &octets(id))]),
+    )
 }
 
-struct Pbe {
+struct Pbe<'a> {
     salt: [u8; 8],
+    password: &'a [u8],
 }
 
-impl Pbe {
+impl Pbe<'_> {
     fn algorithm(&self) -> Vec<u8> {
         seq(&[
             &oid(OID_PBE_SHA1_3DES),
@@ -115,7 +136,7 @@ impl Pbe {
 
     fn encrypt(&self, plain: &[u8]) -> Vec<u8> {
         let derive = |id, len| {
-            derive_key::<sha1_pkcs12::Sha1>(EMPTY_PASSWORD, &self.salt, id, ITERATIONS as i32, len)
+            derive_key::<sha1_pkcs12::Sha1>(self.password, &self.salt, id, ITERATIONS as i32, len)
         };
         let key = derive(Pkcs12KeyType::EncryptionKey, 24);
         let iv = derive(Pkcs12KeyType::Iv, 8);
@@ -128,6 +149,16 @@ impl Pbe {
 /// Builds a password-less PFX from PKCS#8 `key` (optional) and DER `certs`; `key_cert` is the
 /// index of the certificate that belongs to the key. Deterministic for equal input.
 pub fn encode(key: Option<&[u8]>, certs: &[Vec<u8>], key_cert: Option<usize>) -> Vec<u8> {
+    encode_with(EMPTY_PASSWORD, key, certs, key_cert)
+}
+
+/// [`encode`] with the KDF password bytes `password`.
+pub(super) fn encode_with(
+    password: &[u8],
+    key: Option<&[u8]>,
+    certs: &[Vec<u8>],
+    key_cert: Option<usize>,
+) -> Vec<u8> {
     // Content digest: salts depend on everything that goes in.
     let mut h = Sha256::new();
     for part in key.into_iter().chain(certs.iter().map(Vec::as_slice)) {
@@ -168,6 +199,7 @@ pub fn encode(key: Option<&[u8]>, certs: &[Vec<u8>], key_cert: Option<usize>) ->
         let safe_contents = tlv(0x30, &bags.concat());
         let pbe = Pbe {
             salt: salt(b"certificates"),
+            password,
         };
         let encrypted_content_info = seq(&[
             &oid(OID_DATA),
@@ -175,10 +207,16 @@ pub fn encode(key: Option<&[u8]>, certs: &[Vec<u8>], key_cert: Option<usize>) ->
             &tlv(0x80, &pbe.encrypt(&safe_contents)),
         ]);
         let encrypted_data = seq(&[&int(0), &encrypted_content_info]);
-        safes.push(seq(&[&oid(OID_ENCRYPTED_DATA), &explicit0(&encrypted_data)]));
+        safes.push(seq(&[
+            &oid(OID_ENCRYPTED_DATA),
+            &explicit0(&encrypted_data),
+        ]));
     }
     if let Some(key) = key {
-        let pbe = Pbe { salt: salt(b"key") };
+        let pbe = Pbe {
+            salt: salt(b"key"),
+            password,
+        };
         let epki = seq(&[&pbe.algorithm(), &octets(&pbe.encrypt(key))]);
         let attrs = local_key_id
             .as_deref()
@@ -192,7 +230,7 @@ pub fn encode(key: Option<&[u8]>, certs: &[Vec<u8>], key_cert: Option<usize>) ->
 
     let mac_salt = salt(b"mac");
     let mac_key = derive_key::<sha1_pkcs12::Sha1>(
-        EMPTY_PASSWORD,
+        password,
         &mac_salt,
         Pkcs12KeyType::Mac,
         ITERATIONS as i32,
