@@ -1,1 +1,1 @@
-//! integration tests
+mod placeholder {}
