@@ -12,6 +12,7 @@ import pytest
 import requests
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.identity import CredentialUnavailableError
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from identities import (
     LIMITED_CLIENT_ID,
@@ -72,17 +73,21 @@ def test_each_credential_gets_a_signed_access_token_for_the_vault(azure, emulato
     assert claims["oid"]
 
 
-def test_vault_rejects_a_forged_token(emulator):
+def test_vault_rejects_a_token_signed_by_another_key(azure, emulator):
+    # A real token's header and claims, re-signed with a key the emulator never issued.
+    real = azure.client_secret().get_token(emulator.scope()).token
+    header = jwt.get_unverified_header(real)
+    claims = jwt.decode(real, options={"verify_signature": False})
     forged = jwt.encode(
-        {"aud": emulator.scope().removesuffix("/.default"), "tid": emulator.tenant_id, "exp": time.time() + 600},
-        "not-the-emulator-key",
-        algorithm="HS256",
+        claims,
+        rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        algorithm="RS256",
+        headers={"kid": header.get("kid")},
     )
-    resp = requests.get(
-        emulator.vault_url + "secrets/seeded?api-version=2025-07-01",
-        headers={"Authorization": f"Bearer {forged}"},
-        verify=emulator.ca_file,
-    )
+    url = emulator.vault_url + "secrets/seeded?api-version=2025-07-01"
+
+    assert requests.get(url, headers={"Authorization": f"Bearer {real}"}, verify=emulator.ca_file).status_code == 200
+    resp = requests.get(url, headers={"Authorization": f"Bearer {forged}"}, verify=emulator.ca_file)
     assert resp.status_code == 401
     assert resp.json()["error"]["code"] == "Unauthorized"
     assert resp.headers["WWW-Authenticate"].startswith("Bearer ")
