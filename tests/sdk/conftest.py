@@ -183,6 +183,14 @@ class Emulator:
         out.write_text(token)
         return out
 
+    def admin(self, method: str, path: str, body: dict | None = None):
+        """The emulator's loopback-only admin API (faults, counters)."""
+        resp = requests.request(
+            method, self.info["admin_url"].rstrip("/") + path, json=body, verify=self.ca_file, timeout=10
+        )
+        resp.raise_for_status()
+        return resp.json() if resp.content else None
+
     def jwks_uri(self) -> str:
         discovery = requests.get(
             self.issuer.rstrip("/") + "/.well-known/openid-configuration", verify=self.ca_file, timeout=10
