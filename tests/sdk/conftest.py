@@ -293,6 +293,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=stderr,
+        env={**os.environ, "NO_COLOR": "1"},  # plain log text for the failure summary
     )
     try:
         try:

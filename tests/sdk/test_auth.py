@@ -217,3 +217,30 @@ def test_imds_requires_metadata_header(emulator):
     # IMDS sends every number as a string (protocol.md §4).
     assert isinstance(body["expires_on"], str) and isinstance(body["expires_in"], str)
     assert body["token_type"] == "Bearer"
+
+
+def test_unknown_api_version_is_bad_parameter(azure, emulator):
+    token = azure.client_secret().get_token(emulator.scope()).token
+    resp = requests.get(
+        emulator.vault_url + "secrets/seeded?api-version=1999-01-01",
+        headers={"Authorization": f"Bearer {token}"},
+        verify=emulator.ca_file,
+    )
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == "BadParameter"
+
+
+def test_responses_carry_key_vault_headers(azure, emulator):
+    token = azure.client_secret().get_token(emulator.scope()).token
+    resp = requests.get(
+        emulator.vault_url + "secrets/seeded/?api-version=2025-07-01",
+        headers={"Authorization": f"Bearer {token}", "x-ms-client-request-id": "sdk-suite-probe"},
+        verify=emulator.ca_file,
+    )
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"].lower().replace(" ", "") == "application/json;charset=utf-8"
+    assert resp.headers.get("x-ms-request-id")
+    assert resp.headers.get("x-ms-client-request-id") == "sdk-suite-probe"
+    assert resp.headers.get("x-ms-keyvault-service-version")
+    assert resp.headers.get("Cache-Control") == "no-cache"
+    assert resp.json()["value"] == "second"

@@ -238,6 +238,21 @@ def test_seeded_generated_certificate_with_each_credential(azure, credential):
     assert _same_public_key(key, leaf)
 
 
+def test_certificate_policy_and_collection_list(certificate_client: CertificateClient, unique):
+    leaf_key, leaf, _ = make_chain("policy.sdk.local")
+    pfx = pkcs12.serialize_key_and_certificates(b"p", leaf_key, leaf, None, serialization.NoEncryption())
+    name = unique("policy")
+    certificate_client.import_certificate(name, pfx)
+
+    policy = certificate_client.get_certificate_policy(name)
+    listed = {p.name: p for p in certificate_client.list_properties_of_certificates(max_page_size=2)}
+
+    assert policy.content_type == CertificateContentType.pkcs12
+    assert policy.subject == "CN=policy.sdk.local"
+    assert name in listed and "seeded-tls" in listed
+    assert listed[name].x509_thumbprint == hashlib.sha1(_der(leaf)).digest()
+
+
 def test_missing_certificate_is_not_found(certificate_client: CertificateClient, unique):
     with pytest.raises(ResourceNotFoundError) as excinfo:
         certificate_client.get_certificate(unique("no-such-cert"))

@@ -140,6 +140,16 @@ def test_seeded_keys_readable_with_each_credential(azure, credential):
     _ec_public_key(ec_key.key)
 
 
+def test_list_keys_includes_created_and_seeded(key_client: KeyClient, unique):
+    name = unique("listed-key")
+    key_client.create_ec_key(name, curve=KeyCurveName.p_256)
+
+    listed = {p.name: p for p in key_client.list_properties_of_keys(max_page_size=2)}
+
+    assert {name, "seeded-rsa", "seeded-ec"} <= set(listed)
+    assert listed[name].version is None  # collection items are versionless
+
+
 def test_missing_key_is_not_found(key_client: KeyClient, unique):
     with pytest.raises(ResourceNotFoundError) as excinfo:
         key_client.get_key(unique("no-such-key"))

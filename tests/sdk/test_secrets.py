@@ -185,3 +185,16 @@ def test_vault_is_chosen_by_host_name(azure, wi_credential):
         other.get_secret("seeded")
     with pytest.raises(ResourceNotFoundError):
         azure.secrets(wi_credential).get_secret("other-only")
+
+
+@pytest.mark.parametrize("api_version", ["7.0", "7.2", "7.4", "7.5", "7.6", "2025-07-01", "2026-04-01"])
+def test_every_sdk_api_version_reads_and_pages(azure, wi_credential, api_version, pages):
+    client = SecretClient(
+        azure.emu.vault_url, wi_credential, api_version=api_version, connection_verify=azure.emu.ca_file
+    )
+
+    assert client.get_secret("seeded").value == "second"
+    versions = list(client.list_properties_of_secret_versions("seeded", max_page_size=1, raw_response_hook=pages))
+
+    assert len(versions) == 2
+    assert all(f"api-version={api_version}" in url for url in pages.urls), pages.urls
