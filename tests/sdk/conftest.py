@@ -35,13 +35,13 @@ from typing import Callable, Iterator
 import jwt
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
 from azure.identity import ClientSecretCredential, ManagedIdentityCredential, WorkloadIdentityCredential
 from azure.keyvault.certificates import CertificateClient
 from azure.keyvault.keys import KeyClient
 from azure.keyvault.secrets import SecretClient
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from identities import (
     OTHER_VAULT,
     SP_CLIENT_ID,
