@@ -119,6 +119,9 @@ class Emulator:
     def other_vault_url(self) -> str:
         return self.info["vault_urls"][OTHER_VAULT]
 
+    def vault(self, name: str) -> str:
+        return self.info["vault_urls"][name]
+
     @property
     def authority_host(self) -> str:
         return self.info["authority_host"]

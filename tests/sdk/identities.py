@@ -6,6 +6,8 @@ Client secrets here are test-only values of a throwaway emulator, not credential
 TENANT_ID = "00000000-0000-0000-0000-0000000000aa"
 VAULT = "sdk"
 OTHER_VAULT = "other"
+FIRST_PUT_VAULT = "first-put"
+FIRST_POST_VAULT = "first-post"
 
 WORKLOAD_CLIENT_ID = "11111111-1111-1111-1111-111111111111"
 WORKLOAD_SUBJECT = "system:serviceaccount:sdk:app"

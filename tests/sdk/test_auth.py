@@ -12,9 +12,13 @@ import pytest
 import requests
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.identity import CredentialUnavailableError
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
 
 from identities import (
+    FIRST_POST_VAULT,
+    FIRST_PUT_VAULT,
     LIMITED_CLIENT_ID,
     LIMITED_CLIENT_SECRET,
     SP_CLIENT_ID,
@@ -25,6 +29,7 @@ from identities import (
     WORKLOAD_SUBJECT,
 )
 from kvassert import assert_kv_error
+from pki import make_chain
 
 
 def _auth_error(excinfo: pytest.ExceptionInfo, aadsts: str) -> None:
@@ -100,6 +105,20 @@ def test_missing_api_version_is_bad_parameter(azure, emulator):
     )
     assert resp.status_code == 400
     assert resp.json()["error"]["code"] == "BadParameter"
+
+
+def test_first_request_to_a_vault_may_be_a_write(azure, wi_credential):
+    # The challenge policy strips the body of the first request to a host (Content-Length: 0)
+    # and replays it with a token after the 401; the vault must challenge before parsing.
+    secrets = azure.secrets(wi_credential, azure.emu.vault(FIRST_PUT_VAULT))
+    stored = secrets.set_secret("written-first", "hello", content_type="text/plain")
+    assert secrets.get_secret("written-first").value == "hello"
+    assert stored.properties.content_type == "text/plain"
+
+    certs = azure.certificates(wi_credential, azure.emu.vault(FIRST_POST_VAULT))
+    leaf_key, leaf, _ = make_chain("first.sdk.local")
+    pfx = pkcs12.serialize_key_and_certificates(b"f", leaf_key, leaf, None, serialization.NoEncryption())
+    assert certs.import_certificate("imported-first", pfx).cer == leaf.public_bytes(serialization.Encoding.DER)
 
 
 # --- Entra errors, as raised by azure-identity ----------------------------------------------------
