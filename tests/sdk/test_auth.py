@@ -11,7 +11,7 @@ import jwt
 import pytest
 import requests
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
-from azure.identity import CredentialUnavailableError
+from azure.identity import CredentialUnavailableError, DefaultAzureCredential
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -119,6 +119,20 @@ def test_first_request_to_a_vault_may_be_a_write(azure, wi_credential):
     leaf_key, leaf, _ = make_chain("first.sdk.local")
     pfx = pkcs12.serialize_key_and_certificates(b"f", leaf_key, leaf, None, serialization.NoEncryption())
     assert certs.import_certificate("imported-first", pfx).cer == leaf.public_bytes(serialization.Encoding.DER)
+
+
+def test_default_credential_with_webhook_injected_environment(azure, emulator, monkeypatch):
+    # Exactly the variables the AKS workload-identity webhook injects (protocol.md §3.6),
+    # authority host with its trailing slash.
+    monkeypatch.setenv("AZURE_CLIENT_ID", WORKLOAD_CLIENT_ID)
+    monkeypatch.setenv("AZURE_TENANT_ID", emulator.tenant_id)
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(emulator.mint_token(WORKLOAD_SUBJECT)))
+    monkeypatch.setenv("AZURE_AUTHORITY_HOST", emulator.authority_host.rstrip("/") + "/")
+    credential = DefaultAzureCredential(connection_verify=emulator.ca_file)
+
+    assert azure.secrets(credential).get_secret("seeded").value == "second"
+    claims = jwt.decode(credential.get_token(emulator.scope()).token, options={"verify_signature": False})
+    assert claims["appid"] == WORKLOAD_CLIENT_ID
 
 
 # --- Entra errors, as raised by azure-identity ----------------------------------------------------
