@@ -118,7 +118,7 @@ done)
 
 say "modes (ls -lL: through the symlinks)"
 ls -lL "$out" | sed 's/^/  /'
-[ -d "$out/tls" ] && ls -lL "$out/tls" | sed 's/^/  tls\//'
+[ -d "$out/tls" ] && ls -lL "$out/tls" | tail -n +2 | sed 's/^/  tls\//'
 
 say "content, without secret values"
 data="$(readlink -f "$out/..data")"
@@ -135,7 +135,8 @@ data="$(readlink -f "$out/..data")"
         echo "  $f: $size bytes (a secret value: not shown)"
     fi
 done
-hidden="$(cd "$out" && find . -maxdepth 1 -name '.*' ! -name '..*' ! -name . | sed 's|^\./||')"
-[ -n "$hidden" ] && echo "  hidden beside ..data (status for tools): $hidden"
+if [ -f "$out/..status.json" ]; then
+    echo "  ..status.json (beside ..data, for tools): $(wc -c < "$out/..status.json" | tr -d ' ') bytes of object ids, versions and sha256"
+fi
 
 say "done: the emulator is stopped and $work removed"
