@@ -40,6 +40,7 @@ def podman_compat(docs: list[dict]) -> list[dict]:
             d["spec"]["replicas"] = 1
         if d["kind"] in ("Pod", "Deployment"):
             spec = pod_spec(d)
+            spec["restartPolicy"] = "Never"
             natives = [c for c in spec.get("initContainers", []) if c.get("restartPolicy") == "Always"]
             spec["initContainers"] = [c for c in spec.get("initContainers", []) if c not in natives]
             if not spec["initContainers"]:
@@ -51,6 +52,7 @@ def podman_compat(docs: list[dict]) -> list[dict]:
             for c in spec.get("initContainers", []) + spec["containers"]:
                 for p in PROBES:
                     c.pop(p, None)
+                c.pop("ports", None)
         out.append(d)
     return out
 
