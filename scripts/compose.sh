@@ -43,7 +43,7 @@ up)
             bash -c "'${compose[*]}' logs emulator 2>/dev/null | grep -q '\"vault_url\"'" || {
             "${compose[@]}" logs emulator >&2; exit 1; }
         "${compose[@]}" up -d --no-deps agent-init
-        code="$(podman wait "${project}_agent-init_1")"
+        code="$(timeout 180 podman wait "${project}_agent-init_1" || echo "no exit within 180s")"
         if [ "$code" != 0 ]; then
             echo "compose: agent-init exited with $code:" >&2
             podman logs "${project}_agent-init_1" >&2

@@ -41,8 +41,8 @@ def stack(tmp_path):
     tmp_path.chmod(0o755)
     env = dict(os.environ, KV_EMULATOR_PORT=str(port), KV_AGENT_PORT=str(agent_port), KV_SPC=str(spc_file),
                KV_INTERVAL="2s")
-    up = compose("up", env=env, check=False)
     try:
+        up = compose("up", env=env, check=False)
         assert up.returncode == 0, up.stdout + up.stderr
         yield {"port": port, "agent_port": agent_port, "env": env}
     finally:
