@@ -57,12 +57,12 @@ def world_readable_dir(prefix: str) -> pathlib.Path:
 
 
 class Emulator:
-    def __init__(self, binary: pathlib.Path, state: pathlib.Path, seed: pathlib.Path):
+    def __init__(self, binary: pathlib.Path, state: pathlib.Path, seed: pathlib.Path, extra: tuple[str, ...] = ()):
         self.binary = binary
         self.state = state
         self.log = open(state.parent / "emulator.log", "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [str(binary), "serve", "--addr", "127.0.0.1:0", "--state-dir", str(state), "--seed", str(seed)],
+            [str(binary), "serve", "--addr", "127.0.0.1:0", "--state-dir", str(state), "--seed", str(seed), *extra],
             stdout=subprocess.PIPE,
             stderr=self.log,
             text=True,

@@ -6,6 +6,7 @@ Done-when of issue 5: `podman image inspect` shows the agent image under 15 MB, 
 from __future__ import annotations
 
 import io
+import pathlib
 import json
 import os
 import subprocess
@@ -88,3 +89,44 @@ def test_demo_app_lists_files_and_counts_reloads(tmp_path):
         assert podman("exec", name, "id", "-u").stdout.strip() == "65532"
     finally:
         podman("rm", "-f", "-t", "0", name, check=False)
+
+
+def test_static_agent_resolves_names_in_a_scratch_image(tmp_path):
+    """glibc's getaddrinfo, linked statically, still reads /etc/hosts (and /etc/resolv.conf) in a
+    scratch image: its `files` and `dns` sources are built into libc since glibc 2.34.
+
+    A vault name only /etc/hosts knows (`--add-host`) must resolve: the agent then completes TLS
+    with the emulator (which has that name on its certificate) and stops at the 401 challenge,
+    whose resource (vault.localhost) does not cover the host: proof that resolution and TLS
+    worked. resolv.conf points at loopback so that no query can leave the machine.
+    """
+    from conftest import SEED, Emulator, target_dir, world_readable_dir
+
+    work = world_readable_dir("kv-e2e-dns.")
+    emu = Emulator(target_dir() / "debug/keyvault-emulator", work / "state", SEED, ("--hostname", "kv-e2e.test"))
+    try:
+        port = emu["addr"].rsplit(":", 1)[1]
+        (work / "ca.pem").write_bytes(pathlib.Path(emu["ca_file"]).read_bytes())
+        (work / "resolv.conf").write_text("nameserver 127.0.0.1\n")
+        (work / "spc.yaml").write_text(
+            f'keyvaultName: demo\nkeyvaultURL: "https://demo.vault.kv-e2e.test:{port}/"\n'
+            'clientID: "11111111-1111-1111-1111-111111111111"\ntenantID: "00000000-0000-0000-0000-0000000000aa"\n'
+            "objects: |\n  array:\n    - |\n      objectName: db-password\n      objectType: secret\n"
+        )
+        for f in ("ca.pem", "resolv.conf", "spc.yaml"):
+            (work / f).chmod(0o644)
+        r = podman(
+            "run", "--rm", "--network", "host", "--read-only",
+            "--add-host", "demo.vault.kv-e2e.test:127.0.0.1", "--add-host", "kv-e2e.test:127.0.0.1",
+            "-v", f"{work / 'resolv.conf'}:/etc/resolv.conf:ro", "-v", f"{work}:/cfg:ro",
+            "--tmpfs", "/out:rw,mode=1777",
+            "-e", "SSL_CERT_FILE=/cfg/ca.pem", "-e", "AZURE_CLIENT_SECRET=dev-secret",
+            "-e", f"AZURE_AUTHORITY_HOST=https://kv-e2e.test:{port}/",
+            AGENT_IMAGE, "--config", "/cfg/spc.yaml", "--dir", "/out", "--once", "--timeout", "20s",
+            "--request-timeout", "5s", check=False,
+        )
+        assert r.returncode == 5, r.stderr
+        assert "challenge for resource host vault.localhost" in r.stderr, r.stderr
+        assert "lookup" not in r.stderr and "resolve" not in r.stderr, r.stderr
+    finally:
+        emu.stop()
