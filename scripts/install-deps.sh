@@ -2,6 +2,7 @@
 # Installs the system packages the test suites need on a fresh Debian machine (run as root).
 # Idempotent: nothing is installed, and `apt-get update` is not run, when everything is present.
 #   podman, runc          run the images and pods (podman kube play), see tests/e2e/containers.conf
+#   catatonit             podman's pod pause process
 #   busybox-static        the demo application image's only binary
 #   ca-certificates       the CA bundle copied into the agent image
 #   file                  checks that release binaries are statically linked
@@ -13,6 +14,8 @@ missing=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 command -v podman >/dev/null || missing+=(podman)
 command -v runc >/dev/null || missing+=(runc)
+# The pause process of pods (podman kube play, shareProcessNamespace).
+have_pkg catatonit || missing+=(catatonit)
 have_pkg busybox-static || missing+=(busybox-static)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 command -v file >/dev/null || missing+=(file)
@@ -27,7 +30,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "install-deps: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # With recommends, as tested: netavark, aardvark-dns, slirp4netns, uidmap, fuse-overlayfs.
+    apt-get install -y -qq "${missing[@]}" >/dev/null
 else
     echo "install-deps: system packages present" >&2
 fi
