@@ -406,6 +406,34 @@ async fn imported_pfx_with_password_and_aes_becomes_a_passwordless_pfx_secret() 
     assert_eq!(st, 200);
     assert_eq!(pem["contentType"], "application/x-pem-file");
     assert_eq!(pem["value"].as_str().unwrap(), m.to_pem());
+    // A legacy 3DES + SHA-1 PFX with a password imports too.
+    let legacy = ks
+        .writer("legacy-pass")
+        .encryption_algorithm(p12_keystore::EncryptionAlgorithm::PbeWithShaAnd3KeyTripleDesCbc)
+        .mac_algorithm(p12_keystore::MacAlgorithm::HmacSha1)
+        .encryption_iterations(1000)
+        .mac_iterations(1000)
+        .write()
+        .unwrap();
+    let body = json!({"value": STANDARD.encode(&legacy), "pwd": "legacy-pass", "policy": {"secret_props": {"contentType": "application/x-pem-file"}}});
+    let (st, cert) = send(
+        &emu,
+        &c,
+        &t,
+        reqwest::Method::POST,
+        &format!("certificates/imp-legacy/import?api-version={API}"),
+        Some(body),
+    )
+    .await;
+    assert_eq!(st, 200, "{cert}");
+    let (_, _, secret) = kv_get(
+        &emu,
+        &c,
+        Some(&t),
+        &format!("secrets/imp-legacy?api-version={API}"),
+    )
+    .await;
+    assert_eq!(secret["value"].as_str().unwrap(), m.to_pem());
     // A wrong password is a 400 BadParameter.
     let body = json!({"value": STANDARD.encode(&pfx), "pwd": "wrong"});
     let (st, err) = send(
