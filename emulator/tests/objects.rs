@@ -593,6 +593,37 @@ async fn create_certificate_completes_and_deleting_it_removes_key_and_secret() {
     )
     .await;
     assert_eq!(st, 200);
+    // Recovery brings back the certificate with its key and secret.
+    let (st, _) = send(
+        &emu,
+        &c,
+        &t,
+        Method::POST,
+        &format!("deletedcertificates/made/recover?api-version={API}"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    // Both come back disabled, as the certificate was.
+    let (st, _, body) = kv_get(&emu, &c, Some(&t), &format!("keys/made?api-version={API}")).await;
+    assert_eq!((st, error_code(&body).1), (403, Some("KeyDisabled")));
+    let (st, _, body) = kv_get(
+        &emu,
+        &c,
+        Some(&t),
+        &format!("secrets/made?api-version={API}"),
+    )
+    .await;
+    assert_eq!((st, error_code(&body).1), (403, Some("SecretDisabled")));
+    send(
+        &emu,
+        &c,
+        &t,
+        Method::DELETE,
+        &format!("certificates/made?api-version={API}"),
+        None,
+    )
+    .await;
     let (st, _) = send(
         &emu,
         &c,
@@ -603,6 +634,14 @@ async fn create_certificate_completes_and_deleting_it_removes_key_and_secret() {
     )
     .await;
     assert_eq!(st, 204);
+    let (st, _, _) = kv_get(
+        &emu,
+        &c,
+        Some(&t),
+        &format!("deletedcertificates/made?api-version={API}"),
+    )
+    .await;
+    assert_eq!(st, 404);
 }
 
 #[tokio::test]
@@ -668,4 +707,30 @@ async fn update_and_delete_a_key() {
     )
     .await;
     assert_eq!((st, error_code(&body).0), (409, "Conflict"));
+    let (st, _, list) = kv_get(
+        &emu,
+        &c,
+        Some(&t),
+        &format!("deletedkeys?api-version={API}"),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(
+        list["value"][0]["kid"]
+            .as_str()
+            .unwrap()
+            .ends_with("/keys/ec-key"),
+        "{list}"
+    );
+    let (st, rec) = send(
+        &emu,
+        &c,
+        &t,
+        Method::POST,
+        &format!("deletedkeys/ec-key/recover?api-version={API}"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(rec["key"]["crv"], "P-256");
 }
