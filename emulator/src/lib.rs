@@ -231,8 +231,16 @@ impl EmulatorBuilder {
         // Key generation and PBKDF are CPU-bound: run them on blocking threads, in parallel.
         let dir = state_dir.clone();
         let hostnames = self.hostnames.clone();
+        let throwaway = temp.is_some();
         let material = tokio::task::spawn_blocking(move || {
             std::thread::scope(|sc| {
+                // Owned temp dirs share one pair of signing keys per process: RSA generation is
+                // the bulk of start-up time and tests start many emulators.
+                if throwaway {
+                    for (slot, f) in ["issuer-key.pem", "entra-key.pem"].iter().enumerate() {
+                        let _ = jwt::SigningKey::seed_from_process_cache(&dir.join(f), slot);
+                    }
+                }
                 let issuer =
                     sc.spawn(|| jwt::SigningKey::load_or_create(&dir.join("issuer-key.pem")));
                 let entra =
