@@ -734,3 +734,57 @@ async fn update_and_delete_a_key() {
     assert_eq!(st, 200);
     assert_eq!(rec["key"]["crv"], "P-256");
 }
+
+#[tokio::test]
+async fn builder_helpers_rotate_certificates_and_delete_secrets() {
+    let emu = start().await;
+    let c = client(&emu);
+    let t = app_token(&emu, &c).await;
+    let v1 = emu
+        .generate_certificate("demo", "rotating", "CN=rot", 30, "application/x-pem-file")
+        .unwrap();
+    let pem = ec_cert().to_pem();
+    let v2 = emu
+        .add_certificate_pem("demo", "rotating", &pem, "application/x-pkcs12")
+        .unwrap();
+    assert_ne!(v1, v2);
+    let (_, _, latest) = kv_get(
+        &emu,
+        &c,
+        Some(&t),
+        &format!("secrets/rotating?api-version={API}"),
+    )
+    .await;
+    assert!(latest["id"].as_str().unwrap().ends_with(&v2));
+    assert_eq!(latest["contentType"], "application/x-pkcs12");
+    let (_, _, old) = kv_get(
+        &emu,
+        &c,
+        Some(&t),
+        &format!("secrets/rotating/{v1}?api-version={API}"),
+    )
+    .await;
+    assert_eq!(old["contentType"], "application/x-pem-file");
+    let (_, _, versions) = kv_get(
+        &emu,
+        &c,
+        Some(&t),
+        &format!("certificates/rotating/versions?api-version={API}"),
+    )
+    .await;
+    assert_eq!(versions["value"].as_array().unwrap().len(), 2);
+    assert!(
+        emu.add_certificate_pem("demo", "bad", "not pem", "application/x-pem-file")
+            .is_err()
+    );
+    assert!(emu.delete_secret("demo", "other"));
+    assert!(!emu.delete_secret("demo", "other"));
+    let (st, _, _) = kv_get(
+        &emu,
+        &c,
+        Some(&t),
+        &format!("secrets/other?api-version={API}"),
+    )
+    .await;
+    assert_eq!(st, 404);
+}
