@@ -227,4 +227,15 @@ async fn msal_tenant_discovery_points_at_the_emulator() {
     .await;
     assert_eq!(st, 200);
     assert_eq!(doc["token_endpoint"], token_url(&emu));
+    let (st, _, err) = get_url(
+        &c,
+        None,
+        &format!(
+            "{}nope/v2.0/.well-known/openid-configuration",
+            emu.authority_host()
+        ),
+    )
+    .await;
+    assert_eq!((st, err["error"].as_str()), (400, Some("invalid_tenant")));
+    assert_eq!(err["error_codes"][0], 90002);
 }

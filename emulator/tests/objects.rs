@@ -266,6 +266,13 @@ async fn imported_pem_certificate_is_also_a_key_and_a_pem_secret() {
     let t = app_token(&emu, &c).await;
     let m = ec_cert();
     let pem = m.to_pem();
+    // The Python SDK sends base64 of the PEM text; that must import too.
+    let (st, b64) = send(&emu, &c, &t, reqwest::Method::POST, &format!("certificates/imp-b64pem/import?api-version={API}"), Some(json!({"value": STANDARD.encode(&pem), "policy": {"secret_props": {"contentType": "application/x-pem-file"}}}))).await;
+    assert_eq!(st, 200, "{b64}");
+    assert_eq!(
+        STANDARD.decode(b64["cer"].as_str().unwrap()).unwrap(),
+        m.chain[0]
+    );
     let (st, cert) = send(&emu, &c, &reqwest_token(&t), reqwest::Method::POST, &format!("certificates/imp-pem/import?api-version={API}"), Some(json!({"value": pem, "policy": {"secret_props": {"contentType": "application/x-pem-file"}}}))).await;
     assert_eq!(st, 200, "{cert}");
     let der = STANDARD.decode(cert["cer"].as_str().unwrap()).unwrap();
