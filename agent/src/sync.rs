@@ -162,6 +162,7 @@ impl SyncError {
                             EXIT_AUTH
                         }
                     }
+                    FailureKind::KeyVault(KeyVaultError::Tls { .. }) => EXIT_CONFIG,
                     FailureKind::KeyVault(e) if e.is_transient() => EXIT_UNAVAILABLE,
                     FailureKind::KeyVault(_) | FailureKind::StartVersion(_) => EXIT_OBJECT,
                     FailureKind::Convert(_) => EXIT_CONVERT,

@@ -531,3 +531,31 @@ async fn dropped_connections_and_imds_updates_are_retried() {
     assert_eq!(h.emu.counts().route(Route::Imds), 2);
     assert!(h.emu.counts().route(Route::SecretGet) >= 4);
 }
+
+#[tokio::test]
+async fn an_untrusted_server_certificate_fails_fast_as_configuration() {
+    let h = Harness::start().await;
+    let spc = h.spc(&["objectName: db-password\nobjectType: secret"], &[]);
+    let mut s = h.settings(&spc);
+    s.ca_files.clear();
+    let t0 = Instant::now();
+    let e = keyvault_agent::run_once(s, Harness::env(&h.wi_env()))
+        .await
+        .unwrap_err();
+    let m = e.to_string();
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "not retried until the deadline: {m}"
+    );
+    assert!(m.contains("certificate") && m.contains("--ca-file"), "{m}");
+    assert_eq!(e.exit_code(), keyvault_agent::error::EXIT_CONFIG, "{m}");
+
+    // A CA file that does not exist is named.
+    let mut s = h.settings(&spc);
+    s.ca_files.push(h.tmp.path().join("no-such-ca.pem"));
+    let e = keyvault_agent::run_once(s, Harness::env(&h.wi_env()))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no-such-ca.pem"), "{e}");
+    assert_eq!(e.exit_code(), keyvault_agent::error::EXIT_CONFIG);
+}

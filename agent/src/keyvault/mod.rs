@@ -366,20 +366,15 @@ impl KeyVaultClient {
                 Ok(a) => a,
                 Err(e) => {
                     self.record(t, Outcome::Transient, started);
-                    let kind = if e.is_timeout() {
-                        "request timed out"
-                    } else if e.is_connect() {
-                        "cannot connect"
-                    } else {
-                        "request failed"
-                    };
+                    let f = crate::http::describe(&e);
+                    if f.untrusted {
+                        return Err(KeyVaultError::Tls {
+                            message: format!("{}: {}", host_port(&url), f.message),
+                        });
+                    }
                     let err = KeyVaultError::Transient {
                         status: None,
-                        message: format!(
-                            "{} {kind}: {}",
-                            host_port(&url),
-                            crate::auth::error_chain(&e)
-                        ),
+                        message: format!("{}: {}", host_port(&url), f.message),
                     };
                     tracing::debug!(error = %err, "key vault request failed; retrying");
                     if retrier.wait(None).await.is_err() {
@@ -401,7 +396,10 @@ impl KeyVaultClient {
                 return Ok(body);
             }
             if code == 401 {
-                self.record(t, Outcome::Unauthorized, started);
+                // The unauthenticated probe's 401 is the protocol, not a failure.
+                if token.is_some() {
+                    self.record(t, Outcome::Unauthorized, started);
+                }
                 let header = headers
                     .get("www-authenticate")
                     .and_then(|v| v.to_str().ok())
