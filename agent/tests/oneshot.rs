@@ -35,7 +35,7 @@ fn begin_blocks(pem: &str) -> Vec<&str> {
 #[tokio::test]
 async fn workload_identity_end_to_end_over_tls_with_every_conversion() {
     let logs = LogCapture::start();
-    let h = Harness::start().await;
+    let h = Harness::full().await;
     let spc = h.spc(&all_objects(), &[]);
     let report = h.run_once(&spc, &h.wi_env()).await.expect("sync succeeds");
 
@@ -129,7 +129,7 @@ async fn workload_identity_end_to_end_over_tls_with_every_conversion() {
 async fn a_vault_host_outside_the_challenge_resource_never_gets_a_token() {
     let h = Harness::with_builder(
         keyvault_emulator::Emulator::builder()
-            .seed_yaml(SEED)
+            .seed_yaml(SEED_LIGHT)
             .hostname("evil.localhost"),
     )
     .await;
@@ -381,7 +381,7 @@ async fn throttling_with_retry_after_is_waited_out() {
 async fn a_rotated_token_file_is_read_again() {
     let h = Harness::with_builder(
         keyvault_emulator::Emulator::builder()
-            .seed_yaml(SEED)
+            .seed_yaml(SEED_LIGHT)
             .token_ttl(Duration::from_secs(1)),
     )
     .await;
