@@ -9,7 +9,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -270,9 +269,6 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s.replace(['\r', '\n'], " ")
 }
-
-/// Shared handle type, for modules that keep the clients.
-pub type SharedClients = Arc<HttpClients>;
 
 #[cfg(test)]
 mod tests {

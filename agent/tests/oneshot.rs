@@ -559,3 +559,25 @@ async fn an_untrusted_server_certificate_fails_fast_as_configuration() {
     assert!(e.to_string().contains("no-such-ca.pem"), "{e}");
     assert_eq!(e.exit_code(), keyvault_agent::error::EXIT_CONFIG);
 }
+
+#[tokio::test]
+async fn a_missing_or_empty_token_file_is_named() {
+    let h = Harness::start().await;
+    let spc = h.spc(&["objectName: db-password\nobjectType: secret"], &[]);
+    std::fs::write(&h.token_file, "\n").unwrap();
+    let e = h.run_once(&spc, &h.wi_env()).await.unwrap_err();
+    let m = e.to_string();
+    assert!(
+        m.contains(&h.token_file.display().to_string()) && m.contains("is empty"),
+        "{m}"
+    );
+    assert_eq!(e.exit_code(), keyvault_agent::error::EXIT_CONFIG, "{m}");
+    std::fs::remove_file(&h.token_file).unwrap();
+    let e = h.run_once(&spc, &h.wi_env()).await.unwrap_err();
+    let m = e.to_string();
+    assert!(
+        m.contains("AZURE_FEDERATED_TOKEN_FILE") && m.contains("cannot read"),
+        "{m}"
+    );
+    assert_eq!(h.emu.counts().route(Route::Token), 0);
+}

@@ -15,7 +15,7 @@ pub mod model;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -481,11 +481,6 @@ impl KeyVaultClient {
             return Err(err);
         }
     }
-}
-
-/// Convenience for callers that want a `Duration` budget rather than an instant.
-pub fn deadline_in(d: Duration) -> Instant {
-    Instant::now() + d
 }
 
 #[cfg(test)]
