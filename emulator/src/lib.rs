@@ -203,6 +203,8 @@ impl EmulatorBuilder {
             }
         };
         std::fs::create_dir_all(&state_dir).map_err(|e| Error::io(&state_dir, e))?;
+        // Absolute, so the printed `ca_file` works from any working directory.
+        let state_dir = std::fs::canonicalize(&state_dir).map_err(|e| Error::io(&state_dir, e))?;
 
         let listener = TcpListener::bind(self.addr)
             .await
