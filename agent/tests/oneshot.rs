@@ -114,10 +114,8 @@ async fn workload_identity_end_to_end_over_tls_with_every_conversion() {
     needles.push("PRIVATE KEY");
     needles.push(h.file("web-tls.pfx").leak());
     logs.assert_absent(&needles);
-    assert!(
-        !logs.text().contains("Bearer ey"),
-        "no access token in logs"
-    );
+    // Any JWT (service-account or access token) starts with base64 of `{"`.
+    assert!(!logs.text().contains("eyJ"), "no jwt in logs");
     assert!(
         logs.text().contains("sync complete"),
         "the info line is logged"
@@ -455,12 +453,31 @@ fn the_binary_runs_once_and_reports_failures_per_object() {
     let h = rt.block_on(Harness::start());
     let spc = h.spc(&["objectName: db-password\nobjectType: secret"], &[]);
     let dir = h.dir.display().to_string();
+    // Every crate at trace level: still no value, token or key on stderr.
+    let mut env = h.wi_env();
+    env.push(("KEYVAULT_AGENT_LOG".into(), "trace".into()));
     let out = h.run_binary(
         &["--config", spc.to_str().unwrap(), "--dir", &dir, "--once"],
-        &h.wi_env(),
+        &env,
     );
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("TRACE"), "trace logging was on");
+    let token = std::fs::read_to_string(&h.token_file).unwrap();
+    for needle in [
+        token.trim(),
+        token.split('.').nth(1).unwrap(),
+        // Any JWT (service-account or access token) starts with base64 of `{"`.
+        "eyJ",
+        "s3cr3t-db-password-value",
+    ] {
+        if let Some(line) = stderr.lines().find(|l| l.contains(needle)) {
+            panic!(
+                "secret material in a log line: {}",
+                line.replace(needle, "<SECRET>")
+            );
+        }
+    }
     assert_eq!(h.file("db-password"), "s3cr3t-db-password-value");
     let before = h.snapshot();
 
