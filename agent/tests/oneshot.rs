@@ -598,3 +598,29 @@ async fn a_missing_or_empty_token_file_is_named() {
     );
     assert_eq!(h.emu.counts().route(Route::Token), 0);
 }
+
+// reference: protocol.md §1.5 (nextLink with another api-version, replaced by ours)
+#[tokio::test]
+async fn history_follows_next_links_across_pages() {
+    let h = Harness::with_builder(
+        keyvault_emulator::Emulator::builder()
+            .seed_yaml(SEED_LIGHT)
+            .next_link_api_version("7.2"),
+    )
+    .await;
+    for i in 0..30 {
+        h.emu
+            .set_secret("demo", "paged", &format!("paged-{i}"), None);
+    }
+    let spc = h.spc(
+        &["objectName: paged\nobjectType: secret\nobjectVersionHistory: 28"],
+        &[],
+    );
+    h.run_once(&spc, &h.wi_env()).await.unwrap();
+    assert_eq!(h.files().len(), 28);
+    assert_eq!(
+        h.emu.counts().route(Route::SecretVersions),
+        2 + 1,
+        "challenge probe + 2 pages"
+    );
+}

@@ -7,6 +7,8 @@
 //! `WWW-Authenticate` names the resource, whose host must cover the vault host before any
 //! token is requested for it (the SDKs' `verify_challenge_resource`). The scope is then
 //! cached for the client's lifetime. A 401 to a token clears that token once and retries.
+//! The challenge's `authorization` (tenant) is ignored, as the Rust SDK does: tokens come
+//! from the configured authority and tenant only, never from a host the vault names.
 //! Every request holds a permit of one shared semaphore, which bounds concurrency.
 
 pub mod challenge;
