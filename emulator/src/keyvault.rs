@@ -1280,6 +1280,15 @@ impl Ctx {
             .pointer("/policy/secret_props/contentType")
             .and_then(Value::as_str)
             .map(str::to_string);
+        // The SDKs send base64 of whatever bytes they were given, PEM text included; the service
+        // accepts raw PEM and base64(PEM) alike.
+        let value = match STANDARD.decode(value.trim()) {
+            Ok(bytes) if bytes.trim_ascii_start().starts_with(b"-----BEGIN") => {
+                String::from_utf8(bytes)
+                    .map_err(|_| bad("The PEM certificate content is not UTF-8."))?
+            }
+            _ => value,
+        };
         let is_pem = value.trim_start().starts_with("-----BEGIN");
         let content_type = policy_ct
             .unwrap_or_else(|| if is_pem { store::PEM } else { store::PKCS12 }.to_string());
