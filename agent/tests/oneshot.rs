@@ -624,3 +624,22 @@ async fn history_follows_next_links_across_pages() {
         "challenge probe + 2 pages"
     );
 }
+
+#[tokio::test]
+async fn an_expired_service_account_token_says_the_file_is_stale() {
+    let h = Harness::start().await;
+    let t = h
+        .emu
+        .mint_expired_token(SA_SUBJECT, "api://AzureADTokenExchange");
+    std::fs::write(&h.token_file, &t).unwrap();
+    let spc = h.spc(&["objectName: db-password\nobjectType: secret"], &[]);
+    let e = h.run_once(&spc, &h.wi_env()).await.unwrap_err();
+    let m = e.to_string();
+    assert!(m.contains("AADSTS700024") && m.contains("stale"), "{m}");
+    assert!(m.contains(&h.token_file.display().to_string()), "{m}");
+    assert!(
+        !m.contains(&t) && !m.contains("eyJ"),
+        "the token is never printed"
+    );
+    assert_eq!(e.exit_code(), EXIT_AUTH);
+}
