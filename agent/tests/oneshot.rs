@@ -102,6 +102,9 @@ async fn workload_identity_end_to_end_over_tls_with_every_conversion() {
             .contains("s3cr3t")
     );
 
+    // 8 distinct objects (web-tls as a secret is mounted twice but fetched once) + the
+    // challenge probe.
+    assert_eq!(report.requests, 9);
     // One token exchange for the whole parallel set.
     assert_eq!(h.emu.counts().tokens(WI_CLIENT_ID), 1);
     assert!(h.emu.counts().route(Route::Token) >= 1);
