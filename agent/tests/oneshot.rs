@@ -646,3 +646,31 @@ async fn an_expired_service_account_token_says_the_file_is_stale() {
     );
     assert_eq!(e.exit_code(), EXIT_AUTH);
 }
+
+// reference: protocol.md §3.5
+#[tokio::test]
+async fn entra_throttling_and_outages_are_retried() {
+    let h = Harness::start().await;
+    h.emu.add_fault(
+        Fault::new(
+            Route::Token,
+            FaultKind::Throttle {
+                retry_after: Some(1),
+            },
+        )
+        .times(1),
+    );
+    h.emu
+        .add_fault(Fault::new(Route::Token, FaultKind::Status(503)).times(1));
+    let spc = h.spc(&["objectName: db-password\nobjectType: secret"], &[]);
+    let t0 = Instant::now();
+    h.run_once(&spc, &h.sp_env(SP_CLIENT_ID, SP_SECRET))
+        .await
+        .expect("retried to success");
+    assert!(
+        t0.elapsed() >= Duration::from_secs(1),
+        "Retry-After honoured"
+    );
+    assert_eq!(h.emu.counts().route(Route::Token), 3);
+    assert_eq!(h.file("db-password"), "s3cr3t-db-password-value");
+}
