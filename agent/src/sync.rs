@@ -3,7 +3,9 @@
 //!
 //! All or nothing: if any object fails, every failure is reported (one line each, naming the
 //! object) and nothing is written. Pinned versions are immutable, so each is fetched once per
-//! process and served from memory afterwards.
+//! process and served from memory afterwards; within a cycle, objects naming the same version
+//! share one GET. Concurrency is bounded by the Key Vault client's request semaphore
+//! (`--concurrency`), so history mode's per-version GETs count against the same budget.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
