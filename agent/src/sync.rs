@@ -1,14 +1,29 @@
 //! One sync cycle over a whole plan: fetch every object in parallel (bounded), convert,
 //! assemble one payload, publish it atomically, and report what is mounted.
 //!
-//! (Placeholder API; the implementation lands with the fetch work.)
+//! All or nothing: if any object fails, every failure is reported (one line each, naming the
+//! object) and nothing is written. Pinned versions are immutable, so each is fetched once per
+//! process and served from memory afterwards.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::{Plan, Settings};
+use futures::future::join_all;
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+
+use crate::auth::{AuthError, Credential};
+use crate::config::{ObjectSpec, ObjectType, Plan, Settings};
+use crate::error::{
+    EXIT_AUTH, EXIT_CONFIG, EXIT_CONVERT, EXIT_OBJECT, EXIT_UNAVAILABLE, EXIT_WRITE,
+};
+use crate::http::{HttpClients, HttpOptions};
+use crate::keyvault::model::{Fetched, VersionItem};
+use crate::keyvault::{KeyVaultClient, KeyVaultError, KeyVaultOptions};
+use crate::secret::SecretBytes;
 use crate::telemetry::metrics::Metrics;
-use crate::writer::WriteOutcome;
+use crate::writer::{AtomicWriter, FileProjection, Payload, WriteOutcome, WriterError};
 
 /// What is mounted for one output file's object.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -34,7 +49,8 @@ pub struct SyncReport {
     pub outcome: WriteOutcome,
     /// Status per output file, in plan order.
     pub objects: Vec<ObjectStatus>,
-    /// Key Vault GETs performed this cycle (pinned versions are served from memory).
+    /// Key Vault HTTP requests sent this cycle (challenge probes and retries included;
+    /// pinned versions are served from memory).
     pub requests: usize,
     /// Wall time of the cycle.
     pub duration: Duration,
@@ -42,58 +58,608 @@ pub struct SyncReport {
     pub finished_at: SystemTime,
 }
 
+/// Why one object failed.
+#[derive(Debug, Clone)]
+pub enum FailureKind {
+    /// Key Vault (or the token for it).
+    KeyVault(KeyVaultError),
+    /// The content could not be converted.
+    Convert(String),
+    /// History mode: the start version is not among the enabled versions.
+    StartVersion(String),
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FailureKind::KeyVault(e) => write!(f, "{e}"),
+            FailureKind::Convert(m) => write!(f, "{m}"),
+            FailureKind::StartVersion(v) => write!(
+                f,
+                "start version {v} is not among the enabled versions: check objectVersion"
+            ),
+        }
+    }
+}
+
+/// One failed object, e.g. `secret "db-password" (version 3f2a…): not found ...`.
+#[derive(Debug, Clone)]
+pub struct ObjectFailure {
+    /// The object's label.
+    pub label: String,
+    /// What went wrong.
+    pub kind: FailureKind,
+}
+
+impl std::fmt::Display for ObjectFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.label, self.kind)
+    }
+}
+
 /// A failed cycle; nothing was published.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    /// Placeholder.
+    /// The HTTP client or identity could not be set up (configuration).
     #[error("{0}")]
-    Failed(String),
+    Setup(String),
+    /// One or more objects failed; all are listed, one per line.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Objects(Vec<ObjectFailure>),
+    /// The overall deadline passed.
+    #[error("the sync did not finish within --timeout ({}s)", .0.as_secs())]
+    Deadline(Duration),
+    /// Publishing failed; the previous set is intact.
+    #[error("writing {dir}: {source}")]
+    Write {
+        /// Target directory.
+        dir: String,
+        /// Why.
+        source: WriterError,
+    },
 }
 
 impl SyncError {
     /// Whether retrying later may succeed (throttling, 5xx, network, deadline).
     pub fn is_transient(&self) -> bool {
-        false
+        match self {
+            SyncError::Objects(fs) => fs
+                .iter()
+                .all(|f| matches!(&f.kind, FailureKind::KeyVault(e) if e.is_transient())),
+            SyncError::Deadline(_) => true,
+            SyncError::Setup(_) | SyncError::Write { .. } => false,
+        }
     }
 
     /// Server-requested delay before the next attempt (`Retry-After`), if any.
     pub fn retry_after(&self) -> Option<Duration> {
-        None
+        match self {
+            SyncError::Objects(fs) => fs
+                .iter()
+                .filter_map(|f| match &f.kind {
+                    FailureKind::KeyVault(e) => e.retry_after(),
+                    _ => None,
+                })
+                .max(),
+            _ => None,
+        }
     }
 
-    /// Process exit code for `--once` (see `error.rs`).
+    /// Process exit code for `--once` (see `error.rs`): authentication beats object
+    /// refusals, which beat conversion failures, which beat unavailability.
     pub fn exit_code(&self) -> i32 {
-        1
+        match self {
+            SyncError::Setup(_) => EXIT_CONFIG,
+            SyncError::Write { .. } => EXIT_WRITE,
+            SyncError::Deadline(_) => EXIT_UNAVAILABLE,
+            SyncError::Objects(fs) => fs
+                .iter()
+                .map(|f| match &f.kind {
+                    FailureKind::KeyVault(KeyVaultError::Auth(a)) if !a.is_transient() => {
+                        if matches!(a, AuthError::Config { .. }) {
+                            EXIT_CONFIG
+                        } else {
+                            EXIT_AUTH
+                        }
+                    }
+                    FailureKind::KeyVault(e) if e.is_transient() => EXIT_UNAVAILABLE,
+                    FailureKind::KeyVault(_) | FailureKind::StartVersion(_) => EXIT_OBJECT,
+                    FailureKind::Convert(_) => EXIT_CONVERT,
+                })
+                .min_by_key(|c| match *c {
+                    EXIT_CONFIG => 0,
+                    EXIT_AUTH => 1,
+                    EXIT_OBJECT => 2,
+                    EXIT_CONVERT => 3,
+                    _ => 4,
+                })
+                .unwrap_or(EXIT_UNAVAILABLE),
+        }
     }
+}
+
+type PinKey = (ObjectType, String, String);
+
+/// One output file ready to publish.
+struct Item {
+    path: String,
+    data: SecretBytes,
+    mode: u32,
+    status: ObjectStatus,
 }
 
 /// Runs sync cycles for one plan; keeps credentials, the HTTP pool and pinned versions
 /// between cycles.
 #[derive(Debug)]
 pub struct Syncer {
-    _plan: Plan,
+    plan: Plan,
+    client: KeyVaultClient,
+    credential: Credential,
+    writer: AtomicWriter,
+    timeout: Duration,
+    pinned: Mutex<HashMap<PinKey, (Fetched, u64)>>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Syncer {
     /// Builds the HTTP client, credential and writer for `plan`.
-    pub fn new(
+    pub fn new(plan: Plan, settings: &Settings, metrics: Arc<Metrics>) -> Result<Self, SyncError> {
+        let http = crate::http::build(&HttpOptions::from_settings(settings))
+            .map_err(|e| SyncError::Setup(e.to_string()))?;
+        let opts = KeyVaultOptions {
+            api_version: settings.api_version.clone(),
+            concurrency: settings.concurrency.max(1),
+            ..KeyVaultOptions::default()
+        };
+        Self::with_parts(
+            plan,
+            http,
+            AtomicWriter::new(&settings.dir),
+            settings.timeout,
+            opts,
+            metrics,
+        )
+    }
+
+    /// Builds a syncer from explicit parts (custom backoff, shared clients).
+    pub fn with_parts(
         plan: Plan,
-        _settings: &Settings,
-        _metrics: Arc<Metrics>,
+        http: HttpClients,
+        writer: AtomicWriter,
+        timeout: Duration,
+        opts: KeyVaultOptions,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, SyncError> {
-        Ok(Self { _plan: plan })
+        let credential = Credential::new(&plan.identity, http.clone(), metrics.clone())
+            .map_err(|e| SyncError::Setup(e.to_string()))?;
+        let client = KeyVaultClient::new(
+            plan.vault_url.clone(),
+            http,
+            credential.clone(),
+            metrics,
+            opts,
+        );
+        Ok(Self {
+            plan,
+            client,
+            credential,
+            writer,
+            timeout,
+            pinned: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The Key Vault client.
+    pub fn client(&self) -> &KeyVaultClient {
+        &self.client
+    }
+
+    /// The credential.
+    pub fn credential(&self) -> &Credential {
+        &self.credential
+    }
+
+    /// The writer.
+    pub fn writer(&self) -> &AtomicWriter {
+        &self.writer
     }
 
     /// One cycle under the settings' overall deadline.
     pub async fn sync(&self) -> Result<SyncReport, SyncError> {
-        Err(SyncError::Failed("not implemented".into()))
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        let before = self.client.requests();
+        // Every request already stops at the deadline; this is the backstop.
+        let fetched = tokio::time::timeout_at(deadline + Duration::from_secs(1), async {
+            join_all(
+                self.plan
+                    .objects
+                    .iter()
+                    .map(|s| self.fetch_object(s, deadline)),
+            )
+            .await
+        })
+        .await
+        .map_err(|_| SyncError::Deadline(self.timeout))?;
+
+        let mut items = Vec::new();
+        let mut failures = Vec::new();
+        for r in fetched {
+            match r {
+                Ok(mut v) => items.append(&mut v),
+                Err(mut f) => failures.append(&mut f),
+            }
+        }
+        if !failures.is_empty() {
+            return Err(SyncError::Objects(failures));
+        }
+
+        let mut payload = Payload::new();
+        let mut objects = Vec::with_capacity(items.len());
+        for it in items {
+            payload.insert(
+                it.path,
+                FileProjection {
+                    data: it.data,
+                    mode: it.mode,
+                },
+            );
+            objects.push(it.status);
+        }
+        let writer = self.writer.clone();
+        let outcome = tokio::task::spawn_blocking(move || writer.write(&payload))
+            .await
+            .map_err(|e| SyncError::Setup(format!("writer task failed: {e}")))?
+            .map_err(|source| SyncError::Write {
+                dir: self.writer.target_dir().display().to_string(),
+                source,
+            })?;
+        Ok(SyncReport {
+            outcome,
+            objects,
+            requests: self.client.requests() - before,
+            duration: started.elapsed(),
+            finished_at: SystemTime::now(),
+        })
     }
+
+    /// Writes `report`'s object list as the status file.
+    pub fn write_status(&self, report: &SyncReport) -> Result<(), SyncError> {
+        let json = status_json(&report.objects);
+        self.writer
+            .write_status(&json)
+            .map_err(|source| SyncError::Write {
+                dir: self.writer.target_dir().display().to_string(),
+                source,
+            })
+    }
+
+    /// GET one version, from memory when it is pinned and was fetched before.
+    async fn fetch_version(
+        &self,
+        spec: &ObjectSpec,
+        version: Option<&str>,
+        deadline: Instant,
+    ) -> Result<(Fetched, u64), KeyVaultError> {
+        let key = version.map(|v| (spec.object_type, spec.name.clone(), v.to_owned()));
+        if let Some(k) = &key
+            && let Some(hit) = self.pinned.lock().unwrap_or_else(|p| p.into_inner()).get(k)
+        {
+            return Ok(hit.clone());
+        }
+        let fetched = self
+            .client
+            .get(spec.object_type, &spec.name, version, deadline)
+            .await?;
+        let at = unix_now();
+        if let Some(k) = key {
+            self.pinned
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(k, (fetched.clone(), at));
+        }
+        Ok((fetched, at))
+    }
+
+    fn item(
+        spec: &ObjectSpec,
+        label: &str,
+        id: String,
+        path: String,
+        requested: Option<&str>,
+        fetched: &Fetched,
+        fetched_at: u64,
+    ) -> Result<Item, ObjectFailure> {
+        let data = crate::convert::convert(spec, fetched).map_err(|e| ObjectFailure {
+            label: label.to_owned(),
+            kind: FailureKind::Convert(e.to_string()),
+        })?;
+        let version = fetched
+            .version()
+            .or(requested)
+            .unwrap_or_default()
+            .to_owned();
+        let sha256 = hex::encode(Sha256::digest(data.expose()));
+        let not_after = crate::convert::not_after(fetched, data.expose());
+        tracing::debug!(object = %id, %version, path = %path, bytes = data.len(), "object ready");
+        Ok(Item {
+            status: ObjectStatus {
+                id,
+                version,
+                path: path.clone(),
+                sha256,
+                fetched_at,
+                not_after,
+            },
+            path,
+            data,
+            mode: spec.mode,
+        })
+    }
+
+    async fn fetch_object(
+        &self,
+        spec: &ObjectSpec,
+        deadline: Instant,
+    ) -> Result<Vec<Item>, Vec<ObjectFailure>> {
+        if spec.is_history() {
+            return self.fetch_history(spec, deadline).await;
+        }
+        let label = spec.label();
+        let (fetched, at) = self
+            .fetch_version(spec, spec.version.as_deref(), deadline)
+            .await
+            .map_err(|e| {
+                vec![ObjectFailure {
+                    label: label.clone(),
+                    kind: FailureKind::KeyVault(e),
+                }]
+            })?;
+        let item = Self::item(
+            spec,
+            &label,
+            spec.id(),
+            spec.path.clone(),
+            spec.version.as_deref(),
+            &fetched,
+            at,
+        )
+        .map_err(|f| vec![f])?;
+        Ok(vec![item])
+    }
+
+    /// History mode (`reference-provider.md` §2.7, with its bugs fixed): exactly
+    /// min(N, enabled) files, newest first, starting at the pinned version if any.
+    async fn fetch_history(
+        &self,
+        spec: &ObjectSpec,
+        deadline: Instant,
+    ) -> Result<Vec<Item>, Vec<ObjectFailure>> {
+        let label = spec.label();
+        let fail = |kind| {
+            vec![ObjectFailure {
+                label: label.clone(),
+                kind,
+            }]
+        };
+        let items = self
+            .client
+            .list_versions(spec.object_type, &spec.name, deadline)
+            .await
+            .map_err(|e| fail(FailureKind::KeyVault(e)))?;
+        let versions = select_history(items, spec.version.as_deref(), spec.history as usize)
+            .map_err(|v| fail(FailureKind::StartVersion(v)))?;
+        let results = join_all(versions.iter().map(|v| async move {
+            let r = self.fetch_version(spec, Some(v), deadline).await;
+            (v.clone(), r)
+        }))
+        .await;
+        let mut out = Vec::new();
+        let mut failures = Vec::new();
+        for (i, (v, r)) in results.into_iter().enumerate() {
+            let vlabel = format!(
+                "{} \"{}\" (version {v})",
+                spec.object_type.as_str(),
+                spec.name
+            );
+            match r {
+                Ok((fetched, at)) => match Self::item(
+                    spec,
+                    &vlabel,
+                    spec.history_id(i),
+                    format!("{}/{i}", spec.path),
+                    Some(&v),
+                    &fetched,
+                    at,
+                ) {
+                    Ok(it) => out.push(it),
+                    Err(f) => failures.push(f),
+                },
+                Err(e) => failures.push(ObjectFailure {
+                    label: vlabel,
+                    kind: FailureKind::KeyVault(e),
+                }),
+            }
+        }
+        if failures.is_empty() {
+            Ok(out)
+        } else {
+            Err(failures)
+        }
+    }
+}
+
+/// Enabled versions with attributes, newest `created` first (missing = epoch), starting at
+/// `start` when given, at most `n`. `Err(start)` when `start` is not among them.
+pub fn select_history(
+    items: Vec<VersionItem>,
+    start: Option<&str>,
+    n: usize,
+) -> Result<Vec<String>, String> {
+    let mut enabled: Vec<(i64, String)> = items
+        .iter()
+        .filter_map(|it| {
+            let a = it.attributes.as_ref()?;
+            if a.enabled != Some(true) {
+                return None;
+            }
+            Some((a.created.unwrap_or(0), it.version()?.to_owned()))
+        })
+        .collect();
+    enabled.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let from = match start {
+        None => 0,
+        Some(v) => enabled
+            .iter()
+            .position(|(_, x)| x == v)
+            .ok_or_else(|| v.to_owned())?,
+    };
+    Ok(enabled
+        .into_iter()
+        .skip(from)
+        .take(n)
+        .map(|(_, v)| v)
+        .collect())
 }
 
 /// `--once`: load, sync once, exit. See [`crate::run_once`].
 pub async fn run_once(
-    _settings: Settings,
-    _env: crate::config::Env,
+    settings: Settings,
+    env: crate::config::Env,
 ) -> Result<SyncReport, crate::error::Error> {
-    Err(crate::error::Error::Internal("not implemented".into()))
+    let plan = crate::config::load(&settings, &env)?;
+    let metrics = Metrics::new();
+    let syncer = Syncer::new(plan, &settings, metrics)?;
+    let report = syncer.sync().await?;
+    let changed = matches!(report.outcome, WriteOutcome::Published { .. });
+    tracing::info!(
+        objects = report.objects.len(),
+        files = report.objects.len(),
+        requests = report.requests,
+        duration_ms = report.duration.as_millis() as u64,
+        changed,
+        dir = %settings.dir.display(),
+        "sync complete"
+    );
+    syncer.write_status(&report)?;
+    Ok(report)
+}
+
+/// The status file's content for `objects` (a JSON list).
+pub fn status_json(objects: &[ObjectStatus]) -> Vec<u8> {
+    serde_json::to_vec_pretty(objects).unwrap_or_else(|_| b"[]".to_vec())
+}
+
+/// Object counts by type, for logs.
+pub fn counts(plan: &Plan) -> BTreeMap<&'static str, usize> {
+    let mut m = BTreeMap::new();
+    for o in &plan.objects {
+        *m.entry(o.object_type.as_str()).or_default() += 1;
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyvault::model::Attributes;
+
+    fn v(id: &str, enabled: Option<bool>, created: Option<i64>) -> VersionItem {
+        VersionItem {
+            id: Some(format!("https://x.vault.azure.net/secrets/s/{id}")),
+            kid: None,
+            attributes: Some(Attributes {
+                enabled,
+                created,
+                ..Default::default()
+            }),
+        }
+    }
+
+    // reference: reference-provider.md §2.7 (TestGetLatestNKeyVaultObjects + [BUG] fixes)
+    #[test]
+    fn history_selection() {
+        let t = 1_700_000_000;
+        let all = || {
+            vec![
+                v("c", Some(true), Some(t + 8)),
+                v("a", Some(true), Some(t + 10)),
+                v("e", Some(true), Some(t + 6)),
+                v("b", Some(true), Some(t + 9)),
+                v("d", Some(true), Some(t + 7)),
+            ]
+        };
+        assert_eq!(
+            select_history(all(), None, 5).unwrap(),
+            ["a", "b", "c", "d", "e"]
+        );
+        // Exactly N, not N+1.
+        assert_eq!(select_history(all(), None, 2).unwrap(), ["a", "b"]);
+        assert_eq!(select_history(all(), None, 200).unwrap().len(), 5);
+        assert_eq!(
+            select_history(all(), Some("c"), 5).unwrap(),
+            ["c", "d", "e"]
+        );
+        // A start version that is not there is an error, not an empty set.
+        assert_eq!(select_history(all(), Some("zzz"), 5), Err("zzz".into()));
+        // Disabled and attribute-less versions are skipped; a disabled start is an error.
+        let mut items = all();
+        items.push(v("new-disabled", Some(false), Some(t + 100)));
+        items.push(VersionItem {
+            id: Some("https://x/secrets/s/noattr".into()),
+            kid: None,
+            attributes: None,
+        });
+        items.push(v("nocreated", Some(true), None));
+        assert_eq!(
+            select_history(items.clone(), None, 10).unwrap(),
+            ["a", "b", "c", "d", "e", "nocreated"]
+        );
+        assert!(select_history(items, Some("new-disabled"), 2).is_err());
+    }
+
+    #[test]
+    fn exit_codes_follow_the_table() {
+        let f = |kind| ObjectFailure {
+            label: "secret \"x\"".into(),
+            kind,
+        };
+        let nf = FailureKind::KeyVault(KeyVaultError::NotFound {
+            code: "SecretNotFound".into(),
+        });
+        let thr = FailureKind::KeyVault(KeyVaultError::Throttled {
+            retry_after: Some(Duration::from_secs(7)),
+        });
+        let auth = FailureKind::KeyVault(KeyVaultError::Auth(AuthError::Rejected {
+            mode: "workload_identity",
+            message: "no".into(),
+        }));
+        let e = SyncError::Objects(vec![f(thr.clone())]);
+        assert_eq!(e.exit_code(), EXIT_UNAVAILABLE);
+        assert!(e.is_transient());
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+        let e = SyncError::Objects(vec![f(thr.clone()), f(nf.clone())]);
+        assert_eq!(e.exit_code(), EXIT_OBJECT);
+        assert!(!e.is_transient());
+        let e = SyncError::Objects(vec![f(nf), f(auth), f(FailureKind::Convert("bad".into()))]);
+        assert_eq!(e.exit_code(), EXIT_AUTH);
+        assert_eq!(
+            SyncError::Objects(vec![f(FailureKind::Convert("bad pfx".into()))]).exit_code(),
+            EXIT_CONVERT
+        );
+        let m = e.to_string();
+        assert_eq!(m.lines().count(), 3, "{m}");
+        assert!(m.lines().all(|l| l.starts_with("secret \"x\": ")), "{m}");
+    }
 }

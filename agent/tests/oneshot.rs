@@ -1,1 +1,533 @@
-//! (to be written)
+//! `--once` end to end against the emulator over TLS: the three identities, conversions over
+//! the wire, history mode, failures that name every object and leave the directory exactly
+//! as it was, throttling, token file rotation, parallelism, and no secret in any log line.
+
+use std::time::{Duration, Instant};
+
+use keyvault_agent::error::{EXIT_AUTH, EXIT_OBJECT};
+use keyvault_agent::sync::Syncer;
+use keyvault_agent::telemetry::metrics::Metrics;
+use keyvault_emulator::{Fault, FaultKind, Route};
+
+use crate::util::*;
+
+fn all_objects() -> Vec<&'static str> {
+    vec![
+        "objectName: db-password\nobjectType: secret",
+        "objectName: api-key\nobjectType: secret\nobjectAlias: app/api-key.txt\nfilePermission: \"0600\"",
+        "objectName: hex-blob\nobjectType: secret\nobjectEncoding: hex",
+        "objectName: rsa-key\nobjectType: key\nobjectAlias: rsa.pub.pem",
+        "objectName: ec-key\nobjectType: key",
+        "objectName: web-tls\nobjectType: cert\nobjectAlias: web-tls.crt",
+        "objectName: web-tls\nobjectType: secret\nobjectAlias: web-tls.pem",
+        "objectName: web-tls\nobjectType: secret\nobjectAlias: web-tls.pfx\nobjectFormat: pfx",
+        "objectName: web-pem\nobjectType: secret",
+    ]
+}
+
+fn begin_blocks(pem: &str) -> Vec<&str> {
+    pem.lines()
+        .filter(|l| l.starts_with("-----BEGIN "))
+        .collect()
+}
+
+// reference: reference-provider.md §2.1–§2.5, §2.8; protocol.md §2, §3.2
+#[tokio::test]
+async fn workload_identity_end_to_end_over_tls_with_every_conversion() {
+    let logs = LogCapture::start();
+    let h = Harness::start().await;
+    let spc = h.spc(&all_objects(), &[]);
+    let report = h.run_once(&spc, &h.wi_env()).await.expect("sync succeeds");
+
+    assert_eq!(h.file("db-password"), "s3cr3t-db-password-value");
+    assert_eq!(h.file("app/api-key.txt"), "api-key-value-0xfeed");
+    assert_eq!(h.file("hex-blob"), "hello");
+    for k in ["rsa.pub.pem", "ec-key"] {
+        let pem = h.file(k);
+        assert_eq!(begin_blocks(&pem), ["-----BEGIN PUBLIC KEY-----"], "{k}");
+    }
+    assert_eq!(
+        begin_blocks(&h.file("web-tls.crt")),
+        ["-----BEGIN CERTIFICATE-----"]
+    );
+    let pem = h.file("web-tls.pem");
+    let blocks = begin_blocks(&pem);
+    assert_eq!(blocks[0], "-----BEGIN PRIVATE KEY-----", "key first");
+    assert!(
+        blocks[1..]
+            .iter()
+            .all(|b| *b == "-----BEGIN CERTIFICATE-----")
+    );
+    assert!(
+        h.file("web-tls.pfx").starts_with("MII"),
+        "base64 pfx kept as is"
+    );
+    assert_eq!(
+        begin_blocks(&h.file("web-pem"))[0],
+        "-----BEGIN PRIVATE KEY-----"
+    );
+
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &str| {
+        std::fs::metadata(h.dir.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("app/api-key.txt"), 0o600);
+    assert_eq!(mode("db-password"), 0o644);
+
+    // Status: reference ids and versions, hashes, certificate expiry.
+    assert_eq!(report.objects.len(), 9);
+    let db = &report.objects[0];
+    assert_eq!(
+        (db.id.as_str(), db.version.as_str()),
+        ("secret/db-password", DB_V3)
+    );
+    assert_eq!(db.path, "db-password");
+    assert_eq!(db.sha256.len(), 64);
+    let crt = report
+        .objects
+        .iter()
+        .find(|o| o.path == "web-tls.crt")
+        .unwrap();
+    assert_eq!(crt.id, "cert/web-tls");
+    assert!(crt.not_after.is_some_and(|t| t > 1_700_000_000));
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(h.dir.join("..status.json")).unwrap()).unwrap();
+    assert_eq!(status.as_array().unwrap().len(), 9);
+    assert!(
+        !String::from_utf8_lossy(&std::fs::read(h.dir.join("..status.json")).unwrap())
+            .contains("s3cr3t")
+    );
+
+    // One token exchange for the whole parallel set.
+    assert_eq!(h.emu.counts().tokens(WI_CLIENT_ID), 1);
+    assert!(h.emu.counts().route(Route::Token) >= 1);
+
+    // No value, token or private key in any log line, at trace level.
+    let token = std::fs::read_to_string(&h.token_file).unwrap();
+    let mut needles: Vec<&str> = SECRET_VALUES.to_vec();
+    needles.push(token.trim());
+    needles.push(token.split('.').nth(1).unwrap());
+    needles.push("PRIVATE KEY");
+    needles.push(h.file("web-tls.pfx").leak());
+    logs.assert_absent(&needles);
+    assert!(
+        !logs.text().contains("Bearer ey"),
+        "no access token in logs"
+    );
+    assert!(
+        logs.text().contains("sync complete"),
+        "the info line is logged"
+    );
+}
+
+// reference: protocol.md §2.2 (verify_challenge_resource; aka.ms/azsdk/blog/vault-uri)
+#[tokio::test]
+async fn a_vault_host_outside_the_challenge_resource_never_gets_a_token() {
+    let h = Harness::with_builder(
+        keyvault_emulator::Emulator::builder()
+            .seed_yaml(SEED)
+            .hostname("evil.localhost"),
+    )
+    .await;
+    // Same server, same certificate, but the host is not under `vault.localhost`.
+    let url = url::Url::parse(&format!("https://evil.localhost:{}/", h.emu.addr().port())).unwrap();
+    let spc = h.spc_for(&url, &["objectName: db-password\nobjectType: secret"], &[]);
+    let e = h.run_once(&spc, &h.wi_env()).await.unwrap_err();
+    let m = e.to_string();
+    assert!(
+        m.contains("evil.localhost")
+            && m.contains("vault.localhost")
+            && m.contains("refusing to send a token"),
+        "{m}"
+    );
+    assert_eq!(
+        h.emu.counts().tokens(WI_CLIENT_ID),
+        0,
+        "no token was even requested"
+    );
+    assert_eq!(h.emu.counts().route(Route::Token), 0);
+    assert!(!h.dir.join("..data").exists());
+}
+
+#[tokio::test]
+async fn managed_identity_through_imds() {
+    let h = Harness::start().await;
+    let spc = h.spc(
+        &["objectName: db-password\nobjectType: secret"],
+        &[
+            ("useVMManagedIdentity", "true"),
+            ("userAssignedIdentityID", MI_CLIENT_ID),
+        ],
+    );
+    h.run_once(&spc, &[]).await.expect("sync succeeds");
+    assert_eq!(h.file("db-password"), "s3cr3t-db-password-value");
+    assert!(h.emu.counts().route(Route::Imds) >= 1);
+    assert_eq!(h.emu.counts().route(Route::Token), 0);
+
+    // An identity that is not assigned: an actionable message, auth exit code.
+    let spc = h.spc(
+        &["objectName: db-password\nobjectType: secret"],
+        &[
+            ("useVMManagedIdentity", "true"),
+            (
+                "userAssignedIdentityID",
+                "99999999-9999-9999-9999-999999999999",
+            ),
+        ],
+    );
+    let e = h.run_once(&spc, &[]).await.unwrap_err();
+    let m = e.to_string();
+    assert_eq!(e.exit_code(), EXIT_AUTH, "{m}");
+    assert!(
+        m.contains("99999999-9999-9999-9999-999999999999") && m.contains("not assigned"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn client_secret_flow_and_bad_secret_message() {
+    let logs = LogCapture::start();
+    let h = Harness::start().await;
+    let spc = h.spc(&["objectName: db-password\nobjectType: secret"], &[]);
+    h.run_once(&spc, &h.sp_env(SP_CLIENT_ID, SP_SECRET))
+        .await
+        .expect("sync succeeds");
+    assert_eq!(h.file("db-password"), "s3cr3t-db-password-value");
+    assert_eq!(h.emu.counts().tokens(SP_CLIENT_ID), 1);
+
+    let e = h
+        .run_once(&spc, &h.sp_env(SP_CLIENT_ID, "wrong-secret-value"))
+        .await
+        .unwrap_err();
+    let m = e.to_string();
+    assert_eq!(e.exit_code(), EXIT_AUTH, "{m}");
+    assert!(
+        m.contains("AADSTS7000215") && m.contains(SP_CLIENT_ID),
+        "{m}"
+    );
+    logs.assert_absent(&[SP_SECRET, "wrong-secret-value", "s3cr3t-db-password-value"]);
+}
+
+// reference: reference-provider.md §2.7 (with the N+1 and missing-start-version bugs fixed)
+#[tokio::test]
+async fn history_mode_writes_exactly_the_enabled_versions_newest_first() {
+    let h = Harness::start().await;
+    let spc = h.spc(
+        &["objectName: db-password\nobjectType: secret\nobjectAlias: db\nobjectVersionHistory: 5"],
+        &[],
+    );
+    let report = h.run_once(&spc, &h.wi_env()).await.unwrap();
+    let files: Vec<String> = h.files().into_keys().collect();
+    assert_eq!(
+        files,
+        ["db/0", "db/1"],
+        "disabled version skipped, no extra file"
+    );
+    assert_eq!(h.file("db/0"), "s3cr3t-db-password-value");
+    assert_eq!(h.file("db/1"), "old-db-password-value");
+    assert_eq!(report.objects[0].id, "secret/db-password/0");
+    assert_eq!(report.objects[1].version, DB_V1);
+
+    // More versions than N: exactly N (the reference writes N+1), sorted by `created`.
+    let spc = h.spc(
+        &["objectName: many\nobjectType: secret\nobjectVersionHistory: 2"],
+        &[],
+    );
+    h.run_once(&spc, &h.wi_env()).await.unwrap();
+    let files: Vec<String> = h.files().into_keys().collect();
+    assert_eq!(files, ["many/0", "many/1"]);
+    assert_eq!(h.file("many/0"), "many-3");
+    assert_eq!(h.file("many/1"), "many-2");
+
+    // A start version that is disabled (or absent) is an error naming the object.
+    let before = h.snapshot();
+    let spc = h.spc(
+        &[&format!(
+            "objectName: db-password\nobjectType: secret\nobjectVersion: {DB_V2}\nobjectVersionHistory: 2"
+        )],
+        &[],
+    );
+    let e = h.run_once(&spc, &h.wi_env()).await.unwrap_err();
+    let m = e.to_string();
+    assert!(
+        m.contains("db-password")
+            && m.contains(DB_V2)
+            && m.contains("not among the enabled versions"),
+        "{m}"
+    );
+    assert_eq!(e.exit_code(), EXIT_OBJECT);
+    assert_eq!(h.snapshot(), before);
+}
+
+// reference: reference-provider.md §4 (fail closed, nothing written) — but every object named
+#[tokio::test]
+async fn failures_name_every_object_and_leave_the_directory_untouched() {
+    let logs = LogCapture::start();
+    let h = Harness::start().await;
+    let good = h.spc(&["objectName: db-password\nobjectType: secret"], &[]);
+    h.run_once(&good, &h.wi_env()).await.unwrap();
+    let before = h.snapshot();
+    assert!(before.contains_key("/..data"));
+
+    let bad = h.spc(
+        &[
+            "objectName: db-password\nobjectType: secret",
+            "objectName: missing-one\nobjectType: secret",
+            "objectName: off\nobjectType: secret",
+            "objectName: missing-key\nobjectType: key",
+        ],
+        &[],
+    );
+    let e = h.run_once(&bad, &h.wi_env()).await.unwrap_err();
+    let m = e.to_string();
+    let lines: Vec<&str> = m.lines().collect();
+    assert_eq!(lines.len(), 3, "{m}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("secret \"missing-one\": not found")),
+        "{m}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("secret \"off\": is disabled")),
+        "{m}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("key \"missing-key\": not found")),
+        "{m}"
+    );
+    assert_eq!(e.exit_code(), EXIT_OBJECT);
+    assert_eq!(h.snapshot(), before, "no partial set, nothing touched");
+
+    // Forbidden: the identity may read db-password only; the message says which role.
+    let e = h
+        .run_once(
+            &h.spc(
+                &[
+                    "objectName: db-password\nobjectType: secret",
+                    "objectName: api-key\nobjectType: secret",
+                ],
+                &[],
+            ),
+            &h.sp_env(LIMITED_CLIENT_ID, "limited-secret"),
+        )
+        .await
+        .unwrap_err();
+    let m = e.to_string();
+    assert_eq!(m.lines().count(), 1, "{m}");
+    assert!(m.starts_with("secret \"api-key\": access denied"), "{m}");
+    assert!(m.contains("Key Vault Secrets User"), "{m}");
+    assert_eq!(e.exit_code(), EXIT_OBJECT);
+    assert_eq!(h.snapshot(), before);
+    logs.assert_absent(SECRET_VALUES);
+}
+
+// reference: protocol.md §1.8
+#[tokio::test]
+async fn throttling_with_retry_after_is_waited_out() {
+    let h = Harness::start().await;
+    h.emu.add_fault(
+        Fault::new(
+            Route::SecretGet,
+            FaultKind::Throttle {
+                retry_after: Some(1),
+            },
+        )
+        .times(2),
+    );
+    let spc = h.spc(&["objectName: db-password\nobjectType: secret"], &[]);
+    let t0 = Instant::now();
+    h.run_once(&spc, &h.wi_env())
+        .await
+        .expect("succeeds after the throttling");
+    assert!(
+        t0.elapsed() >= Duration::from_secs(2),
+        "both Retry-After: 1 honoured"
+    );
+    assert_eq!(h.file("db-password"), "s3cr3t-db-password-value");
+    assert!(h.emu.counts().route(Route::SecretGet) >= 4);
+
+    // Throttling beyond the deadline: transient exit code, no sleeping past it.
+    h.emu.add_fault(Fault::new(
+        Route::SecretGet,
+        FaultKind::Throttle {
+            retry_after: Some(300),
+        },
+    ));
+    let mut s = h.settings(&spc);
+    s.timeout = Duration::from_secs(5);
+    let t0 = Instant::now();
+    let e = keyvault_agent::run_once(s, Harness::env(&h.wi_env()))
+        .await
+        .unwrap_err();
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        e.exit_code(),
+        keyvault_agent::error::EXIT_UNAVAILABLE,
+        "{e}"
+    );
+    assert!(e.to_string().contains("429"), "{e}");
+}
+
+#[tokio::test]
+async fn a_rotated_token_file_is_read_again() {
+    let h = Harness::with_builder(
+        keyvault_emulator::Emulator::builder()
+            .seed_yaml(SEED)
+            .token_ttl(Duration::from_secs(1)),
+    )
+    .await;
+    let spc = h.spc(&["objectName: db-password\nobjectType: secret"], &[]);
+    let settings = h.settings(&spc);
+    let plan = keyvault_agent::config::load(&settings, &Harness::env(&h.wi_env())).unwrap();
+    let syncer = Syncer::new(plan, &settings, Metrics::new()).unwrap();
+    syncer.sync().await.unwrap();
+
+    // The kubelet rotates the file (here: to a subject with no federated credential).
+    let t0 = Instant::now();
+    h.write_token("system:serviceaccount:other:intruder");
+    // The 1 s access token must expire before another exchange is needed.
+    tokio::time::sleep(Duration::from_millis(1100).saturating_sub(t0.elapsed())).await;
+    let e = syncer.sync().await.unwrap_err();
+    let m = e.to_string();
+    assert!(
+        m.contains("subject system:serviceaccount:other:intruder")
+            && m.contains("az identity federated-credential create"),
+        "{m}"
+    );
+    assert_eq!(e.exit_code(), EXIT_AUTH);
+
+    // Rotated again to a good token: the same syncer recovers without a restart.
+    h.write_token(SA_SUBJECT);
+    syncer.sync().await.expect("recovers after rotation");
+}
+
+#[tokio::test]
+async fn objects_are_fetched_in_parallel() {
+    let h = Harness::start().await;
+    let names: Vec<String> = (0..10).map(|i| format!("par-{i}")).collect();
+    for n in &names {
+        h.emu.set_secret("demo", n, &format!("value-of-{n}"), None);
+    }
+    let objects: Vec<String> = names
+        .iter()
+        .map(|n| format!("objectName: {n}\nobjectType: secret"))
+        .collect();
+    let refs: Vec<&str> = objects.iter().map(String::as_str).collect();
+    let spc = h.spc(&refs, &[]);
+    let latency = Duration::from_millis(150);
+    h.emu
+        .add_fault(Fault::new(Route::SecretGet, FaultKind::Latency(latency)));
+
+    let run = |concurrency: usize| {
+        let mut s = h.settings(&spc);
+        s.concurrency = concurrency;
+        s.dir = h.tmp.path().join(format!("out-{concurrency}"));
+        let env = Harness::env(&h.wi_env());
+        async move {
+            let t0 = Instant::now();
+            keyvault_agent::run_once(s, env).await.unwrap();
+            t0.elapsed()
+        }
+    };
+    let parallel = run(16).await;
+    let sequential = run(1).await;
+    // Sequential: the challenge probe plus 10 GETs, each ≥ 150 ms.
+    assert!(sequential >= latency * 11, "{sequential:?}");
+    // Parallel: probe, then all 10 at once.
+    assert!(
+        parallel < latency * 5,
+        "{parallel:?} vs sequential {sequential:?}"
+    );
+}
+
+#[test]
+fn the_binary_runs_once_and_reports_failures_per_object() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let h = rt.block_on(Harness::start());
+    let spc = h.spc(&["objectName: db-password\nobjectType: secret"], &[]);
+    let dir = h.dir.display().to_string();
+    let out = h.run_binary(
+        &["--config", spc.to_str().unwrap(), "--dir", &dir, "--once"],
+        &h.wi_env(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(h.file("db-password"), "s3cr3t-db-password-value");
+    let before = h.snapshot();
+
+    let spc = h.spc(
+        &[
+            "objectName: db-password\nobjectType: secret",
+            "objectName: nope\nobjectType: secret",
+        ],
+        &[],
+    );
+    let out = h.run_binary(
+        &["--config", spc.to_str().unwrap(), "--dir", &dir, "--once"],
+        &h.wi_env(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(EXIT_OBJECT), "{stderr}");
+    assert!(stderr.contains("secret \"nope\": not found"), "{stderr}");
+    assert_eq!(h.snapshot(), before);
+    for v in SECRET_VALUES {
+        assert!(!stderr.contains(v));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains(v));
+    }
+}
+
+#[tokio::test]
+async fn pinned_versions_are_fetched_once_per_process() {
+    let h = Harness::start().await;
+    let spc = h.spc(
+        &[
+            &format!("objectName: db-password\nobjectType: secret\nobjectVersion: {DB_V1}\nobjectAlias: pinned"),
+            "objectName: api-key\nobjectType: secret",
+        ],
+        &[],
+    );
+    let settings = h.settings(&spc);
+    let plan = keyvault_agent::config::load(&settings, &Harness::env(&h.wi_env())).unwrap();
+    let syncer = Syncer::new(plan, &settings, Metrics::new()).unwrap();
+    syncer.sync().await.unwrap();
+    assert_eq!(h.file("pinned"), "old-db-password-value");
+    let gets = h.emu.counts().route(Route::SecretGet);
+    let report = syncer.sync().await.unwrap();
+    // Only the unpinned object is fetched again.
+    assert_eq!(h.emu.counts().route(Route::SecretGet), gets + 1);
+    assert_eq!(report.requests, 1);
+    assert_eq!(report.objects[0].version, DB_V1);
+    assert_eq!(
+        report.outcome,
+        keyvault_agent::writer::WriteOutcome::Unchanged
+    );
+}
+
+#[tokio::test]
+async fn dropped_connections_and_imds_updates_are_retried() {
+    let h = Harness::start().await;
+    h.emu
+        .add_fault(Fault::new(Route::SecretGet, FaultKind::Drop).times(2));
+    h.emu
+        .add_fault(Fault::new(Route::Imds, FaultKind::Status(503)).times(1));
+    let spc = h.spc(
+        &["objectName: db-password\nobjectType: secret"],
+        &[
+            ("useVMManagedIdentity", "true"),
+            ("userAssignedIdentityID", MI_CLIENT_ID),
+        ],
+    );
+    h.run_once(&spc, &[]).await.expect("retried to success");
+    assert_eq!(h.file("db-password"), "s3cr3t-db-password-value");
+    assert_eq!(h.emu.counts().route(Route::Imds), 2);
+    assert!(h.emu.counts().route(Route::SecretGet) >= 4);
+}

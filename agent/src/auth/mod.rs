@@ -1,1 +1,311 @@
-//! (to be written)
+//! The pod's identity: workload identity, managed identity (IMDS) and client secret, behind
+//! one [`Credential`] with a per-scope token cache. Nothing outside this module sees how a
+//! token is obtained, and nothing logs one.
+//!
+//! We deliberately do not use the `azure_identity` crate: its workload identity credential
+//! caches the federated token file for 600 s (a rotated file is not picked up, which ends in
+//! AADSTS700024), and its managed identity credential hard-codes the IMDS address
+//! (`protocol.md` §6), so neither `KEYVAULT_AGENT_IMDS_ENDPOINT` nor the emulator could be
+//! used. The three flows are small, well-specified form POSTs / GETs (`protocol.md` §3, §4).
+
+pub mod cache;
+pub mod client_secret;
+mod entra;
+pub mod managed_identity;
+pub mod workload_identity;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::backoff::Backoff;
+use crate::config::Identity;
+use crate::http::HttpClients;
+use crate::secret::SecretString;
+use crate::telemetry::metrics::Metrics;
+
+/// An Entra access token. `Debug` redacts it.
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    /// The bearer token. Never log it.
+    pub token: SecretString,
+    /// When it expires (tokio clock).
+    pub expires_at: Instant,
+    /// Its lifetime when issued.
+    pub lifetime: Duration,
+}
+
+impl AccessToken {
+    /// A token that expires `lifetime` from now.
+    pub fn new(token: SecretString, lifetime: Duration) -> Self {
+        Self {
+            token,
+            expires_at: Instant::now() + lifetime,
+            lifetime,
+        }
+    }
+}
+
+/// Why no token could be obtained. Messages say what to fix.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    /// The identity settings are unusable.
+    #[error("{mode}: {message}")]
+    Config {
+        /// Identity mode.
+        mode: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The federated token file could not be used.
+    #[error("{mode}: {message}")]
+    TokenFile {
+        /// Identity mode.
+        mode: &'static str,
+        /// What is wrong (names the file).
+        message: String,
+    },
+    /// Entra or IMDS refused the identity (4xx other than 429): fix the configuration.
+    #[error("{mode}: {message}")]
+    Rejected {
+        /// Identity mode.
+        mode: &'static str,
+        /// What to fix.
+        message: String,
+    },
+    /// Throttled, 5xx, network failure or timeout: retrying later may work.
+    #[error("{mode}: {message}")]
+    Unavailable {
+        /// Identity mode.
+        mode: &'static str,
+        /// What happened.
+        message: String,
+        /// Server-requested delay.
+        retry_after: Option<Duration>,
+    },
+    /// An unexpected answer (not the documented JSON).
+    #[error("{mode}: {message}")]
+    Decode {
+        /// Identity mode.
+        mode: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+impl AuthError {
+    /// Whether retrying later may succeed (429, 5xx, network, timeout).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, AuthError::Unavailable { .. })
+    }
+
+    /// Server-requested delay, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            AuthError::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+enum Source {
+    Workload(workload_identity::WorkloadIdentity),
+    Managed(managed_identity::ManagedIdentity),
+    Secret(client_secret::ClientSecret),
+}
+
+struct Inner {
+    source: Source,
+    http: HttpClients,
+    metrics: Arc<Metrics>,
+    cache: cache::TokenCache,
+    backoff: Backoff,
+}
+
+/// Obtains and caches access tokens for the configured identity. Cheap to clone.
+#[derive(Clone)]
+pub struct Credential {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("mode", &self.mode())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credential {
+    /// A credential for `identity`, using `http` for Entra and IMDS.
+    pub fn new(
+        identity: &Identity,
+        http: HttpClients,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, AuthError> {
+        let source = match identity {
+            Identity::WorkloadIdentity {
+                client_id,
+                tenant_id,
+                token_file,
+                authority_host,
+            } => Source::Workload(workload_identity::WorkloadIdentity::new(
+                client_id,
+                tenant_id,
+                token_file,
+                authority_host,
+            )?),
+            Identity::ManagedIdentity {
+                client_id,
+                endpoint,
+            } => Source::Managed(managed_identity::ManagedIdentity::new(
+                client_id.clone(),
+                endpoint,
+            )?),
+            Identity::ClientSecret {
+                client_id,
+                tenant_id,
+                secret,
+                authority_host,
+            } => Source::Secret(client_secret::ClientSecret::new(
+                client_id,
+                tenant_id,
+                secret.clone(),
+                authority_host,
+            )?),
+        };
+        let backoff = match source {
+            Source::Managed(_) => Backoff::imds_default(),
+            _ => Backoff::service_default(),
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                source,
+                http,
+                metrics,
+                cache: cache::TokenCache::default(),
+                backoff,
+            }),
+        })
+    }
+
+    /// Replaces the retry timing (tests use short delays).
+    pub fn with_backoff(self, backoff: Backoff) -> Self {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|_| {
+            panic!("with_backoff must be called before the credential is shared")
+        });
+        Self {
+            inner: Arc::new(Inner { backoff, ..inner }),
+        }
+    }
+
+    /// The metrics label of this identity mode.
+    pub fn mode(&self) -> &'static str {
+        match self.inner.source {
+            Source::Workload(_) => workload_identity::MODE,
+            Source::Managed(_) => managed_identity::MODE,
+            Source::Secret(_) => client_secret::MODE,
+        }
+    }
+
+    /// A token for `scope` (e.g. `https://vault.azure.net/.default`), from the cache when it
+    /// is not about to expire. Transient failures are retried until `deadline`.
+    pub async fn token(&self, scope: &str, deadline: Instant) -> Result<AccessToken, AuthError> {
+        self.inner
+            .cache
+            .get_or_refresh(scope, || self.fetch_with_retries(scope, deadline))
+            .await
+    }
+
+    /// Forgets `rejected` so the next [`Credential::token`] asks for a new one.
+    pub async fn invalidate(&self, scope: &str, rejected: &AccessToken) {
+        self.inner.cache.invalidate(scope, rejected).await;
+    }
+
+    async fn fetch_with_retries(
+        &self,
+        scope: &str,
+        deadline: Instant,
+    ) -> Result<AccessToken, AuthError> {
+        let mut retrier = self.inner.backoff.start(deadline);
+        loop {
+            let result = self.fetch_once(scope, deadline).await;
+            self.inner
+                .metrics
+                .token_request(self.mode(), result.is_ok());
+            match result {
+                Ok(t) => return Ok(t),
+                Err(e) if e.is_transient() => {
+                    tracing::debug!(error = %e, "token request failed; retrying");
+                    if retrier.wait(e.retry_after()).await.is_err() {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn fetch_once(&self, scope: &str, deadline: Instant) -> Result<AccessToken, AuthError> {
+        let timeout = request_timeout(&self.inner.http, deadline, self.mode())?;
+        match &self.inner.source {
+            Source::Workload(w) => w.fetch(&self.inner.http.client, scope, timeout).await,
+            Source::Managed(m) => m.fetch(&self.inner.http.direct, scope, timeout).await,
+            Source::Secret(s) => s.fetch(&self.inner.http.client, scope, timeout).await,
+        }
+    }
+}
+
+/// The per-request timeout, shortened to what is left before `deadline`.
+fn request_timeout(
+    http: &HttpClients,
+    deadline: Instant,
+    mode: &'static str,
+) -> Result<Duration, AuthError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(AuthError::Unavailable {
+            mode,
+            message: "deadline reached before a token could be obtained".into(),
+            retry_after: None,
+        });
+    }
+    Ok(left.min(http.request_timeout))
+}
+
+/// A transport failure as a one-line, transient error.
+pub(crate) fn transport_error(mode: &'static str, what: &str, e: &reqwest::Error) -> AuthError {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    AuthError::Unavailable {
+        mode,
+        message: format!("{what}: {kind}: {}", error_chain(e)),
+        retry_after: None,
+    }
+}
+
+/// `e` and its sources on one line.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s.replace(['\r', '\n'], " ")
+}
+
+/// `https://vault.azure.net/.default` → `https://vault.azure.net` (IMDS wants a resource).
+pub fn scope_to_resource(scope: &str) -> &str {
+    scope.strip_suffix("/.default").unwrap_or(scope)
+}

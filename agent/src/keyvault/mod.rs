@@ -2,5 +2,493 @@
 //!
 //! URLs and api-version, the 401 challenge and its resource check, paging, retries with
 //! backoff and `Retry-After`, and mapping of error bodies into [`KeyVaultError`].
+//!
+//! Challenge flow (`protocol.md` §2): the first request goes out without a token; the 401's
+//! `WWW-Authenticate` names the resource, whose host must cover the vault host before any
+//! token is requested for it (the SDKs' `verify_challenge_resource`). The scope is then
+//! cached for the client's lifetime. A 401 to a token clears that token once and retries.
+//! Every request holds a permit of one shared semaphore, which bounds concurrency.
 
+pub mod challenge;
+mod error;
 pub mod model;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use url::Url;
+
+pub use error::KeyVaultError;
+
+use crate::auth::{AccessToken, Credential};
+use crate::backoff::Backoff;
+use crate::config::ObjectType;
+use crate::http::HttpClients;
+use crate::telemetry::metrics::{Metrics, Outcome};
+use model::{CertificateBundle, Fetched, KeyBundle, ListPage, SecretBundle, VersionItem};
+
+/// Default api-version (`protocol.md` §1.1).
+pub const DEFAULT_API_VERSION: &str = "2025-07-01";
+
+/// Tunables of a [`KeyVaultClient`].
+#[derive(Debug, Clone)]
+pub struct KeyVaultOptions {
+    /// api-version query parameter.
+    pub api_version: String,
+    /// Maximum concurrent requests.
+    pub concurrency: usize,
+    /// Retry timing for 408/429/5xx/transport failures.
+    pub backoff: Backoff,
+}
+
+impl Default for KeyVaultOptions {
+    fn default() -> Self {
+        Self {
+            api_version: DEFAULT_API_VERSION.into(),
+            concurrency: 16,
+            backoff: Backoff::service_default(),
+        }
+    }
+}
+
+/// A client for one vault. Cheap to clone; clones share the scope, the limiter and counters.
+#[derive(Debug, Clone)]
+pub struct KeyVaultClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    vault_url: Url,
+    vault_name: String,
+    http: HttpClients,
+    credential: Credential,
+    metrics: Arc<Metrics>,
+    opts: KeyVaultOptions,
+    scope: RwLock<Option<String>>,
+    /// Held while the challenge is discovered, so parallel first requests send one probe.
+    probe: tokio::sync::Mutex<()>,
+    limiter: Semaphore,
+    requests: AtomicUsize,
+}
+
+fn segment(t: ObjectType) -> &'static str {
+    match t {
+        ObjectType::Secret => "secrets",
+        ObjectType::Key => "keys",
+        ObjectType::Cert => "certificates",
+    }
+}
+
+fn host_port(url: &Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        _ => url.to_string(),
+    }
+}
+
+impl KeyVaultClient {
+    /// A client for the vault at `vault_url` (`https://<name>.<suffix>/`).
+    pub fn new(
+        vault_url: Url,
+        http: HttpClients,
+        credential: Credential,
+        metrics: Arc<Metrics>,
+        opts: KeyVaultOptions,
+    ) -> Self {
+        let mut vault_url = vault_url;
+        if !vault_url.path().ends_with('/') {
+            let p = format!("{}/", vault_url.path());
+            vault_url.set_path(&p);
+        }
+        let vault_name = vault_url
+            .host_str()
+            .and_then(|h| h.split('.').next())
+            .unwrap_or("vault")
+            .to_owned();
+        let permits = opts.concurrency.max(1);
+        Self {
+            inner: Arc::new(Inner {
+                vault_url,
+                vault_name,
+                http,
+                credential,
+                metrics,
+                limiter: Semaphore::new(permits),
+                opts,
+                scope: RwLock::new(None),
+                probe: tokio::sync::Mutex::new(()),
+                requests: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// The vault base URL.
+    pub fn vault_url(&self) -> &Url {
+        &self.inner.vault_url
+    }
+
+    /// HTTP requests sent so far (including challenge probes and retries).
+    pub fn requests(&self) -> usize {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// The scope learned from the challenge, if any yet.
+    pub fn scope(&self) -> Option<String> {
+        self.inner
+            .scope
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn object_url(&self, t: ObjectType, name: &str, tail: Option<&str>) -> Url {
+        let mut url = self.inner.vault_url.clone();
+        {
+            let mut segs = url
+                .path_segments_mut()
+                .expect("vault url is a base url (https)");
+            segs.pop_if_empty().push(segment(t)).push(name);
+            // Latest is the trailing-slash form the SDKs send: `/secrets/{name}/`.
+            segs.push(tail.unwrap_or(""));
+        }
+        url.query_pairs_mut()
+            .append_pair("api-version", &self.inner.opts.api_version);
+        url
+    }
+
+    /// GET one object; `version: None` is the latest.
+    pub async fn get(
+        &self,
+        t: ObjectType,
+        name: &str,
+        version: Option<&str>,
+        deadline: Instant,
+    ) -> Result<Fetched, KeyVaultError> {
+        let url = self.object_url(t, name, version);
+        let body = self.send(t, url, deadline).await?;
+        let decode = |e: serde_json::Error| KeyVaultError::Decode {
+            message: format!("{} response is not the documented json: {e}", t.as_str()),
+        };
+        Ok(match t {
+            ObjectType::Secret => {
+                Fetched::Secret(serde_json::from_slice::<SecretBundle>(&body).map_err(decode)?)
+            }
+            ObjectType::Key => {
+                Fetched::Key(serde_json::from_slice::<KeyBundle>(&body).map_err(decode)?)
+            }
+            ObjectType::Cert => Fetched::Certificate(
+                serde_json::from_slice::<CertificateBundle>(&body).map_err(decode)?,
+            ),
+        })
+    }
+
+    /// GET a secret.
+    pub async fn get_secret(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        deadline: Instant,
+    ) -> Result<SecretBundle, KeyVaultError> {
+        match self
+            .get(ObjectType::Secret, name, version, deadline)
+            .await?
+        {
+            Fetched::Secret(s) => Ok(s),
+            _ => unreachable!("secret get returns a secret"),
+        }
+    }
+
+    /// GET a key.
+    pub async fn get_key(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        deadline: Instant,
+    ) -> Result<KeyBundle, KeyVaultError> {
+        match self.get(ObjectType::Key, name, version, deadline).await? {
+            Fetched::Key(k) => Ok(k),
+            _ => unreachable!("key get returns a key"),
+        }
+    }
+
+    /// GET a certificate.
+    pub async fn get_certificate(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        deadline: Instant,
+    ) -> Result<CertificateBundle, KeyVaultError> {
+        match self.get(ObjectType::Cert, name, version, deadline).await? {
+            Fetched::Certificate(c) => Ok(c),
+            _ => unreachable!("certificate get returns a certificate"),
+        }
+    }
+
+    /// Every version of an object (all pages).
+    pub async fn list_versions(
+        &self,
+        t: ObjectType,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<Vec<VersionItem>, KeyVaultError> {
+        let mut url = self.object_url(t, name, Some("versions"));
+        url.query_pairs_mut().append_pair("maxresults", "25");
+        let mut items = Vec::new();
+        for _ in 0..10_000 {
+            let body = self.send(t, url.clone(), deadline).await?;
+            let page: ListPage<VersionItem> =
+                serde_json::from_slice(&body).map_err(|e| KeyVaultError::Decode {
+                    message: format!("version list is not the documented json: {e}"),
+                })?;
+            items.extend(page.value);
+            match page.next_link.filter(|l| !l.trim().is_empty()) {
+                None => return Ok(items),
+                Some(link) => url = self.next_url(&link)?,
+            }
+        }
+        Err(KeyVaultError::Decode {
+            message: "version list has more than 10000 pages: giving up".into(),
+        })
+    }
+
+    /// A `nextLink` as given, with our api-version. It must stay on the vault (it will
+    /// carry a token).
+    fn next_url(&self, link: &str) -> Result<Url, KeyVaultError> {
+        let next = Url::parse(link).map_err(|e| KeyVaultError::Decode {
+            message: format!("nextLink is not an absolute url: {e}"),
+        })?;
+        let vault = &self.inner.vault_url;
+        if next.scheme() != vault.scheme()
+            || next.host_str().map(str::to_ascii_lowercase)
+                != vault.host_str().map(str::to_ascii_lowercase)
+            || next.port_or_known_default() != vault.port_or_known_default()
+        {
+            return Err(KeyVaultError::Unsafe(format!(
+                "the vault's nextLink points to {}, not to the vault {}: refusing to follow it",
+                host_port(&next),
+                host_port(vault)
+            )));
+        }
+        let pairs: Vec<(String, String)> = next
+            .query_pairs()
+            .filter(|(k, _)| k != "api-version")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let mut out = next.clone();
+        {
+            let mut q = out.query_pairs_mut();
+            q.clear();
+            for (k, v) in &pairs {
+                q.append_pair(k, v);
+            }
+            q.append_pair("api-version", &self.inner.opts.api_version);
+        }
+        Ok(out)
+    }
+
+    fn record(&self, t: ObjectType, outcome: Outcome, started: Instant) {
+        self.inner
+            .metrics
+            .kv_request(t.as_str(), outcome, started.elapsed());
+    }
+
+    /// One logical GET: challenge, token, retries. Returns the 2xx body.
+    async fn send(
+        &self,
+        t: ObjectType,
+        url: Url,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, KeyVaultError> {
+        let inner = &*self.inner;
+        let mut retrier = inner.opts.backoff.start(deadline);
+        let mut learned_challenge = false;
+        let mut retried_token = false;
+        loop {
+            let mut scope = self.scope();
+            // Only the probe itself is serialised: whoever waited here and finds the scope
+            // learned meanwhile goes ahead in parallel.
+            let _probe = if scope.is_none() {
+                let g = inner.probe.lock().await;
+                scope = self.scope();
+                scope.is_none().then_some(g)
+            } else {
+                None
+            };
+            let token: Option<AccessToken> = match &scope {
+                Some(s) => Some(inner.credential.token(s, deadline).await?),
+                None => None,
+            };
+            if token.is_some() && url.scheme() != "https" {
+                return Err(KeyVaultError::Unsafe(format!(
+                    "refusing to send an access token over plain http to {}: use an https vault url",
+                    host_port(&url)
+                )));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(KeyVaultError::Transient {
+                    status: None,
+                    message: "the deadline (--timeout) ran out".into(),
+                });
+            }
+            let mut req = inner
+                .http
+                .client
+                .get(url.clone())
+                .header("Accept", "application/json")
+                .timeout(left.min(inner.http.request_timeout));
+            if let Some(tok) = &token {
+                req = req.bearer_auth(tok.token.expose());
+            }
+            let started = Instant::now();
+            let answer = {
+                let _permit = inner
+                    .limiter
+                    .acquire()
+                    .await
+                    .expect("the limiter is never closed");
+                inner.requests.fetch_add(1, Ordering::Relaxed);
+                match req.send().await {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        let headers = resp.headers().clone();
+                        resp.bytes().await.map(|b| (status, headers, b.to_vec()))
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            let (status, headers, body) = match answer {
+                Ok(a) => a,
+                Err(e) => {
+                    self.record(t, Outcome::Transient, started);
+                    let kind = if e.is_timeout() {
+                        "request timed out"
+                    } else if e.is_connect() {
+                        "cannot connect"
+                    } else {
+                        "request failed"
+                    };
+                    let err = KeyVaultError::Transient {
+                        status: None,
+                        message: format!(
+                            "{} {kind}: {}",
+                            host_port(&url),
+                            crate::auth::error_chain(&e)
+                        ),
+                    };
+                    tracing::debug!(error = %err, "key vault request failed; retrying");
+                    if retrier.wait(None).await.is_err() {
+                        return Err(err);
+                    }
+                    continue;
+                }
+            };
+            let code = status.as_u16();
+            tracing::trace!(
+                path = url.path(),
+                status = code,
+                authorized = token.is_some(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "key vault response"
+            );
+            if status.is_success() {
+                self.record(t, Outcome::Ok, started);
+                return Ok(body);
+            }
+            if code == 401 {
+                self.record(t, Outcome::Unauthorized, started);
+                let header = headers
+                    .get("www-authenticate")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                let Some(ch) = challenge::parse(&header) else {
+                    return Err(KeyVaultError::Challenge { header });
+                };
+                let vault_host = url.host_str().unwrap_or("").to_owned();
+                let resource_host = challenge::scope_host(&ch.scope).unwrap_or_default();
+                if !challenge::host_matches(&vault_host, &resource_host) {
+                    return Err(KeyVaultError::ChallengeMismatch {
+                        vault_host,
+                        resource_host,
+                    });
+                }
+                if scope.as_deref() != Some(ch.scope.as_str()) {
+                    *inner.scope.write().unwrap_or_else(|p| p.into_inner()) = Some(ch.scope);
+                    if !learned_challenge {
+                        learned_challenge = true;
+                        continue;
+                    }
+                }
+                if let (Some(tok), Some(s)) = (&token, &scope)
+                    && !retried_token
+                {
+                    retried_token = true;
+                    inner.credential.invalidate(s, tok).await;
+                    continue;
+                }
+                let (_, _, message) = error::parse_body(&body);
+                return Err(KeyVaultError::Unauthorized {
+                    message: if message.is_empty() {
+                        "401".into()
+                    } else {
+                        message
+                    },
+                });
+            }
+            if code == 408 || code == 429 || status.is_server_error() {
+                let retry_after = crate::backoff::retry_after(&headers, SystemTime::now());
+                let err = if code == 429 {
+                    self.record(t, Outcome::Throttled, started);
+                    KeyVaultError::Throttled { retry_after }
+                } else {
+                    self.record(t, Outcome::Transient, started);
+                    let (c, _, m) = error::parse_body(&body);
+                    KeyVaultError::Transient {
+                        status: Some(code),
+                        message: format!(
+                            "{} answered {status}{}",
+                            host_port(&url),
+                            if c.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({c}: {m})")
+                            }
+                        ),
+                    }
+                };
+                tracing::debug!(error = %err, retry_after = ?retry_after, "key vault asked to retry");
+                if retrier.wait(retry_after).await.is_err() {
+                    return Err(err);
+                }
+                continue;
+            }
+            let err = error::classify(code, &body, t, &inner.vault_name);
+            self.record(
+                t,
+                match err {
+                    KeyVaultError::NotFound { .. } => Outcome::NotFound,
+                    KeyVaultError::Disabled { .. } | KeyVaultError::Forbidden { .. } => {
+                        Outcome::Forbidden
+                    }
+                    _ => Outcome::Other,
+                },
+                started,
+            );
+            return Err(err);
+        }
+    }
+}
+
+/// Convenience for callers that want a `Duration` budget rather than an instant.
+pub fn deadline_in(d: Duration) -> Instant {
+    Instant::now() + d
+}
+
+#[cfg(test)]
+mod tests;
