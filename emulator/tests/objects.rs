@@ -461,3 +461,183 @@ identities:
     .await;
     assert_eq!(cert["policy"]["issuer"]["name"], "Self");
 }
+
+#[tokio::test]
+async fn create_certificate_completes_and_deleting_it_removes_key_and_secret() {
+    let emu = start().await;
+    let c = client(&emu);
+    let t = app_token(&emu, &c).await;
+    use reqwest::Method;
+    let policy = json!({"policy": {
+        "key_props": {"kty": "EC", "crv": "P-256", "exportable": true},
+        "secret_props": {"contentType": "application/x-pem-file"},
+        "x509_props": {"subject": "CN=created.demo.local", "sans": {"dns_names": ["created.demo.local"]}, "validity_months": 3},
+        "issuer": {"name": "Self"}
+    }});
+    let (st, op) = send(
+        &emu,
+        &c,
+        &t,
+        Method::POST,
+        &format!("certificates/made/create?api-version={API}"),
+        Some(policy),
+    )
+    .await;
+    assert_eq!(st, 202, "{op}");
+    assert_eq!(op["status"], "inProgress");
+    let (st, _, pending) = kv_get(
+        &emu,
+        &c,
+        Some(&t),
+        &format!("certificates/made/pending?api-version={API}"),
+    )
+    .await;
+    assert_eq!((st, pending["status"].as_str()), (200, Some("completed")));
+    let (_, _, cert) = kv_get(
+        &emu,
+        &c,
+        Some(&t),
+        &format!("certificates/made?api-version={API}"),
+    )
+    .await;
+    assert_eq!(
+        cert["policy"]["x509_props"]["subject"],
+        "CN=created.demo.local"
+    );
+    assert_eq!(
+        cert["policy"]["x509_props"]["sans"]["dns_names"][0],
+        "created.demo.local"
+    );
+    let version = cert["id"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    // Disabling the certificate disables its secret.
+    let (st, _) = send(
+        &emu,
+        &c,
+        &t,
+        Method::PATCH,
+        &format!("certificates/made/{version}?api-version={API}"),
+        Some(json!({"attributes": {"enabled": false}})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, _, body) = kv_get(
+        &emu,
+        &c,
+        Some(&t),
+        &format!("secrets/made?api-version={API}"),
+    )
+    .await;
+    assert_eq!(
+        (st, error_code(&body)),
+        (403, ("Forbidden", Some("SecretDisabled")))
+    );
+    let (st, del) = send(
+        &emu,
+        &c,
+        &t,
+        Method::DELETE,
+        &format!("certificates/made?api-version={API}"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(
+        del["recoveryId"]
+            .as_str()
+            .unwrap()
+            .ends_with("/deletedcertificates/made")
+    );
+    for path in ["certificates/made", "keys/made", "secrets/made"] {
+        let (st, _, _) = kv_get(&emu, &c, Some(&t), &format!("{path}?api-version={API}")).await;
+        assert_eq!(st, 404, "{path}");
+    }
+    let (st, _, _) = kv_get(
+        &emu,
+        &c,
+        Some(&t),
+        &format!("deletedcertificates/made?api-version={API}"),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, _) = send(
+        &emu,
+        &c,
+        &t,
+        Method::DELETE,
+        &format!("deletedcertificates/made?api-version={API}"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 204);
+}
+
+#[tokio::test]
+async fn update_and_delete_a_key() {
+    let emu = start().await;
+    let c = client(&emu);
+    let t = app_token(&emu, &c).await;
+    use reqwest::Method;
+    let (st, k) = send(
+        &emu,
+        &c,
+        &t,
+        Method::PATCH,
+        &format!("keys/ec-key/?api-version={API}"),
+        Some(json!({"attributes": {"enabled": false}, "tags": {"x": "y"}})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(k["attributes"]["enabled"], false);
+    let (st, _, body) = kv_get(
+        &emu,
+        &c,
+        Some(&t),
+        &format!("keys/ec-key?api-version={API}"),
+    )
+    .await;
+    assert_eq!(
+        (st, error_code(&body)),
+        (403, ("Forbidden", Some("KeyDisabled")))
+    );
+    let (st, del) = send(
+        &emu,
+        &c,
+        &t,
+        Method::DELETE,
+        &format!("keys/ec-key?api-version={API}"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(
+        del["recoveryId"]
+            .as_str()
+            .unwrap()
+            .ends_with("/deletedkeys/ec-key")
+    );
+    let (st, _, d) = kv_get(
+        &emu,
+        &c,
+        Some(&t),
+        &format!("deletedkeys/ec-key?api-version={API}"),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(d["key"]["crv"], "P-256");
+    let (st, body) = send(
+        &emu,
+        &c,
+        &t,
+        Method::POST,
+        &format!("keys/ec-key/create?api-version={API}"),
+        Some(json!({"kty": "EC"})),
+    )
+    .await;
+    assert_eq!((st, error_code(&body).0), (409, "Conflict"));
+}
