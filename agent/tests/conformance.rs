@@ -122,6 +122,30 @@ fn block(s: &str, indent: usize) -> String {
     s.lines().map(|l| format!("{pad}{l}\n")).collect()
 }
 
+/// The EC chain of §2.6 (a), leaf first.
+const EC_CHAIN: [&[u8]; 3] = [
+    fixture!("ec-leaf.pem"),
+    fixture!("ec-int.pem"),
+    fixture!("ec-root.pem"),
+];
+/// Every input order of a 3-certificate chain (indexes into [`EC_CHAIN`]).
+const EC_ORDERS: [[usize; 3]; 6] = [
+    [0, 1, 2],
+    [0, 2, 1],
+    [1, 0, 2],
+    [1, 2, 0],
+    [2, 0, 1],
+    [2, 1, 0],
+];
+
+/// A seed certificate from PEM text (key + certificates in the given order) served as a PFX.
+fn pem_certificate(name: &str, pem: &[u8]) -> String {
+    format!(
+        "      - name: {name}\n        content_type: application/x-pkcs12\n        pem: |\n{}",
+        block(text(pem), 10)
+    )
+}
+
 /// The conformance seed: every reference vector that can live in a vault.
 fn seed() -> String {
     let (p384x, p384y) = ec_xy_p384(text(fixture!("p384.pub")));
@@ -144,6 +168,25 @@ fn seed() -> String {
         fixture!("foo-leaf.pem"),
     ]))
     .to_owned();
+    // §2.6 (a) all 6 orders of the EC chain, (b) the RSA chain whose leaf has no SKI, each
+    // served as a PFX with its bags in that order. The key only has to be a key: neither the
+    // reference nor the emulator pairs it with the leaf here.
+    let mut orders = String::new();
+    for (i, perm) in EC_ORDERS.iter().enumerate() {
+        let mut parts = vec![fixture!("foo-pkcs8.key")];
+        parts.extend(perm.iter().map(|&j| EC_CHAIN[j]));
+        orders.push_str(&pem_certificate(&format!("ec-order-{i}"), &cat(&parts)));
+    }
+    orders.push_str(&pem_certificate(
+        "rsa-scrambled",
+        &cat(&[
+            fixture!("demo-pkcs8.key"),
+            fixture!("rsa-int1.pem"),
+            fixture!("rsa-ca.pem"),
+            fixture!("rsa-leaf.pem"),
+            fixture!("rsa-int2.pem"),
+        ]),
+    ));
     let binary: Vec<u8> = (0u8..=255).collect();
     format!(
         r#"
@@ -191,7 +234,7 @@ vaults:
         content_type: application/x-pkcs12
         pem: |
 {incomplete}
-identities:
+{orders}identities:
   - name: app
     client_id: {WI_CLIENT_ID}
     federated_credentials:
@@ -571,7 +614,7 @@ async fn certificate_backed_secrets_convert_like_the_reference() {
     );
 }
 
-// reference: reference-provider.md §2.6 steps 2–6 and cases (a)/(c), over the wire: the
+// reference: reference-provider.md §2.6 steps 2–6 and cases (a), (b), (c), over the wire: the
 // served PFX holds its bags out of order (and, for (c), without the intermediate)
 #[tokio::test(flavor = "current_thread")]
 async fn chain_ordering_over_the_wire() {
@@ -609,6 +652,31 @@ async fn chain_ordering_over_the_wire() {
         fixture!("foo-leaf.pem"),
     ]);
     assert_eq!(text(&raw(&h, "foo-incomplete")), text(&want));
+
+    // (a) every input order gives leaf, intermediate, root; (b) leaf, int2, int1, root.
+    let objs: Vec<String> = (0..EC_ORDERS.len())
+        .map(|i| format!("objectName: ec-order-{i}\nobjectType: secret"))
+        .chain(["objectName: rsa-scrambled\nobjectType: secret".to_owned()])
+        .collect();
+    let spc = h.spc(&objs.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    h.run_once(&spc, &h.wi_env()).await.expect("sync succeeds");
+    let want_ec = cat(&[fixture!("foo-pkcs8.key"), &EC_CHAIN.concat()]);
+    for (i, perm) in EC_ORDERS.iter().enumerate() {
+        let name = format!("ec-order-{i}");
+        let (_, bags) = open_pfx(&STANDARD.decode(kv.secret_value(&name).await).unwrap());
+        let served: Vec<Vec<u8>> = perm.iter().flat_map(|&j| pem_ders(EC_CHAIN[j])).collect();
+        assert_eq!(bags, served, "{name}: the bags arrive in order {perm:?}");
+        assert_eq!(text(&raw(&h, &name)), text(&want_ec), "{name}");
+    }
+    let want_rsa = cat(&[
+        fixture!("demo-pkcs8.key"),
+        fixture!("rsa-leaf.pem"),
+        fixture!("rsa-int2.pem"),
+        fixture!("rsa-int1.pem"),
+        fixture!("rsa-ca.pem"),
+    ]);
+    assert_eq!(text(&raw(&h, "rsa-scrambled")), text(&want_rsa));
+
     let log = logs.text();
     let warn: Vec<&str> = log
         .lines()
