@@ -856,7 +856,24 @@ async fn history_mode_conformance() {
         .map(|(k, v)| (k.to_owned(), v.as_bytes().to_vec()))
         .collect();
     assert_eq!(h.files(), want);
+
+    // reference: reference-provider.md §1.4 (single-version mode: objectVersion sent as is)
+    run(&[&format!(
+        "objectName: hist\nobjectType: secret\nobjectVersion: {HIST_V_A}\nobjectAlias: pinned"
+    )])
+    .await
+    .unwrap();
+    assert_eq!(raw(&h, "pinned"), HIST_A.as_bytes());
     let before = h.snapshot();
+    let e = run(&[&format!(
+        "objectName: hist\nobjectType: secret\nobjectVersion: {HIST_V_C}\nobjectAlias: pinned"
+    )])
+    .await
+    .unwrap_err();
+    let m = e.to_string();
+    assert!(m.contains("\"hist\"") && m.contains("disabled"), "{m}");
+    assert_eq!(e.exit_code(), EXIT_OBJECT, "{m}");
+    assert_eq!(h.snapshot(), before);
 
     // A start version that does not exist, or is disabled: an error naming the object and
     // the version, and nothing changes.
@@ -907,6 +924,10 @@ fn invalid_plans_fail_before_any_request_with_every_problem_listed() {
             "objectName: enc\nobjectType: secret\nobjectEncoding: utf-16",
             "objectName: pfxcert\nobjectType: cert\nobjectFormat: pfx",
             "objectName: enccert\nobjectType: cert\nobjectEncoding: base64",
+            // [BUG] §1.4: the reference's type check for `PFX` was case-sensitive.
+            "objectName: pfxcert2\nobjectType: cert\nobjectFormat: PFX",
+            "objectName: pfxkey\nobjectType: key\nobjectFormat: pfx",
+            "objectName: enckey\nobjectType: key\nobjectEncoding: hex",
             "objectName: abs\nobjectType: secret\nobjectAlias: /secret1",
             "objectName: up1\nobjectType: secret\nobjectAlias: secret1/..",
             "objectName: up2\nobjectType: secret\nobjectAlias: ../secret1",
@@ -926,7 +947,7 @@ fn invalid_plans_fail_before_any_request_with_every_problem_listed() {
         .lines()
         .filter(|l| l.starts_with("error: "))
         .count();
-    assert_eq!(errors, 14, "{stderr}");
+    assert_eq!(errors, 17, "{stderr}");
     for needle in [
         "objectName:perm, objectVersion:: file permission must be a valid octal number",
         "objectName:perm2, objectVersion:: file permission must be a valid octal number",
@@ -937,6 +958,9 @@ fn invalid_plans_fail_before_any_request_with_every_problem_listed() {
         "objectName:enc, objectVersion:: invalid objectEncoding: utf-16, should be hex, base64 or utf-8",
         "objectName:pfxcert, objectVersion:: PFX format only supported for objectType: secret",
         "objectName:enccert, objectVersion:: objectEncoding only supported for objectType: secret",
+        "objectName:pfxcert2, objectVersion:: PFX format only supported for objectType: secret",
+        "failed to get objectType:key, objectName:pfxkey, objectVersion:: PFX format only supported for objectType: secret",
+        "failed to get objectType:key, objectName:enckey, objectVersion:: objectEncoding only supported for objectType: secret",
         "objectName:abs, objectVersion:: file name must be a relative path",
         "objectName:up1, objectVersion:: file name must not contain '..'",
         "objectName:up2, objectVersion:: file name must not contain '..'",
