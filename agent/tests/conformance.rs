@@ -202,6 +202,11 @@ vaults:
       - {{ name: hex-upper, value: "486578456E636F646564537472696E67" }}
       - {{ name: hex-lower, value: "486578456e636f646564537472696e67" }}
       - {{ name: bad-b64, value: "not*base64!" }}
+      - {{ name: b64-wrapped, value: "QmFzZTY0RW5j\r\nb2RlZFN0cmluZw==\n" }}
+      - {{ name: b64-nopad, value: "QmFzZTY0RW5jb2RlZFN0cmluZw" }}
+      - {{ name: b64-urlsafe, value: "-_8=" }}
+      - {{ name: hex-odd, value: "48657" }}
+      - {{ name: hex-bad, value: "48zz" }}
       - {{ name: pfx-as-plain, value: {pfx_plain}, content_type: application/x-pkcs12 }}
       - name: hist
         versions:
@@ -456,6 +461,7 @@ async fn plain_secrets_and_encodings_over_the_wire() {
             "objectName: hex-lower\nobjectType: secret\nobjectEncoding: HEX",
             "objectName: pfx-as-plain\nobjectType: secret\nobjectFormat: pfx",
             "objectName: pfx-as-plain\nobjectType: secret\nobjectAlias: pfx-as-plain.pem",
+            "objectName: b64-wrapped\nobjectType: secret\nobjectEncoding: base64",
         ],
         &[],
     );
@@ -469,6 +475,8 @@ async fn plain_secrets_and_encodings_over_the_wire() {
         ("b64", b"Base64EncodedString".to_vec()),
         ("b64-binary", (0u8..=255).collect()),
         ("hex-upper", b"HexEncodedString".to_vec()),
+        // Go's StdEncoding skips CR and LF anywhere (the reference's decoder).
+        ("b64-wrapped", b"Base64EncodedString".to_vec()),
         ("hex-lower", b"HexEncodedString".to_vec()),
         (
             "pfx-as-plain",
@@ -537,6 +545,35 @@ fn bad_base64_fails_naming_the_object_and_leaves_the_directory_untouched() {
     assert_eq!(out.status.code(), Some(EXIT_CONVERT));
     assert_eq!(h.snapshot(), before);
     assert_eq!(raw(&h, "secret1"), b"secret1value");
+}
+
+// reference: reference-provider.md §2.5 (standard alphabet, padding required; Go's hex with
+// `odd length`), [BUG] unwrapped errors: each failure names its object and Go's offset, and
+// never echoes the value
+#[tokio::test]
+async fn encoding_errors_over_the_wire_name_the_object() {
+    let h = start().await;
+    for (name, encoding, expect) in [
+        ("b64-nopad", "base64", "input byte 24"),
+        ("b64-urlsafe", "base64", "input byte 0"),
+        ("bad-b64", "base64", "input byte 3"),
+        ("hex-odd", "hex", "odd length"),
+        ("hex-bad", "hex", "byte 2"),
+    ] {
+        let spc = h.spc(
+            &[
+                "objectName: secret1\nobjectType: secret",
+                &format!("objectName: {name}\nobjectType: secret\nobjectEncoding: {encoding}"),
+            ],
+            &[],
+        );
+        let e = h.run_once(&spc, &h.wi_env()).await.unwrap_err();
+        let m = e.to_string();
+        assert_eq!(e.exit_code(), EXIT_CONVERT, "{m}");
+        assert!(m.contains(&format!("secret \"{name}\"")), "{m}");
+        assert!(m.contains(expect), "{name}: {m}");
+        assert!(!h.dir.join("..data").exists(), "nothing published: {m}");
+    }
 }
 
 // reference: reference-provider.md §2.2 (x-pkcs12 + pem: PKCS#8 key first, then the chain;
