@@ -9,7 +9,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -200,8 +199,76 @@ impl Resolve for LoopbackResolver {
     }
 }
 
-/// Shared handle type, for modules that keep the clients.
-pub type SharedClients = Arc<HttpClients>;
+/// A transport failure, described for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportFailure {
+    /// One line: what happened, the cause chain, and for TLS trust failures what to fix.
+    pub message: String,
+    /// The server's certificate was rejected: retrying cannot help.
+    pub untrusted: bool,
+}
+
+/// Describes a `reqwest` error; TLS certificate rejections are told apart because they are
+/// configuration problems (a missing `--ca-file`), not outages.
+pub fn describe(e: &reqwest::Error) -> TransportFailure {
+    let untrusted = is_certificate_error(e);
+    let kind = if untrusted {
+        "tls certificate rejected"
+    } else if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    let mut message = format!("{kind}: {}", error_chain(e));
+    if untrusted {
+        message
+            .push_str(" (trust the server's ca with --ca-file or SSL_CERT_FILE, or check the url)");
+    }
+    TransportFailure { message, untrusted }
+}
+
+fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        // io::Error hides its payload from `source()`, and rustls' error arrives wrapped in
+        // io::Errors (twice, through hyper-rustls), so unwrap those by hand.
+        let mut inner: &(dyn std::error::Error + 'static) = err;
+        loop {
+            if let Some(
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented,
+            ) = inner.downcast_ref::<rustls::Error>()
+            {
+                return true;
+            }
+            match inner
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+            {
+                Some(next) => inner = next,
+                None => break,
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// `e` and its sources on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s.replace(['\r', '\n'], " ")
+}
 
 #[cfg(test)]
 mod tests {

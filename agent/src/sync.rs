@@ -156,12 +156,13 @@ impl SyncError {
                 .iter()
                 .map(|f| match &f.kind {
                     FailureKind::KeyVault(KeyVaultError::Auth(a)) if !a.is_transient() => {
-                        if matches!(a, AuthError::Config { .. }) {
+                        if matches!(a, AuthError::Config { .. } | AuthError::TokenFile { .. }) {
                             EXIT_CONFIG
                         } else {
                             EXIT_AUTH
                         }
                     }
+                    FailureKind::KeyVault(KeyVaultError::Tls { .. }) => EXIT_CONFIG,
                     FailureKind::KeyVault(e) if e.is_transient() => EXIT_UNAVAILABLE,
                     FailureKind::KeyVault(_) | FailureKind::StartVersion(_) => EXIT_OBJECT,
                     FailureKind::Convert(_) => EXIT_CONVERT,
@@ -539,12 +540,13 @@ pub async fn run_once(
     env: crate::config::Env,
 ) -> Result<SyncReport, crate::error::Error> {
     let plan = crate::config::load(&settings, &env)?;
+    let by_type = counts(&plan);
     let metrics = Metrics::new();
     let syncer = Syncer::new(plan, &settings, metrics)?;
     let report = syncer.sync().await?;
     let changed = matches!(report.outcome, WriteOutcome::Published { .. });
     tracing::info!(
-        objects = report.objects.len(),
+        objects = ?by_type,
         files = report.objects.len(),
         requests = report.requests,
         duration_ms = report.duration.as_millis() as u64,

@@ -5,6 +5,7 @@ mod common;
 mod dataplane;
 mod entra;
 mod faults;
+mod fixtures;
 mod imds;
 mod objects;
 mod process;
