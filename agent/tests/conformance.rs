@@ -41,6 +41,7 @@ macro_rules! fixture {
 
 /// Plain values of §2.1 / §2.5 / §2.11 (name, stored value).
 const TRAILING_WS: &str = "line one\n  padded value  \n\n";
+const UNICODE: &str = "unicodé ✓ 🔑\ttab\u{0}nul";
 const HIST_A: &str = "history-value-a-1700000000";
 const HIST_B: &str = "history-value-b-1700000100";
 const HIST_C_DISABLED: &str = "history-value-c-disabled";
@@ -195,6 +196,8 @@ vaults:
     secrets:
       - {{ name: trailing-ws, value: {trailing} }}
       - {{ name: secret1, value: "secret1value" }}
+      - {{ name: unicode, value: {unicode} }}
+      - {{ name: large, value: {large} }}
       - {{ name: abcdefg, value: "abcdefg" }}
       - {{ name: utf8, value: "TestSecret1" }}
       - {{ name: b64, value: "QmFzZTY0RW5jb2RlZFN0cmluZw==" }}
@@ -251,6 +254,8 @@ vaults:
     access: all
 "#,
         trailing = q(TRAILING_WS),
+        unicode = q(UNICODE),
+        large = q(&large_value()),
         binary = q(&STANDARD.encode(&binary)),
         pfx_plain = q(&pfx(fixture!("demo-aes.pfx"))),
         ha = q(HIST_A),
@@ -272,6 +277,13 @@ vaults:
     )
 }
 
+/// A 25 KiB value (Key Vault's maximum secret size) with every printable ASCII character.
+fn large_value() -> String {
+    (0..25 * 1024)
+        .map(|i| char::from(b' ' + (i % 95) as u8))
+        .collect()
+}
+
 async fn start() -> Harness {
     Harness::with_seed(&seed()).await
 }
@@ -282,6 +294,8 @@ fn all_good_objects() -> Vec<&'static str> {
     vec![
         "objectName: trailing-ws\nobjectType: secret",
         "objectName: secret1\nobjectType: secret",
+        "objectName: unicode\nobjectType: secret",
+        "objectName: large\nobjectType: secret",
         "objectName: abcdefg\nobjectType: secret",
         "objectName: utf8\nobjectType: secret\nobjectEncoding: utf-8",
         "objectName: b64\nobjectType: secret\nobjectEncoding: base64",
@@ -462,6 +476,10 @@ async fn plain_secrets_and_encodings_over_the_wire() {
             "objectName: pfx-as-plain\nobjectType: secret\nobjectFormat: pfx",
             "objectName: pfx-as-plain\nobjectType: secret\nobjectAlias: pfx-as-plain.pem",
             "objectName: b64-wrapped\nobjectType: secret\nobjectEncoding: base64",
+            "objectName: unicode\nobjectType: secret",
+            "objectName: large\nobjectType: secret",
+            // reference: reference-provider.md §1.5 (every string field is trimmed)
+            "objectName: \"b64     \"\nobjectType: \"  secret\"\nobjectEncoding: \"base64   \"\nobjectAlias: \" trimmed \"",
         ],
         &[],
     );
@@ -475,6 +493,9 @@ async fn plain_secrets_and_encodings_over_the_wire() {
         ("b64", b"Base64EncodedString".to_vec()),
         ("b64-binary", (0u8..=255).collect()),
         ("hex-upper", b"HexEncodedString".to_vec()),
+        ("unicode", UNICODE.as_bytes().to_vec()),
+        ("large", large_value().into_bytes()),
+        ("trimmed", b"Base64EncodedString".to_vec()),
         // Go's StdEncoding skips CR and LF anywhere (the reference's decoder).
         ("b64-wrapped", b"Base64EncodedString".to_vec()),
         ("hex-lower", b"HexEncodedString".to_vec()),
@@ -545,6 +566,19 @@ fn bad_base64_fails_naming_the_object_and_leaves_the_directory_untouched() {
     assert_eq!(out.status.code(), Some(EXIT_CONVERT));
     assert_eq!(h.snapshot(), before);
     assert_eq!(raw(&h, "secret1"), b"secret1value");
+}
+
+// reference: reference-provider.md §1.5 (`objects` = `array:` → no error, no files), §6
+// (`..data` is published even for an empty set)
+#[tokio::test]
+async fn an_empty_object_list_is_not_an_error() {
+    let h = start().await;
+    let spc = h.spc(&[], &[]);
+    let report = h.run_once(&spc, &h.wi_env()).await.expect("sync succeeds");
+    assert!(report.objects.is_empty());
+    assert!(h.files().is_empty());
+    assert!(h.dir.join("..data").is_dir());
+    assert_eq!(h.emu.counts().route(keyvault_emulator::Route::SecretGet), 0);
 }
 
 // reference: reference-provider.md §2.5 (standard alphabet, padding required; Go's hex with
@@ -1133,6 +1167,7 @@ fn no_secret_reaches_the_binarys_output_at_trace_level() {
     let mut needles: Vec<String> = [
         TRAILING_WS.trim(),
         "secret1value",
+        UNICODE,
         "TestSecret1",
         "QmFzZTY0RW5jb2RlZFN0cmluZw==",
         "Base64EncodedString",
@@ -1171,6 +1206,7 @@ fn no_secret_reaches_the_binarys_output_at_trace_level() {
         long.push(rt.block_on(kv.secret_value(name)));
     }
     long.push(STANDARD.encode(fixture!("demo-aes.pfx")));
+    long.push(large_value().replace(' ', ""));
     long.push(STANDARD.encode((0u8..=255).collect::<Vec<u8>>()));
     // The service-account token the agent exchanged, and any JWT at all (access tokens).
     let sa = std::fs::read_to_string(&h.token_file).unwrap();
