@@ -1194,8 +1194,11 @@ fn no_secret_reaches_the_binarys_output_at_trace_level() {
         "demo-legacy",
         "demo-aes",
         "foo-aes",
-        "foo-legacy",
+        "foo-legacy.pem",
+        "foo-aes.pfx.b64",
         "foo-pem.pfx.b64",
+        "demo-pem",
+        "foo-scrambled",
     ] {
         // PEM outputs as their joined base64 bodies, so windows never straddle a line break.
         let b = raw(&h, name);
