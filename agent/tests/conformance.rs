@@ -961,6 +961,44 @@ async fn history_mode_conformance() {
     }
 }
 
+// reference: reference-provider.md §2.7 (history for every object type: versions are listed
+// with `id` or `kid`, each converted like a single version), §2.8 (`<type>/<name>/<index>`)
+#[tokio::test]
+async fn history_mode_for_keys_certificates_and_certificate_backed_secrets() {
+    let h = start().await;
+    let spc = h.spc(
+        &[
+            "objectName: ec-generator\nobjectType: key\nobjectVersionHistory: 3",
+            "objectName: foo-aes\nobjectType: cert\nobjectVersionHistory: 2\nobjectAlias: crt",
+            "objectName: foo-aes\nobjectType: secret\nobjectVersionHistory: 2\nobjectAlias: pem",
+            "objectName: foo-aes\nobjectType: secret\nobjectFormat: pfx\nobjectVersionHistory: 2\nobjectAlias: pfx",
+        ],
+        &[],
+    );
+    let report = h.run_once(&spc, &h.wi_env()).await.expect("sync succeeds");
+    let kv = Reader::new(&h).await;
+    let want: BTreeMap<String, Vec<u8>> = [
+        ("ec-generator/0", P256_GEN_PEM.as_bytes().to_vec()),
+        ("crt/0", fixture!("foo-leaf.pem").to_vec()),
+        ("pem/0", fixture!("foo-kv.pem").to_vec()),
+        ("pfx/0", kv.secret_value("foo-aes").await.into_bytes()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(h.files(), want);
+    let ids: Vec<&str> = report.objects.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "key/ec-generator/0",
+            "cert/foo-aes/0",
+            "secret/foo-aes/0",
+            "secret/foo-aes/0"
+        ]
+    );
+}
+
 // reference: reference-provider.md §1.4 [BUG]s and §7 (reject invalid filePermission, unknown
 // objectType at validation time, duplicate paths, file/directory collisions), §1.5 (format,
 // encoding and file name vectors): every problem listed at once, exit 3, no request sent
