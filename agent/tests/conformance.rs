@@ -593,6 +593,10 @@ async fn encoding_errors_over_the_wire_name_the_object() {
         ("bad-b64", "base64", "input byte 3"),
         ("hex-odd", "hex", "odd length"),
         ("hex-bad", "hex", "byte 2"),
+        // §2 general rules / §7: the decode runs after conversion, so converted PEM is
+        // decoded too (and fails at its first `-`), as in the reference.
+        ("foo-pem", "base64", "input byte 0"),
+        ("foo-aes", "base64", "input byte 0"),
     ] {
         let spc = h.spc(
             &[
@@ -1139,6 +1143,68 @@ async fn file_modes_and_the_atomic_writer_layout() {
     let real = std::fs::symlink_metadata(h.dir.join(gen_dir).join("abcdefg")).unwrap();
     assert!(real.file_type().is_file());
     assert_eq!(real.permissions().mode() & 0o7777, 0o600);
+}
+
+/// Runs the binary like [`Harness::run_binary`], but under `umask` (as a container whose
+/// runtime sets a restrictive one).
+fn run_binary_with_umask(
+    h: &Harness,
+    args: &[&str],
+    env: &[(String, String)],
+    umask: u32,
+) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_keyvault-agent"));
+    cmd.env_clear()
+        .env("SSL_CERT_FILE", h.emu.ca_file())
+        .env(
+            "KEYVAULT_AGENT_IMDS_ENDPOINT",
+            h.emu.imds_endpoint().to_string(),
+        )
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    // SAFETY: umask(2) is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::umask(rustix::fs::Mode::from_bits_truncate(umask));
+            Ok(())
+        });
+    }
+    cmd.output().expect("run keyvault-agent")
+}
+
+// reference: reference-provider.md §1.4 (`filePermission`, default 0644) and §6: modes are
+// exact whatever the process umask (the driver chmods explicitly)
+#[test]
+fn modes_are_exact_under_a_restrictive_umask() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let h = rt.block_on(start());
+    let dir = h.dir.display().to_string();
+    let spc = h.spc(
+        &[
+            "objectName: secret1\nobjectType: secret",
+            "objectName: abcdefg\nobjectType: secret\nfilePermission: \"0666\"",
+            "objectName: utf8\nobjectType: secret\nobjectAlias: sub/utf8",
+        ],
+        &[],
+    );
+    let out = run_binary_with_umask(
+        &h,
+        &["--config", spc_path(&spc), "--dir", &dir, "--once"],
+        &h.wi_env(),
+        0o077,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode(&h, "secret1"), 0o644);
+    assert_eq!(mode(&h, "abcdefg"), 0o666);
+    assert_eq!(mode(&h, "sub/utf8"), 0o644);
+    // Readers other than the owner can traverse the published tree.
+    assert_eq!(mode(&h, "sub"), 0o755);
+    assert_eq!(mode(&h, "..data"), 0o755);
 }
 
 /// Every `width`-byte window (stride `width/2`) of a secret text (ASCII, one line), so that any
