@@ -1145,6 +1145,57 @@ async fn file_modes_and_the_atomic_writer_layout() {
     assert_eq!(real.permissions().mode() & 0o7777, 0o600);
 }
 
+// reference: reference-provider.md §2.7 (a name becomes a directory in history mode) and §6
+// (each sync publishes the whole set: names that leave the set disappear); a name may switch
+// between file and directory from one sync to the next
+#[tokio::test]
+async fn a_name_switches_between_file_and_directory_across_syncs() {
+    let h = start().await;
+    let single = h.spc(
+        &[
+            "objectName: hist\nobjectType: secret\nobjectAlias: a",
+            "objectName: secret1\nobjectType: secret\nobjectAlias: .hidden",
+        ],
+        &[],
+    );
+    let history = h.spc(
+        &["objectName: hist\nobjectType: secret\nobjectAlias: a\nobjectVersionHistory: 2"],
+        &[],
+    );
+    let files = |pairs: &[(&str, &str)]| -> BTreeMap<String, Vec<u8>> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    };
+    h.run_once(&single, &h.wi_env()).await.unwrap();
+    assert_eq!(
+        h.files(),
+        files(&[("a", HIST_D), (".hidden", "secret1value")])
+    );
+    assert_eq!(raw(&h, ".hidden"), b"secret1value");
+    h.run_once(&history, &h.wi_env()).await.unwrap();
+    assert_eq!(h.files(), files(&[("a/0", HIST_D), ("a/1", HIST_B)]));
+    assert_eq!(raw(&h, "a/1"), HIST_B.as_bytes());
+    assert!(
+        std::fs::symlink_metadata(h.dir.join(".hidden")).is_err(),
+        "the link of a name that left the set is removed"
+    );
+    h.run_once(&single, &h.wi_env()).await.unwrap();
+    assert_eq!(raw(&h, "a"), HIST_D.as_bytes());
+    assert!(h.dir.join("a").is_file());
+    // Only the current generation is left behind.
+    let gens = std::fs::read_dir(&h.dir)
+        .unwrap()
+        .filter(|e| {
+            let n = e.as_ref().unwrap().file_name();
+            let n = n.to_string_lossy();
+            n.starts_with("..") && n != "..data" && !n.ends_with(".json")
+        })
+        .count();
+    assert_eq!(gens, 1);
+}
+
 /// Runs the binary like [`Harness::run_binary`], but under `umask` (as a container whose
 /// runtime sets a restrictive one).
 fn run_binary_with_umask(
