@@ -123,14 +123,14 @@ fn block(s: &str, indent: usize) -> String {
     s.lines().map(|l| format!("{pad}{l}\n")).collect()
 }
 
-/// The EC chain of §2.6 (a), leaf first.
-const EC_CHAIN: [&[u8]; 3] = [
-    fixture!("ec-leaf.pem"),
-    fixture!("ec-int.pem"),
-    fixture!("ec-root.pem"),
+/// The 3-certificate EC chain of §2.6 PFX case (2), leaf first (its key is `foo-pkcs8.key`).
+const FOO_CHAIN: [&[u8]; 3] = [
+    fixture!("foo-leaf.pem"),
+    fixture!("foo-int.pem"),
+    fixture!("foo-root.pem"),
 ];
-/// Every input order of a 3-certificate chain (indexes into [`EC_CHAIN`]).
-const EC_ORDERS: [[usize; 3]; 6] = [
+/// Every input order of a 3-certificate chain (indexes into [`FOO_CHAIN`]).
+const ORDERS: [[usize; 3]; 6] = [
     [0, 1, 2],
     [0, 2, 1],
     [1, 0, 2],
@@ -153,39 +153,33 @@ fn seed() -> String {
     let (p521x, p521y) = ec_xy_p521(text(fixture!("p521.pub")));
     let (rn, re) = rsa_ne(text(fixture!("rsa4096.pub")));
     let pfx = |b: &[u8]| STANDARD.encode(b);
-    // §2.6: the emulator keeps a PEM seed's certificate order when it builds its PFX, so this
-    // one reaches the agent with the bags root, leaf, intermediate.
-    let scrambled = text(&cat(&[
-        fixture!("foo-pkcs8.key"),
-        fixture!("foo-root.pem"),
-        fixture!("foo-leaf.pem"),
-        fixture!("foo-int.pem"),
-    ]))
-    .to_owned();
-    // §2.6 (c): intermediate missing.
-    let incomplete = text(&cat(&[
-        fixture!("foo-pkcs8.key"),
-        fixture!("foo-root.pem"),
-        fixture!("foo-leaf.pem"),
-    ]))
-    .to_owned();
-    // §2.6 (a) all 6 orders of the EC chain, (b) the RSA chain whose leaf has no SKI, each
-    // served as a PFX with its bags in that order. The key only has to be a key: neither the
-    // reference nor the emulator pairs it with the leaf here.
+    // §2.6 (a): the chain in all 6 orders, with its own key. The emulator builds each PFX with
+    // the bags in the PEM's order (the test checks what is really served).
     let mut orders = String::new();
-    for (i, perm) in EC_ORDERS.iter().enumerate() {
+    for (i, perm) in ORDERS.iter().enumerate() {
         let mut parts = vec![fixture!("foo-pkcs8.key")];
-        parts.extend(perm.iter().map(|&j| EC_CHAIN[j]));
-        orders.push_str(&pem_certificate(&format!("ec-order-{i}"), &cat(&parts)));
+        parts.extend(perm.iter().map(|&j| FOO_CHAIN[j]));
+        orders.push_str(&pem_certificate(&format!("foo-order-{i}"), &cat(&parts)));
     }
+    // §2.6 (c): the intermediate missing.
     orders.push_str(&pem_certificate(
-        "rsa-scrambled",
+        "foo-incomplete",
         &cat(&[
-            fixture!("demo-pkcs8.key"),
-            fixture!("rsa-int1.pem"),
-            fixture!("rsa-ca.pem"),
-            fixture!("rsa-leaf.pem"),
-            fixture!("rsa-int2.pem"),
+            fixture!("foo-pkcs8.key"),
+            fixture!("foo-leaf.pem"),
+            fixture!("foo-root.pem"),
+        ]),
+    ));
+    // §2.6 step 5: an unrelated extra certificate also makes the chain incomplete; the
+    // original order (with the root before its intermediate) is kept.
+    orders.push_str(&pem_certificate(
+        "foo-extra",
+        &cat(&[
+            fixture!("foo-pkcs8.key"),
+            fixture!("foo-leaf.pem"),
+            fixture!("ec-root.pem"),
+            fixture!("foo-root.pem"),
+            fixture!("foo-int.pem"),
         ]),
     ));
     let binary: Vec<u8> = (0u8..=255).collect();
@@ -234,14 +228,6 @@ vaults:
       - name: demo-pem
         pem: |
 {demo_pem}
-      - name: foo-scrambled
-        content_type: application/x-pkcs12
-        pem: |
-{scrambled}
-      - name: foo-incomplete
-        content_type: application/x-pkcs12
-        pem: |
-{incomplete}
 {orders}identities:
   - name: app
     client_id: {WI_CLIENT_ID}
@@ -272,8 +258,6 @@ vaults:
             text(&cat(&[fixture!("demo.pem"), fixture!("demo-pkcs1.key")])),
             10
         ),
-        scrambled = block(&scrambled, 10),
-        incomplete = block(&incomplete, 10),
     )
 }
 
@@ -318,7 +302,7 @@ fn all_good_objects() -> Vec<&'static str> {
         "objectName: foo-pem\nobjectType: secret",
         "objectName: demo-pem\nobjectType: secret\nobjectFormat: pem",
         "objectName: foo-pem\nobjectType: secret\nobjectFormat: pfx\nobjectAlias: foo-pem.pfx.b64",
-        "objectName: foo-scrambled\nobjectType: secret",
+        "objectName: foo-order-5\nobjectType: secret",
         "objectName: foo-aes\nobjectType: cert\nobjectAlias: certs/foo-aes.crt",
         "objectName: foo-pem\nobjectType: cert\nobjectAlias: certs/foo-pem.crt",
         "objectName: demo-legacy\nobjectType: cert\nobjectAlias: certs/demo.crt",
@@ -689,80 +673,92 @@ async fn certificate_backed_secrets_convert_like_the_reference() {
     );
 }
 
-// reference: reference-provider.md §2.6 steps 2–6 and cases (a), (b), (c), over the wire: the
-// served PFX holds its bags out of order (and, for (c), without the intermediate)
+// reference: reference-provider.md §2.6 steps 2–6 and cases (a), (c), PFX case (2), over the
+// wire: the served PFX holds its bags in every order (and, for (c), incomplete); case (b) (RSA,
+// leaf without SKI) has no key to import and is covered by the convert unit tests
 #[tokio::test(flavor = "current_thread")]
 async fn chain_ordering_over_the_wire() {
     let logs = LogCapture::start();
     let h = start().await;
     let kv = Reader::new(&h).await;
-    // The emulator really serves the bags root, leaf, intermediate: ordering is exercised.
-    let (_, bags) = open_pfx(
-        &STANDARD
-            .decode(kv.secret_value("foo-scrambled").await)
-            .unwrap(),
-    );
-    let root = pem_ders(fixture!("foo-root.pem")).remove(0);
-    let leaf = pem_ders(fixture!("foo-leaf.pem")).remove(0);
-    let int = pem_ders(fixture!("foo-int.pem")).remove(0);
-    assert_eq!(bags, [root.clone(), leaf.clone(), int.clone()]);
-
-    let spc = h.spc(
-        &[
-            "objectName: foo-scrambled\nobjectType: secret",
-            "objectName: foo-incomplete\nobjectType: secret",
-        ],
-        &[],
-    );
-    h.run_once(&spc, &h.wi_env()).await.expect("sync succeeds");
-    // (a): leaf → intermediate → root.
-    assert_eq!(
-        text(&raw(&h, "foo-scrambled")),
-        text(fixture!("foo-kv.pem"))
-    );
-    // (c): incomplete chain, the original order unchanged, with the reference's warning.
-    let want = cat(&[
-        fixture!("foo-pkcs8.key"),
-        fixture!("foo-root.pem"),
-        fixture!("foo-leaf.pem"),
-    ]);
-    assert_eq!(text(&raw(&h, "foo-incomplete")), text(&want));
-
-    // (a) every input order gives leaf, intermediate, root; (b) leaf, int2, int1, root.
-    let objs: Vec<String> = (0..EC_ORDERS.len())
-        .map(|i| format!("objectName: ec-order-{i}\nobjectType: secret"))
-        .chain(["objectName: rsa-scrambled\nobjectType: secret".to_owned()])
+    let mut objs: Vec<String> = (0..ORDERS.len())
+        .map(|i| format!("objectName: foo-order-{i}\nobjectType: secret"))
         .collect();
+    objs.push("objectName: foo-incomplete\nobjectType: secret".into());
+    objs.push("objectName: foo-extra\nobjectType: secret".into());
     let spc = h.spc(&objs.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
     h.run_once(&spc, &h.wi_env()).await.expect("sync succeeds");
-    let want_ec = cat(&[fixture!("foo-pkcs8.key"), &EC_CHAIN.concat()]);
-    for (i, perm) in EC_ORDERS.iter().enumerate() {
-        let name = format!("ec-order-{i}");
-        let (_, bags) = open_pfx(&STANDARD.decode(kv.secret_value(&name).await).unwrap());
-        let served: Vec<Vec<u8>> = perm.iter().flat_map(|&j| pem_ders(EC_CHAIN[j])).collect();
-        assert_eq!(bags, served, "{name}: the bags arrive in order {perm:?}");
-        assert_eq!(text(&raw(&h, &name)), text(&want_ec), "{name}");
-    }
-    let want_rsa = cat(&[
-        fixture!("demo-pkcs8.key"),
-        fixture!("rsa-leaf.pem"),
-        fixture!("rsa-int2.pem"),
-        fixture!("rsa-int1.pem"),
-        fixture!("rsa-ca.pem"),
-    ]);
-    assert_eq!(text(&raw(&h, "rsa-scrambled")), text(&want_rsa));
 
+    // (a): whatever the bag order, key then leaf → intermediate → root.
+    let chain: Vec<Vec<u8>> = FOO_CHAIN.iter().flat_map(|c| pem_ders(c)).collect();
+    let mut reordered = 0;
+    for i in 0..ORDERS.len() {
+        let name = format!("foo-order-{i}");
+        let (_, bags) = open_pfx(&STANDARD.decode(kv.secret_value(&name).await).unwrap());
+        let mut sorted = bags.clone();
+        sorted.sort();
+        let mut want = chain.clone();
+        want.sort();
+        assert_eq!(sorted, want, "{name}: the served PFX holds the chain");
+        if bags != chain {
+            reordered += 1;
+        }
+        assert_eq!(
+            text(&raw(&h, &name)),
+            text(fixture!("foo-kv.pem")),
+            "{name}"
+        );
+    }
+    assert!(
+        reordered >= 2,
+        "the wire really carried scrambled bag orders"
+    );
+
+    // (c) and step 5: incomplete chains come out in their original order, with a warning.
+    for (name, parts) in [
+        (
+            "foo-incomplete",
+            vec![fixture!("foo-leaf.pem"), fixture!("foo-root.pem")],
+        ),
+        (
+            "foo-extra",
+            vec![
+                fixture!("foo-leaf.pem"),
+                fixture!("ec-root.pem"),
+                fixture!("foo-root.pem"),
+                fixture!("foo-int.pem"),
+            ],
+        ),
+    ] {
+        let (_, bags) = open_pfx(&STANDARD.decode(kv.secret_value(name).await).unwrap());
+        let served: Vec<Vec<u8>> = bags
+            .iter()
+            .map(|d| pem_block("CERTIFICATE", d).into_bytes())
+            .collect();
+        let want = cat(&[
+            &[fixture!("foo-pkcs8.key")],
+            &served.iter().map(Vec::as_slice).collect::<Vec<_>>()[..],
+        ]
+        .concat());
+        assert_eq!(
+            text(&raw(&h, name)),
+            text(&want),
+            "{name}: served order kept"
+        );
+        // The emulator kept the seed order, so this is the order the test wrote down.
+        assert_eq!(
+            bags,
+            parts.iter().flat_map(|c| pem_ders(c)).collect::<Vec<_>>(),
+            "{name}"
+        );
+    }
     let log = logs.text();
     let warn: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("certificate chain is not complete"))
         .collect();
-    assert_eq!(
-        warn.len(),
-        1,
-        "one warning, for foo-incomplete only: {warn:?}"
-    );
-    assert!(warn[0].contains("WARN"), "{}", warn[0]);
+    assert_eq!(warn.len(), 2, "one warning per incomplete chain: {warn:?}");
+    assert!(warn.iter().all(|l| l.contains("WARN")), "{warn:?}");
 }
 
 // reference: reference-provider.md §2.3 (public key only, PKIX `PUBLIC KEY`; P-384/P-521,
@@ -1353,7 +1349,7 @@ fn no_secret_reaches_the_binarys_output_at_trace_level() {
         "foo-aes.pfx.b64",
         "foo-pem.pfx.b64",
         "demo-pem",
-        "foo-scrambled",
+        "foo-order-5",
     ] {
         // PEM outputs as their joined base64 bodies, so windows never straddle a line break.
         let b = raw(&h, name);
