@@ -731,15 +731,10 @@ async fn chain_ordering_over_the_wire() {
         ),
     ] {
         let (_, bags) = open_pfx(&STANDARD.decode(kv.secret_value(name).await).unwrap());
-        let served: Vec<Vec<u8>> = bags
-            .iter()
-            .map(|d| pem_block("CERTIFICATE", d).into_bytes())
-            .collect();
-        let want = cat(&[
-            &[fixture!("foo-pkcs8.key")],
-            &served.iter().map(Vec::as_slice).collect::<Vec<_>>()[..],
-        ]
-        .concat());
+        let mut want = fixture!("foo-pkcs8.key").to_vec();
+        for d in &bags {
+            want.extend(pem_block("CERTIFICATE", d).into_bytes());
+        }
         assert_eq!(
             text(&raw(&h, name)),
             text(&want),
