@@ -799,26 +799,30 @@ async fn oct_keys_are_rejected_if_the_emulator_can_hold_one() {
         "vaults:\n  - name: demo\n    keys:\n      - {{ name: sym, jwk: {{ kty: oct, k: {} }} }}\nidentities:\n  - {{ name: app, client_id: {WI_CLIENT_ID}, federated_credentials: [{{ subject: \"{SA_SUBJECT}\" }}], access: all }}\n",
         URL_SAFE_NO_PAD.encode([7u8; 32])
     );
-    let emu = keyvault_emulator::Emulator::builder()
-        .seed_yaml(seed)
+    match keyvault_emulator::Emulator::builder()
+        .seed_yaml(seed.clone())
         .start()
-        .await;
-    let Ok(emu) = emu else {
-        // The emulator imports RSA and EC JWKs only (emulator/src/keyvault.rs `public_jwk`),
-        // as Key Vault's data plane serves no `oct` key outside Managed HSM. The agent's
-        // rejection is covered by the convert unit tests (`key_errors`).
-        eprintln!("skipped: the emulator cannot hold an oct key");
-        return;
-    };
-    drop(emu);
-    let h = Harness::with_seed(&format!(
-        "vaults:\n  - name: demo\n    keys:\n      - {{ name: sym, jwk: {{ kty: oct, k: {} }} }}\nidentities:\n  - {{ name: app, client_id: {WI_CLIENT_ID}, federated_credentials: [{{ subject: \"{SA_SUBJECT}\" }}], access: all }}\n",
-        URL_SAFE_NO_PAD.encode([7u8; 32])
-    ))
-    .await;
+        .await
+    {
+        Err(e) => {
+            // The emulator imports RSA and EC JWKs only (emulator/src/keyvault.rs
+            // `public_jwk`), as a vault serves `oct` keys only on Managed HSM. The agent's
+            // rejection is covered by the convert unit tests (`key_errors`).
+            let m = e.to_string();
+            assert!(
+                m.contains("oct"),
+                "the seed fails because of the oct key: {m}"
+            );
+            eprintln!("skipped: the emulator cannot hold an oct key ({m})");
+            return;
+        }
+        Ok(emu) => emu.shutdown().await,
+    }
+    let h = Harness::with_seed(&seed).await;
     let spc = h.spc(&["objectName: sym\nobjectType: key"], &[]);
     let e = h.run_once(&spc, &h.wi_env()).await.unwrap_err();
-    assert!(e.to_string().contains("oct"), "{e}");
+    let m = e.to_string();
+    assert!(m.contains("\"sym\"") && m.contains("oct"), "{m}");
     assert!(!h.dir.join("..data").exists());
 }
 
