@@ -1023,6 +1023,7 @@ fn invalid_plans_fail_before_any_request_with_every_problem_listed() {
         &[
             "objectName: perm\nobjectType: secret\nfilePermission: \"0900\"",
             "objectName: perm2\nobjectType: secret\nfilePermission: rw",
+            "objectName: perm3\nobjectType: secret\nfilePermission: \"900\"",
             "objectName: typ\nobjectType: Secret",
             "objectName: dup1\nobjectType: secret\nobjectAlias: same",
             "objectName: dup2\nobjectType: secret\nobjectAlias: same",
@@ -1055,10 +1056,11 @@ fn invalid_plans_fail_before_any_request_with_every_problem_listed() {
         .lines()
         .filter(|l| l.starts_with("error: "))
         .count();
-    assert_eq!(errors, 17, "{stderr}");
+    assert_eq!(errors, 18, "{stderr}");
     for needle in [
         "objectName:perm, objectVersion:: file permission must be a valid octal number",
         "objectName:perm2, objectVersion:: file permission must be a valid octal number",
+        "objectName:perm3, objectVersion:: file permission must be a valid octal number: strconv.ParseInt: parsing \"900\": invalid syntax",
         "failed to get objectType:Secret, objectName:typ, objectVersion:: Invalid vaultObjectTypes. Should be secret, key, or cert",
         "output path \"same\" is also written by",
         "output path \"h/0\" collides with \"h\"",
