@@ -1293,6 +1293,40 @@ fn pem_bodies(pem: &[u8]) -> Vec<String> {
     pem_ders(pem).iter().map(|d| STANDARD.encode(d)).collect()
 }
 
+// reference: reference-provider.md §7 (cheap change detection): every conversion is
+// deterministic, so a second sync of the whole conformance set over the wire publishes nothing
+// (a PFX built with random salts would swap `..data` on every refresh)
+#[tokio::test]
+async fn a_second_sync_of_the_whole_set_changes_nothing() {
+    let h = start().await;
+    let spc = h.spc(&all_good_objects(), &[]);
+    let first = h.run_once(&spc, &h.wi_env()).await.expect("sync succeeds");
+    assert!(matches!(
+        first.outcome,
+        keyvault_agent::writer::WriteOutcome::Published { .. }
+    ));
+    let before = h.snapshot();
+    let second = h.run_once(&spc, &h.wi_env()).await.expect("sync succeeds");
+    assert_eq!(
+        second.outcome,
+        keyvault_agent::writer::WriteOutcome::Unchanged
+    );
+    let hashes = |r: &keyvault_agent::sync::SyncReport| -> Vec<(String, String)> {
+        r.objects
+            .iter()
+            .map(|o| (o.path.clone(), o.sha256.clone()))
+            .collect()
+    };
+    assert_eq!(hashes(&first), hashes(&second));
+    // The status file may be rewritten; the published set may not.
+    let published = |m: std::collections::BTreeMap<String, String>| {
+        m.into_iter()
+            .filter(|(k, _)| !k.ends_with(".json"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(published(h.snapshot()), published(before));
+}
+
 // No secret value, private key, access token or service-account token in any log line
 // (common brief; reference-provider.md §4 logging), over the whole conformance seed at trace
 #[test]
