@@ -1337,11 +1337,32 @@ fn no_secret_reaches_the_binarys_output_at_trace_level() {
     let spc = h.spc(&all_good_objects(), &[]);
     let mut env = h.wi_env();
     env.push(("KEYVAULT_AGENT_LOG".into(), "trace".into()));
+    let output = |out: std::process::Output| {
+        strip_ansi(&format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    };
     let out = h.run_binary(&["--config", spc_path(&spc), "--dir", &dir, "--once"], &env);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{stderr}");
-    let all = strip_ansi(&format!("{stdout}\n{stderr}"));
+    assert!(out.status.success(), "{}", output(out));
+    let mut all = output(out);
+    // The client-secret flow (the secret travels in a form body) and a failing run (errors
+    // carry context, never values), also at trace.
+    let mut sp = h.sp_env(READER_CLIENT_ID, READER_SECRET);
+    sp.push(("KEYVAULT_AGENT_LOG".into(), "trace".into()));
+    let out = h.run_binary(&["--config", spc_path(&spc), "--dir", &dir, "--once"], &sp);
+    assert!(out.status.success(), "{}", output(out));
+    all.push_str(&output(out));
+    let mut failing = all_good_objects();
+    failing.push("objectName: bad-b64\nobjectType: secret\nobjectEncoding: base64");
+    let failing = h.spc(&failing, &[]);
+    let out = h.run_binary(
+        &["--config", spc_path(&failing), "--dir", &dir, "--once"],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(EXIT_CONVERT));
+    all.push_str(&output(out));
     assert!(
         all.lines().count() > 20 && all.contains("TRACE"),
         "trace logging is on: {} lines",
@@ -1353,6 +1374,8 @@ fn no_secret_reaches_the_binarys_output_at_trace_level() {
         TRAILING_WS.trim(),
         "secret1value",
         UNICODE,
+        READER_SECRET,
+        "not*base64!",
         "TestSecret1",
         "QmFzZTY0RW5jb2RlZFN0cmluZw==",
         "Base64EncodedString",
