@@ -106,9 +106,8 @@ fn trust_roots(ca_files: &[PathBuf]) -> Result<Vec<reqwest::Certificate>, HttpEr
     for path in ca_files {
         roots.extend(read_ca_file(path)?);
     }
-    let system = rustls_native_certs::load_native_certs();
     let mut added = 0usize;
-    for der in system.certs {
+    for der in system_roots() {
         if let Ok(c) = reqwest::Certificate::from_der(der.as_ref()) {
             roots.push(c);
             added += 1;
@@ -123,6 +122,31 @@ fn trust_roots(ca_files: &[PathBuf]) -> Result<Vec<reqwest::Certificate>, HttpEr
         }
     }
     Ok(roots)
+}
+
+/// Well-known system CA bundles (Debian/Ubuntu/Alpine, RHEL/Fedora, SUSE, others).
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// The system's roots, read from the first bundle found. Deliberately not
+/// `rustls_native_certs::load_native_certs()`: it replaces the system roots with
+/// `SSL_CERT_FILE` when that is set, while for us `SSL_CERT_FILE` adds to them.
+fn system_roots() -> Vec<rustls_pki_types::CertificateDer<'static>> {
+    for p in SYSTEM_BUNDLES {
+        let path = Path::new(p);
+        if path.is_file() {
+            let r = rustls_native_certs::load_certs_from_paths(Some(path), None);
+            if !r.certs.is_empty() {
+                return r.certs;
+            }
+        }
+    }
+    Vec::new()
 }
 
 fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, HttpError> {
@@ -326,6 +350,17 @@ mod tests {
             e.contains("junk-ca.pem") && e.contains("BEGIN CERTIFICATE"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn extra_cas_add_to_the_public_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, ca.cert.pem()).unwrap();
+        let roots = trust_roots(std::slice::from_ref(&path)).unwrap();
+        // The extra CA plus the system's (or the bundled Mozilla) roots, never just the extra.
+        assert!(roots.len() > 50, "{}", roots.len());
     }
 
     #[test]

@@ -102,6 +102,9 @@ async fn workload_identity_end_to_end_over_tls_with_every_conversion() {
             .contains("s3cr3t")
     );
 
+    // 8 distinct objects (web-tls as a secret is mounted twice but fetched once) + the
+    // challenge probe.
+    assert_eq!(report.requests, 9);
     // One token exchange for the whole parallel set.
     assert_eq!(h.emu.counts().tokens(WI_CLIENT_ID), 1);
     assert!(h.emu.counts().route(Route::Token) >= 1);
@@ -623,4 +626,51 @@ async fn history_follows_next_links_across_pages() {
         2 + 1,
         "challenge probe + 2 pages"
     );
+}
+
+#[tokio::test]
+async fn an_expired_service_account_token_says_the_file_is_stale() {
+    let h = Harness::start().await;
+    let t = h
+        .emu
+        .mint_expired_token(SA_SUBJECT, "api://AzureADTokenExchange");
+    std::fs::write(&h.token_file, &t).unwrap();
+    let spc = h.spc(&["objectName: db-password\nobjectType: secret"], &[]);
+    let e = h.run_once(&spc, &h.wi_env()).await.unwrap_err();
+    let m = e.to_string();
+    assert!(m.contains("AADSTS700024") && m.contains("stale"), "{m}");
+    assert!(m.contains(&h.token_file.display().to_string()), "{m}");
+    assert!(
+        !m.contains(&t) && !m.contains("eyJ"),
+        "the token is never printed"
+    );
+    assert_eq!(e.exit_code(), EXIT_AUTH);
+}
+
+// reference: protocol.md §3.5
+#[tokio::test]
+async fn entra_throttling_and_outages_are_retried() {
+    let h = Harness::start().await;
+    h.emu.add_fault(
+        Fault::new(
+            Route::Token,
+            FaultKind::Throttle {
+                retry_after: Some(1),
+            },
+        )
+        .times(1),
+    );
+    h.emu
+        .add_fault(Fault::new(Route::Token, FaultKind::Status(503)).times(1));
+    let spc = h.spc(&["objectName: db-password\nobjectType: secret"], &[]);
+    let t0 = Instant::now();
+    h.run_once(&spc, &h.sp_env(SP_CLIENT_ID, SP_SECRET))
+        .await
+        .expect("retried to success");
+    assert!(
+        t0.elapsed() >= Duration::from_secs(1),
+        "Retry-After honoured"
+    );
+    assert_eq!(h.emu.counts().route(Route::Token), 3);
+    assert_eq!(h.file("db-password"), "s3cr3t-db-password-value");
 }
