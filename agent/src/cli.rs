@@ -414,7 +414,7 @@ mod tests {
         assert_eq!(s.config_file, PathBuf::from("spc.yaml"));
         assert_eq!(s.dir, PathBuf::from("/out"));
         assert_eq!(s.api_version, "2025-07-01");
-        assert_eq!(s.concurrency, 8);
+        assert_eq!(s.concurrency, 16);
         assert_eq!(s.timeout, Duration::from_secs(120));
         assert_eq!(s.request_timeout, Duration::from_secs(30));
         assert_eq!(s.interval, Duration::from_secs(120));

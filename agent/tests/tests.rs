@@ -2,6 +2,7 @@
 //! `util`. Every test runs the shipping code against the in-process emulator over TLS.
 
 mod config_cli; // `check`, flags/env, exit codes, every config problem reported at once
+mod conformance; // reference vectors end to end over TLS
 mod oneshot; // `--once` end to end: identities, conversions over the wire, no partial sets
 mod sidecar; // refresh, rotation, notifiers, reload, signals, health/metrics/status
 mod stress;

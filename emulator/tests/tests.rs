@@ -4,7 +4,9 @@
 mod common;
 mod dataplane;
 mod entra;
+mod example;
 mod faults;
+mod fixtures;
 mod imds;
 mod objects;
 mod process;
