@@ -88,6 +88,39 @@ async fn rejected_tokens_get_401_with_the_reason() {
 }
 
 #[tokio::test]
+async fn token_from_another_tenant_is_401_invalid_issuer() {
+    let emu = start().await;
+    let c = client(&emu);
+    // Signed with the emulator's own Entra key, but issued for another tenant.
+    let key =
+        keyvault_emulator::jwt::SigningKey::load_or_create(&emu.state_dir().join("entra-key.pem"))
+            .unwrap();
+    let now = keyvault_emulator::util::now();
+    let token = key.sign(&serde_json::json!({
+        "aud": "https://vault.localhost",
+        "iss": "https://sts.windows.net/99999999-9999-9999-9999-999999999999/",
+        "appid": APP, "oid": "x", "tid": "99999999-9999-9999-9999-999999999999",
+        "iat": now, "nbf": now, "exp": now + 600,
+    }));
+    let (st, h, body) = kv_get(
+        &emu,
+        &c,
+        Some(&token),
+        &format!("secrets/other?api-version={API}"),
+    )
+    .await;
+    assert_eq!(st, 401);
+    assert!(h.contains_key("www-authenticate"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("AKV10032: Invalid issuer."),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn expired_access_token_is_401_token_expired() {
     // A zero token TTL issues tokens that are expired on arrival.
     let emu = start_with(keyvault_emulator::Emulator::builder().token_ttl(Duration::ZERO)).await;

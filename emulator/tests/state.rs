@@ -95,3 +95,19 @@ async fn refuses_non_loopback_addresses_by_default() {
         .unwrap_err();
     assert!(err.to_string().contains("non-loopback"), "{err}");
 }
+
+/// Agent tests pause tokio's clock; the emulator must not depend on timers to serve.
+#[tokio::test(start_paused = true)]
+async fn serves_while_the_test_clock_is_paused() {
+    let emu = start().await;
+    let c = client_builder(&emu.ca_pem(), emu.addr()).build().unwrap();
+    let token = app_token(&emu, &c).await;
+    let (st, _, body) = kv_get(
+        &emu,
+        &c,
+        Some(&token),
+        &format!("secrets/other?api-version={API}"),
+    )
+    .await;
+    assert_eq!((st, body["value"].as_str()), (200, Some("x")));
+}

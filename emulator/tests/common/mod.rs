@@ -117,6 +117,14 @@ pub fn plain_client() -> reqwest::Client {
 }
 
 pub fn client_for(ca_pem: &str, addr: std::net::SocketAddr) -> reqwest::Client {
+    client_builder(ca_pem, addr)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// The client configuration without a timeout (for tests with a paused clock).
+pub fn client_builder(ca_pem: &str, addr: std::net::SocketAddr) -> reqwest::ClientBuilder {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
@@ -136,9 +144,6 @@ pub fn client_for(ca_pem: &str, addr: std::net::SocketAddr) -> reqwest::Client {
         .resolve("missing.vault.localhost", addr)
         .resolve("localhost", addr)
         .no_proxy()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
 }
 
 pub fn token_url(emu: &Emulator) -> String {
