@@ -132,6 +132,14 @@ impl Notifier {
             }
             _ => {}
         }
+        if let Some(sig) = settings.signal
+            && rustix::process::Signal::from_named_raw(sig).is_none()
+        {
+            return Err(NotifyError::Settings(format!(
+                "--on-change-signal {sig}: real-time and unknown signals are not supported; use \
+                 a named signal such as HUP, USR1 or USR2"
+            )));
+        }
         let http = match &settings.http {
             Some(_) => Some(http_client(ca_files)?),
             None => None,
@@ -256,6 +264,8 @@ impl Notifier {
             .env("KEYVAULT_AGENT_DIR", &event.dir)
             .env("KEYVAULT_AGENT_DATA_DIR", &event.data_dir)
             .env("KEYVAULT_AGENT_CHANGED", event.changed.join(","))
+            // The hook needs to know what changed, not how the agent signs in.
+            .env_remove("AZURE_CLIENT_SECRET")
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
         let mut child = match command.spawn() {
@@ -545,6 +555,12 @@ mod tests {
             ..Default::default()
         };
         assert!(Notifier::new(&only_target, &[], m.clone()).is_err());
+        let realtime = NotifySettings {
+            signal: Some(40),
+            signal_process: Some("app".into()),
+            ..Default::default()
+        };
+        assert!(Notifier::new(&realtime, &[], m.clone()).is_err());
         assert!(
             Notifier::new(&NotifySettings::default(), &[], m)
                 .unwrap()

@@ -843,11 +843,11 @@ mod tests {
         assert_eq!(state.doc().data_dir.as_deref(), Some("..2"));
         let text = h.lp.metrics.encode();
         assert!(
-            text.contains("refreshes_total{result=\"Changed\"} 2"),
+            text.contains("refreshes_total{result=\"changed\"} 2"),
             "{text}"
         );
         assert!(
-            text.contains("refreshes_total{result=\"Failed\"} 1"),
+            text.contains("refreshes_total{result=\"failed\"} 1"),
             "{text}"
         );
         assert!(text.contains("swaps_total 2"), "{text}");

@@ -403,7 +403,7 @@ async fn unchanged_vault_causes_no_write() {
     assert_eq!(timestamped_dirs(&out), dirs);
     assert_eq!(run.metric("keyvault_agent_swaps_total").await, 1.0);
     assert!(
-        run.metric("keyvault_agent_refreshes_total{result=\"Unchanged\"}")
+        run.metric("keyvault_agent_refreshes_total{result=\"unchanged\"}")
             .await
             >= 3.0
     );
@@ -422,7 +422,7 @@ async fn health_ready_metrics_and_status_endpoints() {
     eventually!(
         20,
         "a failed first sync",
-        run.metric("keyvault_agent_refreshes_total{result=\"Failed\"}")
+        run.metric("keyvault_agent_refreshes_total{result=\"failed\"}")
             .await
             >= 1.0
     );
@@ -501,12 +501,12 @@ async fn emulator_down_keeps_files_and_recovers_when_it_returns() {
     // Down: refreshes fail, files stay, still ready (no --max-staleness).
     emu.shutdown().await;
     let failed = run
-        .metric("keyvault_agent_refreshes_total{result=\"Failed\"}")
+        .metric("keyvault_agent_refreshes_total{result=\"failed\"}")
         .await;
     eventually!(
         30,
         "failed refreshes",
-        run.metric("keyvault_agent_refreshes_total{result=\"Failed\"}")
+        run.metric("keyvault_agent_refreshes_total{result=\"failed\"}")
             .await
             >= failed + 2.0
     );
