@@ -34,6 +34,33 @@ pub struct StatusDoc {
     pub objects: Vec<ObjectStatus>,
 }
 
+impl StatusDoc {
+    /// The manifest for one successful cycle without a schedule (`--once`), so that both
+    /// modes leave the same `..status.json` shape behind.
+    pub fn for_report(vault: &str, report: &SyncReport) -> Self {
+        StatusDoc {
+            vault: vault.to_owned(),
+            ready: true,
+            data_dir: match &report.outcome {
+                crate::writer::WriteOutcome::Published { data_dir } => Some(data_dir.clone()),
+                crate::writer::WriteOutcome::Unchanged => None,
+            },
+            last_sync: Some(unix(report.finished_at)),
+            next_refresh: None,
+            last_error: None,
+            consecutive_failures: 0,
+            objects: report.objects.clone(),
+        }
+    }
+
+    /// Pretty JSON with a trailing newline.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     doc: StatusDoc,
@@ -130,9 +157,7 @@ impl SidecarState {
 
     /// The manifest as pretty JSON.
     pub fn json(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec_pretty(&self.doc()).unwrap_or_default();
-        out.push(b'\n');
-        out
+        self.doc().to_json()
     }
 
     /// `/healthz`: the loop checked in on time.
