@@ -514,7 +514,13 @@ async fn emulator_down_keeps_files_and_recovers_when_it_returns() {
     assert_eq!(read(&out, "db-password").as_deref(), Some("first"));
     assert_eq!(run.get("/readyz").await.0, 200);
     let (_, status) = run.get("/status").await;
-    assert!(status.contains("\"consecutive_failures\""), "{status}");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert!(
+        status["consecutive_failures"].as_u64().unwrap() >= 1,
+        "{status}"
+    );
+    assert!(status["last_error"].as_str().is_some(), "{status}");
+    assert_eq!(status["ready"], true, "{status}");
 
     // Back on the same address and state: the next refresh succeeds and picks up a rotation.
     let emu = Emulator::builder()
@@ -783,6 +789,7 @@ async fn sighup_refreshes_now_and_sigterm_mid_refresh_exits_zero_with_a_complete
     cmd.env_clear()
         .envs(fx.env.0.iter())
         .env("KEYVAULT_AGENT_LOG", "info")
+        .env("KEYVAULT_AGENT_LOG_FORMAT", "json")
         .arg("--config")
         .arg(&fx.settings.config_file)
         .arg("--dir")
@@ -845,6 +852,25 @@ async fn sighup_refreshes_now_and_sigterm_mid_refresh_exits_zero_with_a_complete
         .unwrap();
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("SIGTERM"), "{stderr}");
+    // JSON logs: every line is an object; one line per refresh carries the counts.
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let first = lines
+        .iter()
+        .find(|l| l["message"] == "first sync published")
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(first["objects"], 2);
+    assert!(first["requests"].as_u64().is_some() && first["duration_ms"].as_u64().is_some());
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l["message"] == "refresh done")
+            .count(),
+        2,
+        "one line per (SIGHUP) refresh: {stderr}"
+    );
     // The in-flight refresh completed its swap: the whole new set, not a mix.
     assert_eq!(
         read(&out, "db-password").as_deref(),
