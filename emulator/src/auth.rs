@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::jwt::{JwtError, aud_contains, aud_text};
 use crate::seed::IdentitySeed;
-use crate::state::{Shared, VAULT_RESOURCE, lock};
+use crate::state::{Shared, lock};
 
 /// Why a request's token was rejected; each maps to a 401 with the challenge header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +37,10 @@ impl AuthFailure {
                 "[TokenNotYetValid] Error validating token: 'S2S12085'.".into()
             }
             AuthFailure::Audience(found) => {
-                format!("AKV10022: Invalid audience. Expected {VAULT_RESOURCE}, found: {found}.")
+                format!(
+                    "AKV10022: Invalid audience. Expected {}, found: {found}.",
+                    s.challenge_resource()
+                )
             }
             AuthFailure::Issuer(found) => format!(
                 "AKV10032: Invalid issuer. Expected one of {}, found {found}.",
@@ -61,9 +64,10 @@ pub struct Principal {
 /// The `WWW-Authenticate` challenge value.
 pub fn challenge(s: &Shared) -> String {
     format!(
-        "Bearer authorization=\"{}/{}\", resource=\"{VAULT_RESOURCE}\"",
+        "Bearer authorization=\"{}/{}\", resource=\"{}\"",
         s.authority_base(),
-        s.tenant_id
+        s.tenant_id,
+        s.challenge_resource()
     )
 }
 
@@ -102,8 +106,11 @@ fn check_claims(s: &Shared, claims: &Value) -> Result<(), AuthFailure> {
     if iss != s.sts_issuer() {
         return Err(AuthFailure::Issuer(iss.to_string()));
     }
-    let resource_slash = format!("{VAULT_RESOURCE}/");
-    if !aud_contains(claims, VAULT_RESOURCE) && !aud_contains(claims, &resource_slash) {
+    if !s
+        .accepted_audiences()
+        .iter()
+        .any(|a| aud_contains(claims, a))
+    {
         return Err(AuthFailure::Audience(aud_text(claims)));
     }
     let now = crate::util::now();

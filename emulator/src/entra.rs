@@ -2,6 +2,10 @@
 //! federated assertion or a client secret), the tenant metadata MSAL reads first, and Entra's
 //! AADSTS error bodies (protocol.md §3).
 
+// Handlers return the exact wire error as `Err(Response)` and exit early with `?`; boxing
+// every error response would only add noise.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -1,6 +1,10 @@
 //! The Key Vault data plane: secrets, keys, certificates and deleted secrets, with Key Vault's
 //! URL shapes, JSON bodies, paging, headers and error bodies (protocol.md §1–2).
 
+// Handlers return the exact wire error as `Err(Response)` and exit early with `?`; boxing
+// every error response would only add noise.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -285,10 +289,30 @@ async fn dispatch(s: Arc<Shared>, method: Method, uri: Uri, headers: HeaderMap, 
         ["keys", n] | ["keys", n, ""] if m == Method::GET => ctx.get_key(n, None),
         ["keys", n, v] if m == Method::GET => ctx.get_key(n, Some(v)),
         ["keys", n] if m == Method::PUT => ctx.import_key(n, &body),
+        ["keys", n] | ["keys", n, ""] if m == Method::PATCH => ctx.update_key(n, None, &body),
+        ["keys", n, v] if m == Method::PATCH => ctx.update_key(n, Some(v), &body),
+        ["keys", n] if m == Method::DELETE => ctx.delete_key(n),
+        ["deletedkeys"] | ["deletedkeys", ""] if m == Method::GET => {
+            ctx.list_deleted("keys", &path)
+        }
+        ["deletedkeys", n] if m == Method::GET => ctx.get_deleted("keys", n),
+        ["deletedkeys", n] if m == Method::DELETE => ctx.purge("keys", n),
         ["certificates"] | ["certificates", ""] if m == Method::GET => ctx.list_certs(&path),
         ["certificates", n, "versions"] if m == Method::GET => ctx.list_cert_versions(n, &path),
         ["certificates", n, "policy"] if m == Method::GET => ctx.get_cert_policy(n),
         ["certificates", n, "import"] if m == Method::POST => ctx.import_cert(n, &body).await,
+        ["certificates", n, "create"] if m == Method::POST => ctx.create_cert(n, &body).await,
+        ["certificates", n, "pending"] if m == Method::GET => ctx.get_cert_operation(n),
+        ["certificates", n] | ["certificates", n, ""] if m == Method::PATCH => {
+            ctx.update_cert(n, None, &body)
+        }
+        ["certificates", n, v] if m == Method::PATCH => ctx.update_cert(n, Some(v), &body),
+        ["certificates", n] if m == Method::DELETE => ctx.delete_cert(n),
+        ["deletedcertificates"] | ["deletedcertificates", ""] if m == Method::GET => {
+            ctx.list_deleted("certificates", &path)
+        }
+        ["deletedcertificates", n] if m == Method::GET => ctx.get_deleted("certificates", n),
+        ["deletedcertificates", n] if m == Method::DELETE => ctx.purge("certificates", n),
         ["certificates", n] | ["certificates", n, ""] if m == Method::GET => ctx.get_cert(n, None),
         ["certificates", n, v] if m == Method::GET => ctx.get_cert(n, Some(v)),
         _ => Err(error(
@@ -848,6 +872,7 @@ impl Ctx {
             )));
         }
         self.require("keys", Some(name), "create/action")?;
+        self.conflict_if_deleted("keys", name)?;
         let b = parse_body(body)?;
         let kty = b
             .get("kty")
@@ -925,6 +950,7 @@ impl Ctx {
             )));
         }
         self.require("keys", Some(name), "import/action")?;
+        self.conflict_if_deleted("keys", name)?;
         let b = parse_body(body)?;
         let jwk = b
             .get("key")
@@ -953,6 +979,163 @@ impl Ctx {
         };
         self.with_vault_mut(|v| v.add_key(name, k.clone()));
         Ok(json_response(StatusCode::OK, &self.key_bundle(name, &k)))
+    }
+
+    fn conflict_if_deleted(&self, kind: &str, name: &str) -> Result<(), Response> {
+        if self.with_vault(|v| v.is_deleted(kind, name)) {
+            return Err(error(
+                StatusCode::CONFLICT,
+                "Conflict",
+                &format!(
+                    "{name} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, it can only be recovered or purged."
+                ),
+                Some("ObjectIsDeletedButRecoverable"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn update_key(&self, name: &str, version: Option<&str>, body: &Bytes) -> R {
+        self.require("keys", Some(name), "update/action")?;
+        let b = parse_body(body)?;
+        let tags = tags_from(&b)?;
+        let result = self.with_vault_mut(|vault| {
+            let list = vault.keys.get_mut(name)?;
+            let k = match version {
+                None | Some("") => list.last_mut(),
+                Some(v) => list.iter_mut().find(|k| k.version.eq_ignore_ascii_case(v)),
+            }?;
+            let mut attrs = k.attrs.clone();
+            if let Err(resp) = apply_attrs(&mut attrs, &b) {
+                return Some(Err(resp));
+            }
+            attrs.updated = now();
+            k.attrs = attrs;
+            if let Some(ops) = b.get("key_ops").and_then(Value::as_array) {
+                k.key_ops = ops
+                    .iter()
+                    .filter_map(|o| o.as_str().map(str::to_string))
+                    .collect();
+            }
+            if let Some(t) = tags {
+                k.tags = t;
+            }
+            Some(Ok(k.clone()))
+        });
+        let k = result.ok_or_else(|| not_found("keys", name, version))??;
+        Ok(json_response(StatusCode::OK, &self.key_bundle(name, &k)))
+    }
+
+    fn deleted_extra(&self, b: &mut Value, kind: &str, name: &str, deleted: i64, purge: i64) {
+        b["recoveryId"] = json!(format!("{}/deleted{kind}/{name}", self.base));
+        b["deletedDate"] = json!(deleted);
+        b["scheduledPurgeDate"] = json!(purge);
+    }
+
+    fn deleted_json(&self, kind: &str, name: &str) -> Option<Value> {
+        self.with_vault(|v| match kind {
+            "keys" => v.deleted_keys.get(name).and_then(|d| {
+                let mut b = self.key_bundle(name, d.versions.last()?);
+                self.deleted_extra(&mut b, kind, name, d.deleted_date, d.scheduled_purge_date);
+                Some(b)
+            }),
+            _ => v.deleted_certificates.get(name).and_then(|d| {
+                let mut b = self.cert_bundle(name, d.versions.last()?);
+                self.deleted_extra(&mut b, kind, name, d.deleted_date, d.scheduled_purge_date);
+                Some(b)
+            }),
+        })
+    }
+
+    fn deleted_missing(kind: &str, name: &str) -> Response {
+        let (code, noun) = if kind == "keys" {
+            ("KeyNotFound", "Key")
+        } else {
+            ("CertificateNotFound", "Certificate")
+        };
+        error(
+            StatusCode::NOT_FOUND,
+            code,
+            &format!("Deleted {noun} not found: {name}"),
+            None,
+        )
+    }
+
+    fn delete_key(&self, name: &str) -> R {
+        self.require("keys", Some(name), "delete")?;
+        self.with_vault_mut(|v| v.delete_key(name).map(|_| ()))
+            .map_err(|_| not_found("keys", name, None))?;
+        let b = self
+            .deleted_json("keys", name)
+            .ok_or_else(|| not_found("keys", name, None))?;
+        Ok(json_response(StatusCode::OK, &b))
+    }
+
+    fn delete_cert(&self, name: &str) -> R {
+        self.require("certificates", Some(name), "delete")?;
+        self.with_vault_mut(|v| v.delete_certificate(name).map(|_| ()))
+            .map_err(|_| not_found("certificates", name, None))?;
+        let b = self
+            .deleted_json("certificates", name)
+            .ok_or_else(|| not_found("certificates", name, None))?;
+        Ok(json_response(StatusCode::OK, &b))
+    }
+
+    fn get_deleted(&self, kind: &str, name: &str) -> R {
+        self.require(kind, Some(name), "readMetadata/action")?;
+        let b = self
+            .deleted_json(kind, name)
+            .ok_or_else(|| Self::deleted_missing(kind, name))?;
+        Ok(json_response(StatusCode::OK, &b))
+    }
+
+    fn list_deleted(&self, kind: &str, path: &str) -> R {
+        self.require(kind, None, "readMetadata/action")?;
+        let names: Vec<String> = self.with_vault(|v| match kind {
+            "keys" => v.deleted_keys.keys().cloned().collect(),
+            _ => v.deleted_certificates.keys().cloned().collect(),
+        });
+        // List items use the item shape (`kid` for keys, versionless ids) plus deletion fields.
+        let items = self.with_vault(|v| {
+            names
+                .iter()
+                .filter_map(|n| {
+                    let (mut b, d, p) = match kind {
+                        "keys" => {
+                            let d = v.deleted_keys.get(n)?;
+                            (
+                                self.key_item(n, d.versions.last()?, false),
+                                d.deleted_date,
+                                d.scheduled_purge_date,
+                            )
+                        }
+                        _ => {
+                            let d = v.deleted_certificates.get(n)?;
+                            (
+                                self.cert_item(n, d.versions.last()?, false),
+                                d.deleted_date,
+                                d.scheduled_purge_date,
+                            )
+                        }
+                    };
+                    self.deleted_extra(&mut b, kind, n, d, p);
+                    Some(b)
+                })
+                .collect()
+        });
+        self.page(path, items)
+    }
+
+    fn purge(&self, kind: &str, name: &str) -> R {
+        self.require(kind, Some(name), "purge/action")?;
+        let removed = self.with_vault_mut(|v| match kind {
+            "keys" => v.deleted_keys.remove(name).is_some(),
+            _ => v.deleted_certificates.remove(name).is_some(),
+        });
+        if !removed {
+            return Err(Self::deleted_missing(kind, name));
+        }
+        Ok(StatusCode::NO_CONTENT.into_response())
     }
 
     // ----- certificates -----
@@ -1060,6 +1243,7 @@ impl Ctx {
             )));
         }
         self.require("certificates", Some(name), "import/action")?;
+        self.conflict_if_deleted("certificates", name)?;
         let b = parse_body(body)?;
         let value = b
             .get("value")
@@ -1110,11 +1294,17 @@ impl Ctx {
             tags,
             issuer_name: "Unknown".into(),
         };
+        let c = self.store_cert(name, new).await?;
+        Ok(json_response(StatusCode::OK, &self.cert_bundle(name, &c)))
+    }
+
+    async fn store_cert(&self, name: &str, new: NewCertificate) -> Result<CertVersion, Response> {
         let s = self.s.clone();
         let vault = self.vault.clone();
         let n = name.to_string();
-        let c = tokio::task::spawn_blocking(move || {
-            // PFX encoding runs PBKDF rounds: keep it off the async workers, lock only to insert.
+        tokio::task::spawn_blocking(move || {
+            // PFX encoding runs PBKDF rounds: keep it off the async workers. The lock is held
+            // while encoding; fine for an emulator.
             let mut st = lock(&s.store);
             st.vault_mut(&vault)
                 .map_err(|e| e.to_string())
@@ -1129,7 +1319,188 @@ impl Ctx {
                 None,
             )
         })?
-        .map_err(|m| bad(&m))?;
+        .map_err(|m| bad(&m))
+    }
+
+    /// A certificate operation. Creation answers `inProgress` (as the service does, and as the
+    /// SDK pollers require to start polling); the first poll of `/pending` sees `completed`.
+    fn operation_json(&self, name: &str, issuer: &str, status: &str) -> Value {
+        json!({
+            "id": format!("{}/certificates/{name}/pending", self.base),
+            "issuer": {"name": issuer},
+            "cancellation_requested": false,
+            "status": status,
+            "status_details": "",
+            "target": format!("{}/certificates/{name}", self.base),
+            "request_id": crate::util::new_version(),
+        })
+    }
+
+    async fn create_cert(&self, name: &str, body: &Bytes) -> R {
+        if !valid_name(name) {
+            return Err(bad(&format!(
+                "The request URI contains an invalid name: {name}."
+            )));
+        }
+        self.require("certificates", Some(name), "create/action")?;
+        self.conflict_if_deleted("certificates", name)?;
+        let b = parse_body(body)?;
+        let policy = b.get("policy").cloned().unwrap_or(Value::Null);
+        let issuer = policy
+            .pointer("/issuer/name")
+            .and_then(Value::as_str)
+            .unwrap_or("Self");
+        if !issuer.eq_ignore_ascii_case("self") {
+            return Err(bad(&format!(
+                "Issuer {issuer} is not supported by the emulator: only Self-issued certificates are created (import others)."
+            )));
+        }
+        let subject = policy
+            .pointer("/x509_props/subject")
+            .and_then(Value::as_str)
+            .unwrap_or("CN=DefaultPolicy")
+            .to_string();
+        let dns_names: Vec<String> = policy
+            .pointer("/x509_props/sans/dns_names")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let months = policy
+            .pointer("/x509_props/validity_months")
+            .and_then(Value::as_u64)
+            .unwrap_or(12)
+            .clamp(1, 1200) as u32;
+        let kty = policy
+            .pointer("/key_props/kty")
+            .and_then(Value::as_str)
+            .unwrap_or("RSA");
+        let (rsa_bits, curve) = if kty.starts_with("EC") {
+            let crv = policy
+                .pointer("/key_props/crv")
+                .and_then(Value::as_str)
+                .unwrap_or("P-256");
+            match Curve::parse(crv) {
+                Some(c @ (Curve::P256 | Curve::P384)) => (None, c),
+                _ => {
+                    return Err(bad(&format!(
+                        "Curve {crv} is not supported for certificates: use P-256 or P-384."
+                    )));
+                }
+            }
+        } else {
+            let bits = policy
+                .pointer("/key_props/key_size")
+                .and_then(Value::as_u64)
+                .unwrap_or(2048) as usize;
+            if ![2048, 3072, 4096].contains(&bits) {
+                return Err(bad(&format!(
+                    "Key size {bits} is not supported: use 2048, 3072 or 4096."
+                )));
+            }
+            (Some(bits), Curve::P256)
+        };
+        let content_type = policy
+            .pointer("/secret_props/contentType")
+            .and_then(Value::as_str)
+            .unwrap_or(store::PKCS12)
+            .to_string();
+        if content_type != store::PEM && content_type != store::PKCS12 {
+            return Err(bad(&format!(
+                "Content type {content_type} is not supported: use application/x-pkcs12 or application/x-pem-file."
+            )));
+        }
+        let mut attrs = Attributes::new_now();
+        apply_attrs(&mut attrs, &b)?;
+        let tags = tags_from(&b)?.unwrap_or_default();
+        let spec = material::GenerateSpec {
+            subject,
+            dns_names,
+            validity_days: months * 30,
+            rsa_bits,
+            curve,
+        };
+        let material =
+            tokio::task::spawn_blocking(move || material::generate_certificate(&spec, None))
+                .await
+                .map_err(|e| {
+                    error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "InternalServerError",
+                        &e.to_string(),
+                        None,
+                    )
+                })?
+                .map_err(|e| bad(&format!("The certificate policy cannot be satisfied: {e}.")))?;
+        let new = NewCertificate {
+            material,
+            content_type,
+            enabled: attrs.enabled,
+            tags,
+            issuer_name: "Self".into(),
+        };
+        self.store_cert(name, new).await?;
+        Ok(json_response(
+            StatusCode::ACCEPTED,
+            &self.operation_json(name, "Self", "inProgress"),
+        ))
+    }
+
+    fn get_cert_operation(&self, name: &str) -> R {
+        self.require("certificates", Some(name), "read")?;
+        let issuer = self
+            .with_vault(|v| v.certificate(name, None).map(|c| c.issuer_name.clone()))
+            .ok_or_else(|| {
+                error(
+                    StatusCode::NOT_FOUND,
+                    "CertificateNotFound",
+                    &format!("Pending certificate not found: {name}"),
+                    None,
+                )
+            })?;
+        Ok(json_response(
+            StatusCode::OK,
+            &self.operation_json(name, &issuer, "completed"),
+        ))
+    }
+
+    fn update_cert(&self, name: &str, version: Option<&str>, body: &Bytes) -> R {
+        self.require("certificates", Some(name), "update/action")?;
+        let b = parse_body(body)?;
+        let tags = tags_from(&b)?;
+        let result = self.with_vault_mut(|vault| {
+            let list = vault.certificates.get_mut(name)?;
+            let c = match version {
+                None | Some("") => list.last_mut(),
+                Some(v) => list.iter_mut().find(|c| c.version.eq_ignore_ascii_case(v)),
+            }?;
+            if let Err(resp) = apply_attrs(&mut c.attrs, &b) {
+                return Some(Err(resp));
+            }
+            c.attrs.updated = now();
+            if let Some(t) = tags {
+                c.tags = t;
+            }
+            let c = c.clone();
+            // The backing key and secret follow the certificate's enabled flag.
+            if let Some(k) = vault
+                .keys
+                .get_mut(name)
+                .and_then(|l| l.iter_mut().find(|k| k.version == c.version))
+            {
+                k.attrs.enabled = c.attrs.enabled;
+                k.attrs.updated = c.attrs.updated;
+            }
+            if let Some(sv) = vault.secret_mut(name, Some(&c.version)) {
+                sv.attrs.enabled = c.attrs.enabled;
+                sv.attrs.updated = c.attrs.updated;
+            }
+            Some(Ok(c))
+        });
+        let c = result.ok_or_else(|| not_found("certificates", name, version))??;
         Ok(json_response(StatusCode::OK, &self.cert_bundle(name, &c)))
     }
 }

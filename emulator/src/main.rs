@@ -52,6 +52,9 @@ enum Cmd {
         /// Allow listening on a non-loopback address (containers only).
         #[arg(long)]
         allow_non_loopback: bool,
+        /// Write this api-version into every nextLink (the service sometimes says 7.2).
+        #[arg(long)]
+        next_link_api_version: Option<String>,
     },
     /// Mint a projected-style service-account token signed by the state dir's issuer key.
     Token {
@@ -108,6 +111,7 @@ fn run(cli: Cli) -> Result<(), String> {
             hostnames,
             token_ttl,
             allow_non_loopback,
+            next_link_api_version,
         } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -122,6 +126,9 @@ fn run(cli: Cli) -> Result<(), String> {
                     .allow_non_loopback(allow_non_loopback);
                 if let Some(s) = seed {
                     b = b.seed_file(s);
+                }
+                if let Some(v) = next_link_api_version {
+                    b = b.next_link_api_version(v);
                 }
                 for h in hostnames {
                     b = b.hostname(h);

@@ -131,17 +131,15 @@ pub async fn serve(
             let builder = auto::Builder::new(TokioExecutor::new());
             match acceptor {
                 Some(acceptor) => {
-                    let tls =
-                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
-                            .await
-                        {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "tls handshake failed");
-                                return;
-                            }
-                            Err(_) => return,
-                        };
+                    // No handshake timeout on purpose: a tokio timer here would fire at once in
+                    // tests that pause time (the clock auto-advances while we wait on I/O).
+                    let tls = match acceptor.accept(tcp).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "tls handshake failed");
+                            return;
+                        }
+                    };
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
                     drive!(conn, stop);
                 }

@@ -64,6 +64,28 @@ impl Shared {
             .cloned()
     }
 
+    /// The resource the challenge names: `https://vault.localhost`, plus `:PORT` when the
+    /// listener is not on 443. The port is needed because the Python SDK compares the request's
+    /// netloc (host:port) with the resource's; Rust compares hosts only, so both pass.
+    pub fn challenge_resource(&self) -> String {
+        match self.addr.port() {
+            443 => VAULT_RESOURCE.to_string(),
+            p => format!("{VAULT_RESOURCE}:{p}"),
+        }
+    }
+
+    /// Audiences the data plane accepts: the bare resource and the port form, each with or
+    /// without a trailing slash (Key Vault accepts both slash forms).
+    pub fn accepted_audiences(&self) -> Vec<String> {
+        let with_port = self.challenge_resource();
+        vec![
+            VAULT_RESOURCE.to_string(),
+            format!("{VAULT_RESOURCE}/"),
+            with_port.clone(),
+            format!("{with_port}/"),
+        ]
+    }
+
     /// The Entra access-token issuer (`https://sts.windows.net/<tid>/`).
     pub fn sts_issuer(&self) -> String {
         format!("https://sts.windows.net/{}/", self.tenant_id)
@@ -72,7 +94,8 @@ impl Shared {
     /// Mints an Entra-style access token for `identity` and `resource`.
     pub fn mint_access_token(&self, identity: &IdentitySeed, resource: &str) -> (String, u64) {
         let now = crate::util::now();
-        let ttl = self.token_ttl.as_secs().max(1);
+        // A zero TTL is a test seam: the token is expired as soon as it is issued.
+        let ttl = self.token_ttl.as_secs();
         let oid = identity.object_id();
         let claims = serde_json::json!({
             "aud": resource,

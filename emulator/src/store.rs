@@ -110,16 +110,34 @@ pub struct CertVersion {
     pub issuer_name: String,
 }
 
-/// A soft-deleted secret (all versions).
+/// A soft-deleted object (all versions).
 #[derive(Debug, Clone)]
-pub struct DeletedSecret {
+pub struct Deleted<T> {
     /// Versions at deletion time.
-    pub versions: Vec<SecretVersion>,
+    pub versions: Vec<T>,
     /// `deletedDate`.
     pub deleted_date: i64,
     /// `scheduledPurgeDate`.
     pub scheduled_purge_date: i64,
 }
+
+impl<T> Deleted<T> {
+    fn now(versions: Vec<T>) -> Deleted<T> {
+        let t = now();
+        Deleted {
+            versions,
+            deleted_date: t,
+            scheduled_purge_date: t + 90 * 86400,
+        }
+    }
+}
+
+/// A soft-deleted secret.
+pub type DeletedSecret = Deleted<SecretVersion>;
+/// A soft-deleted key.
+pub type DeletedKey = Deleted<KeyVersion>;
+/// A soft-deleted certificate.
+pub type DeletedCertificate = Deleted<CertVersion>;
 
 /// One vault.
 #[derive(Debug, Clone, Default)]
@@ -134,6 +152,10 @@ pub struct Vault {
     pub certificates: BTreeMap<String, Vec<CertVersion>>,
     /// Soft-deleted secrets by name.
     pub deleted_secrets: BTreeMap<String, DeletedSecret>,
+    /// Soft-deleted keys by name.
+    pub deleted_keys: BTreeMap<String, DeletedKey>,
+    /// Soft-deleted certificates by name (their key and secret are removed with them).
+    pub deleted_certificates: BTreeMap<String, DeletedCertificate>,
 }
 
 /// Store-level failures, mapped to Key Vault errors by the routes.
@@ -226,7 +248,7 @@ impl Vault {
         tags: BTreeMap<String, String>,
         version: Option<String>,
     ) -> Result<SecretVersion, StoreError> {
-        if self.deleted_secrets.contains_key(name) {
+        if self.is_deleted("secrets", name) {
             return Err(StoreError::Deleted);
         }
         let v = SecretVersion {
@@ -261,15 +283,8 @@ impl Vault {
     /// Soft-deletes a secret (all versions).
     pub fn delete_secret(&mut self, name: &str) -> Result<&DeletedSecret, StoreError> {
         let versions = self.secrets.remove(name).ok_or(StoreError::NotFound)?;
-        let t = now();
-        self.deleted_secrets.insert(
-            name.to_string(),
-            DeletedSecret {
-                versions,
-                deleted_date: t,
-                scheduled_purge_date: t + 90 * 86400,
-            },
-        );
+        self.deleted_secrets
+            .insert(name.to_string(), Deleted::now(versions));
         Ok(&self.deleted_secrets[name])
     }
 
@@ -282,6 +297,42 @@ impl Vault {
         let latest = d.versions.last().cloned().ok_or(StoreError::NotFound)?;
         self.secrets.insert(name.to_string(), d.versions);
         Ok(latest)
+    }
+
+    /// Soft-deletes a key (all versions).
+    pub fn delete_key(&mut self, name: &str) -> Result<&DeletedKey, StoreError> {
+        let versions = self.keys.remove(name).ok_or(StoreError::NotFound)?;
+        self.deleted_keys
+            .insert(name.to_string(), Deleted::now(versions));
+        Ok(&self.deleted_keys[name])
+    }
+
+    /// Soft-deletes a certificate and removes its backing key and secret.
+    pub fn delete_certificate(&mut self, name: &str) -> Result<&DeletedCertificate, StoreError> {
+        let versions = self.certificates.remove(name).ok_or(StoreError::NotFound)?;
+        self.keys.remove(name);
+        self.secrets.remove(name);
+        self.deleted_certificates
+            .insert(name.to_string(), Deleted::now(versions));
+        Ok(&self.deleted_certificates[name])
+    }
+
+    /// Whether `name` is soft-deleted in any collection that blocks its reuse for `kind`.
+    pub fn is_deleted(&self, kind: &str, name: &str) -> bool {
+        match kind {
+            "keys" => {
+                self.deleted_keys.contains_key(name) || self.deleted_certificates.contains_key(name)
+            }
+            "certificates" => {
+                self.deleted_certificates.contains_key(name)
+                    || self.deleted_keys.contains_key(name)
+                    || self.deleted_secrets.contains_key(name)
+            }
+            _ => {
+                self.deleted_secrets.contains_key(name)
+                    || self.deleted_certificates.contains_key(name)
+            }
+        }
     }
 
     /// A key version (`None` = latest).

@@ -1,1 +1,12 @@
-mod placeholder {}
+//! Integration tests for the emulator: every test starts a real emulator on port 0 and talks to
+//! it over TLS verified against the CA it generated.
+
+mod common;
+mod dataplane;
+mod entra;
+mod faults;
+mod fixtures;
+mod imds;
+mod objects;
+mod process;
+mod state;

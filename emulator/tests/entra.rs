@@ -1,0 +1,232 @@
+//! Entra token endpoint: workload identity assertions and client secrets, with AADSTS errors.
+//! reference: protocol.md §3.2–3.4
+
+use std::time::Duration;
+
+use crate::common::*;
+
+fn wi_form<'a>(client_id: &'a str, assertion: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("client_assertion", assertion),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
+        ("client_id", client_id),
+        ("grant_type", "client_credentials"),
+        ("scope", "https://vault.localhost/.default"),
+    ]
+}
+
+fn assert_aadsts(status: u16, body: &serde_json::Value, want_status: u16, error: &str, code: u64) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["error"], error, "{body}");
+    assert_eq!(body["error_codes"][0], code, "{body}");
+    let desc = body["error_description"].as_str().unwrap();
+    assert!(desc.starts_with(&format!("AADSTS{code}: ")), "{desc}");
+    assert!(
+        desc.contains("\r\nTrace ID: ") && desc.contains("\r\nCorrelation ID: "),
+        "{desc}"
+    );
+    assert!(body["trace_id"].is_string() && body["correlation_id"].is_string());
+}
+
+#[tokio::test]
+async fn workload_identity_exchange_issues_a_token_the_vault_accepts() {
+    let emu = start().await;
+    let c = client(&emu);
+    let sa = emu.mint_token(SA, AUD, Duration::from_secs(3600));
+    let (st, body) = token_request(&emu, &c, &wi_form(APP, &sa)).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 3600);
+    assert!(body["ext_expires_in"].is_number());
+    let token = body["access_token"].as_str().unwrap();
+    let claims = keyvault_emulator::jwt::peek_claims(token).unwrap();
+    assert_eq!(claims["aud"], "https://vault.localhost");
+    assert_eq!(claims["tid"], TENANT);
+    assert_eq!(claims["appid"], APP);
+    assert_eq!(claims["iss"], format!("https://sts.windows.net/{TENANT}/"));
+    let (st, _, secret) = kv_get(
+        &emu,
+        &c,
+        Some(token),
+        &format!("secrets/other?api-version={API}"),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(secret["value"], "x");
+    assert_eq!(emu.counts().tokens(APP), 1);
+}
+
+#[tokio::test]
+async fn wrong_subject_is_aadsts70021_naming_the_assertion() {
+    let emu = start().await;
+    let c = client(&emu);
+    let sa = emu.mint_token(
+        "system:serviceaccount:default:other",
+        AUD,
+        Duration::from_secs(600),
+    );
+    let (st, body) = token_request(&emu, &c, &wi_form(APP, &sa)).await;
+    assert_aadsts(st, &body, 400, "invalid_request", 70021);
+    let desc = body["error_description"].as_str().unwrap();
+    assert!(
+        desc.contains("Assertion Subject: 'system:serviceaccount:default:other'"),
+        "{desc}"
+    );
+    assert!(
+        desc.contains(&format!(
+            "Assertion Issuer: '{}'",
+            emu.issuer().as_str().trim_end_matches('/')
+        )),
+        "{desc}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_audience_is_also_70021() {
+    let emu = start().await;
+    let c = client(&emu);
+    let sa = emu.mint_token(SA, "api://something-else", Duration::from_secs(600));
+    let (st, body) = token_request(&emu, &c, &wi_form(APP, &sa)).await;
+    assert_aadsts(st, &body, 400, "invalid_request", 70021);
+}
+
+#[tokio::test]
+async fn expired_assertion_is_aadsts700024() {
+    let emu = start().await;
+    let c = client(&emu);
+    let sa = emu.mint_expired_token(SA, AUD);
+    let (st, body) = token_request(&emu, &c, &wi_form(APP, &sa)).await;
+    assert_aadsts(st, &body, 400, "invalid_client", 700024);
+}
+
+#[tokio::test]
+async fn unknown_client_is_aadsts700016() {
+    let emu = start().await;
+    let c = client(&emu);
+    let sa = emu.mint_token(SA, AUD, Duration::from_secs(600));
+    let (st, body) = token_request(
+        &emu,
+        &c,
+        &wi_form("99999999-9999-9999-9999-999999999999", &sa),
+    )
+    .await;
+    assert_aadsts(st, &body, 400, "unauthorized_client", 700016);
+}
+
+#[tokio::test]
+async fn forged_assertion_fails_signature_validation() {
+    let emu = start().await;
+    let other = start_raw(keyvault_emulator::Emulator::builder()).await;
+    let c = client(&emu);
+    // Same issuer URL claims are impossible to forge without the key: sign with another
+    // emulator's key but claim this emulator's issuer.
+    let claims = keyvault_emulator::issuer::sa_claims(
+        emu.issuer().as_str().trim_end_matches('/'),
+        SA,
+        AUD,
+        keyvault_emulator::util::now(),
+        Duration::from_secs(600),
+    );
+    let key = keyvault_emulator::jwt::SigningKey::load_or_create(
+        &other.state_dir().join("issuer-key.pem"),
+    )
+    .unwrap();
+    let forged = key.sign(&claims);
+    let (st, body) = token_request(&emu, &c, &wi_form(APP, &forged)).await;
+    assert_aadsts(st, &body, 401, "invalid_client", 700027);
+}
+
+#[tokio::test]
+async fn client_secret_flow_good_and_bad() {
+    let emu = start().await;
+    let c = client(&emu);
+    let (st, body) = token_request(
+        &emu,
+        &c,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", APP),
+            ("client_secret", "not-the-secret"),
+            ("scope", "https://vault.localhost/.default"),
+        ],
+    )
+    .await;
+    assert_aadsts(st, &body, 401, "invalid_client", 7000215);
+    let token = app_token(&emu, &c).await;
+    assert!(token.split('.').count() == 3);
+}
+
+#[tokio::test]
+async fn wrong_tenant_is_aadsts90002() {
+    let emu = start().await;
+    let c = client(&emu);
+    let url = format!(
+        "{}someone-else.example/oauth2/v2.0/token",
+        emu.authority_host()
+    );
+    let r = c
+        .post(url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", APP),
+            ("client_secret", "dev-secret"),
+            ("scope", "https://vault.localhost/.default"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let st = r.status().as_u16();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_aadsts(st, &body, 400, "invalid_request", 90002);
+}
+
+#[tokio::test]
+async fn issuer_discovery_and_jwks_verify_minted_tokens() {
+    let emu = start().await;
+    let c = client(&emu);
+    let (st, _, doc) = get_url(
+        &c,
+        None,
+        &format!("{}/.well-known/openid-configuration", emu.issuer()),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(doc["issuer"], emu.issuer().as_str().trim_end_matches('/'));
+    let (st, _, jwks) = get_url(&c, None, doc["jwks_uri"].as_str().unwrap()).await;
+    assert_eq!(st, 200);
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwks["keys"][0].clone()).unwrap();
+    let token = emu.mint_token(SA, AUD, Duration::from_secs(600));
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.kid.as_deref(), jwk.common.key_id.as_deref());
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    v.set_audience(&[AUD]);
+    v.set_issuer(&[doc["issuer"].as_str().unwrap()]);
+    let data = jsonwebtoken::decode::<serde_json::Value>(
+        &token,
+        &jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap(),
+        &v,
+    )
+    .unwrap();
+    assert_eq!(data.claims["sub"], SA);
+    assert_eq!(data.claims["kubernetes.io"]["namespace"], "default");
+}
+
+#[tokio::test]
+async fn msal_tenant_discovery_points_at_the_emulator() {
+    let emu = start().await;
+    let c = client(&emu);
+    let (st, _, doc) = get_url(
+        &c,
+        None,
+        &format!(
+            "{}{TENANT}/v2.0/.well-known/openid-configuration",
+            emu.authority_host()
+        ),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(doc["token_endpoint"], token_url(&emu));
+}
