@@ -16,9 +16,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use url::Url;
 
-use crate::config::{
-    DEFAULT_API_VERSION, DEFAULT_IMDS_ENDPOINT, Env, NotifySettings, Settings,
-};
+use crate::config::{DEFAULT_API_VERSION, DEFAULT_IMDS_ENDPOINT, Env, NotifySettings, Settings};
 
 const AFTER_HELP: &str = "\
 The configuration file is a SecretProviderClass manifest (provider: azure), exactly as used
@@ -74,9 +72,10 @@ pub enum Command {
 /// `check` flags.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// SecretProviderClass manifest, or its parameters map.
+    /// SecretProviderClass manifest, or its parameters map (required; may also come
+    /// before `check`).
     #[arg(long, env = "KEYVAULT_AGENT_CONFIG", value_name = "FILE")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
 }
 
 /// Flags of the sync modes (init container and sidecar).
@@ -90,8 +89,10 @@ pub struct RunArgs {
     #[arg(long, env = "KEYVAULT_AGENT_DIR", value_name = "DIR")]
     pub dir: Option<PathBuf>,
 
-    /// Sync once and exit (initContainer mode).
-    #[arg(long, env = "KEYVAULT_AGENT_ONCE")]
+    /// Sync once and exit (initContainer mode). The env var takes true/false, 1/0,
+    /// yes/no, on/off.
+    #[arg(long, env = "KEYVAULT_AGENT_ONCE", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub once: bool,
 
     /// Refresh interval in sidecar mode (e.g. 2m, 90s, 1h).
@@ -122,7 +123,12 @@ pub struct RunArgs {
 
     /// Extra trusted CA certificates (PEM); repeatable, or comma-separated in the env var.
     /// SSL_CERT_FILE is added too.
-    #[arg(long = "ca-file", env = "KEYVAULT_AGENT_CA_FILE", value_delimiter = ',', value_name = "FILE")]
+    #[arg(
+        long = "ca-file",
+        env = "KEYVAULT_AGENT_CA_FILE",
+        value_delimiter = ',',
+        value_name = "FILE"
+    )]
     pub ca_files: Vec<PathBuf>,
 
     /// Address of the health, metrics and status server, or `off`.
@@ -147,7 +153,7 @@ pub struct RunArgs {
 
     /// Command run after each change, split shell-style (no shell is involved).
     #[arg(long, env = "KEYVAULT_AGENT_ON_CHANGE_EXEC", value_parser = command_line, value_name = "CMD")]
-    pub on_change_exec: Option<Vec<String>>,
+    pub on_change_exec: Option<ExecCommand>,
 
     /// URL POSTed to after each change.
     #[arg(long, env = "KEYVAULT_AGENT_ON_CHANGE_HTTP", value_parser = http_url, value_name = "URL")]
@@ -165,6 +171,10 @@ pub struct RunArgs {
 /// `--listen`: an address, or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listen(pub Option<SocketAddr>);
+
+/// `--on-change-exec`, split into program and arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecCommand(pub Vec<String>);
 
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,7 +203,7 @@ impl Cli {
         let r = self.run;
         let mut errs = Vec::new();
         let (mode, config) = match self.command {
-            Some(Command::Check(c)) => (Mode::Check, Some(c.config)),
+            Some(Command::Check(c)) => (Mode::Check, c.config.or(r.config)),
             None if r.once => (Mode::Once, r.config),
             None => (Mode::Run, r.config),
         };
@@ -205,7 +215,11 @@ impl Cli {
         }
 
         let mut ca_files = r.ca_files;
-        if let Some(f) = env.get("SSL_CERT_FILE").map(str::trim).filter(|f| !f.is_empty()) {
+        if let Some(f) = env
+            .get("SSL_CERT_FILE")
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+        {
             ca_files.push(PathBuf::from(f));
         }
         if mode != Mode::Check {
@@ -270,7 +284,7 @@ impl Cli {
                 signal: r.on_change_signal,
                 signal_pidfile: r.signal_pidfile,
                 signal_process: r.signal_process,
-                exec: r.on_change_exec,
+                exec: r.on_change_exec.map(|c| c.0),
                 http: r.on_change_http,
             },
             imds_endpoint: r.imds_endpoint,
@@ -321,12 +335,12 @@ fn http_url(s: &str) -> Result<Url, String> {
     Ok(u)
 }
 
-fn command_line(s: &str) -> Result<Vec<String>, String> {
+fn command_line(s: &str) -> Result<ExecCommand, String> {
     let words = shlex::split(s).ok_or("unbalanced quotes or trailing backslash")?;
     if words.is_empty() {
         return Err("the command is empty".into());
     }
-    Ok(words)
+    Ok(ExecCommand(words))
 }
 
 /// Signal names accepted by `--on-change-signal`, with or without `SIG`, any case.
@@ -367,7 +381,10 @@ pub fn signal(s: &str) -> Result<i32, String> {
         .map(|(_, v)| *v)
         .ok_or_else(|| {
             let names: Vec<_> = SIGNALS.iter().map(|(n, _)| *n).collect();
-            format!("unknown signal; use a number or one of {}", names.join(", "))
+            format!(
+                "unknown signal; use a number or one of {}",
+                names.join(", ")
+            )
         })
 }
 
@@ -420,12 +437,42 @@ mod tests {
         std::fs::write(&ca, "x").unwrap();
         let ca = ca.to_str().unwrap();
         let inv = parse(&[
-            "--config", "c.yaml", "--dir", "/o", "--once", "--interval", "90s", "--jitter", "0.25",
-            "--timeout", "5m", "--request-timeout", "10s", "--concurrency", "3", "--api-version",
-            "7.5", "--ca-file", ca, "--ca-file", ca, "--listen", "127.0.0.1:0", "--max-staleness",
-            "10m", "--on-change-signal", "SIGUSR1", "--signal-process", "nginx",
-            "--on-change-exec", "sh -c 'kill -HUP 1'", "--on-change-http",
-            "http://127.0.0.1:8080/-/reload", "--shutdown-grace", "3s", "--imds-endpoint",
+            "--config",
+            "c.yaml",
+            "--dir",
+            "/o",
+            "--once",
+            "--interval",
+            "90s",
+            "--jitter",
+            "0.25",
+            "--timeout",
+            "5m",
+            "--request-timeout",
+            "10s",
+            "--concurrency",
+            "3",
+            "--api-version",
+            "7.5",
+            "--ca-file",
+            ca,
+            "--ca-file",
+            ca,
+            "--listen",
+            "127.0.0.1:0",
+            "--max-staleness",
+            "10m",
+            "--on-change-signal",
+            "SIGUSR1",
+            "--signal-process",
+            "nginx",
+            "--on-change-exec",
+            "sh -c 'kill -HUP 1'",
+            "--on-change-http",
+            "http://127.0.0.1:8080/-/reload",
+            "--shutdown-grace",
+            "3s",
+            "--imds-endpoint",
             "http://127.0.0.1:5555",
         ])
         .unwrap()
@@ -448,7 +495,10 @@ mod tests {
             s.notify.exec,
             Some(vec!["sh".to_string(), "-c".into(), "kill -HUP 1".into()])
         );
-        assert_eq!(s.notify.http.unwrap().as_str(), "http://127.0.0.1:8080/-/reload");
+        assert_eq!(
+            s.notify.http.unwrap().as_str(),
+            "http://127.0.0.1:8080/-/reload"
+        );
         assert_eq!(s.shutdown_grace, Duration::from_secs(3));
         assert_eq!(s.imds_endpoint.as_str(), "http://127.0.0.1:5555/");
     }
@@ -492,8 +542,18 @@ mod tests {
     #[test]
     fn cross_flag_problems_are_reported_together() {
         let errs = invocation(&[
-            "--signal-pidfile", "/run/app.pid", "--signal-process", "app", "--interval", "5m",
-            "--max-staleness", "1m", "--request-timeout", "3m", "--ca-file", "/nonexistent/ca.pem",
+            "--signal-pidfile",
+            "/run/app.pid",
+            "--signal-process",
+            "app",
+            "--interval",
+            "5m",
+            "--max-staleness",
+            "1m",
+            "--request-timeout",
+            "3m",
+            "--ca-file",
+            "/nonexistent/ca.pem",
         ])
         .unwrap_err();
         assert_eq!(errs.len(), 6, "{errs:#?}");
@@ -507,12 +567,26 @@ mod tests {
 
     #[test]
     fn signal_needs_a_target_and_a_target_needs_a_signal() {
-        let errs = invocation(&["--config", "c", "--dir", "d", "--on-change-signal", "HUP"]).unwrap_err();
+        let errs =
+            invocation(&["--config", "c", "--dir", "d", "--on-change-signal", "HUP"]).unwrap_err();
         assert_eq!(errs.len(), 1);
         assert!(errs[0].contains("needs --signal-pidfile FILE or --signal-process NAME"));
-        let errs = invocation(&["--config", "c", "--dir", "d", "--signal-pidfile", "/p"]).unwrap_err();
+        let errs =
+            invocation(&["--config", "c", "--dir", "d", "--signal-pidfile", "/p"]).unwrap_err();
         assert_eq!(errs, ["--signal-pidfile needs --on-change-signal SIG"]);
-        assert!(invocation(&["--config", "c", "--dir", "d", "--on-change-signal", "1", "--signal-pidfile", "/p"]).is_ok());
+        assert!(
+            invocation(&[
+                "--config",
+                "c",
+                "--dir",
+                "d",
+                "--on-change-signal",
+                "1",
+                "--signal-pidfile",
+                "/p"
+            ])
+            .is_ok()
+        );
     }
 
     #[test]
@@ -520,6 +594,14 @@ mod tests {
         let inv = invocation(&["check", "--config", "spc.yaml"]).unwrap();
         assert_eq!(inv.mode, Mode::Check);
         assert_eq!(inv.settings.config_file, PathBuf::from("spc.yaml"));
-        assert!(parse(&["check"]).is_err() || std::env::var_os("KEYVAULT_AGENT_CONFIG").is_some());
+        let inv = invocation(&["--config", "before.yaml", "check"]).unwrap();
+        assert_eq!(inv.settings.config_file, PathBuf::from("before.yaml"));
+        if std::env::var_os("KEYVAULT_AGENT_CONFIG").is_none() {
+            let errs = invocation(&["check"]).unwrap_err();
+            assert_eq!(
+                errs,
+                ["--config FILE (or KEYVAULT_AGENT_CONFIG) is required"]
+            );
+        }
     }
 }

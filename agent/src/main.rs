@@ -27,8 +27,11 @@ fn main() -> ExitCode {
 
     let settings = invocation.settings;
     let result = match invocation.mode {
-        Mode::Check => config::load(&settings, &env)
-            .map(|plan| {
+        Mode::Check => config::load_with_warnings(&settings, &env)
+            .map(|(plan, warnings)| {
+                for w in warnings {
+                    eprintln!("warning: {w}");
+                }
                 println!("config ok: {}", settings.config_file.display());
                 for line in plan.summary() {
                     println!("{line}");

@@ -121,6 +121,13 @@ pub(crate) fn select(
     }
     if modes.vm == Some(true) {
         let id = params.get("userAssignedIdentityID");
+        if id.contains('/') {
+            // A frequent mix-up (reference issue #991): IMDS wants the client ID here.
+            errs.push(ConfigError::Identity(format!(
+                "userAssignedIdentityID {id:?} looks like a resource ID: use the identity's client ID (az identity show --query clientId)"
+            )));
+            return None;
+        }
         return Some(Identity::ManagedIdentity {
             client_id: (!id.is_empty()).then(|| id.to_owned()),
             endpoint: settings.imds_endpoint.clone(),
@@ -331,6 +338,25 @@ mod tests {
         assert!(errs.is_empty(), "{errs:?}");
         assert!(
             matches!(id, Some(Identity::ManagedIdentity { client_id: Some(c), .. }) if c == "uami")
+        );
+    }
+
+    #[test]
+    fn user_assigned_resource_id_is_refused() {
+        let (id, errs) = pick(
+            &[
+                ("useVMManagedIdentity", "true"),
+                (
+                    "userAssignedIdentityID",
+                    "/subscriptions/s/resourceGroups/r/providers/Microsoft.ManagedIdentity/userAssignedIdentities/u",
+                ),
+            ],
+            &Env::default(),
+        );
+        assert!(id.is_none());
+        assert!(
+            errs[0].contains("looks like a resource ID: use the identity's client ID"),
+            "{errs:?}"
         );
     }
 
@@ -570,6 +596,12 @@ mod tests {
         assert!(id.is_none());
     }
 
+    // reference: reference-provider.md §1.5 identity-binding tests. The reference answers
+    // `useAzureTokenProxy: true` without clientID with `clientID is required`, and without
+    // tokens with `service account tokens are required for identity binding`; we refuse the
+    // mode itself in both cases (deliberate difference). The SA token map and
+    // nodePublishSecretRef vectors do not apply: the agent reads AZURE_FEDERATED_TOKEN_FILE
+    // and AZURE_CLIENT_SECRET(_FILE) instead of driver-supplied maps.
     #[test]
     fn unsupported_modes_are_refused_clearly() {
         let (id, errs) = pick(

@@ -1,22 +1,31 @@
 //! Turns a SecretProviderClass (plus flags and environment) into a validated [`Plan`].
 //!
 //! Parsing follows the Azure provider exactly (names, defaults, trimming, boolean parsing,
-//! error precedence; `reference-provider.md` §1) and fixes its validation bugs. Every
-//! problem is collected and reported in one run. This module never touches the network; the
-//! only files it reads are the configuration file itself, an Azure Stack cloud file
-//! (`cloudEnvFileName`) and a client-secret file (`AZURE_CLIENT_SECRET_FILE`). The federated
-//! token file is deliberately *not* read here: the kubelet rotates it, so the credential
-//! re-reads it for every exchange.
+//! error texts and precedence; `reference-provider.md` §1) and fixes its validation bugs.
+//! This module never touches the network; the only files it reads are the configuration
+//! file itself, an Azure Stack cloud file (`cloudEnvFileName`) and a client-secret file
+//! (`AZURE_CLIENT_SECRET_FILE`). The federated token file is deliberately *not* read here:
+//! the kubelet rotates it, so the credential re-reads it for every exchange.
 //!
-//! - [`params`]: the input file (a SecretProviderClass manifest or its bare parameters map)
-//!   and the scalar parameters (trimming, Go `strconv.ParseBool`).
-//! - [`objects`]: the `objects` string and per-object validation, paths and collisions.
-//! - [`cloud`]: the cloud table, Azure Stack files and the vault URL.
-//! - [`identity`]: which identity the agent uses, from parameters and environment.
+//! - `params`: the input file (a SecretProviderClass manifest or its bare parameters map)
+//!   and the scalar parameters (trimming, Go `strconv.ParseBool`, warnings).
+//! - `objects`: the `objects` string and per-object validation, paths and collisions.
+//! - `cloud`: the cloud table, Azure Stack files and the vault URL.
+//! - `identity`: which identity the agent uses, from parameters and environment.
 //!
-//! Error precedence follows `reference-provider.md` §1.2 (pod name and namespace are not
-//! required: the agent runs inside the pod), but where the reference stops at the first
-//! problem, [`load`] lists all of them in that order.
+//! Where we deliberately differ from the reference:
+//! - every problem (all parameters, all objects) is reported in one run, in the reference's
+//!   precedence order (§1.2), instead of the first one only;
+//! - the pod name and namespace parameters are not required (the agent runs in the pod);
+//! - the tenant is not required for managed identity (the reference requires it, unused);
+//! - rejected at validation time: unknown `objectType`, invalid `filePermission` (the
+//!   reference writes mode 0) or one above 0777, `pfx` for non-secrets in any case, an empty
+//!   `objectName` behind an alias, the CSI driver's path rules, duplicate output paths and
+//!   file/directory collisions;
+//! - `usePodIdentity` and `useAzureTokenProxy` are parsed, then refused with a hint;
+//! - `cloudEnvFileName` is read at load time (relative to the config file), never stored in
+//!   a process-wide env var; `keyvaultURL` overrides the vault URL;
+//! - unknown or misspelt parameters produce warnings instead of silence.
 
 mod cloud;
 mod identity;
@@ -257,7 +266,12 @@ impl Plan {
                     o.mode
                 ));
             } else {
-                lines.push(format!("{}{version} -> {} (mode {:04o})", o.id(), o.path, o.mode));
+                lines.push(format!(
+                    "{}{version} -> {} (mode {:04o})",
+                    o.id(),
+                    o.path,
+                    o.mode
+                ));
             }
         }
         lines
@@ -585,7 +599,20 @@ impl std::error::Error for ConfigErrors {}
 /// Reads `settings.config_file` (a SecretProviderClass manifest or its parameters map,
 /// symlinks followed so a ConfigMap volume works as mounted) and validates it with `env`
 /// into a [`Plan`]. Every problem is reported, in the reference's precedence order.
+/// Warnings (ignored or misspelt parameters) are logged.
 pub fn load(settings: &Settings, env: &Env) -> Result<Plan, ConfigErrors> {
+    let (plan, warnings) = load_with_warnings(settings, env)?;
+    for w in warnings {
+        tracing::warn!(config = %settings.config_file.display(), "{w}");
+    }
+    Ok(plan)
+}
+
+/// [`load`], returning the warnings instead of logging them (`check` prints them).
+pub fn load_with_warnings(
+    settings: &Settings,
+    env: &Env,
+) -> Result<(Plan, Vec<String>), ConfigErrors> {
     let path = &settings.config_file;
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
         path: path.clone(),
@@ -596,7 +623,8 @@ pub fn load(settings: &Settings, env: &Env) -> Result<Plan, ConfigErrors> {
         reason,
     })?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
-    from_parameters(&params, base_dir, settings, env)
+    let plan = from_parameters(&params, base_dir, settings, env)?;
+    Ok((plan, params::warnings(&params)))
 }
 
 /// Validates a parameters map (already extracted from its file) into a [`Plan`].
@@ -623,18 +651,25 @@ pub fn from_parameters(
     }
     let cloud = cloud::from_parameters(params, base_dir, &mut errs);
     let vault_url_override = cloud::vault_url_override(params, &mut errs);
-    let identity = match &cloud {
-        Some(c) => identity::select(
-            &modes,
-            params,
-            tenant.as_deref(),
-            c,
-            settings,
-            env,
-            &mut errs,
-        ),
-        None => None,
+    // With a broken cloud, identity problems are still worth reporting; the public cloud
+    // stands in (the plan is not produced anyway).
+    let fallback;
+    let identity_cloud = match &cloud {
+        Some(c) => c,
+        None => {
+            fallback = cloud_by_name("").expect("public cloud is built in");
+            &fallback
+        }
     };
+    let identity = identity::select(
+        &modes,
+        params,
+        tenant.as_deref(),
+        identity_cloud,
+        settings,
+        env,
+        &mut errs,
+    );
     let objects = objects::from_parameters(params, &mut errs);
     let vault_url = match cloud::validate_vault_name(vault_name) {
         Ok(()) => vault_url_override.or_else(|| {

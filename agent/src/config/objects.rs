@@ -115,9 +115,14 @@ impl<'de> Deserialize<'de> for Int32 {
                     .map_err(|_| E::custom(format!("cannot unmarshal !!int `{v}` into int32")))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<i32, E> {
-                Err(E::custom(format!(
-                    "cannot unmarshal !!float `{v}` into int32"
-                )))
+                // yaml.v3 stores a float that fits, truncated.
+                if v.is_finite() && v >= f64::from(i32::MIN) && v <= f64::from(i32::MAX) {
+                    Ok(v as i32)
+                } else {
+                    Err(E::custom(format!(
+                        "cannot unmarshal !!float `{v}` into int32"
+                    )))
+                }
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<i32, E> {
                 Err(E::custom(format!(
@@ -356,9 +361,9 @@ pub(crate) fn validate_file_name(name: &str) -> Result<(), ObjectProblem> {
     Ok(())
 }
 
-/// The CSI driver's and AtomicWriter's path rules on top of [`validate_file_name`]: clean
-/// form (no empty or `.` component, no trailing slash), components ≤ 255 bytes, total ≤ 4096
-/// bytes. Public so other modules (history paths, the writer) can apply the same rules.
+/// The CSI driver's and AtomicWriter's path rules on top of the reference's file-name
+/// check: clean form (no empty or `.` component, no trailing slash), components ≤ 255
+/// bytes, total ≤ 4096 bytes. Public so the writer can apply the same rules.
 pub fn validate_path(path: &str) -> Result<(), ObjectProblem> {
     validate_file_name(path)?;
     if path.len() > MAX_PATH_LEN {
@@ -432,6 +437,14 @@ fn check_collisions(outs: &mut [Out<'_>]) {
             history_index(last).filter(|k| *k < n).map(|_| j)
         };
         let owner = |j: usize| outs[j].raw.short_identity();
+        // A file object `j` writes (its first version file in history mode).
+        let file_of = |j: usize| {
+            let p = outs[j].path.unwrap_or_default();
+            match outs[j].history {
+                Some(_) => format!("{p}/0"),
+                None => p.to_owned(),
+            }
+        };
         let dup = |p: String, j: usize| ObjectProblem::DuplicatePath {
             path: p,
             other: owner(j),
@@ -450,11 +463,7 @@ fn check_collisions(outs: &mut [Out<'_>]) {
                 } else if let Some(j) = history_file(path) {
                     problem = Some(dup(path.into(), j));
                 } else if let Some(&j) = dirs.get(path) {
-                    problem = Some(clash(
-                        path.into(),
-                        outs[j].path.unwrap_or_default().to_owned(),
-                        j,
-                    ));
+                    problem = Some(clash(path.into(), file_of(j), j));
                 }
             }
             Some(n) => {
@@ -477,14 +486,14 @@ fn check_collisions(outs: &mut [Out<'_>]) {
                     if let Some((p, j)) = inside(&singles) {
                         problem = Some(dup(p, j));
                     } else if let Some((p, j)) = inside(&dirs) {
-                        problem = Some(clash(p, outs[j].path.unwrap_or_default().to_owned(), j));
+                        problem = Some(clash(p, file_of(j), j));
                     }
                 }
             }
         }
         if problem.is_none() {
             // An ancestor directory of this object is a file of an earlier one.
-            for (dir, _) in ancestors(path) {
+            for dir in ancestors(path) {
                 if let Some(j) = singles.get(dir).copied().or_else(|| history_file(dir)) {
                     problem = Some(clash(path.into(), dir.into(), j));
                     break;
@@ -507,7 +516,7 @@ fn check_collisions(outs: &mut [Out<'_>]) {
                         dirs.entry(path).or_insert(i);
                     }
                 }
-                for (dir, _) in ancestors(path) {
+                for dir in ancestors(path) {
                     dirs.entry(dir).or_insert(i);
                 }
             }
@@ -515,10 +524,9 @@ fn check_collisions(outs: &mut [Out<'_>]) {
     }
 }
 
-/// Proper ancestor directories of a clean relative path, nearest last: `a/b/c` → `a`, `a/b`.
-fn ancestors(path: &str) -> impl Iterator<Item = (&str, &str)> {
-    path.match_indices('/')
-        .map(move |(i, _)| (&path[..i], &path[i + 1..]))
+/// Proper ancestor directories of a clean relative path: `a/b/c` → `a`, `a/b`.
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(i, _)| &path[..i])
 }
 
 /// A history file name (`0`, `1`, ... in canonical decimal).
@@ -941,6 +949,28 @@ mod tests {
         );
     }
 
+    // yaml.v3 integer decoding: plain ints (also hex), floats that fit, null as zero.
+    #[test]
+    fn history_accepts_what_yaml_v3_accepts() {
+        for (text, want) in [
+            ("3", 3),
+            ("0x10", 16),
+            ("2.0", 2),
+            ("~", 0),
+            ("", 0),
+            ("-1", -1),
+        ] {
+            let o = raw(&format!("objectName: a\nobjectVersionHistory: {text}"));
+            assert_eq!(o.object_version_history.0, want, "{text:?}");
+        }
+        for bad in ["true", "\"2\"", "3000000000", "[1]"] {
+            assert!(
+                parse_element(&format!("objectName: a\nobjectVersionHistory: {bad}")).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
     #[test]
     fn json_elements_and_unknown_fields() {
         let objs = "array:\n  - '{\"objectName\": \"j\", \"objectType\": \"secret\", \"objectVersionHistory\": 2, \"somethingNew\": {\"a\": 1}}'\n  - |\n    objectName: y\n    objectType: cert\n    objectNotAfter: 2026-01-01T00:00:00Z\n";
@@ -1070,6 +1100,24 @@ mod tests {
         ]));
         assert!(
             errs[0].contains("\"h/1/0\" collides with \"h/1\""),
+            "{errs:?}"
+        );
+        // A plain file where a history object needs its directory, both orders.
+        let (_, errs) = run(&objects(&[
+            "objectName: h\nobjectType: secret\nobjectVersionHistory: 2",
+            "objectName: x\nobjectAlias: h\nobjectType: key",
+        ]));
+        assert!(
+            errs[0].contains("objectName:x")
+                && errs[0].contains("output path \"h\" collides with \"h/0\""),
+            "{errs:?}"
+        );
+        let (_, errs) = run(&objects(&[
+            "objectName: x\nobjectAlias: d/h/9/z\nobjectType: key",
+            "objectName: h\nobjectAlias: d/h\nobjectType: secret\nobjectVersionHistory: 10",
+        ]));
+        assert!(
+            errs[0].contains("output path \"d/h/9\" collides with \"d/h/9/z\""),
             "{errs:?}"
         );
         // Siblings are fine.

@@ -40,16 +40,50 @@ impl Parameters {
 
     /// Parses a config file's text: a SecretProviderClass manifest (`apiVersion`,
     /// `kind: SecretProviderClass`, `spec.provider: azure`, `spec.parameters`) or a bare
-    /// parameters map. The error is one line saying what to fix.
+    /// parameters map. A multi-document file (`---`) must hold exactly one
+    /// SecretProviderClass; the other documents are ignored. The error is one line saying
+    /// what to fix.
     pub fn from_yaml(text: &str) -> Result<Parameters, String> {
-        // Syntax first, through a generic value, so YAML errors and shape errors read
-        // differently.
-        let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(one_line)?;
-        let map = match &value {
-            serde_yaml::Value::Mapping(m) => m,
-            serde_yaml::Value::Null => {
-                return Err("is empty: expected a SecretProviderClass or its parameters".into());
+        // Syntax first, through generic values, so YAML errors and shape errors read
+        // differently; then the chosen document again, typed, to keep literal scalar text.
+        let values = serde_yaml::Deserializer::from_str(text)
+            .map(serde_yaml::Value::deserialize)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(one_line)?;
+        let present: Vec<usize> = (0..values.len())
+            .filter(|i| !values[*i].is_null())
+            .collect();
+        let index = match present.as_slice() {
+            [] => return Err("is empty: expected a SecretProviderClass or its parameters".into()),
+            [one] => *one,
+            many => {
+                let spcs: Vec<usize> = many
+                    .iter()
+                    .copied()
+                    .filter(|i| {
+                        values[*i].get("kind").and_then(|k| k.as_str())
+                            == Some("SecretProviderClass")
+                    })
+                    .collect();
+                match spcs.as_slice() {
+                    [one] => *one,
+                    _ => {
+                        return Err(format!(
+                            "has {} YAML documents and {} of them are SecretProviderClasses: expected exactly one",
+                            many.len(),
+                            spcs.len()
+                        ));
+                    }
+                }
             }
+        };
+        let document = || {
+            serde_yaml::Deserializer::from_str(text)
+                .nth(index)
+                .expect("document counted above")
+        };
+        let map = match &values[index] {
+            serde_yaml::Value::Mapping(m) => m,
             _ => {
                 return Err(
                     "must be a YAML mapping: a SecretProviderClass manifest or its parameters map"
@@ -61,12 +95,15 @@ impl Parameters {
             .iter()
             .any(|k| map.contains_key(*k));
         if !is_manifest {
-            let raw: BTreeMap<String, Text> = serde_yaml::from_str(text)
+            let raw = BTreeMap::<String, Text>::deserialize(document())
                 .map_err(|e| format!("parameters map: {}", one_line(e)))?;
             return Ok(Parameters(raw.into_iter().map(|(k, v)| (k, v.0)).collect()));
         }
+        let m = Manifest::deserialize(document()).map_err(one_line)?;
+        Self::from_manifest(m)
+    }
 
-        let m: Manifest = serde_yaml::from_str(text).map_err(one_line)?;
+    fn from_manifest(m: Manifest) -> Result<Parameters, String> {
         let kind = m.kind.map(|t| t.0).unwrap_or_default();
         match kind.as_str() {
             "SecretProviderClass" => {}
@@ -107,6 +144,69 @@ impl Parameters {
             params.into_iter().map(|(k, v)| (k, v.0)).collect(),
         ))
     }
+}
+
+/// Parameters the reference reads (and `keyvaultURL`, ours).
+const KNOWN: [&str; 12] = [
+    "keyvaultName",
+    "keyvaultURL",
+    "tenantID",
+    "tenantId",
+    "objects",
+    "cloudName",
+    "cloudEnvFileName",
+    "usePodIdentity",
+    "useVMManagedIdentity",
+    "userAssignedIdentityID",
+    "clientID",
+    "useAzureTokenProxy",
+];
+
+/// Parameters the reference accepts and ignores without a word.
+const IGNORED: [&str; 3] = ["resourceGroup", "subscriptionId", "secretProviderClass"];
+
+/// Non-fatal remarks on the parameters: keys that differ from a known one only by case
+/// (keys are case-sensitive, so `tenantid` is silently ignored by the reference), other
+/// unknown keys, the deprecated `tenantId`, and settings that have no effect.
+pub(crate) fn warnings(params: &Parameters) -> Vec<String> {
+    let mut out = Vec::new();
+    for key in params.0.keys() {
+        let key = key.as_str();
+        if KNOWN.contains(&key) {
+            continue;
+        }
+        if let Some(known) = KNOWN.iter().find(|k| k.eq_ignore_ascii_case(key)) {
+            out.push(format!(
+                "parameter {key:?} is ignored: keys are case-sensitive, did you mean {known:?}?"
+            ));
+        } else if IGNORED.contains(&key) || key.starts_with("csi.storage.k8s.io/") {
+            out.push(format!("parameter {key:?} is ignored"));
+        } else {
+            out.push(format!("unknown parameter {key:?} is ignored"));
+        }
+    }
+    if !params.get("tenantId").is_empty() && params.get("tenantID").is_empty() {
+        out.push("parameter \"tenantId\" is deprecated: use \"tenantID\"".to_owned());
+    }
+    if !params.get("cloudEnvFileName").is_empty()
+        && !params
+            .get("cloudName")
+            .eq_ignore_ascii_case("AzureStackCloud")
+    {
+        out.push(
+            "cloudEnvFileName is ignored: it is only read with cloudName: AzureStackCloud"
+                .to_owned(),
+        );
+    }
+    if !params.get("userAssignedIdentityID").is_empty()
+        && parse_bool(params.get("useVMManagedIdentity")) != Some(true)
+    {
+        out.push(
+            "userAssignedIdentityID is ignored: it is only used with useVMManagedIdentity: \"true\""
+                .to_owned(),
+        );
+    }
+    out
 }
 
 /// Go `strconv.ParseBool` on a trimmed value, with the reference's "empty means false".
@@ -165,7 +265,8 @@ pub(crate) struct Text(pub String);
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(TextVisitor).map(Text)
+        // Null (`~`, `null`, nothing) is the zero value, anything else its literal text.
+        d.deserialize_option(TextVisitor).map(Text)
     }
 }
 
@@ -244,7 +345,7 @@ mod tests {
     #[test]
     fn bare_parameters_map_keeps_literal_scalar_text() {
         let p = Parameters::from_yaml(
-            "keyvaultName: kv1\nuseVMManagedIdentity: true\nnum: 0755\nempty:\nfloat: 1.10\n",
+            "keyvaultName: kv1\nuseVMManagedIdentity: true\nnum: 0755\nempty:\nfloat: 1.10\ntilde: ~\nquoted: \"~\"\n",
         )
         .unwrap();
         assert_eq!(p.get("keyvaultName"), "kv1");
@@ -252,6 +353,8 @@ mod tests {
         assert_eq!(p.get("num"), "0755");
         assert_eq!(p.get("empty"), "");
         assert_eq!(p.get("float"), "1.10");
+        assert_eq!(p.get("tilde"), "");
+        assert_eq!(p.get("quoted"), "~");
     }
 
     #[test]
@@ -319,6 +422,56 @@ spec:
         );
         let e = Parameters::from_yaml("apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nspec:\n  provider: azure\n").unwrap_err();
         assert!(e.contains("no spec.parameters"), "{e}");
+    }
+
+    #[test]
+    fn warnings_for_ignored_and_misspelt_parameters() {
+        let p = Parameters::from_pairs([
+            ("keyvaultName", "kv"),
+            ("tenantid", "t"),
+            ("KeyVaultName", "kv"),
+            ("resourceGroup", "rg"),
+            ("csi.storage.k8s.io/pod.name", "p"),
+            ("shinyNewThing", "x"),
+            ("tenantId", "t"),
+            ("cloudEnvFileName", "f.json"),
+            ("userAssignedIdentityID", "u"),
+        ]);
+        let w = warnings(&p);
+        let has = |s: &str| w.iter().any(|l| l.contains(s));
+        assert!(
+            has("\"tenantid\" is ignored: keys are case-sensitive, did you mean \"tenantID\"?"),
+            "{w:#?}"
+        );
+        assert!(has(
+            "\"KeyVaultName\" is ignored: keys are case-sensitive, did you mean \"keyvaultName\"?"
+        ));
+        assert!(has("parameter \"resourceGroup\" is ignored"));
+        assert!(has("parameter \"csi.storage.k8s.io/pod.name\" is ignored"));
+        assert!(has("unknown parameter \"shinyNewThing\" is ignored"));
+        assert!(has("\"tenantId\" is deprecated"));
+        assert!(has("cloudEnvFileName is ignored"));
+        assert!(has("userAssignedIdentityID is ignored"));
+        assert_eq!(w.len(), 8, "{w:#?}");
+        let clean = Parameters::from_pairs([
+            ("keyvaultName", "kv"),
+            ("tenantID", "t"),
+            ("objects", "array:"),
+        ]);
+        assert!(warnings(&clean).is_empty());
+    }
+
+    #[test]
+    fn multi_document_files_use_their_one_secret_provider_class() {
+        let spc = "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nspec:\n  provider: azure\n  parameters:\n    keyvaultName: kv1\n    num: 0600\n";
+        let other = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: app\n";
+        let p = Parameters::from_yaml(&format!("---\n{other}---\n{spc}---\n")).unwrap();
+        assert_eq!(p.get("keyvaultName"), "kv1");
+        assert_eq!(p.get("num"), "0600");
+        let e = Parameters::from_yaml(&format!("{spc}---\n{spc}")).unwrap_err();
+        assert!(e.contains("2 of them are SecretProviderClasses"), "{e}");
+        let e = Parameters::from_yaml(&format!("{other}---\n{other}")).unwrap_err();
+        assert!(e.contains("0 of them"), "{e}");
     }
 
     #[test]

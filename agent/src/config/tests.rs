@@ -404,8 +404,15 @@ fn plan_debug_never_shows_a_client_secret() {
 fn summary_names_objects_paths_and_modes_only() {
     let plan = load_file("spc-full.yaml", &wi_env()).unwrap();
     let lines = plan.summary();
-    assert_eq!(lines[0], "vault kvname (https://kvname.vault.azure.net/, cloud AzurePublicCloud)");
-    assert!(lines[1].starts_with("identity: workload identity (client 00000000-0000-0000-0000-000000000001"));
+    assert_eq!(
+        lines[0],
+        "vault kvname (https://kvname.vault.azure.net/, cloud AzurePublicCloud)"
+    );
+    assert!(
+        lines[1].starts_with(
+            "identity: workload identity (client 00000000-0000-0000-0000-000000000001"
+        )
+    );
     assert_eq!(lines[2], "4 object(s)");
     assert_eq!(
         &lines[3..],
@@ -414,6 +421,95 @@ fn summary_names_objects_paths_and_modes_only() {
             "key/signing-key -> keys/signing.pem (mode 0600)",
             "secret/tls -> tls.pfx (mode 0644)",
             "cert/api-cert -> api-cert/0..api-cert/2 (3 versions, mode 0440)",
+        ]
+    );
+}
+
+#[test]
+fn identity_problems_are_reported_even_with_a_broken_cloud() {
+    let errs = params_errors(
+        &[
+            ("keyvaultName", "kv1"),
+            ("tenantID", "t"),
+            ("cloudName", "Nowhere"),
+            ("objects", ONE_OBJECT),
+        ],
+        &Env::default(),
+    );
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].starts_with("cloudName Nowhere is not valid"));
+    assert!(errs[1].starts_with("no identity configured"));
+}
+
+#[test]
+fn v1alpha1_manifest_with_comments_inside_objects() {
+    let (plan, warnings) = load_with_warnings(
+        &Settings::with_defaults(fixture("spc-v1alpha1-comments.yaml"), "/out"),
+        &Env::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        warnings,
+        ["parameter \"tenantId\" is deprecated: use \"tenantID\""]
+    );
+    assert!(matches!(
+        plan.identity,
+        Identity::ManagedIdentity {
+            client_id: None,
+            ..
+        }
+    ));
+    let got: Vec<_> = plan
+        .objects
+        .iter()
+        .map(|o| {
+            (
+                o.object_type,
+                o.path.as_str(),
+                o.format,
+                o.encoding,
+                o.version.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                ObjectType::Cert,
+                "web",
+                ObjectFormat::Pem,
+                ObjectEncoding::Utf8,
+                None
+            ),
+            (
+                ObjectType::Key,
+                "web-pub.pem",
+                ObjectFormat::Pem,
+                ObjectEncoding::Utf8,
+                None
+            ),
+            (
+                ObjectType::Secret,
+                "web-bundle.pem",
+                ObjectFormat::Pem,
+                ObjectEncoding::Utf8,
+                None
+            ),
+            (
+                ObjectType::Secret,
+                "web.pfx.b64",
+                ObjectFormat::Pfx,
+                ObjectEncoding::Utf8,
+                None
+            ),
+            (
+                ObjectType::Secret,
+                "web.pfx",
+                ObjectFormat::Pfx,
+                ObjectEncoding::Base64,
+                None
+            ),
         ]
     );
 }
