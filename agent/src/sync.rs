@@ -392,6 +392,7 @@ impl Syncer {
             .to_owned();
         let sha256 = hex::encode(Sha256::digest(data.expose()));
         let not_after = crate::convert::not_after(fetched, data.expose());
+        tracing::debug!(object = %id, %version, path = %path, bytes = data.len(), "object ready");
         Ok(Item {
             status: ObjectStatus {
                 id,

@@ -26,7 +26,9 @@ fn all_objects() -> Vec<&'static str> {
 }
 
 fn begin_blocks(pem: &str) -> Vec<&str> {
-    pem.lines().filter(|l| l.starts_with("-----BEGIN ")).collect()
+    pem.lines()
+        .filter(|l| l.starts_with("-----BEGIN "))
+        .collect()
 }
 
 // reference: reference-provider.md §2.1–§2.5, §2.8; protocol.md §2, §3.2
@@ -44,32 +46,61 @@ async fn workload_identity_end_to_end_over_tls_with_every_conversion() {
         let pem = h.file(k);
         assert_eq!(begin_blocks(&pem), ["-----BEGIN PUBLIC KEY-----"], "{k}");
     }
-    assert_eq!(begin_blocks(&h.file("web-tls.crt")), ["-----BEGIN CERTIFICATE-----"]);
+    assert_eq!(
+        begin_blocks(&h.file("web-tls.crt")),
+        ["-----BEGIN CERTIFICATE-----"]
+    );
     let pem = h.file("web-tls.pem");
     let blocks = begin_blocks(&pem);
     assert_eq!(blocks[0], "-----BEGIN PRIVATE KEY-----", "key first");
-    assert!(blocks[1..].iter().all(|b| *b == "-----BEGIN CERTIFICATE-----"));
-    assert!(h.file("web-tls.pfx").starts_with("MII"), "base64 pfx kept as is");
-    assert_eq!(begin_blocks(&h.file("web-pem"))[0], "-----BEGIN PRIVATE KEY-----");
+    assert!(
+        blocks[1..]
+            .iter()
+            .all(|b| *b == "-----BEGIN CERTIFICATE-----")
+    );
+    assert!(
+        h.file("web-tls.pfx").starts_with("MII"),
+        "base64 pfx kept as is"
+    );
+    assert_eq!(
+        begin_blocks(&h.file("web-pem"))[0],
+        "-----BEGIN PRIVATE KEY-----"
+    );
 
     use std::os::unix::fs::PermissionsExt;
-    let mode = |p: &str| std::fs::metadata(h.dir.join(p)).unwrap().permissions().mode() & 0o777;
+    let mode = |p: &str| {
+        std::fs::metadata(h.dir.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
     assert_eq!(mode("app/api-key.txt"), 0o600);
     assert_eq!(mode("db-password"), 0o644);
 
     // Status: reference ids and versions, hashes, certificate expiry.
     assert_eq!(report.objects.len(), 9);
     let db = &report.objects[0];
-    assert_eq!((db.id.as_str(), db.version.as_str()), ("secret/db-password", DB_V3));
+    assert_eq!(
+        (db.id.as_str(), db.version.as_str()),
+        ("secret/db-password", DB_V3)
+    );
     assert_eq!(db.path, "db-password");
     assert_eq!(db.sha256.len(), 64);
-    let crt = report.objects.iter().find(|o| o.path == "web-tls.crt").unwrap();
+    let crt = report
+        .objects
+        .iter()
+        .find(|o| o.path == "web-tls.crt")
+        .unwrap();
     assert_eq!(crt.id, "cert/web-tls");
     assert!(crt.not_after.is_some_and(|t| t > 1_700_000_000));
     let status: serde_json::Value =
         serde_json::from_slice(&std::fs::read(h.dir.join("..status.json")).unwrap()).unwrap();
     assert_eq!(status.as_array().unwrap().len(), 9);
-    assert!(!String::from_utf8_lossy(&std::fs::read(h.dir.join("..status.json")).unwrap()).contains("s3cr3t"));
+    assert!(
+        !String::from_utf8_lossy(&std::fs::read(h.dir.join("..status.json")).unwrap())
+            .contains("s3cr3t")
+    );
 
     // One token exchange for the whole parallel set.
     assert_eq!(h.emu.counts().tokens(WI_CLIENT_ID), 1);
@@ -83,8 +114,43 @@ async fn workload_identity_end_to_end_over_tls_with_every_conversion() {
     needles.push("PRIVATE KEY");
     needles.push(h.file("web-tls.pfx").leak());
     logs.assert_absent(&needles);
-    assert!(!logs.text().contains("Bearer ey"), "no access token in logs");
-    assert!(logs.text().contains("sync complete"), "the info line is logged");
+    assert!(
+        !logs.text().contains("Bearer ey"),
+        "no access token in logs"
+    );
+    assert!(
+        logs.text().contains("sync complete"),
+        "the info line is logged"
+    );
+}
+
+// reference: protocol.md §2.2 (verify_challenge_resource; aka.ms/azsdk/blog/vault-uri)
+#[tokio::test]
+async fn a_vault_host_outside_the_challenge_resource_never_gets_a_token() {
+    let h = Harness::with_builder(
+        keyvault_emulator::Emulator::builder()
+            .seed_yaml(SEED)
+            .hostname("evil.localhost"),
+    )
+    .await;
+    // Same server, same certificate, but the host is not under `vault.localhost`.
+    let url = url::Url::parse(&format!("https://evil.localhost:{}/", h.emu.addr().port())).unwrap();
+    let spc = h.spc_for(&url, &["objectName: db-password\nobjectType: secret"], &[]);
+    let e = h.run_once(&spc, &h.wi_env()).await.unwrap_err();
+    let m = e.to_string();
+    assert!(
+        m.contains("evil.localhost")
+            && m.contains("vault.localhost")
+            && m.contains("refusing to send a token"),
+        "{m}"
+    );
+    assert_eq!(
+        h.emu.counts().tokens(WI_CLIENT_ID),
+        0,
+        "no token was even requested"
+    );
+    assert_eq!(h.emu.counts().route(Route::Token), 0);
+    assert!(!h.dir.join("..data").exists());
 }
 
 #[tokio::test]
@@ -92,7 +158,10 @@ async fn managed_identity_through_imds() {
     let h = Harness::start().await;
     let spc = h.spc(
         &["objectName: db-password\nobjectType: secret"],
-        &[("useVMManagedIdentity", "true"), ("userAssignedIdentityID", MI_CLIENT_ID)],
+        &[
+            ("useVMManagedIdentity", "true"),
+            ("userAssignedIdentityID", MI_CLIENT_ID),
+        ],
     );
     h.run_once(&spc, &[]).await.expect("sync succeeds");
     assert_eq!(h.file("db-password"), "s3cr3t-db-password-value");
@@ -104,13 +173,19 @@ async fn managed_identity_through_imds() {
         &["objectName: db-password\nobjectType: secret"],
         &[
             ("useVMManagedIdentity", "true"),
-            ("userAssignedIdentityID", "99999999-9999-9999-9999-999999999999"),
+            (
+                "userAssignedIdentityID",
+                "99999999-9999-9999-9999-999999999999",
+            ),
         ],
     );
     let e = h.run_once(&spc, &[]).await.unwrap_err();
     let m = e.to_string();
     assert_eq!(e.exit_code(), EXIT_AUTH, "{m}");
-    assert!(m.contains("99999999-9999-9999-9999-999999999999") && m.contains("not assigned"), "{m}");
+    assert!(
+        m.contains("99999999-9999-9999-9999-999999999999") && m.contains("not assigned"),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -130,7 +205,10 @@ async fn client_secret_flow_and_bad_secret_message() {
         .unwrap_err();
     let m = e.to_string();
     assert_eq!(e.exit_code(), EXIT_AUTH, "{m}");
-    assert!(m.contains("AADSTS7000215") && m.contains(SP_CLIENT_ID), "{m}");
+    assert!(
+        m.contains("AADSTS7000215") && m.contains(SP_CLIENT_ID),
+        "{m}"
+    );
     logs.assert_absent(&[SP_SECRET, "wrong-secret-value", "s3cr3t-db-password-value"]);
 }
 
@@ -144,7 +222,11 @@ async fn history_mode_writes_exactly_the_enabled_versions_newest_first() {
     );
     let report = h.run_once(&spc, &h.wi_env()).await.unwrap();
     let files: Vec<String> = h.files().into_keys().collect();
-    assert_eq!(files, ["db/0", "db/1"], "disabled version skipped, no extra file");
+    assert_eq!(
+        files,
+        ["db/0", "db/1"],
+        "disabled version skipped, no extra file"
+    );
     assert_eq!(h.file("db/0"), "s3cr3t-db-password-value");
     assert_eq!(h.file("db/1"), "old-db-password-value");
     assert_eq!(report.objects[0].id, "secret/db-password/0");
@@ -171,7 +253,12 @@ async fn history_mode_writes_exactly_the_enabled_versions_newest_first() {
     );
     let e = h.run_once(&spc, &h.wi_env()).await.unwrap_err();
     let m = e.to_string();
-    assert!(m.contains("db-password") && m.contains(DB_V2) && m.contains("not among the enabled versions"), "{m}");
+    assert!(
+        m.contains("db-password")
+            && m.contains(DB_V2)
+            && m.contains("not among the enabled versions"),
+        "{m}"
+    );
     assert_eq!(e.exit_code(), EXIT_OBJECT);
     assert_eq!(h.snapshot(), before);
 }
@@ -199,9 +286,24 @@ async fn failures_name_every_object_and_leave_the_directory_untouched() {
     let m = e.to_string();
     let lines: Vec<&str> = m.lines().collect();
     assert_eq!(lines.len(), 3, "{m}");
-    assert!(lines.iter().any(|l| l.starts_with("secret \"missing-one\": not found")), "{m}");
-    assert!(lines.iter().any(|l| l.starts_with("secret \"off\": is disabled")), "{m}");
-    assert!(lines.iter().any(|l| l.starts_with("key \"missing-key\": not found")), "{m}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("secret \"missing-one\": not found")),
+        "{m}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("secret \"off\": is disabled")),
+        "{m}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("key \"missing-key\": not found")),
+        "{m}"
+    );
     assert_eq!(e.exit_code(), EXIT_OBJECT);
     assert_eq!(h.snapshot(), before, "no partial set, nothing touched");
 
@@ -233,12 +335,23 @@ async fn failures_name_every_object_and_leave_the_directory_untouched() {
 async fn throttling_with_retry_after_is_waited_out() {
     let h = Harness::start().await;
     h.emu.add_fault(
-        Fault::new(Route::SecretGet, FaultKind::Throttle { retry_after: Some(1) }).times(2),
+        Fault::new(
+            Route::SecretGet,
+            FaultKind::Throttle {
+                retry_after: Some(1),
+            },
+        )
+        .times(2),
     );
     let spc = h.spc(&["objectName: db-password\nobjectType: secret"], &[]);
     let t0 = Instant::now();
-    h.run_once(&spc, &h.wi_env()).await.expect("succeeds after the throttling");
-    assert!(t0.elapsed() >= Duration::from_secs(2), "both Retry-After: 1 honoured");
+    h.run_once(&spc, &h.wi_env())
+        .await
+        .expect("succeeds after the throttling");
+    assert!(
+        t0.elapsed() >= Duration::from_secs(2),
+        "both Retry-After: 1 honoured"
+    );
     assert_eq!(h.file("db-password"), "s3cr3t-db-password-value");
     assert!(h.emu.counts().route(Route::SecretGet) >= 4);
 
@@ -256,7 +369,11 @@ async fn throttling_with_retry_after_is_waited_out() {
         .await
         .unwrap_err();
     assert!(t0.elapsed() < Duration::from_secs(5));
-    assert_eq!(e.exit_code(), keyvault_agent::error::EXIT_UNAVAILABLE, "{e}");
+    assert_eq!(
+        e.exit_code(),
+        keyvault_agent::error::EXIT_UNAVAILABLE,
+        "{e}"
+    );
     assert!(e.to_string().contains("429"), "{e}");
 }
 
@@ -326,7 +443,10 @@ async fn objects_are_fetched_in_parallel() {
     // Sequential: the challenge probe plus 10 GETs, each ≥ 150 ms.
     assert!(sequential >= latency * 11, "{sequential:?}");
     // Parallel: probe, then all 10 at once.
-    assert!(parallel < latency * 5, "{parallel:?} vs sequential {sequential:?}");
+    assert!(
+        parallel < latency * 5,
+        "{parallel:?} vs sequential {sequential:?}"
+    );
 }
 
 #[test]
@@ -363,4 +483,51 @@ fn the_binary_runs_once_and_reports_failures_per_object() {
         assert!(!stderr.contains(v));
         assert!(!String::from_utf8_lossy(&out.stdout).contains(v));
     }
+}
+
+#[tokio::test]
+async fn pinned_versions_are_fetched_once_per_process() {
+    let h = Harness::start().await;
+    let spc = h.spc(
+        &[
+            &format!("objectName: db-password\nobjectType: secret\nobjectVersion: {DB_V1}\nobjectAlias: pinned"),
+            "objectName: api-key\nobjectType: secret",
+        ],
+        &[],
+    );
+    let settings = h.settings(&spc);
+    let plan = keyvault_agent::config::load(&settings, &Harness::env(&h.wi_env())).unwrap();
+    let syncer = Syncer::new(plan, &settings, Metrics::new()).unwrap();
+    syncer.sync().await.unwrap();
+    assert_eq!(h.file("pinned"), "old-db-password-value");
+    let gets = h.emu.counts().route(Route::SecretGet);
+    let report = syncer.sync().await.unwrap();
+    // Only the unpinned object is fetched again.
+    assert_eq!(h.emu.counts().route(Route::SecretGet), gets + 1);
+    assert_eq!(report.requests, 1);
+    assert_eq!(report.objects[0].version, DB_V1);
+    assert_eq!(
+        report.outcome,
+        keyvault_agent::writer::WriteOutcome::Unchanged
+    );
+}
+
+#[tokio::test]
+async fn dropped_connections_and_imds_updates_are_retried() {
+    let h = Harness::start().await;
+    h.emu
+        .add_fault(Fault::new(Route::SecretGet, FaultKind::Drop).times(2));
+    h.emu
+        .add_fault(Fault::new(Route::Imds, FaultKind::Status(503)).times(1));
+    let spc = h.spc(
+        &["objectName: db-password\nobjectType: secret"],
+        &[
+            ("useVMManagedIdentity", "true"),
+            ("userAssignedIdentityID", MI_CLIENT_ID),
+        ],
+    );
+    h.run_once(&spc, &[]).await.expect("retried to success");
+    assert_eq!(h.file("db-password"), "s3cr3t-db-password-value");
+    assert_eq!(h.emu.counts().route(Route::Imds), 2);
+    assert!(h.emu.counts().route(Route::SecretGet) >= 4);
 }

@@ -389,6 +389,13 @@ impl KeyVaultClient {
                 }
             };
             let code = status.as_u16();
+            tracing::trace!(
+                path = url.path(),
+                status = code,
+                authorized = token.is_some(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "key vault response"
+            );
             if status.is_success() {
                 self.record(t, Outcome::Ok, started);
                 return Ok(body);

@@ -26,6 +26,7 @@ pub(crate) struct Seen {
     pub host: String,
     pub path_and_query: String,
     pub authorization: Option<String>,
+    pub version: axum::http::Version,
 }
 
 /// Status, extra headers, body.
@@ -45,6 +46,7 @@ type Shared = Arc<Mutex<Script>>;
 
 async fn handler(
     State(s): State<Shared>,
+    version: axum::http::Version,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -63,8 +65,10 @@ async fn handler(
     let host = headers
         .get("host")
         .and_then(|h| h.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+        .map(str::to_owned)
+        // HTTP/2 carries it as :authority.
+        .or_else(|| uri.authority().map(|a| a.to_string()))
+        .unwrap_or_default();
     let authorization = headers
         .get("authorization")
         .and_then(|h| h.to_str().ok())
@@ -76,6 +80,7 @@ async fn handler(
             .map(|p| p.to_string())
             .unwrap_or_default(),
         authorization: authorization.clone(),
+        version,
     });
     let challenge = format!(
         r#"Bearer authorization="https://login.example/tenant", resource="{}""#,
@@ -139,6 +144,8 @@ impl Server {
                 rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
             )
             .unwrap();
+        let mut cfg = cfg;
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
         let script: Shared = Arc::new(Mutex::new(Script {
             resource: resource.into(),
@@ -245,6 +252,7 @@ async fn challenge_then_token_then_cached_scope() {
         seen[0].host,
         format!("demo.vault.localhost:{}", srv.addr.port())
     );
+    assert_eq!(seen[0].version, axum::http::Version::HTTP_2, "h2 via alpn");
     assert_eq!(seen[1].authorization.as_deref(), Some("Bearer tok-1"));
     // Latest uses the trailing-slash form and our api-version.
     assert_eq!(

@@ -143,9 +143,18 @@ impl Harness {
     /// Writes a SecretProviderClass for vault `demo` with `objects` (YAML list items, each a
     /// `|` block body) and extra parameters; returns its path.
     pub fn spc(&self, objects: &[&str], extra: &[(&str, &str)]) -> PathBuf {
+        self.spc_for(&self.emu.vault_url("demo"), objects, extra)
+    }
+
+    /// Like [`Harness::spc`] with another `keyvaultURL`.
+    pub fn spc_for(
+        &self,
+        vault_url: &url::Url,
+        objects: &[&str],
+        extra: &[(&str, &str)],
+    ) -> PathBuf {
         let mut params = format!(
-            "    keyvaultName: demo\n    keyvaultURL: \"{}\"\n    tenantID: \"{}\"\n",
-            self.emu.vault_url("demo"),
+            "    keyvaultName: demo\n    keyvaultURL: \"{vault_url}\"\n    tenantID: \"{}\"\n",
             self.emu.tenant_id()
         );
         for (k, v) in extra {
@@ -249,8 +258,7 @@ impl Harness {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let out = cmd.output().expect("run keyvault-agent");
-        out
+        cmd.output().expect("run keyvault-agent")
     }
 
     /// Every regular file visible through the target dir's top-level names (following the
@@ -310,7 +318,10 @@ fn snapshot(dir: &Path, prefix: &str, out: &mut BTreeMap<String, String>) {
         let p = e.path();
         let meta = std::fs::symlink_metadata(&p).unwrap();
         if meta.file_type().is_symlink() {
-            out.insert(rel, format!("-> {}", std::fs::read_link(&p).unwrap().display()));
+            out.insert(
+                rel,
+                format!("-> {}", std::fs::read_link(&p).unwrap().display()),
+            );
         } else if meta.is_dir() {
             out.insert(rel.clone(), "dir".into());
             snapshot(&p, &rel, out);
@@ -357,7 +368,10 @@ impl LogCapture {
             .with_target(true);
         let filter = tracing_subscriber::filter::Targets::new()
             .with_default(tracing::Level::TRACE)
-            .with_target("keyvault_emulator", tracing_subscriber::filter::LevelFilter::OFF);
+            .with_target(
+                "keyvault_emulator",
+                tracing_subscriber::filter::LevelFilter::OFF,
+            );
         let sub = tracing_subscriber::registry().with(layer.with_filter(filter));
         LogCapture {
             buf,
