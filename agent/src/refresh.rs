@@ -90,11 +90,17 @@ fn default_factory() -> CycleFactory {
 
 /// The sidecar, configured. [`run`] is `Sidecar::new(..).reload_trigger(SIGHUP).run(..)`.
 pub struct Sidecar {
+    /// Flags and environment-derived settings.
     settings: Settings,
+    /// Environment snapshot for loading the plan.
     env: Env,
+    /// The metrics registry (shared with the caller when given).
     metrics: Arc<Metrics>,
+    /// Reload triggers (SIGHUP in production), merged.
     reload: SelectAll<BoxStream<'static, ()>>,
+    /// Told the health server's bound address once it listens.
     on_listening: Option<oneshot::Sender<SocketAddr>>,
+    /// Builds a cycle for a plan.
     factory: CycleFactory,
 }
 
@@ -156,6 +162,14 @@ impl Sidecar {
         let notifier = Notifier::new(&settings.notify, &settings.ca_files, self.metrics.clone())
             .map_err(|e| Error::Config(ConfigErrors(vec![e.to_string().into()])))?;
         let cycle = (self.factory)(plan.clone(), &settings, self.metrics.clone())?;
+        tracing::info!(
+            vault = %plan.vault_name,
+            objects = plan.objects.len(),
+            interval = %humantime::format_duration(settings.interval),
+            jitter = settings.jitter,
+            dir = %settings.dir.display(),
+            "sidecar starting"
+        );
         let state = Arc::new(SidecarState::new(
             plan.vault_name.clone(),
             settings.timeout + LIVENESS_SLACK,
@@ -222,19 +236,31 @@ impl Sidecar {
     }
 }
 
+/// The refresh loop's state; owned by one task, shared outward only through `state`.
 struct Loop {
+    /// Flags and environment-derived settings (fixed for the process).
     settings: Settings,
+    /// The environment snapshot the plan is loaded with (fixed; reload re-reads the file).
     env: Env,
+    /// Shared with the health server and the syncer.
     metrics: Arc<Metrics>,
+    /// Builds the cycle for a reloaded plan.
     factory: CycleFactory,
+    /// The plan in effect (replaced only by a valid reload).
     plan: Plan,
+    /// The cycle for `plan`.
     cycle: Box<dyn Cycle>,
+    /// Liveness, readiness and the status manifest, read by the health server.
     state: Arc<SidecarState>,
+    /// Writes `..status.json` beside `..data`.
     writer: AtomicWriter,
+    /// Failure backoff; reset by a success.
     backoff: Backoff,
+    /// Delivers change notifications, when any notifier is configured.
     coalescer: Option<Coalescer>,
     /// What the last successful cycle reported, to name the objects that changed.
     published: Vec<ObjectStatus>,
+    /// No cycle has succeeded yet (wording of log lines; status written only after one).
     first: bool,
 }
 
