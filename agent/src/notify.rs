@@ -746,6 +746,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn signal_reaches_a_process_found_by_name_in_proc() {
+        use std::os::unix::process::ExitStatusExt;
+        // A uniquely named copy of `sleep`, so no other process on the machine matches.
+        let dir = tempfile::tempdir().unwrap();
+        let name = format!("kva{:08x}", rand::random::<u32>());
+        let exe = dir.path().join(&name);
+        let sleep = ["/bin/sleep", "/usr/bin/sleep"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap();
+        std::fs::copy(sleep, &exe).unwrap();
+        let mut child = tokio::process::Command::new(&exe)
+            .arg("30")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap() as i32;
+        // The child is visible once exec has replaced the forked image.
+        let me = std::process::id() as i32;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while find_processes(Path::new("/proc"), &name, me) != vec![pid] {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} never showed up in /proc"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let settings = NotifySettings {
+            signal: Some(parse_signal("USR2").unwrap()),
+            signal_process: Some(name),
+            ..Default::default()
+        };
+        Notifier::new(&settings, &[], Metrics::new())
+            .unwrap()
+            .notify(&event(1))
+            .await;
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(rustix::process::Signal::USR2.as_raw())
+        );
+    }
+
+    #[tokio::test]
     async fn exec_is_killed_after_its_timeout() {
         let settings = NotifySettings {
             exec: Some(vec!["sleep".into(), "30".into()]),
