@@ -887,3 +887,23 @@ async fn sighup_refreshes_now_and_sigterm_mid_refresh_exits_zero_with_a_complete
         "values in logs"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_when_data_is_older_than_max_staleness() {
+    let (emu, mut fx) = Fixture::new(&["db-password"]).await;
+    fx.settings.max_staleness = Some(Duration::from_secs(1));
+    let run = fx.start().await;
+    eventually!(20, "ready", run.get("/readyz").await.0 == 200);
+
+    // Refreshes fail from now on: the files stay, but they age past --max-staleness.
+    emu.add_fault(Fault::new(Route::SecretGet, FaultKind::Status(503)));
+    eventually!(20, "not ready", run.get("/readyz").await.0 == 503);
+    let (_, body) = run.get("/readyz").await;
+    assert!(body.contains("stale"), "{body}");
+    assert_eq!(run.get("/healthz").await.0, 200);
+    assert_eq!(read(&fx.out(), "db-password").as_deref(), Some("first"));
+
+    emu.clear_faults();
+    eventually!(20, "ready again", run.get("/readyz").await.0 == 200);
+    run.stop().await;
+}
