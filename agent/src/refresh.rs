@@ -586,7 +586,7 @@ impl Backoff {
     }
 
     /// Delay before the next attempt after a failure: a full-jitter draw under the ceiling
-    /// (at least [`MIN_RETRY`]), and never less than `retry_after`.
+    /// (at least 100 ms), and never less than `retry_after`.
     pub fn next_delay(&mut self, retry_after: Option<Duration>) -> Duration {
         let draw = full_jitter(self.ceiling()).max(MIN_RETRY.min(self.ceiling()));
         self.attempt = self.attempt.saturating_add(1);
