@@ -90,12 +90,16 @@ def proc_fields(pid: int):
     return utime, stime
 
 
-def vm_rss_kib(pid: int) -> int:
+def status_kib(pid: int, field: str) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError(f"no {field}")
+
+
+def vm_rss_kib(pid: int) -> int:
+    return status_kib(pid, "VmRSS")
 
 
 def wait_for(cond, timeout, what, proc=None):
@@ -208,6 +212,8 @@ def main() -> int:
         # Let allocator and runtime settle after the burst.
         time.sleep(1.0)
         rss = vm_rss_kib(agent.pid)
+        rss_anon = status_kib(agent.pid, "RssAnon")
+        rss_file = status_kib(agent.pid, "RssFile")
         threads = len(os.listdir(f"/proc/{agent.pid}/task"))
 
         clk = os.sysconf("SC_CLK_TCK")
@@ -230,6 +236,7 @@ def main() -> int:
         print(
             f"RSS after first sync:       {rss / 1024:.2f} MiB  (target < {RSS_TARGET_KIB // 1024} MiB)  {'OK' if rss_ok else 'MISSED'}"
         )
+        print(f"  of which anonymous/file:  {rss_anon / 1024:.2f} / {rss_file / 1024:.2f} MiB")
         print(
             f"CPU during {window:.0f} s idle:     {cpu_ms:.0f} ms  (target < {CPU_TARGET_MS:.0f} ms, resolution {1000 / clk:.0f} ms)  {'OK' if cpu_ok else 'MISSED'}"
         )

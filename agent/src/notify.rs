@@ -132,6 +132,14 @@ impl Notifier {
             }
             _ => {}
         }
+        if let Some(sig) = settings.signal
+            && rustix::process::Signal::from_named_raw(sig).is_none()
+        {
+            return Err(NotifyError::Settings(format!(
+                "--on-change-signal {sig}: real-time and unknown signals are not supported; use \
+                 a named signal such as HUP, USR1 or USR2"
+            )));
+        }
         let http = match &settings.http {
             Some(_) => Some(http_client(ca_files)?),
             None => None,
@@ -256,6 +264,8 @@ impl Notifier {
             .env("KEYVAULT_AGENT_DIR", &event.dir)
             .env("KEYVAULT_AGENT_DATA_DIR", &event.data_dir)
             .env("KEYVAULT_AGENT_CHANGED", event.changed.join(","))
+            // The hook needs to know what changed, not how the agent signs in.
+            .env_remove("AZURE_CLIENT_SECRET")
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
         let mut child = match command.spawn() {
@@ -545,6 +555,12 @@ mod tests {
             ..Default::default()
         };
         assert!(Notifier::new(&only_target, &[], m.clone()).is_err());
+        let realtime = NotifySettings {
+            signal: Some(40),
+            signal_process: Some("app".into()),
+            ..Default::default()
+        };
+        assert!(Notifier::new(&realtime, &[], m.clone()).is_err());
         assert!(
             Notifier::new(&NotifySettings::default(), &[], m)
                 .unwrap()
@@ -727,6 +743,53 @@ mod tests {
             .notify(&event(2))
             .await;
         assert!(metrics.encode().contains("class=\"signal_failed\"} 1"));
+    }
+
+    #[tokio::test]
+    async fn signal_reaches_a_process_found_by_name_in_proc() {
+        use std::os::unix::process::ExitStatusExt;
+        // A uniquely named copy of `sleep`, so no other process on the machine matches.
+        let dir = tempfile::tempdir().unwrap();
+        let name = format!("kva{:08x}", rand::random::<u32>());
+        let exe = dir.path().join(&name);
+        let sleep = ["/bin/sleep", "/usr/bin/sleep"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap();
+        std::fs::copy(sleep, &exe).unwrap();
+        let mut child = tokio::process::Command::new(&exe)
+            .arg("30")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap() as i32;
+        // The child is visible once exec has replaced the forked image.
+        let me = std::process::id() as i32;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while find_processes(Path::new("/proc"), &name, me) != vec![pid] {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} never showed up in /proc"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let settings = NotifySettings {
+            signal: Some(parse_signal("USR2").unwrap()),
+            signal_process: Some(name),
+            ..Default::default()
+        };
+        Notifier::new(&settings, &[], Metrics::new())
+            .unwrap()
+            .notify(&event(1))
+            .await;
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(rustix::process::Signal::USR2.as_raw())
+        );
     }
 
     #[tokio::test]

@@ -90,11 +90,17 @@ fn default_factory() -> CycleFactory {
 
 /// The sidecar, configured. [`run`] is `Sidecar::new(..).reload_trigger(SIGHUP).run(..)`.
 pub struct Sidecar {
+    /// Flags and environment-derived settings.
     settings: Settings,
+    /// Environment snapshot for loading the plan.
     env: Env,
+    /// The metrics registry (shared with the caller when given).
     metrics: Arc<Metrics>,
+    /// Reload triggers (SIGHUP in production), merged.
     reload: SelectAll<BoxStream<'static, ()>>,
+    /// Told the health server's bound address once it listens.
     on_listening: Option<oneshot::Sender<SocketAddr>>,
+    /// Builds a cycle for a plan.
     factory: CycleFactory,
 }
 
@@ -156,6 +162,14 @@ impl Sidecar {
         let notifier = Notifier::new(&settings.notify, &settings.ca_files, self.metrics.clone())
             .map_err(|e| Error::Config(ConfigErrors(vec![e.to_string().into()])))?;
         let cycle = (self.factory)(plan.clone(), &settings, self.metrics.clone())?;
+        tracing::info!(
+            vault = %plan.vault_name,
+            objects = plan.objects.len(),
+            interval = %humantime::format_duration(settings.interval),
+            jitter = settings.jitter,
+            dir = %settings.dir.display(),
+            "sidecar starting"
+        );
         let state = Arc::new(SidecarState::new(
             plan.vault_name.clone(),
             settings.timeout + LIVENESS_SLACK,
@@ -222,19 +236,31 @@ impl Sidecar {
     }
 }
 
+/// The refresh loop's state; owned by one task, shared outward only through `state`.
 struct Loop {
+    /// Flags and environment-derived settings (fixed for the process).
     settings: Settings,
+    /// The environment snapshot the plan is loaded with (fixed; reload re-reads the file).
     env: Env,
+    /// Shared with the health server and the syncer.
     metrics: Arc<Metrics>,
+    /// Builds the cycle for a reloaded plan.
     factory: CycleFactory,
+    /// The plan in effect (replaced only by a valid reload).
     plan: Plan,
+    /// The cycle for `plan`.
     cycle: Box<dyn Cycle>,
+    /// Liveness, readiness and the status manifest, read by the health server.
     state: Arc<SidecarState>,
+    /// Writes `..status.json` beside `..data`.
     writer: AtomicWriter,
+    /// Failure backoff; reset by a success.
     backoff: Backoff,
+    /// Delivers change notifications, when any notifier is configured.
     coalescer: Option<Coalescer>,
     /// What the last successful cycle reported, to name the objects that changed.
     published: Vec<ObjectStatus>,
+    /// No cycle has succeeded yet (wording of log lines; status written only after one).
     first: bool,
 }
 
@@ -560,7 +586,7 @@ impl Backoff {
     }
 
     /// Delay before the next attempt after a failure: a full-jitter draw under the ceiling
-    /// (at least [`MIN_RETRY`]), and never less than `retry_after`.
+    /// (at least 100 ms), and never less than `retry_after`.
     pub fn next_delay(&mut self, retry_after: Option<Duration>) -> Duration {
         let draw = full_jitter(self.ceiling()).max(MIN_RETRY.min(self.ceiling()));
         self.attempt = self.attempt.saturating_add(1);
@@ -843,11 +869,11 @@ mod tests {
         assert_eq!(state.doc().data_dir.as_deref(), Some("..2"));
         let text = h.lp.metrics.encode();
         assert!(
-            text.contains("refreshes_total{result=\"Changed\"} 2"),
+            text.contains("refreshes_total{result=\"changed\"} 2"),
             "{text}"
         );
         assert!(
-            text.contains("refreshes_total{result=\"Failed\"} 1"),
+            text.contains("refreshes_total{result=\"failed\"} 1"),
             "{text}"
         );
         assert!(text.contains("swaps_total 2"), "{text}");

@@ -403,7 +403,7 @@ async fn unchanged_vault_causes_no_write() {
     assert_eq!(timestamped_dirs(&out), dirs);
     assert_eq!(run.metric("keyvault_agent_swaps_total").await, 1.0);
     assert!(
-        run.metric("keyvault_agent_refreshes_total{result=\"Unchanged\"}")
+        run.metric("keyvault_agent_refreshes_total{result=\"unchanged\"}")
             .await
             >= 3.0
     );
@@ -422,7 +422,7 @@ async fn health_ready_metrics_and_status_endpoints() {
     eventually!(
         20,
         "a failed first sync",
-        run.metric("keyvault_agent_refreshes_total{result=\"Failed\"}")
+        run.metric("keyvault_agent_refreshes_total{result=\"failed\"}")
             .await
             >= 1.0
     );
@@ -468,7 +468,9 @@ async fn health_ready_metrics_and_status_endpoints() {
         .map(|o| o["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, vec!["secret/db-password", "secret/api-key"]);
-    assert_eq!(status["objects"][0]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(status["objects"][0]["version"].as_str().unwrap().len(), 32);
+    // Hashes of (possibly low-entropy) secrets stay off the network...
+    assert!(status["objects"][0].get("sha256").is_none(), "{status}");
     assert!(status["next_refresh"].as_u64().is_some());
     assert!(
         !body.contains("first") && !body.contains("key-1"),
@@ -479,6 +481,8 @@ async fn health_ready_metrics_and_status_endpoints() {
     let on_disk: serde_json::Value =
         serde_json::from_str(&read(&fx.out(), "..status.json").unwrap()).unwrap();
     assert_eq!(on_disk["objects"][0]["id"], "secret/db-password");
+    // ...and are in the volume, next to the values.
+    assert_eq!(on_disk["objects"][0]["sha256"].as_str().unwrap().len(), 64);
     run.stop().await;
 }
 
@@ -501,12 +505,12 @@ async fn emulator_down_keeps_files_and_recovers_when_it_returns() {
     // Down: refreshes fail, files stay, still ready (no --max-staleness).
     emu.shutdown().await;
     let failed = run
-        .metric("keyvault_agent_refreshes_total{result=\"Failed\"}")
+        .metric("keyvault_agent_refreshes_total{result=\"failed\"}")
         .await;
     eventually!(
         30,
         "failed refreshes",
-        run.metric("keyvault_agent_refreshes_total{result=\"Failed\"}")
+        run.metric("keyvault_agent_refreshes_total{result=\"failed\"}")
             .await
             >= failed + 2.0
     );
@@ -514,7 +518,13 @@ async fn emulator_down_keeps_files_and_recovers_when_it_returns() {
     assert_eq!(read(&out, "db-password").as_deref(), Some("first"));
     assert_eq!(run.get("/readyz").await.0, 200);
     let (_, status) = run.get("/status").await;
-    assert!(status.contains("\"consecutive_failures\""), "{status}");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert!(
+        status["consecutive_failures"].as_u64().unwrap() >= 1,
+        "{status}"
+    );
+    assert!(status["last_error"].as_str().is_some(), "{status}");
+    assert_eq!(status["ready"], true, "{status}");
 
     // Back on the same address and state: the next refresh succeeds and picks up a rotation.
     let emu = Emulator::builder()
@@ -783,6 +793,7 @@ async fn sighup_refreshes_now_and_sigterm_mid_refresh_exits_zero_with_a_complete
     cmd.env_clear()
         .envs(fx.env.0.iter())
         .env("KEYVAULT_AGENT_LOG", "info")
+        .env("KEYVAULT_AGENT_LOG_FORMAT", "json")
         .arg("--config")
         .arg(&fx.settings.config_file)
         .arg("--dir")
@@ -845,6 +856,25 @@ async fn sighup_refreshes_now_and_sigterm_mid_refresh_exits_zero_with_a_complete
         .unwrap();
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("SIGTERM"), "{stderr}");
+    // JSON logs: every line is an object; one line per refresh carries the counts.
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let first = lines
+        .iter()
+        .find(|l| l["message"] == "first sync published")
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(first["objects"], 2);
+    assert!(first["requests"].as_u64().is_some() && first["duration_ms"].as_u64().is_some());
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l["message"] == "refresh done")
+            .count(),
+        2,
+        "one line per (SIGHUP) refresh: {stderr}"
+    );
     // The in-flight refresh completed its swap: the whole new set, not a mix.
     assert_eq!(
         read(&out, "db-password").as_deref(),
@@ -856,4 +886,24 @@ async fn sighup_refreshes_now_and_sigterm_mid_refresh_exits_zero_with_a_complete
         !stderr.contains("second") && !stderr.contains("key-2"),
         "values in logs"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_when_data_is_older_than_max_staleness() {
+    let (emu, mut fx) = Fixture::new(&["db-password"]).await;
+    fx.settings.max_staleness = Some(Duration::from_secs(1));
+    let run = fx.start().await;
+    eventually!(20, "ready", run.get("/readyz").await.0 == 200);
+
+    // Refreshes fail from now on: the files stay, but they age past --max-staleness.
+    emu.add_fault(Fault::new(Route::SecretGet, FaultKind::Status(503)));
+    eventually!(20, "not ready", run.get("/readyz").await.0 == 503);
+    let (_, body) = run.get("/readyz").await;
+    assert!(body.contains("stale"), "{body}");
+    assert_eq!(run.get("/healthz").await.0, 200);
+    assert_eq!(read(&fx.out(), "db-password").as_deref(), Some("first"));
+
+    emu.clear_faults();
+    eventually!(20, "ready again", run.get("/readyz").await.0 == 200);
+    run.stop().await;
 }

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -19,7 +19,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// Outcome class of a Key Vault or token request (bounded label values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
     /// 2xx.
     Ok,
@@ -38,7 +38,7 @@ pub enum Outcome {
 }
 
 /// Result of one refresh cycle, as counted by `keyvault_agent_refreshes_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RefreshResult {
     /// A new set was published.
     Changed,
@@ -46,6 +46,45 @@ pub enum RefreshResult {
     Unchanged,
     /// The cycle failed; the last published set stays.
     Failed,
+}
+
+impl Outcome {
+    /// The label value (`ok`, `not_found`, `forbidden`, `unauthorized`, `throttled`,
+    /// `transient`, `other`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::NotFound => "not_found",
+            Outcome::Forbidden => "forbidden",
+            Outcome::Unauthorized => "unauthorized",
+            Outcome::Throttled => "throttled",
+            Outcome::Transient => "transient",
+            Outcome::Other => "other",
+        }
+    }
+}
+
+impl EncodeLabelValue for Outcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+impl RefreshResult {
+    /// The label value (`changed`, `unchanged`, `failed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefreshResult::Changed => "changed",
+            RefreshResult::Unchanged => "unchanged",
+            RefreshResult::Failed => "failed",
+        }
+    }
+}
+
+impl EncodeLabelValue for RefreshResult {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -325,10 +364,10 @@ mod tests {
         for needle in [
             "keyvault_agent_keyvault_request_duration_seconds_bucket{",
             "object_type=\"secret\"",
-            "outcome=\"Ok\"",
+            "outcome=\"ok\"",
             "keyvault_agent_token_acquisitions_total{mode=\"workload_identity\"} 1",
             "keyvault_agent_token_failures_total{mode=\"workload_identity\"} 1",
-            "keyvault_agent_refreshes_total{result=\"Changed\"} 1",
+            "keyvault_agent_refreshes_total{result=\"changed\"} 1",
             "keyvault_agent_swaps_total 1",
             "keyvault_agent_errors_total{class=\"transient\"} 1",
             "keyvault_agent_last_successful_sync_timestamp_seconds 1800000000",

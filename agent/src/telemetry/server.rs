@@ -5,7 +5,7 @@
 //! - `/readyz`: the first sync is published (and, with `--max-staleness`, recent). Use it as
 //!   the native sidecar's startup probe so the app starts only once its files exist.
 //! - `/metrics`: Prometheus text format.
-//! - `/status`: the status manifest as JSON (ids, versions, hashes; never values).
+//! - `/status`: the status manifest as JSON (ids, versions, times; never values nor hashes).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -92,5 +92,9 @@ async fn metrics_text(State(s): State<AppState>) -> Response {
 }
 
 async fn status(State(s): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], s.state.json()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        s.state.public_json(),
+    )
+        .into_response()
 }

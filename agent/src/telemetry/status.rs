@@ -1,6 +1,7 @@
 //! What the sidecar knows about itself, shared between the refresh loop (writer) and the
 //! health/status server (reader): liveness heartbeat, readiness, and the status manifest
-//! (object id, version, sha256, fetched-at, next refresh; never a value).
+//! (object id, version, sha256, fetched-at, next refresh; never a value). Over HTTP the
+//! hashes are left out (see [`SidecarState::public_json`]).
 //!
 //! Times used for decisions are `tokio::time::Instant`, so paused-clock tests drive them;
 //! wall-clock times appear only in the JSON for people and tools.
@@ -32,6 +33,33 @@ pub struct StatusDoc {
     pub consecutive_failures: u32,
     /// What is mounted, one entry per output file, in plan order.
     pub objects: Vec<ObjectStatus>,
+}
+
+impl StatusDoc {
+    /// The manifest for one successful cycle without a schedule (`--once`), so that both
+    /// modes leave the same `..status.json` shape behind.
+    pub fn for_report(vault: &str, report: &SyncReport) -> Self {
+        StatusDoc {
+            vault: vault.to_owned(),
+            ready: true,
+            data_dir: match &report.outcome {
+                crate::writer::WriteOutcome::Published { data_dir } => Some(data_dir.clone()),
+                crate::writer::WriteOutcome::Unchanged => None,
+            },
+            last_sync: Some(unix(report.finished_at)),
+            next_refresh: None,
+            last_error: None,
+            consecutive_failures: 0,
+            objects: report.objects.clone(),
+        }
+    }
+
+    /// Pretty JSON with a trailing newline.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
 }
 
 #[derive(Debug)]
@@ -128,9 +156,25 @@ impl SidecarState {
         self.lock().doc.clone()
     }
 
-    /// The manifest as pretty JSON.
+    /// The manifest as pretty JSON, as written to `..status.json` in the volume.
     pub fn json(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec_pretty(&self.doc()).unwrap_or_default();
+        self.doc().to_json()
+    }
+
+    /// The manifest for the network (`/status`): without content hashes. A hash of a
+    /// low-entropy secret (a short password) lets anyone who can reach the port test
+    /// guesses offline; the version already says when content changed, and readers of
+    /// the volume, who may see the values anyway, get the hashes from `..status.json`.
+    pub fn public_json(&self) -> Vec<u8> {
+        let mut doc = serde_json::to_value(self.doc()).unwrap_or_default();
+        if let Some(objects) = doc.get_mut("objects").and_then(|o| o.as_array_mut()) {
+            for o in objects {
+                if let Some(o) = o.as_object_mut() {
+                    o.remove("sha256");
+                }
+            }
+        }
+        let mut out = serde_json::to_vec_pretty(&doc).unwrap_or_default();
         out.push(b'\n');
         out
     }
@@ -257,5 +301,9 @@ mod tests {
         assert_eq!(v["objects"][0]["sha256"], "ab");
         assert_eq!(v["ready"], true);
         assert!(v["objects"][0].get("value").is_none());
+        let public: serde_json::Value = serde_json::from_slice(&s.public_json()).unwrap();
+        assert_eq!(public["objects"][0]["id"], "secret/a");
+        assert_eq!(public["objects"][0]["version"], "v1");
+        assert!(public["objects"][0].get("sha256").is_none());
     }
 }
