@@ -85,11 +85,20 @@ class KubePlay:
         self.path.write_text(yaml.safe_dump_all(self.docs, sort_keys=False))
         # A pod left by an interrupted run would hold the name.
         podman("pod", "rm", "-f", self.pod_name(), check=False)
+        self._remove_config_map_volumes()
         self.result = podman("kube", "play", "--network", "host", str(self.path), check=False, timeout=300)
         return self
 
     def __exit__(self, *exc) -> None:
         podman("kube", "down", str(self.path), check=False)
+        self._remove_config_map_volumes()
+
+    def _remove_config_map_volumes(self) -> None:
+        # podman keeps a ConfigMap as a named volume after `kube down`; a stale one must not
+        # leak into the next pod that uses the same name.
+        for d in self.docs:
+            if d["kind"] == "ConfigMap":
+                podman("volume", "rm", "-f", d["metadata"]["name"], check=False)
 
     @property
     def ok(self) -> bool:
