@@ -76,3 +76,23 @@ def test_compose_delivers_and_rotates(stack):
     info = json.loads(podman("inspect", f"{PROJECT}_agent_1").stdout)[0]
     assert info["HostConfig"]["ReadonlyRootfs"] is True
     assert info["Config"]["User"] == "65532:65532"
+
+
+def test_compose_file_stays_on_loopback():
+    """Every service shares the host network and talks to loopback only: the emulator binds
+    127.0.0.1, the agents' Entra endpoint and vault are the emulator's (a missing
+    AZURE_AUTHORITY_HOST would send them to login.microsoftonline.com)."""
+    doc = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = doc["services"]
+    assert set(services) == {"emulator", "agent-init", "agent", "app"}
+    for name, svc in services.items():
+        assert svc["network_mode"] == "host", name
+        assert svc["read_only"] is True and svc["user"] == "65532:65532", name
+        assert svc["cap_drop"] == ["ALL"], name
+    assert any(a.startswith("--addr=127.0.0.1:") for a in services["emulator"]["command"])
+    for name in ("agent-init", "agent"):
+        env = services[name]["environment"]
+        assert env["AZURE_AUTHORITY_HOST"].startswith("https://localhost:"), name
+        assert env["KEYVAULT_AGENT_LISTEN"].startswith("127.0.0.1:") if name == "agent" else True
+    spc = yaml.safe_load((ROOT / "examples/compose/secretproviderclass.yaml").read_text())
+    assert spc["spec"]["parameters"]["keyvaultURL"].startswith("https://demo.vault.localhost:")
