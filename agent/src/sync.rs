@@ -468,6 +468,11 @@ impl Syncer {
                     kind: FailureKind::KeyVault(e),
                 }]
             })?;
+        // At "latest" the spec does not say which version failed to convert; the bundle does.
+        let label = match (&spec.version, fetched.version()) {
+            (None, Some(v)) => version_label(spec, v),
+            _ => label,
+        };
         let item = Self::item(
             spec,
             &label,
@@ -510,11 +515,7 @@ impl Syncer {
         let mut out = Vec::new();
         let mut failures = Vec::new();
         for (i, (v, r)) in results.into_iter().enumerate() {
-            let vlabel = format!(
-                "{} \"{}\" (version {v})",
-                spec.object_type.as_str(),
-                spec.name
-            );
+            let vlabel = version_label(spec, &v);
             match r {
                 Ok((fetched, at)) => match Self::item(
                     spec,
@@ -540,6 +541,16 @@ impl Syncer {
             Err(failures)
         }
     }
+}
+
+/// `secret "db-password" (version 3f2a…)` for one version of `spec`'s object; the version is
+/// shown in full, as [`ObjectSpec::label`] shows a pinned one.
+fn version_label(spec: &ObjectSpec, version: &str) -> String {
+    format!(
+        "{} \"{}\" (version {version})",
+        spec.object_type.as_str(),
+        spec.name
+    )
 }
 
 /// Enabled versions with attributes, newest `created` first (missing = epoch), starting at

@@ -566,11 +566,12 @@ async fn an_empty_object_list_is_not_an_error() {
 }
 
 // reference: reference-provider.md §2.5 (standard alphabet, padding required; Go's hex with
-// `odd length`), [BUG] unwrapped errors: each failure names its object and Go's offset, and
-// never echoes the value
+// `odd length`), [BUG] unwrapped errors: each failure names its object, the version fetched at
+// "latest" and Go's offset, and never echoes the value
 #[tokio::test]
 async fn encoding_errors_over_the_wire_name_the_object() {
     let h = start().await;
+    let reader = Reader::new(&h).await;
     for (name, encoding, expect) in [
         ("b64-nopad", "base64", "input byte 24"),
         ("b64-urlsafe", "base64", "input byte 0"),
@@ -592,7 +593,17 @@ async fn encoding_errors_over_the_wire_name_the_object() {
         let e = h.run_once(&spc, &h.wi_env()).await.unwrap_err();
         let m = e.to_string();
         assert_eq!(e.exit_code(), EXIT_CONVERT, "{m}");
-        assert!(m.contains(&format!("secret \"{name}\"")), "{m}");
+        // The object was asked for at "latest": the message says which version failed.
+        let id = reader.get(&format!("secrets/{name}")).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let version = id.rsplit('/').next().unwrap();
+        assert_eq!(version.len(), 32, "{id}");
+        assert!(
+            m.contains(&format!("secret \"{name}\" (version {version}): ")),
+            "{m}"
+        );
         assert!(m.contains(expect), "{name}: {m}");
         assert!(!h.dir.join("..data").exists(), "nothing published: {m}");
     }

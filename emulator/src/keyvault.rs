@@ -17,7 +17,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Map, Value, json};
 
 use crate::auth::{self, AuthFailure, Principal};
-use crate::material::{self, CertMaterial, Curve};
+use crate::material::{self, CertMaterial, Curve, MaterialError};
 use crate::state::{Shared, lock};
 use crate::store::{self, Attributes, CertVersion, KeyVersion, NewCertificate, SecretVersion};
 use crate::util::now;
@@ -1301,16 +1301,21 @@ impl Ctx {
         apply_attrs(&mut attrs, &b)?;
         let tags = tags_from(&b)?.unwrap_or_default();
         let material = tokio::task::spawn_blocking(move || -> Result<CertMaterial, String> {
+            // A key belonging to no certificate is a content error, not a format error.
+            let mismatch = |e: &MaterialError| {
+                matches!(e, MaterialError::KeyMismatch(_))
+                    .then(|| format!("The specified X.509 certificate content is invalid: {e}."))
+            };
             if is_pem {
                 CertMaterial::from_pem(&value).map_err(|e| {
-                    format!("The specified PEM X.509 certificate content is in an unexpected format: {e}.")
+                    mismatch(&e).unwrap_or_else(|| format!("The specified PEM X.509 certificate content is in an unexpected format: {e}."))
                 })
             } else {
                 let der = STANDARD
                     .decode(value.trim())
                     .map_err(|_| "The specified PKCS#12 X.509 certificate content is not valid base64.".to_string())?;
                 CertMaterial::from_pfx(&der, &pwd).map_err(|e| {
-                    format!("The specified PKCS#12 X.509 certificate content can not be read. Please check if certificate is in valid PKCS#12 format: {e}.")
+                    mismatch(&e).unwrap_or_else(|| format!("The specified PKCS#12 X.509 certificate content can not be read. Please check if certificate is in valid PKCS#12 format: {e}."))
                 })
             }
         })

@@ -488,7 +488,8 @@ impl Emulator {
             .unwrap_or(false)
     }
 
-    /// Adds a certificate version from PEM (private key + chain, leaf first); its backing secret
+    /// Adds a certificate version from PEM (private key + chain; the certificate matching the
+    /// key is taken as the leaf, a key matching none is an error); its backing secret
     /// has `content_type` (`application/x-pkcs12` or `application/x-pem-file`). Returns the
     /// 32-hex version shared by the certificate, key and secret.
     pub fn add_certificate_pem(

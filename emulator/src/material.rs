@@ -28,6 +28,12 @@ pub enum MaterialError {
     /// A key could not be generated or decoded.
     #[error("key: {0}")]
     Key(String),
+    /// The private key belongs to none of the certificates it came with.
+    #[error(
+        "the private key does not match the public key of any certificate given with it ({0}); \
+         supply the leaf certificate's own private key"
+    )]
+    KeyMismatch(String),
 }
 
 type Result<T> = std::result::Result<T, MaterialError>;
@@ -210,6 +216,59 @@ pub fn to_pkcs8(key: &PrivateKeyDer<'_>) -> Result<Vec<u8>> {
     }
 }
 
+/// The public JWK of a PKCS#8 private key: RSA, or EC on P-256, P-384 or P-521.
+pub fn public_jwk_of_pkcs8(pkcs8: &[u8]) -> Result<Map<String, Value>> {
+    {
+        use rsa::pkcs8::DecodePrivateKey as _;
+        use rsa::traits::PublicKeyParts as _;
+        if let Ok(key) = rsa::RsaPrivateKey::from_pkcs8_der(pkcs8) {
+            return Ok(rsa_jwk(&key.n().to_bytes_be(), &key.e().to_bytes_be()));
+        }
+    }
+    macro_rules! try_curve {
+        ($krate:ident, $curve:expr) => {{
+            use $krate::elliptic_curve::sec1::ToEncodedPoint as _;
+            use $krate::pkcs8::DecodePrivateKey as _;
+            if let Ok(secret) = $krate::SecretKey::from_pkcs8_der(pkcs8) {
+                let point = secret.public_key().to_encoded_point(false);
+                return ec_jwk($curve, point.as_bytes());
+            }
+        }};
+    }
+    try_curve!(p256, Curve::P256);
+    try_curve!(p384, Curve::P384);
+    try_curve!(p521, Curve::P521);
+    Err(MaterialError::Key(
+        "the private key is neither RSA nor EC on P-256, P-384 or P-521".into(),
+    ))
+}
+
+/// Puts the certificate whose public key is `key_pkcs8`'s first and keeps the others in their
+/// order. Key Vault takes the leaf by key, not by position: PEM bundles often carry the root
+/// first, and a key belonging to none of the certificates is refused.
+fn leaf_first(key_pkcs8: &[u8], mut chain: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>> {
+    use x509_parser::prelude::*;
+    let key_jwk = public_jwk_of_pkcs8(key_pkcs8)?;
+    let mut subjects = Vec::with_capacity(chain.len());
+    for (i, der) in chain.iter().enumerate() {
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| {
+            MaterialError::Certificate(format!("parsing certificate {}: {e}", i + 1))
+        })?;
+        // Certificates with key types Key Vault cannot hold (ed25519 roots, ...) simply never
+        // match.
+        if spki_jwk(&cert).is_ok_and(|(jwk, _)| jwk == key_jwk) {
+            let leaf = chain.remove(i);
+            chain.insert(0, leaf);
+            return Ok(chain);
+        }
+        subjects.push(format!("{:?}", cert.subject().to_string()));
+    }
+    Err(MaterialError::KeyMismatch(format!(
+        "certificates: {}",
+        subjects.join(", ")
+    )))
+}
+
 /// A certificate chain (leaf first) with its private key.
 #[derive(Clone)]
 pub struct CertMaterial {
@@ -251,27 +310,41 @@ impl CertMaterial {
     /// Opens a PFX (base64 already decoded) with `password` (empty for none). Handles legacy
     /// (3DES/RC2) and PBES2/AES files.
     pub fn from_pfx(der: &[u8], password: &str) -> Result<CertMaterial> {
-        let store = p12_keystore::KeyStore::from_pkcs12(
-            der,
-            password,
-            p12_keystore::Pkcs12ImportPolicy::Relaxed,
-        )
-        .map_err(|e| MaterialError::Pfx(e.to_string()))?;
-        let (_, chain) = store
-            .private_key_chain()
-            .ok_or_else(|| MaterialError::Pfx("the file holds no private key".into()))?;
-        if chain.certs().is_empty() {
+        // The raw bags, not `KeyStore`: its import links the key to whichever certificate
+        // carries the key's localKeyId and drops the rest, so a file whose attributes point at
+        // the root loses its leaf. The leaf is found by public key instead, as Key Vault does.
+        let archive = p12_keystore::Pkcs12Archive::from_pkcs12(der, password)
+            .map_err(|e| MaterialError::Pfx(e.to_string()))?;
+        let key_pkcs8 = match archive.keys.as_slice() {
+            [] => return Err(MaterialError::Pfx("the file holds no private key".into())),
+            [key] => key.key.as_der().to_vec(),
+            keys => {
+                return Err(MaterialError::Pfx(format!(
+                    "the file holds {} private keys; a certificate import takes exactly one",
+                    keys.len()
+                )));
+            }
+        };
+        let mut certs: Vec<Vec<u8>> = Vec::with_capacity(archive.certs.len());
+        for bag in &archive.certs {
+            let der = bag.cert.as_der();
+            if !certs.iter().any(|c| c == der) {
+                certs.push(der.to_vec());
+            }
+        }
+        if certs.is_empty() {
             return Err(MaterialError::Pfx(
                 "the file holds no certificate for its private key".into(),
             ));
         }
         Ok(CertMaterial {
-            key_pkcs8: chain.key().as_der().to_vec(),
-            chain: chain.certs().iter().map(|c| c.as_der().to_vec()).collect(),
+            chain: leaf_first(&key_pkcs8, certs)?,
+            key_pkcs8,
         })
     }
 
-    /// Reads PEM text holding one private key and one or more certificates (leaf first).
+    /// Reads PEM text holding one private key and one or more certificates in any order; the
+    /// certificate matching the key becomes the leaf.
     pub fn from_pem(text: &str) -> Result<CertMaterial> {
         let chain: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(text.as_bytes())
             .collect::<std::result::Result<Vec<_>, _>>()
@@ -286,9 +359,10 @@ impl CertMaterial {
         }
         let key = PrivateKeyDer::from_pem_slice(text.as_bytes())
             .map_err(|e| MaterialError::Pem(format!("no usable private key block: {e}")))?;
+        let key_pkcs8 = to_pkcs8(&key)?;
         Ok(CertMaterial {
-            key_pkcs8: to_pkcs8(&key)?,
-            chain,
+            chain: leaf_first(&key_pkcs8, chain)?,
+            key_pkcs8,
         })
     }
 
@@ -360,41 +434,7 @@ pub fn cert_info(der: &[u8]) -> Result<CertInfo> {
     use x509_parser::prelude::*;
     let (_, cert) = X509Certificate::from_der(der)
         .map_err(|e| MaterialError::Certificate(format!("parsing: {e}")))?;
-    let spki = cert.public_key();
-    let (public_jwk, key_size) = match spki
-        .parsed()
-        .map_err(|e| MaterialError::Certificate(format!("public key: {e}")))?
-    {
-        x509_parser::public_key::PublicKey::RSA(rsa) => {
-            let n = strip_leading_zeros(rsa.modulus);
-            (rsa_jwk(n, rsa.exponent), Some(n.len() * 8))
-        }
-        x509_parser::public_key::PublicKey::EC(point) => {
-            let curve_oid = spki
-                .algorithm
-                .parameters
-                .as_ref()
-                .and_then(|p| p.as_oid().ok())
-                .map(|o| o.to_id_string())
-                .unwrap_or_default();
-            let curve = match curve_oid.as_str() {
-                "1.2.840.10045.3.1.7" => Curve::P256,
-                "1.3.132.0.34" => Curve::P384,
-                "1.3.132.0.35" => Curve::P521,
-                other => {
-                    return Err(MaterialError::Certificate(format!(
-                        "unsupported ec curve {other}"
-                    )));
-                }
-            };
-            (ec_jwk(curve, point.data())?, None)
-        }
-        _ => {
-            return Err(MaterialError::Certificate(
-                "only RSA and EC certificate keys are supported".into(),
-            ));
-        }
-    };
+    let (public_jwk, key_size) = spki_jwk(&cert)?;
     let mut dns_names = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {
@@ -412,6 +452,49 @@ pub fn cert_info(der: &[u8]) -> Result<CertInfo> {
         public_jwk,
         key_size,
     })
+}
+
+/// The public JWK of a certificate's SubjectPublicKeyInfo, and its RSA size in bits.
+fn spki_jwk(
+    cert: &x509_parser::certificate::X509Certificate<'_>,
+) -> Result<(Map<String, Value>, Option<usize>)> {
+    let spki = cert.public_key();
+    Ok(
+        match spki
+            .parsed()
+            .map_err(|e| MaterialError::Certificate(format!("public key: {e}")))?
+        {
+            x509_parser::public_key::PublicKey::RSA(rsa) => {
+                let n = strip_leading_zeros(rsa.modulus);
+                (rsa_jwk(n, rsa.exponent), Some(n.len() * 8))
+            }
+            x509_parser::public_key::PublicKey::EC(point) => {
+                let curve_oid = spki
+                    .algorithm
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| p.as_oid().ok())
+                    .map(|o| o.to_id_string())
+                    .unwrap_or_default();
+                let curve = match curve_oid.as_str() {
+                    "1.2.840.10045.3.1.7" => Curve::P256,
+                    "1.3.132.0.34" => Curve::P384,
+                    "1.3.132.0.35" => Curve::P521,
+                    other => {
+                        return Err(MaterialError::Certificate(format!(
+                            "unsupported ec curve {other}"
+                        )));
+                    }
+                };
+                (ec_jwk(curve, point.data())?, None)
+            }
+            _ => {
+                return Err(MaterialError::Certificate(
+                    "only RSA and EC certificate keys are supported".into(),
+                ));
+            }
+        },
+    )
 }
 
 /// How a seeded certificate is generated.

@@ -146,7 +146,8 @@ pub struct CertificateSeed {
     /// Generate a certificate.
     #[serde(default)]
     pub generate: Option<GenerateSeed>,
-    /// PEM text with the private key and the certificate chain (leaf first).
+    /// PEM text with the private key and the certificate chain, in any order: the certificate
+    /// matching the key is the leaf; a key matching none fails the seed.
     #[serde(default)]
     pub pem: Option<String>,
     /// Base64 of a PFX file.

@@ -1,6 +1,7 @@
 //! Integration tests for the emulator: every test starts a real emulator on port 0 and talks to
 //! it over TLS verified against the CA it generated.
 
+mod certpair;
 mod common;
 mod dataplane;
 mod entra;
