@@ -104,10 +104,14 @@ fn tenant_ok(s: &Shared, tenant: &str) -> bool {
 }
 
 fn tenant_not_found(s: &Shared, tenant: &str) -> Response {
+    tenant_error(s, tenant, "invalid_request")
+}
+
+fn tenant_error(s: &Shared, tenant: &str, err: &str) -> Response {
     error(
         s,
         StatusCode::BAD_REQUEST,
-        "invalid_request",
+        err,
         90002,
         &format!(
             "Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
@@ -373,7 +377,8 @@ async fn openid_configuration(
     Path(tenant): Path<String>,
 ) -> Response {
     if !tenant_ok(&s, &tenant) {
-        return tenant_not_found(&s, &tenant);
+        // The metadata endpoint says `invalid_tenant`; the token endpoint `invalid_request`.
+        return tenant_error(&s, &tenant, "invalid_tenant");
     }
     let a = s.authority_base();
     let t = &s.tenant_id;

@@ -64,6 +64,32 @@ impl SigningKey {
         Self::from_rsa(&key)
     }
 
+    /// Writes `path` from a process-wide key for `slot` (generated once per process) unless the
+    /// file exists. Emulators with throw-away state dirs use this to skip RSA generation.
+    pub(crate) fn seed_from_process_cache(path: &Path, slot: usize) -> Result<(), crate::Error> {
+        use rsa::pkcs8::EncodePrivateKey as _;
+        static CACHE: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        if path.exists() {
+            return Ok(());
+        }
+        let pems = CACHE.get_or_init(|| {
+            (0..2)
+                .filter_map(|_| {
+                    rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)
+                        .ok()?
+                        .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+                        .ok()
+                        .map(|p| p.to_string())
+                })
+                .collect()
+        });
+        match pems.get(slot) {
+            Some(pem) => crate::tls::write_private(path, pem.as_bytes()),
+            // Generation failed: load_or_create will try again and report the error.
+            None => Ok(()),
+        }
+    }
+
     fn from_rsa(key: &rsa::RsaPrivateKey) -> Result<SigningKey, crate::Error> {
         use rsa::pkcs1::EncodeRsaPrivateKey as _;
         use rsa::traits::PublicKeyParts as _;

@@ -297,6 +297,7 @@ async fn dispatch(s: Arc<Shared>, method: Method, uri: Uri, headers: HeaderMap, 
         }
         ["deletedkeys", n] if m == Method::GET => ctx.get_deleted("keys", n),
         ["deletedkeys", n] if m == Method::DELETE => ctx.purge("keys", n),
+        ["deletedkeys", n, "recover"] if m == Method::POST => ctx.recover("keys", n),
         ["certificates"] | ["certificates", ""] if m == Method::GET => ctx.list_certs(&path),
         ["certificates", n, "versions"] if m == Method::GET => ctx.list_cert_versions(n, &path),
         ["certificates", n, "policy"] if m == Method::GET => ctx.get_cert_policy(n),
@@ -313,6 +314,9 @@ async fn dispatch(s: Arc<Shared>, method: Method, uri: Uri, headers: HeaderMap, 
         }
         ["deletedcertificates", n] if m == Method::GET => ctx.get_deleted("certificates", n),
         ["deletedcertificates", n] if m == Method::DELETE => ctx.purge("certificates", n),
+        ["deletedcertificates", n, "recover"] if m == Method::POST => {
+            ctx.recover("certificates", n)
+        }
         ["certificates", n] | ["certificates", n, ""] if m == Method::GET => ctx.get_cert(n, None),
         ["certificates", n, v] if m == Method::GET => ctx.get_cert(n, Some(v)),
         _ => Err(error(
@@ -1126,11 +1130,28 @@ impl Ctx {
         self.page(path, items)
     }
 
+    fn recover(&self, kind: &str, name: &str) -> R {
+        self.require(kind, Some(name), "recover/action")?;
+        let body = match kind {
+            "keys" => self
+                .with_vault_mut(|v| v.recover_key(name))
+                .map(|k| self.key_bundle(name, &k)),
+            _ => self
+                .with_vault_mut(|v| v.recover_certificate(name))
+                .map(|c| self.cert_bundle(name, &c)),
+        }
+        .map_err(|_| Self::deleted_missing(kind, name))?;
+        Ok(json_response(StatusCode::OK, &body))
+    }
+
     fn purge(&self, kind: &str, name: &str) -> R {
         self.require(kind, Some(name), "purge/action")?;
         let removed = self.with_vault_mut(|v| match kind {
             "keys" => v.deleted_keys.remove(name).is_some(),
-            _ => v.deleted_certificates.remove(name).is_some(),
+            _ => {
+                v.deleted_certificate_backing.remove(name);
+                v.deleted_certificates.remove(name).is_some()
+            }
         });
         if !removed {
             return Err(Self::deleted_missing(kind, name));
@@ -1259,6 +1280,15 @@ impl Ctx {
             .pointer("/policy/secret_props/contentType")
             .and_then(Value::as_str)
             .map(str::to_string);
+        // The SDKs send base64 of whatever bytes they were given, PEM text included; the service
+        // accepts raw PEM and base64(PEM) alike.
+        let value = match STANDARD.decode(value.trim()) {
+            Ok(bytes) if bytes.trim_ascii_start().starts_with(b"-----BEGIN") => {
+                String::from_utf8(bytes)
+                    .map_err(|_| bad("The PEM certificate content is not UTF-8."))?
+            }
+            _ => value,
+        };
         let is_pem = value.trim_start().starts_with("-----BEGIN");
         let content_type = policy_ct
             .unwrap_or_else(|| if is_pem { store::PEM } else { store::PKCS12 }.to_string());

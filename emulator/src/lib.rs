@@ -203,6 +203,8 @@ impl EmulatorBuilder {
             }
         };
         std::fs::create_dir_all(&state_dir).map_err(|e| Error::io(&state_dir, e))?;
+        // Absolute, so the printed `ca_file` works from any working directory.
+        let state_dir = std::fs::canonicalize(&state_dir).map_err(|e| Error::io(&state_dir, e))?;
 
         let listener = TcpListener::bind(self.addr)
             .await
@@ -229,8 +231,16 @@ impl EmulatorBuilder {
         // Key generation and PBKDF are CPU-bound: run them on blocking threads, in parallel.
         let dir = state_dir.clone();
         let hostnames = self.hostnames.clone();
+        let throwaway = temp.is_some();
         let material = tokio::task::spawn_blocking(move || {
             std::thread::scope(|sc| {
+                // Owned temp dirs share one pair of signing keys per process: RSA generation is
+                // the bulk of start-up time and tests start many emulators.
+                if throwaway {
+                    for (slot, f) in ["issuer-key.pem", "entra-key.pem"].iter().enumerate() {
+                        let _ = jwt::SigningKey::seed_from_process_cache(&dir.join(f), slot);
+                    }
+                }
                 let issuer =
                     sc.spawn(|| jwt::SigningKey::load_or_create(&dir.join("issuer-key.pem")));
                 let entra =
@@ -468,6 +478,85 @@ impl Emulator {
             .unwrap_or_else(|| panic!("set_secret_enabled: no secret {vault}/{name}/{version}"));
         sv.attrs.enabled = enabled;
         sv.attrs.updated = util::now();
+    }
+
+    /// Soft-deletes a secret (all versions); false if it did not exist.
+    pub fn delete_secret(&self, vault: &str, name: &str) -> bool {
+        let mut st = lock(&self.shared.store);
+        st.vault_mut(vault)
+            .map(|v| v.delete_secret(name).is_ok())
+            .unwrap_or(false)
+    }
+
+    /// Adds a certificate version from PEM (private key + chain, leaf first); its backing secret
+    /// has `content_type` (`application/x-pkcs12` or `application/x-pem-file`). Returns the
+    /// 32-hex version shared by the certificate, key and secret.
+    pub fn add_certificate_pem(
+        &self,
+        vault: &str,
+        name: &str,
+        pem: &str,
+        content_type: &str,
+    ) -> Result<String, Error> {
+        let material = material::CertMaterial::from_pem(pem)
+            .map_err(|e| Error::Config(format!("certificate {vault}/{name}: {e}")))?;
+        self.add_certificate(vault, name, material, content_type, "Unknown")
+    }
+
+    /// Generates a self-signed EC P-256 certificate for `subject` (e.g. `CN=web`) valid for
+    /// `validity_days` and adds it as a new version. Returns the version.
+    pub fn generate_certificate(
+        &self,
+        vault: &str,
+        name: &str,
+        subject: &str,
+        validity_days: u32,
+        content_type: &str,
+    ) -> Result<String, Error> {
+        let spec = material::GenerateSpec {
+            subject: subject.to_string(),
+            dns_names: Vec::new(),
+            validity_days,
+            rsa_bits: None,
+            curve: material::Curve::P256,
+        };
+        let material = material::generate_certificate(&spec, None)
+            .map_err(|e| Error::Config(format!("certificate {vault}/{name}: {e}")))?;
+        self.add_certificate(vault, name, material, content_type, "Self")
+    }
+
+    fn add_certificate(
+        &self,
+        vault: &str,
+        name: &str,
+        material: material::CertMaterial,
+        content_type: &str,
+        issuer_name: &str,
+    ) -> Result<String, Error> {
+        if content_type != store::PKCS12 && content_type != store::PEM {
+            return Err(Error::Config(format!(
+                "certificate {vault}/{name}: content type must be {} or {}",
+                store::PKCS12,
+                store::PEM
+            )));
+        }
+        let mut st = lock(&self.shared.store);
+        let v = st
+            .vault_mut(vault)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let c = v
+            .add_certificate(
+                name,
+                store::NewCertificate {
+                    material,
+                    content_type: content_type.to_string(),
+                    enabled: true,
+                    tags: Default::default(),
+                    issuer_name: issuer_name.to_string(),
+                },
+            )
+            .map_err(|e| Error::Config(format!("certificate {vault}/{name}: {e}")))?;
+        Ok(c.version)
     }
 
     /// Adds a fault rule.

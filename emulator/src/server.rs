@@ -77,7 +77,7 @@ async fn handle(
         Ok(r) => r,
         Err(e) => match e {},
     };
-    tracing::debug!(%method, %path, status = resp.status().as_u16(), %peer, "request");
+    tracing::info!(%method, %path, status = resp.status().as_u16(), %peer, "request");
     Ok(resp)
 }
 

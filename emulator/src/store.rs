@@ -156,6 +156,8 @@ pub struct Vault {
     pub deleted_keys: BTreeMap<String, DeletedKey>,
     /// Soft-deleted certificates by name (their key and secret are removed with them).
     pub deleted_certificates: BTreeMap<String, DeletedCertificate>,
+    /// The key and secret versions removed with a deleted certificate, restored on recovery.
+    pub deleted_certificate_backing: BTreeMap<String, (Vec<KeyVersion>, Vec<SecretVersion>)>,
 }
 
 /// Store-level failures, mapped to Key Vault errors by the routes.
@@ -310,11 +312,40 @@ impl Vault {
     /// Soft-deletes a certificate and removes its backing key and secret.
     pub fn delete_certificate(&mut self, name: &str) -> Result<&DeletedCertificate, StoreError> {
         let versions = self.certificates.remove(name).ok_or(StoreError::NotFound)?;
-        self.keys.remove(name);
-        self.secrets.remove(name);
+        let keys = self.keys.remove(name).unwrap_or_default();
+        let secrets = self.secrets.remove(name).unwrap_or_default();
+        self.deleted_certificate_backing
+            .insert(name.to_string(), (keys, secrets));
         self.deleted_certificates
             .insert(name.to_string(), Deleted::now(versions));
         Ok(&self.deleted_certificates[name])
+    }
+
+    /// Restores a soft-deleted key.
+    pub fn recover_key(&mut self, name: &str) -> Result<KeyVersion, StoreError> {
+        let d = self.deleted_keys.remove(name).ok_or(StoreError::NotFound)?;
+        let latest = d.versions.last().cloned().ok_or(StoreError::NotFound)?;
+        self.keys.insert(name.to_string(), d.versions);
+        Ok(latest)
+    }
+
+    /// Restores a soft-deleted certificate with its key and secret.
+    pub fn recover_certificate(&mut self, name: &str) -> Result<CertVersion, StoreError> {
+        let d = self
+            .deleted_certificates
+            .remove(name)
+            .ok_or(StoreError::NotFound)?;
+        let latest = d.versions.last().cloned().ok_or(StoreError::NotFound)?;
+        self.certificates.insert(name.to_string(), d.versions);
+        if let Some((keys, secrets)) = self.deleted_certificate_backing.remove(name) {
+            if !keys.is_empty() {
+                self.keys.insert(name.to_string(), keys);
+            }
+            if !secrets.is_empty() {
+                self.secrets.insert(name.to_string(), secrets);
+            }
+        }
+        Ok(latest)
     }
 
     /// Whether `name` is soft-deleted in any collection that blocks its reuse for `kind`.

@@ -119,10 +119,10 @@ async fn unknown_client_is_aadsts700016() {
 #[tokio::test]
 async fn forged_assertion_fails_signature_validation() {
     let emu = start().await;
-    let other = start_raw(keyvault_emulator::Emulator::builder()).await;
     let c = client(&emu);
-    // Same issuer URL claims are impossible to forge without the key: sign with another
-    // emulator's key but claim this emulator's issuer.
+    // Claims naming this emulator's issuer cannot be forged without its key: sign them with a
+    // fresh key.
+    let other = tempfile::tempdir().unwrap();
     let claims = keyvault_emulator::issuer::sa_claims(
         emu.issuer().as_str().trim_end_matches('/'),
         SA,
@@ -130,10 +130,8 @@ async fn forged_assertion_fails_signature_validation() {
         keyvault_emulator::util::now(),
         Duration::from_secs(600),
     );
-    let key = keyvault_emulator::jwt::SigningKey::load_or_create(
-        &other.state_dir().join("issuer-key.pem"),
-    )
-    .unwrap();
+    let key =
+        keyvault_emulator::jwt::SigningKey::load_or_create(&other.path().join("k.pem")).unwrap();
     let forged = key.sign(&claims);
     let (st, body) = token_request(&emu, &c, &wi_form(APP, &forged)).await;
     assert_aadsts(st, &body, 401, "invalid_client", 700027);
@@ -229,4 +227,15 @@ async fn msal_tenant_discovery_points_at_the_emulator() {
     .await;
     assert_eq!(st, 200);
     assert_eq!(doc["token_endpoint"], token_url(&emu));
+    let (st, _, err) = get_url(
+        &c,
+        None,
+        &format!(
+            "{}nope/v2.0/.well-known/openid-configuration",
+            emu.authority_host()
+        ),
+    )
+    .await;
+    assert_eq!((st, err["error"].as_str()), (400, Some("invalid_tenant")));
+    assert_eq!(err["error_codes"][0], 90002);
 }

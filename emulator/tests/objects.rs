@@ -266,6 +266,13 @@ async fn imported_pem_certificate_is_also_a_key_and_a_pem_secret() {
     let t = app_token(&emu, &c).await;
     let m = ec_cert();
     let pem = m.to_pem();
+    // The Python SDK sends base64 of the PEM text; that must import too.
+    let (st, b64) = send(&emu, &c, &t, reqwest::Method::POST, &format!("certificates/imp-b64pem/import?api-version={API}"), Some(json!({"value": STANDARD.encode(&pem), "policy": {"secret_props": {"contentType": "application/x-pem-file"}}}))).await;
+    assert_eq!(st, 200, "{b64}");
+    assert_eq!(
+        STANDARD.decode(b64["cer"].as_str().unwrap()).unwrap(),
+        m.chain[0]
+    );
     let (st, cert) = send(&emu, &c, &reqwest_token(&t), reqwest::Method::POST, &format!("certificates/imp-pem/import?api-version={API}"), Some(json!({"value": pem, "policy": {"secret_props": {"contentType": "application/x-pem-file"}}}))).await;
     assert_eq!(st, 200, "{cert}");
     let der = STANDARD.decode(cert["cer"].as_str().unwrap()).unwrap();
@@ -593,6 +600,37 @@ async fn create_certificate_completes_and_deleting_it_removes_key_and_secret() {
     )
     .await;
     assert_eq!(st, 200);
+    // Recovery brings back the certificate with its key and secret.
+    let (st, _) = send(
+        &emu,
+        &c,
+        &t,
+        Method::POST,
+        &format!("deletedcertificates/made/recover?api-version={API}"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    // Both come back disabled, as the certificate was.
+    let (st, _, body) = kv_get(&emu, &c, Some(&t), &format!("keys/made?api-version={API}")).await;
+    assert_eq!((st, error_code(&body).1), (403, Some("KeyDisabled")));
+    let (st, _, body) = kv_get(
+        &emu,
+        &c,
+        Some(&t),
+        &format!("secrets/made?api-version={API}"),
+    )
+    .await;
+    assert_eq!((st, error_code(&body).1), (403, Some("SecretDisabled")));
+    send(
+        &emu,
+        &c,
+        &t,
+        Method::DELETE,
+        &format!("certificates/made?api-version={API}"),
+        None,
+    )
+    .await;
     let (st, _) = send(
         &emu,
         &c,
@@ -603,6 +641,14 @@ async fn create_certificate_completes_and_deleting_it_removes_key_and_secret() {
     )
     .await;
     assert_eq!(st, 204);
+    let (st, _, _) = kv_get(
+        &emu,
+        &c,
+        Some(&t),
+        &format!("deletedcertificates/made?api-version={API}"),
+    )
+    .await;
+    assert_eq!(st, 404);
 }
 
 #[tokio::test]
@@ -668,4 +714,84 @@ async fn update_and_delete_a_key() {
     )
     .await;
     assert_eq!((st, error_code(&body).0), (409, "Conflict"));
+    let (st, _, list) = kv_get(
+        &emu,
+        &c,
+        Some(&t),
+        &format!("deletedkeys?api-version={API}"),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(
+        list["value"][0]["kid"]
+            .as_str()
+            .unwrap()
+            .ends_with("/keys/ec-key"),
+        "{list}"
+    );
+    let (st, rec) = send(
+        &emu,
+        &c,
+        &t,
+        Method::POST,
+        &format!("deletedkeys/ec-key/recover?api-version={API}"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(rec["key"]["crv"], "P-256");
+}
+
+#[tokio::test]
+async fn builder_helpers_rotate_certificates_and_delete_secrets() {
+    let emu = start().await;
+    let c = client(&emu);
+    let t = app_token(&emu, &c).await;
+    let v1 = emu
+        .generate_certificate("demo", "rotating", "CN=rot", 30, "application/x-pem-file")
+        .unwrap();
+    let pem = ec_cert().to_pem();
+    let v2 = emu
+        .add_certificate_pem("demo", "rotating", &pem, "application/x-pkcs12")
+        .unwrap();
+    assert_ne!(v1, v2);
+    let (_, _, latest) = kv_get(
+        &emu,
+        &c,
+        Some(&t),
+        &format!("secrets/rotating?api-version={API}"),
+    )
+    .await;
+    assert!(latest["id"].as_str().unwrap().ends_with(&v2));
+    assert_eq!(latest["contentType"], "application/x-pkcs12");
+    let (_, _, old) = kv_get(
+        &emu,
+        &c,
+        Some(&t),
+        &format!("secrets/rotating/{v1}?api-version={API}"),
+    )
+    .await;
+    assert_eq!(old["contentType"], "application/x-pem-file");
+    let (_, _, versions) = kv_get(
+        &emu,
+        &c,
+        Some(&t),
+        &format!("certificates/rotating/versions?api-version={API}"),
+    )
+    .await;
+    assert_eq!(versions["value"].as_array().unwrap().len(), 2);
+    assert!(
+        emu.add_certificate_pem("demo", "bad", "not pem", "application/x-pem-file")
+            .is_err()
+    );
+    assert!(emu.delete_secret("demo", "other"));
+    assert!(!emu.delete_secret("demo", "other"));
+    let (st, _, _) = kv_get(
+        &emu,
+        &c,
+        Some(&t),
+        &format!("secrets/other?api-version={API}"),
+    )
+    .await;
+    assert_eq!(st, 404);
 }

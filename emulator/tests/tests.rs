@@ -4,6 +4,7 @@
 mod common;
 mod dataplane;
 mod entra;
+mod example;
 mod faults;
 mod fixtures;
 mod imds;
