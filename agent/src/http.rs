@@ -9,7 +9,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -107,9 +106,8 @@ fn trust_roots(ca_files: &[PathBuf]) -> Result<Vec<reqwest::Certificate>, HttpEr
     for path in ca_files {
         roots.extend(read_ca_file(path)?);
     }
-    let system = rustls_native_certs::load_native_certs();
     let mut added = 0usize;
-    for der in system.certs {
+    for der in system_roots() {
         if let Ok(c) = reqwest::Certificate::from_der(der.as_ref()) {
             roots.push(c);
             added += 1;
@@ -124,6 +122,31 @@ fn trust_roots(ca_files: &[PathBuf]) -> Result<Vec<reqwest::Certificate>, HttpEr
         }
     }
     Ok(roots)
+}
+
+/// Well-known system CA bundles (Debian/Ubuntu/Alpine, RHEL/Fedora, SUSE, others).
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// The system's roots, read from the first bundle found. Deliberately not
+/// `rustls_native_certs::load_native_certs()`: it replaces the system roots with
+/// `SSL_CERT_FILE` when that is set, while for us `SSL_CERT_FILE` adds to them.
+fn system_roots() -> Vec<rustls_pki_types::CertificateDer<'static>> {
+    for p in SYSTEM_BUNDLES {
+        let path = Path::new(p);
+        if path.is_file() {
+            let r = rustls_native_certs::load_certs_from_paths(Some(path), None);
+            if !r.certs.is_empty() {
+                return r.certs;
+            }
+        }
+    }
+    Vec::new()
 }
 
 fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, HttpError> {
@@ -200,8 +223,76 @@ impl Resolve for LoopbackResolver {
     }
 }
 
-/// Shared handle type, for modules that keep the clients.
-pub type SharedClients = Arc<HttpClients>;
+/// A transport failure, described for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportFailure {
+    /// One line: what happened, the cause chain, and for TLS trust failures what to fix.
+    pub message: String,
+    /// The server's certificate was rejected: retrying cannot help.
+    pub untrusted: bool,
+}
+
+/// Describes a `reqwest` error; TLS certificate rejections are told apart because they are
+/// configuration problems (a missing `--ca-file`), not outages.
+pub fn describe(e: &reqwest::Error) -> TransportFailure {
+    let untrusted = is_certificate_error(e);
+    let kind = if untrusted {
+        "tls certificate rejected"
+    } else if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    let mut message = format!("{kind}: {}", error_chain(e));
+    if untrusted {
+        message
+            .push_str(" (trust the server's ca with --ca-file or SSL_CERT_FILE, or check the url)");
+    }
+    TransportFailure { message, untrusted }
+}
+
+fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        // io::Error hides its payload from `source()`, and rustls' error arrives wrapped in
+        // io::Errors (twice, through hyper-rustls), so unwrap those by hand.
+        let mut inner: &(dyn std::error::Error + 'static) = err;
+        loop {
+            if let Some(
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented,
+            ) = inner.downcast_ref::<rustls::Error>()
+            {
+                return true;
+            }
+            match inner
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+            {
+                Some(next) => inner = next,
+                None => break,
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// `e` and its sources on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s.replace(['\r', '\n'], " ")
+}
 
 #[cfg(test)]
 mod tests {
@@ -259,6 +350,17 @@ mod tests {
             e.contains("junk-ca.pem") && e.contains("BEGIN CERTIFICATE"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn extra_cas_add_to_the_public_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, ca.cert.pem()).unwrap();
+        let roots = trust_roots(std::slice::from_ref(&path)).unwrap();
+        // The extra CA plus the system's (or the bundled Mozilla) roots, never just the extra.
+        assert!(roots.len() > 50, "{}", roots.len());
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //!
 //! All or nothing: if any object fails, every failure is reported (one line each, naming the
 //! object) and nothing is written. Pinned versions are immutable, so each is fetched once per
-//! process and served from memory afterwards.
+//! process and served from memory afterwards; within a cycle, objects naming the same version
+//! share one GET. Concurrency is bounded by the Key Vault client's request semaphore
+//! (`--concurrency`), so history mode's per-version GETs count against the same budget.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -156,12 +158,13 @@ impl SyncError {
                 .iter()
                 .map(|f| match &f.kind {
                     FailureKind::KeyVault(KeyVaultError::Auth(a)) if !a.is_transient() => {
-                        if matches!(a, AuthError::Config { .. }) {
+                        if matches!(a, AuthError::Config { .. } | AuthError::TokenFile { .. }) {
                             EXIT_CONFIG
                         } else {
                             EXIT_AUTH
                         }
                     }
+                    FailureKind::KeyVault(KeyVaultError::Tls { .. }) => EXIT_CONFIG,
                     FailureKind::KeyVault(e) if e.is_transient() => EXIT_UNAVAILABLE,
                     FailureKind::KeyVault(_) | FailureKind::StartVersion(_) => EXIT_OBJECT,
                     FailureKind::Convert(_) => EXIT_CONVERT,
@@ -179,6 +182,34 @@ impl SyncError {
 }
 
 type PinKey = (ObjectType, String, String);
+
+type FetchKey = (ObjectType, String, Option<String>);
+type FetchResult = Result<(Fetched, u64), KeyVaultError>;
+
+/// Per-cycle state: the deadline, and one shared GET per distinct (type, name, version), so
+/// an object mounted twice (e.g. as PEM and as PFX) is fetched once.
+struct Cycle {
+    deadline: Instant,
+    gets: Mutex<HashMap<FetchKey, Arc<tokio::sync::OnceCell<FetchResult>>>>,
+}
+
+impl Cycle {
+    fn new(deadline: Instant) -> Self {
+        Self {
+            deadline,
+            gets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cell(&self, key: FetchKey) -> Arc<tokio::sync::OnceCell<FetchResult>> {
+        self.gets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_default()
+            .clone()
+    }
+}
 
 /// One output file ready to publish.
 struct Item {
@@ -280,13 +311,14 @@ impl Syncer {
         let started = Instant::now();
         let deadline = started + self.timeout;
         let before = self.client.requests();
+        let cycle = Cycle::new(deadline);
         // Every request already stops at the deadline; this is the backstop.
         let fetched = tokio::time::timeout_at(deadline + Duration::from_secs(1), async {
             join_all(
                 self.plan
                     .objects
                     .iter()
-                    .map(|s| self.fetch_object(s, deadline)),
+                    .map(|s| self.fetch_object(s, &cycle)),
             )
             .await
         })
@@ -345,31 +377,41 @@ impl Syncer {
             })
     }
 
-    /// GET one version, from memory when it is pinned and was fetched before.
+    /// GET one version: from memory when it is pinned and was fetched before, else one GET
+    /// shared by every object of this cycle that names the same version.
     async fn fetch_version(
         &self,
         spec: &ObjectSpec,
         version: Option<&str>,
-        deadline: Instant,
-    ) -> Result<(Fetched, u64), KeyVaultError> {
-        let key = version.map(|v| (spec.object_type, spec.name.clone(), v.to_owned()));
-        if let Some(k) = &key
+        cycle: &Cycle,
+    ) -> FetchResult {
+        let pin = version.map(|v| (spec.object_type, spec.name.clone(), v.to_owned()));
+        if let Some(k) = &pin
             && let Some(hit) = self.pinned.lock().unwrap_or_else(|p| p.into_inner()).get(k)
         {
             return Ok(hit.clone());
         }
-        let fetched = self
-            .client
-            .get(spec.object_type, &spec.name, version, deadline)
-            .await?;
-        let at = unix_now();
-        if let Some(k) = key {
-            self.pinned
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(k, (fetched.clone(), at));
-        }
-        Ok((fetched, at))
+        let cell = cycle.cell((
+            spec.object_type,
+            spec.name.clone(),
+            version.map(str::to_owned),
+        ));
+        cell.get_or_init(|| async {
+            let fetched = self
+                .client
+                .get(spec.object_type, &spec.name, version, cycle.deadline)
+                .await?;
+            let at = unix_now();
+            if let Some(k) = pin {
+                self.pinned
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(k, (fetched.clone(), at));
+            }
+            Ok((fetched, at))
+        })
+        .await
+        .clone()
     }
 
     fn item(
@@ -411,14 +453,14 @@ impl Syncer {
     async fn fetch_object(
         &self,
         spec: &ObjectSpec,
-        deadline: Instant,
+        cycle: &Cycle,
     ) -> Result<Vec<Item>, Vec<ObjectFailure>> {
         if spec.is_history() {
-            return self.fetch_history(spec, deadline).await;
+            return self.fetch_history(spec, cycle).await;
         }
         let label = spec.label();
         let (fetched, at) = self
-            .fetch_version(spec, spec.version.as_deref(), deadline)
+            .fetch_version(spec, spec.version.as_deref(), cycle)
             .await
             .map_err(|e| {
                 vec![ObjectFailure {
@@ -444,7 +486,7 @@ impl Syncer {
     async fn fetch_history(
         &self,
         spec: &ObjectSpec,
-        deadline: Instant,
+        cycle: &Cycle,
     ) -> Result<Vec<Item>, Vec<ObjectFailure>> {
         let label = spec.label();
         let fail = |kind| {
@@ -455,13 +497,13 @@ impl Syncer {
         };
         let items = self
             .client
-            .list_versions(spec.object_type, &spec.name, deadline)
+            .list_versions(spec.object_type, &spec.name, cycle.deadline)
             .await
             .map_err(|e| fail(FailureKind::KeyVault(e)))?;
         let versions = select_history(items, spec.version.as_deref(), spec.history as usize)
             .map_err(|v| fail(FailureKind::StartVersion(v)))?;
         let results = join_all(versions.iter().map(|v| async move {
-            let r = self.fetch_version(spec, Some(v), deadline).await;
+            let r = self.fetch_version(spec, Some(v), cycle).await;
             (v.clone(), r)
         }))
         .await;
@@ -539,12 +581,13 @@ pub async fn run_once(
     env: crate::config::Env,
 ) -> Result<SyncReport, crate::error::Error> {
     let plan = crate::config::load(&settings, &env)?;
+    let by_type = counts(&plan);
     let metrics = Metrics::new();
     let syncer = Syncer::new(plan, &settings, metrics)?;
     let report = syncer.sync().await?;
     let changed = matches!(report.outcome, WriteOutcome::Published { .. });
     tracing::info!(
-        objects = report.objects.len(),
+        objects = ?by_type,
         files = report.objects.len(),
         requests = report.requests,
         duration_ms = report.duration.as_millis() as u64,

@@ -35,7 +35,7 @@ fn begin_blocks(pem: &str) -> Vec<&str> {
 #[tokio::test]
 async fn workload_identity_end_to_end_over_tls_with_every_conversion() {
     let logs = LogCapture::start();
-    let h = Harness::start().await;
+    let h = Harness::full().await;
     let spc = h.spc(&all_objects(), &[]);
     let report = h.run_once(&spc, &h.wi_env()).await.expect("sync succeeds");
 
@@ -102,6 +102,9 @@ async fn workload_identity_end_to_end_over_tls_with_every_conversion() {
             .contains("s3cr3t")
     );
 
+    // 8 distinct objects (web-tls as a secret is mounted twice but fetched once) + the
+    // challenge probe.
+    assert_eq!(report.requests, 9);
     // One token exchange for the whole parallel set.
     assert_eq!(h.emu.counts().tokens(WI_CLIENT_ID), 1);
     assert!(h.emu.counts().route(Route::Token) >= 1);
@@ -114,10 +117,8 @@ async fn workload_identity_end_to_end_over_tls_with_every_conversion() {
     needles.push("PRIVATE KEY");
     needles.push(h.file("web-tls.pfx").leak());
     logs.assert_absent(&needles);
-    assert!(
-        !logs.text().contains("Bearer ey"),
-        "no access token in logs"
-    );
+    // Any JWT (service-account or access token) starts with base64 of `{"`.
+    assert!(!logs.text().contains("eyJ"), "no jwt in logs");
     assert!(
         logs.text().contains("sync complete"),
         "the info line is logged"
@@ -129,7 +130,7 @@ async fn workload_identity_end_to_end_over_tls_with_every_conversion() {
 async fn a_vault_host_outside_the_challenge_resource_never_gets_a_token() {
     let h = Harness::with_builder(
         keyvault_emulator::Emulator::builder()
-            .seed_yaml(SEED)
+            .seed_yaml(SEED_LIGHT)
             .hostname("evil.localhost"),
     )
     .await;
@@ -381,7 +382,7 @@ async fn throttling_with_retry_after_is_waited_out() {
 async fn a_rotated_token_file_is_read_again() {
     let h = Harness::with_builder(
         keyvault_emulator::Emulator::builder()
-            .seed_yaml(SEED)
+            .seed_yaml(SEED_LIGHT)
             .token_ttl(Duration::from_secs(1)),
     )
     .await;
@@ -455,12 +456,31 @@ fn the_binary_runs_once_and_reports_failures_per_object() {
     let h = rt.block_on(Harness::start());
     let spc = h.spc(&["objectName: db-password\nobjectType: secret"], &[]);
     let dir = h.dir.display().to_string();
+    // Every crate at trace level: still no value, token or key on stderr.
+    let mut env = h.wi_env();
+    env.push(("KEYVAULT_AGENT_LOG".into(), "trace".into()));
     let out = h.run_binary(
         &["--config", spc.to_str().unwrap(), "--dir", &dir, "--once"],
-        &h.wi_env(),
+        &env,
     );
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("TRACE"), "trace logging was on");
+    let token = std::fs::read_to_string(&h.token_file).unwrap();
+    for needle in [
+        token.trim(),
+        token.split('.').nth(1).unwrap(),
+        // Any JWT (service-account or access token) starts with base64 of `{"`.
+        "eyJ",
+        "s3cr3t-db-password-value",
+    ] {
+        if let Some(line) = stderr.lines().find(|l| l.contains(needle)) {
+            panic!(
+                "secret material in a log line: {}",
+                line.replace(needle, "<SECRET>")
+            );
+        }
+    }
     assert_eq!(h.file("db-password"), "s3cr3t-db-password-value");
     let before = h.snapshot();
 
@@ -530,4 +550,127 @@ async fn dropped_connections_and_imds_updates_are_retried() {
     assert_eq!(h.file("db-password"), "s3cr3t-db-password-value");
     assert_eq!(h.emu.counts().route(Route::Imds), 2);
     assert!(h.emu.counts().route(Route::SecretGet) >= 4);
+}
+
+#[tokio::test]
+async fn an_untrusted_server_certificate_fails_fast_as_configuration() {
+    let h = Harness::start().await;
+    let spc = h.spc(&["objectName: db-password\nobjectType: secret"], &[]);
+    let mut s = h.settings(&spc);
+    s.ca_files.clear();
+    let t0 = Instant::now();
+    let e = keyvault_agent::run_once(s, Harness::env(&h.wi_env()))
+        .await
+        .unwrap_err();
+    let m = e.to_string();
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "not retried until the deadline: {m}"
+    );
+    assert!(m.contains("certificate") && m.contains("--ca-file"), "{m}");
+    assert_eq!(e.exit_code(), keyvault_agent::error::EXIT_CONFIG, "{m}");
+
+    // A CA file that does not exist is named.
+    let mut s = h.settings(&spc);
+    s.ca_files.push(h.tmp.path().join("no-such-ca.pem"));
+    let e = keyvault_agent::run_once(s, Harness::env(&h.wi_env()))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no-such-ca.pem"), "{e}");
+    assert_eq!(e.exit_code(), keyvault_agent::error::EXIT_CONFIG);
+}
+
+#[tokio::test]
+async fn a_missing_or_empty_token_file_is_named() {
+    let h = Harness::start().await;
+    let spc = h.spc(&["objectName: db-password\nobjectType: secret"], &[]);
+    std::fs::write(&h.token_file, "\n").unwrap();
+    let e = h.run_once(&spc, &h.wi_env()).await.unwrap_err();
+    let m = e.to_string();
+    assert!(
+        m.contains(&h.token_file.display().to_string()) && m.contains("is empty"),
+        "{m}"
+    );
+    assert_eq!(e.exit_code(), keyvault_agent::error::EXIT_CONFIG, "{m}");
+    std::fs::remove_file(&h.token_file).unwrap();
+    let e = h.run_once(&spc, &h.wi_env()).await.unwrap_err();
+    let m = e.to_string();
+    assert!(
+        m.contains("AZURE_FEDERATED_TOKEN_FILE") && m.contains("cannot read"),
+        "{m}"
+    );
+    assert_eq!(h.emu.counts().route(Route::Token), 0);
+}
+
+// reference: protocol.md §1.5 (nextLink with another api-version, replaced by ours)
+#[tokio::test]
+async fn history_follows_next_links_across_pages() {
+    let h = Harness::with_builder(
+        keyvault_emulator::Emulator::builder()
+            .seed_yaml(SEED_LIGHT)
+            .next_link_api_version("7.2"),
+    )
+    .await;
+    for i in 0..30 {
+        h.emu
+            .set_secret("demo", "paged", &format!("paged-{i}"), None);
+    }
+    let spc = h.spc(
+        &["objectName: paged\nobjectType: secret\nobjectVersionHistory: 28"],
+        &[],
+    );
+    h.run_once(&spc, &h.wi_env()).await.unwrap();
+    assert_eq!(h.files().len(), 28);
+    assert_eq!(
+        h.emu.counts().route(Route::SecretVersions),
+        2 + 1,
+        "challenge probe + 2 pages"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_service_account_token_says_the_file_is_stale() {
+    let h = Harness::start().await;
+    let t = h
+        .emu
+        .mint_expired_token(SA_SUBJECT, "api://AzureADTokenExchange");
+    std::fs::write(&h.token_file, &t).unwrap();
+    let spc = h.spc(&["objectName: db-password\nobjectType: secret"], &[]);
+    let e = h.run_once(&spc, &h.wi_env()).await.unwrap_err();
+    let m = e.to_string();
+    assert!(m.contains("AADSTS700024") && m.contains("stale"), "{m}");
+    assert!(m.contains(&h.token_file.display().to_string()), "{m}");
+    assert!(
+        !m.contains(&t) && !m.contains("eyJ"),
+        "the token is never printed"
+    );
+    assert_eq!(e.exit_code(), EXIT_AUTH);
+}
+
+// reference: protocol.md §3.5
+#[tokio::test]
+async fn entra_throttling_and_outages_are_retried() {
+    let h = Harness::start().await;
+    h.emu.add_fault(
+        Fault::new(
+            Route::Token,
+            FaultKind::Throttle {
+                retry_after: Some(1),
+            },
+        )
+        .times(1),
+    );
+    h.emu
+        .add_fault(Fault::new(Route::Token, FaultKind::Status(503)).times(1));
+    let spc = h.spc(&["objectName: db-password\nobjectType: secret"], &[]);
+    let t0 = Instant::now();
+    h.run_once(&spc, &h.sp_env(SP_CLIENT_ID, SP_SECRET))
+        .await
+        .expect("retried to success");
+    assert!(
+        t0.elapsed() >= Duration::from_secs(1),
+        "Retry-After honoured"
+    );
+    assert_eq!(h.emu.counts().route(Route::Token), 3);
+    assert_eq!(h.file("db-password"), "s3cr3t-db-password-value");
 }

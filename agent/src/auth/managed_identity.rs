@@ -86,18 +86,14 @@ impl ManagedIdentity {
             .send()
             .await
             .map_err(|e| {
-                let mut err = transport_error(
+                transport_error(
                     MODE,
                     &format!(
                         "imds at {} (is managed identity available on this node?)",
                         self.token_url.origin().ascii_serialization()
                     ),
                     &e,
-                );
-                if let AuthError::Unavailable { message, .. } = &mut err {
-                    *message = message.replace("request failed: ", "");
-                }
-                err
+                )
             })?;
         let status = resp.status();
         let retry_after = crate::backoff::retry_after(resp.headers(), SystemTime::now());

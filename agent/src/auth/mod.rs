@@ -274,35 +274,19 @@ fn request_timeout(
     Ok(left.min(http.request_timeout))
 }
 
-/// A transport failure as a one-line, transient error.
+/// A transport failure as a one-line error: transient, except a rejected certificate.
 pub(crate) fn transport_error(mode: &'static str, what: &str, e: &reqwest::Error) -> AuthError {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
+    let f = crate::http::describe(e);
+    let message = format!("{what}: {}", f.message);
+    if f.untrusted {
+        AuthError::Config { mode, message }
     } else {
-        "request failed"
-    };
-    AuthError::Unavailable {
-        mode,
-        message: format!("{what}: {kind}: {}", error_chain(e)),
-        retry_after: None,
-    }
-}
-
-/// `e` and its sources on one line.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
+        AuthError::Unavailable {
+            mode,
+            message,
+            retry_after: None,
         }
-        cur = c.source();
     }
-    s.replace(['\r', '\n'], " ")
 }
 
 /// `https://vault.azure.net/.default` → `https://vault.azure.net` (IMDS wants a resource).

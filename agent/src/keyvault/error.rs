@@ -63,6 +63,12 @@ pub enum KeyVaultError {
         /// The service's message (first line).
         message: String,
     },
+    /// The vault's TLS certificate is not trusted (configuration, not an outage).
+    #[error("cannot reach the vault: {message}")]
+    Tls {
+        /// What happened and what to fix.
+        message: String,
+    },
     /// A 2xx body that is not the documented JSON.
     #[error("unreadable answer from key vault: {message}")]
     Decode {

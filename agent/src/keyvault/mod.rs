@@ -7,6 +7,8 @@
 //! `WWW-Authenticate` names the resource, whose host must cover the vault host before any
 //! token is requested for it (the SDKs' `verify_challenge_resource`). The scope is then
 //! cached for the client's lifetime. A 401 to a token clears that token once and retries.
+//! The challenge's `authorization` (tenant) is ignored, as the Rust SDK does: tokens come
+//! from the configured authority and tenant only, never from a host the vault names.
 //! Every request holds a permit of one shared semaphore, which bounds concurrency.
 
 pub mod challenge;
@@ -15,7 +17,7 @@ pub mod model;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -366,20 +368,15 @@ impl KeyVaultClient {
                 Ok(a) => a,
                 Err(e) => {
                     self.record(t, Outcome::Transient, started);
-                    let kind = if e.is_timeout() {
-                        "request timed out"
-                    } else if e.is_connect() {
-                        "cannot connect"
-                    } else {
-                        "request failed"
-                    };
+                    let f = crate::http::describe(&e);
+                    if f.untrusted {
+                        return Err(KeyVaultError::Tls {
+                            message: format!("{}: {}", host_port(&url), f.message),
+                        });
+                    }
                     let err = KeyVaultError::Transient {
                         status: None,
-                        message: format!(
-                            "{} {kind}: {}",
-                            host_port(&url),
-                            crate::auth::error_chain(&e)
-                        ),
+                        message: format!("{}: {}", host_port(&url), f.message),
                     };
                     tracing::debug!(error = %err, "key vault request failed; retrying");
                     if retrier.wait(None).await.is_err() {
@@ -401,7 +398,10 @@ impl KeyVaultClient {
                 return Ok(body);
             }
             if code == 401 {
-                self.record(t, Outcome::Unauthorized, started);
+                // The unauthenticated probe's 401 is the protocol, not a failure.
+                if token.is_some() {
+                    self.record(t, Outcome::Unauthorized, started);
+                }
                 let header = headers
                     .get("www-authenticate")
                     .and_then(|v| v.to_str().ok())
@@ -483,11 +483,6 @@ impl KeyVaultClient {
             return Err(err);
         }
     }
-}
-
-/// Convenience for callers that want a `Duration` budget rather than an instant.
-pub fn deadline_in(d: Duration) -> Instant {
-    Instant::now() + d
 }
 
 #[cfg(test)]

@@ -488,3 +488,26 @@ async fn bounded_concurrency() {
     assert_eq!(srv.seen().len(), 3);
     assert_eq!(srv.token_requests(), 1);
 }
+
+#[tokio::test]
+async fn redirects_to_another_host_are_not_followed() {
+    let srv = Server::start("https://vault.localhost").await;
+    let kv = srv.client("demo.vault.localhost", fast());
+    let elsewhere = format!(
+        "https://other.vault.localhost:{}/secrets/db/",
+        srv.addr.port()
+    );
+    srv.push(302, vec![("location", elsewhere)], "");
+    let e = kv.get_secret("db", None, soon()).await.unwrap_err();
+    assert!(
+        matches!(e, KeyVaultError::BadRequest { status: 302, .. }),
+        "{e}"
+    );
+    assert!(
+        srv.seen()
+            .iter()
+            .all(|s| s.host.starts_with("demo.vault.localhost")),
+        "{:?}",
+        srv.seen()
+    );
+}

@@ -40,7 +40,7 @@ pub const DB_V2: &str = "0000000000000000000000000000000b";
 /// Latest version.
 pub const DB_V3: &str = "0000000000000000000000000000000c";
 
-/// The default seed: one vault with secrets, keys and certificates; one identity per mode.
+/// The full seed: [`SEED_LIGHT`] plus keys and certificates (key generation makes it slower).
 pub const SEED: &str = r#"
 vaults:
   - name: demo
@@ -91,6 +91,47 @@ identities:
     access: ["demo/secrets/db-password"]
 "#;
 
+/// The default seed: secrets only (fast to start), one identity per mode.
+pub const SEED_LIGHT: &str = r#"
+vaults:
+  - name: demo
+    secrets:
+      - name: db-password
+        versions:
+          - { value: "old-db-password-value", created: 1700000000, version: "0000000000000000000000000000000a" }
+          - { value: "disabled-db-password-value", created: 1700000100, enabled: false, version: "0000000000000000000000000000000b" }
+          - { value: "s3cr3t-db-password-value", content_type: text/plain, created: 1700000200, version: "0000000000000000000000000000000c" }
+      - name: api-key
+        value: "api-key-value-0xfeed"
+      - name: many
+        versions:
+          - { value: "many-0", created: 1700000000 }
+          - { value: "many-3", created: 1700000003 }
+          - { value: "many-1", created: 1700000001 }
+          - { value: "many-2", created: 1700000002 }
+      - name: off
+        versions:
+          - { value: "disabled-value", enabled: false }
+identities:
+  - name: app
+    client_id: 11111111-1111-1111-1111-111111111111
+    federated_credentials:
+      - { subject: "system:serviceaccount:default:app", audience: api://AzureADTokenExchange }
+    access: all
+  - name: sp
+    client_id: 22222222-2222-2222-2222-222222222222
+    client_secret: dev-client-secret-value-9f8e7d
+    access: all
+  - name: node
+    client_id: 33333333-3333-3333-3333-333333333333
+    managed_identity: user_assigned
+    access: all
+  - name: limited
+    client_id: 44444444-4444-4444-4444-444444444444
+    client_secret: limited-secret
+    access: ["demo/secrets/db-password"]
+"#;
+
 /// One test's world: emulator, temp dir, output dir, token file.
 pub struct Harness {
     /// The running emulator.
@@ -104,8 +145,13 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// Starts the emulator with [`SEED`].
+    /// Starts the emulator with [`SEED_LIGHT`].
     pub async fn start() -> Harness {
+        Self::with_seed(SEED_LIGHT).await
+    }
+
+    /// Starts the emulator with [`SEED`] (keys and certificates too).
+    pub async fn full() -> Harness {
         Self::with_seed(SEED).await
     }
 
@@ -116,8 +162,18 @@ impl Harness {
 
     /// Starts the emulator from a configured builder.
     pub async fn with_builder(b: keyvault_emulator::EmulatorBuilder) -> Harness {
-        let emu = b.start().await.expect("emulator starts");
         let tmp = tempfile::tempdir().unwrap();
+        // Reuse the CA, server and signing keys generated once per test process: RSA key
+        // generation dominates start-up otherwise.
+        let state = tmp.path().join("emulator-state");
+        std::fs::create_dir_all(&state).unwrap();
+        for e in std::fs::read_dir(material()).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                std::fs::copy(e.path(), state.join(e.file_name())).unwrap();
+            }
+        }
+        let emu = b.state_dir(&state).start().await.expect("emulator starts");
         let dir = tmp.path().join("out");
         let token_file = tmp.path().join("tokens").join("azure-identity-token");
         std::fs::create_dir_all(token_file.parent().unwrap()).unwrap();
@@ -287,6 +343,35 @@ impl Harness {
         snapshot(&self.dir, "", &mut out);
         out
     }
+}
+
+/// A state dir with the emulator's generated material, made once per test process.
+fn material() -> &'static Path {
+    static DIR: std::sync::OnceLock<TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        // Its own thread and runtime: this may be called from inside any test's runtime.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let emu = Emulator::builder()
+                    .seed_yaml("vaults: [{name: demo}]")
+                    .state_dir(&path)
+                    .start()
+                    .await
+                    .expect("emulator starts");
+                emu.shutdown().await;
+            });
+        })
+        .join()
+        .unwrap();
+        dir
+    })
+    .path()
 }
 
 fn collect(dir: &Path, prefix: &str, out: &mut BTreeMap<String, Vec<u8>>) {
