@@ -343,49 +343,10 @@ fn command_line(s: &str) -> Result<ExecCommand, String> {
     Ok(ExecCommand(words))
 }
 
-/// Signal names accepted by `--on-change-signal`, with or without `SIG`, any case.
-const SIGNALS: &[(&str, i32)] = {
-    use signal_hook::consts::signal::*;
-    &[
-        ("HUP", SIGHUP),
-        ("INT", SIGINT),
-        ("QUIT", SIGQUIT),
-        ("KILL", SIGKILL),
-        ("USR1", SIGUSR1),
-        ("USR2", SIGUSR2),
-        ("PIPE", SIGPIPE),
-        ("ALRM", SIGALRM),
-        ("TERM", SIGTERM),
-        ("CONT", SIGCONT),
-        ("STOP", SIGSTOP),
-        ("TSTP", SIGTSTP),
-        ("WINCH", SIGWINCH),
-    ]
-};
-
-/// Parses a signal name (`HUP`, `SIGHUP`, `sigusr1`) or number (1–64).
+/// Parses `--on-change-signal`: a name (`HUP`, `SIGHUP`, `sigusr1`) or a number. One parser
+/// for the flag and the notifier, so what the flag accepts is what can be sent.
 pub fn signal(s: &str) -> Result<i32, String> {
-    let s = s.trim();
-    if let Ok(n) = s.parse::<i32>() {
-        return if (1..=64).contains(&n) {
-            Ok(n)
-        } else {
-            Err("signal numbers are 1 to 64".into())
-        };
-    }
-    let upper = s.to_ascii_uppercase();
-    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-    SIGNALS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| *v)
-        .ok_or_else(|| {
-            let names: Vec<_> = SIGNALS.iter().map(|(n, _)| *n).collect();
-            format!(
-                "unknown signal; use a number or one of {}",
-                names.join(", ")
-            )
-        })
+    crate::notify::parse_signal(s)
 }
 
 #[cfg(test)]

@@ -88,10 +88,7 @@ pub fn parse_signal(text: &str) -> Result<i32, String> {
         _ => t.parse::<i32>().ok().and_then(S::from_named_raw),
     };
     sig.map(|s| s.as_raw()).ok_or_else(|| {
-        format!(
-            "--on-change-signal: unknown signal {t:?}; use a name such as HUP, USR1, USR2, TERM \
-             or a number"
-        )
+        format!("unknown signal {t:?}; use a name such as HUP, USR1, USR2, TERM or a signal number")
     })
 }
 

@@ -366,9 +366,10 @@ impl Syncer {
         })
     }
 
-    /// Writes `report`'s object list as the status file.
+    /// Writes the status manifest for `report` (the same shape the sidecar writes).
     pub fn write_status(&self, report: &SyncReport) -> Result<(), SyncError> {
-        let json = status_json(&report.objects);
+        let json = crate::telemetry::status::StatusDoc::for_report(&self.plan.vault_name, report)
+            .to_json();
         self.writer
             .write_status(&json)
             .map_err(|source| SyncError::Write {
@@ -608,11 +609,6 @@ pub async fn run_once(
     );
     syncer.write_status(&report)?;
     Ok(report)
-}
-
-/// The status file's content for `objects` (a JSON list).
-pub fn status_json(objects: &[ObjectStatus]) -> Vec<u8> {
-    serde_json::to_vec_pretty(objects).unwrap_or_else(|_| b"[]".to_vec())
 }
 
 /// Object counts by type, for logs.

@@ -96,7 +96,14 @@ async fn workload_identity_end_to_end_over_tls_with_every_conversion() {
     assert!(crt.not_after.is_some_and(|t| t > 1_700_000_000));
     let status: serde_json::Value =
         serde_json::from_slice(&std::fs::read(h.dir.join("..status.json")).unwrap()).unwrap();
-    assert_eq!(status.as_array().unwrap().len(), 9);
+    // Same manifest shape as the sidecar's: one entry per output file, no values.
+    assert_eq!(status["objects"].as_array().unwrap().len(), 9);
+    assert_eq!(status["ready"], true);
+    assert!(
+        status["objects"][0]["sha256"]
+            .as_str()
+            .is_some_and(|h| h.len() == 64)
+    );
     assert!(
         !String::from_utf8_lossy(&std::fs::read(h.dir.join("..status.json")).unwrap())
             .contains("s3cr3t")
