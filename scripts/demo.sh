@@ -116,9 +116,10 @@ say "what the agent wrote under $out"
     if [ -L "$p" ]; then printf '  %s -> %s\n' "$p" "$(readlink "$p")"; else printf '  %s\n' "$p"; fi
 done)
 
-say "modes (ls -lL: through the symlinks)"
-ls -lL "$out" | sed 's/^/  /'
-[ -d "$out/tls" ] && ls -lL "$out/tls" | tail -n +2 | sed 's/^/  tls\//'
+say "files and modes (through the visible symlinks, as the app sees them)"
+# Every published file with its mode, owner and size, read through the visible symlinks.
+(cd "$out" && find -L . -mindepth 1 -name '..*' -prune -o -type f -print | sed 's|^\./||' | sort |
+    while read -r f; do printf '  %s %s\n' "$(stat -L -c '%A %U:%G %6s' "$f")" "$f"; done)
 
 say "content, without secret values"
 data="$(readlink -f "$out/..data")"
