@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::entra::{self, Failure};
+use super::entra;
 use super::{AccessToken, AuthError};
 use crate::secret::SecretString;
 
@@ -65,14 +65,15 @@ impl ClientSecret {
             ("grant_type", "client_credentials"),
             ("scope", scope),
         ];
-        match entra::post(MODE, client, &self.token_url, &form, timeout).await {
-            Ok(t) => Ok(t),
-            Err(Failure::Other(e)) => Err(e),
-            Err(Failure::Refused { status, error }) => Err(AuthError::Rejected {
-                mode: MODE,
-                message: self.explain(status, &error),
-            }),
-        }
+        entra::post(
+            MODE,
+            client,
+            &self.token_url,
+            &form,
+            timeout,
+            |status, error| self.explain(status, error),
+        )
+        .await
     }
 
     fn explain(&self, status: u16, error: &entra::EntraError) -> String {

@@ -95,22 +95,17 @@ impl EntraError {
     }
 }
 
-/// The outcome of one POST that did not yield a token.
-pub(crate) enum Failure {
-    /// 4xx other than 429: the caller turns it into an actionable message.
-    Refused { status: u16, error: EntraError },
-    /// Already a final error (transient or decode).
-    Other(AuthError),
-}
-
-/// Posts `form` once and parses the answer.
+/// Posts `form` once and parses the answer. A 4xx other than 429 becomes
+/// [`AuthError::Rejected`] with the message from `explain`, which knows the flow's own
+/// AADSTS codes; everything else is already final (transient or decode).
 pub(crate) async fn post(
     mode: &'static str,
     client: &reqwest::Client,
     url: &Url,
     form: &[(&str, &str)],
     timeout: Duration,
-) -> Result<AccessToken, Failure> {
+    explain: impl FnOnce(u16, &EntraError) -> String,
+) -> Result<AccessToken, AuthError> {
     let resp = client
         .post(url.clone())
         .header("Accept", "application/json")
@@ -118,44 +113,32 @@ pub(crate) async fn post(
         .timeout(timeout)
         .send()
         .await
-        .map_err(|e| {
-            Failure::Other(transport_error(
-                mode,
-                &format!("token request to {}", host_of(url)),
-                &e,
-            ))
-        })?;
+        .map_err(|e| transport_error(mode, &format!("token request to {}", host_of(url)), &e))?;
     let status = resp.status();
     let retry_after = crate::backoff::retry_after(resp.headers(), SystemTime::now());
     let body = resp
         .bytes()
         .await
-        .map_err(|e| Failure::Other(transport_error(mode, "reading the token response", &e)))?;
+        .map_err(|e| transport_error(mode, "reading the token response", &e))?;
     if status.is_success() {
-        let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
-            Failure::Other(AuthError::Decode {
-                mode,
-                message: format!("entra returned an unreadable token response: {e}"),
-            })
+        let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| AuthError::Decode {
+            mode,
+            message: format!("entra returned an unreadable token response: {e}"),
         })?;
         let token = t
             .access_token
             .filter(|t| !t.expose().is_empty())
-            .ok_or_else(|| {
-                Failure::Other(AuthError::Decode {
-                    mode,
-                    message: "entra's token response has no access_token".into(),
-                })
+            .ok_or_else(|| AuthError::Decode {
+                mode,
+                message: "entra's token response has no access_token".into(),
             })?;
         let secs = t
             .expires_in
             .as_ref()
             .and_then(number_or_string)
-            .ok_or_else(|| {
-                Failure::Other(AuthError::Decode {
-                    mode,
-                    message: "entra's token response has no valid expires_in".into(),
-                })
+            .ok_or_else(|| AuthError::Decode {
+                mode,
+                message: "entra's token response has no valid expires_in".into(),
             })?;
         return Ok(AccessToken::new(token, Duration::from_secs(secs)));
     }
@@ -167,7 +150,7 @@ pub(crate) async fn post(
             format!("entra answered {status}")
         };
         let detail = error.summary();
-        return Err(Failure::Other(AuthError::Unavailable {
+        return Err(AuthError::Unavailable {
             mode,
             message: if detail.is_empty() {
                 what
@@ -175,11 +158,11 @@ pub(crate) async fn post(
                 format!("{what}: {detail}")
             },
             retry_after,
-        }));
+        });
     }
-    Err(Failure::Refused {
-        status: status.as_u16(),
-        error,
+    Err(AuthError::Rejected {
+        mode,
+        message: explain(status.as_u16(), &error),
     })
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine;
 use url::Url;
 
-use super::entra::{self, Failure};
+use super::entra;
 use super::{AccessToken, AuthError};
 use crate::secret::SecretString;
 
@@ -90,14 +90,15 @@ impl WorkloadIdentity {
             ("grant_type", "client_credentials"),
             ("scope", scope),
         ];
-        match entra::post(MODE, client, &self.token_url, &form, timeout).await {
-            Ok(t) => Ok(t),
-            Err(Failure::Other(e)) => Err(e),
-            Err(Failure::Refused { status, error }) => Err(AuthError::Rejected {
-                mode: MODE,
-                message: self.explain(status, &error, &assertion),
-            }),
-        }
+        entra::post(
+            MODE,
+            client,
+            &self.token_url,
+            &form,
+            timeout,
+            |status, error| self.explain(status, error, &assertion),
+        )
+        .await
     }
 
     fn explain(&self, status: u16, error: &entra::EntraError, assertion: &SecretString) -> String {
