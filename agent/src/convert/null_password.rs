@@ -16,20 +16,17 @@ use der::{Encode, asn1::ObjectIdentifier};
 use hmac::{KeyInit, Mac};
 use pkcs12::kdf::{Pkcs12KeyType, derive_key};
 
-use super::pkcs12::Contents;
+use super::pkcs12::{
+    Contents, OID_CERT_BAG, OID_DATA, OID_ENCRYPTED_DATA, OID_PBE_SHA1_3DES, OID_SHA1,
+    OID_SHROUDED_KEY_BAG, OID_X509_CERTIFICATE,
+};
 
 /// No password bytes at all.
 const NO_PASSWORD: &[u8] = &[];
 
-const OID_DATA: &str = "1.2.840.113549.1.7.1";
-const OID_ENCRYPTED_DATA: &str = "1.2.840.113549.1.7.6";
-const OID_PBE_SHA1_3DES: &str = "1.2.840.113549.1.12.1.3";
+// Only the reader needs these; the OIDs shared with the writer live in `pkcs12`.
 const OID_PBE_SHA1_RC2_40: &str = "1.2.840.113549.1.12.1.6";
 const OID_KEY_BAG: &str = "1.2.840.113549.1.12.10.1.1";
-const OID_SHROUDED_KEY_BAG: &str = "1.2.840.113549.1.12.10.1.2";
-const OID_CERT_BAG: &str = "1.2.840.113549.1.12.10.1.3";
-const OID_X509_CERTIFICATE: &str = "1.2.840.113549.1.9.22.1";
-const OID_SHA1: &str = "1.3.14.3.2.26";
 
 /// Refuse absurd iteration counts before running the KDF (as `p12-keystore` does).
 const MAX_ITERATIONS: u64 = 1_000_000;

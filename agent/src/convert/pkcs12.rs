@@ -63,14 +63,14 @@ pub fn decode(pfx: &[u8]) -> Result<Contents, ConvertError> {
     })
 }
 
-const OID_DATA: &str = "1.2.840.113549.1.7.1";
-const OID_ENCRYPTED_DATA: &str = "1.2.840.113549.1.7.6";
-const OID_PBE_SHA1_3DES: &str = "1.2.840.113549.1.12.1.3";
-const OID_SHROUDED_KEY_BAG: &str = "1.2.840.113549.1.12.10.1.2";
-const OID_CERT_BAG: &str = "1.2.840.113549.1.12.10.1.3";
-const OID_X509_CERTIFICATE: &str = "1.2.840.113549.1.9.22.1";
+pub(super) const OID_DATA: &str = "1.2.840.113549.1.7.1";
+pub(super) const OID_ENCRYPTED_DATA: &str = "1.2.840.113549.1.7.6";
+pub(super) const OID_PBE_SHA1_3DES: &str = "1.2.840.113549.1.12.1.3";
+pub(super) const OID_SHROUDED_KEY_BAG: &str = "1.2.840.113549.1.12.10.1.2";
+pub(super) const OID_CERT_BAG: &str = "1.2.840.113549.1.12.10.1.3";
+pub(super) const OID_X509_CERTIFICATE: &str = "1.2.840.113549.1.9.22.1";
 const OID_LOCAL_KEY_ID: &str = "1.2.840.113549.1.9.21";
-const OID_SHA1: &str = "1.3.14.3.2.26";
+pub(super) const OID_SHA1: &str = "1.3.14.3.2.26";
 
 /// Key Vault's PFX iteration count.
 const ITERATIONS: u32 = 2000;
