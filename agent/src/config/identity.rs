@@ -272,13 +272,6 @@ mod tests {
     use super::*;
     use crate::config::cloud::cloud_by_name;
 
-    fn env(pairs: &[(&str, &str)]) -> Env {
-        Env(pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect())
-    }
-
     /// Runs the selection like `load` does: modes, tenant, then select.
     fn pick(params: &[(&str, &str)], env: &Env) -> (Option<Identity>, Vec<String>) {
         let params = Parameters::from_pairs(params.iter().copied());
@@ -316,7 +309,10 @@ mod tests {
     #[test]
     fn vm_managed_identity_wins_and_needs_no_tenant() {
         // Even with a full workload-identity environment.
-        let (id, errs) = pick(&[("useVMManagedIdentity", "true")], &env(WI_ENV));
+        let (id, errs) = pick(
+            &[("useVMManagedIdentity", "true")],
+            &Env::from_pairs(WI_ENV),
+        );
         assert!(errs.is_empty(), "{errs:?}");
         let Some(Identity::ManagedIdentity {
             client_id,
@@ -362,7 +358,7 @@ mod tests {
 
     #[test]
     fn workload_identity_from_webhook_env() {
-        let (id, errs) = pick(&[], &env(WI_ENV));
+        let (id, errs) = pick(&[], &Env::from_pairs(WI_ENV));
         assert!(errs.is_empty(), "{errs:?}");
         let Some(Identity::WorkloadIdentity {
             client_id,
@@ -395,19 +391,19 @@ mod tests {
                 ("tenantID", " spc-tenant "),
                 ("tenantId", "old"),
             ],
-            &env(WI_ENV),
+            &Env::from_pairs(WI_ENV),
         );
         assert!(
             matches!(&id, Some(Identity::WorkloadIdentity { client_id, tenant_id, .. })
             if client_id == "spc-client" && tenant_id == "spc-tenant"),
             "{id:?}"
         );
-        let (id, _) = pick(&[("tenantId", "test")], &env(WI_ENV));
+        let (id, _) = pick(&[("tenantId", "test")], &Env::from_pairs(WI_ENV));
         assert!(
             matches!(&id, Some(Identity::WorkloadIdentity { tenant_id, .. }) if tenant_id == "test")
         );
         // Lower-case `tenantid` is not recognised (falls back to the env).
-        let (id, _) = pick(&[("tenantid", "nope")], &env(WI_ENV));
+        let (id, _) = pick(&[("tenantid", "nope")], &Env::from_pairs(WI_ENV));
         assert!(
             matches!(&id, Some(Identity::WorkloadIdentity { tenant_id, .. }) if tenant_id == "env-tenant")
         );
@@ -415,7 +411,7 @@ mod tests {
 
     #[test]
     fn authority_defaults_to_the_cloud_and_is_normalised() {
-        let mut e = env(WI_ENV);
+        let mut e = Env::from_pairs(WI_ENV);
         e.0.remove("AZURE_AUTHORITY_HOST");
         let (id, _) = pick(&[], &e);
         assert!(
@@ -445,7 +441,7 @@ mod tests {
 
     #[test]
     fn workload_identity_without_tenant_reports_the_reference_text() {
-        let mut e = env(WI_ENV);
+        let mut e = Env::from_pairs(WI_ENV);
         e.0.remove("AZURE_TENANT_ID");
         let (id, errs) = pick(&[], &e);
         assert!(id.is_none());
@@ -456,7 +452,7 @@ mod tests {
     fn client_secret_from_env_or_file() {
         let (id, errs) = pick(
             &[("clientID", "app"), ("tenantID", "t1")],
-            &env(&[("AZURE_CLIENT_SECRET", "s3cr3t-value")]),
+            &Env::from_pairs(&[("AZURE_CLIENT_SECRET", "s3cr3t-value")]),
         );
         assert!(errs.is_empty(), "{errs:?}");
         let Some(Identity::ClientSecret {
@@ -482,7 +478,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("clientsecret");
         std::fs::write(&f, "  from-file\n").unwrap();
-        let e = env(&[
+        let e = Env::from_pairs(&[
             ("AZURE_CLIENT_ID", "app"),
             ("AZURE_TENANT_ID", "t1"),
             ("AZURE_CLIENT_SECRET_FILE", f.to_str().unwrap()),
@@ -498,7 +494,7 @@ mod tests {
     fn client_secret_problems_are_all_reported() {
         let (id, errs) = pick(
             &[],
-            &env(&[
+            &Env::from_pairs(&[
                 ("AZURE_CLIENT_SECRET", "x"),
                 ("AZURE_CLIENT_SECRET_FILE", "/nope"),
             ]),
@@ -511,7 +507,7 @@ mod tests {
 
         let (_, errs) = pick(
             &[("clientID", "a"), ("tenantID", "t")],
-            &env(&[("AZURE_CLIENT_SECRET_FILE", "/definitely/missing")]),
+            &Env::from_pairs(&[("AZURE_CLIENT_SECRET_FILE", "/definitely/missing")]),
         );
         assert_eq!(errs.len(), 1);
         assert!(
@@ -522,7 +518,7 @@ mod tests {
 
     #[test]
     fn workload_identity_beats_client_secret() {
-        let mut e = env(WI_ENV);
+        let mut e = Env::from_pairs(WI_ENV);
         e.0.insert("AZURE_CLIENT_SECRET".into(), "x".into());
         assert!(matches!(
             pick(&[], &e).0,
@@ -571,7 +567,10 @@ mod tests {
                 "failed to parse useVMManagedIdentity flag, error: strconv.ParseBool: parsing \"tru\": invalid syntax",
             ),
         ] {
-            let (id, errs) = pick(&[(name, "tru"), ("tenantID", "t")], &env(WI_ENV));
+            let (id, errs) = pick(
+                &[(name, "tru"), ("tenantID", "t")],
+                &Env::from_pairs(WI_ENV),
+            );
             assert!(id.is_none());
             assert_eq!(errs, [msg]);
         }
@@ -586,7 +585,7 @@ mod tests {
         );
         assert!(errs[0].starts_with("only one identity mode"), "{errs:?}");
         for v in ["", "false", "False", " false "] {
-            let (id, _) = pick(&[("useVMManagedIdentity", v)], &env(WI_ENV));
+            let (id, _) = pick(&[("useVMManagedIdentity", v)], &Env::from_pairs(WI_ENV));
             assert!(
                 matches!(id, Some(Identity::WorkloadIdentity { .. })),
                 "{v:?}"
@@ -623,13 +622,13 @@ mod tests {
 
     #[test]
     fn tenant_must_be_url_safe() {
-        let (id, errs) = pick(&[("tenantID", "a/b")], &env(WI_ENV));
+        let (id, errs) = pick(&[("tenantID", "a/b")], &Env::from_pairs(WI_ENV));
         assert!(id.is_none());
         assert!(
             errs[0].starts_with("tenantId \"a/b\" is not valid"),
             "{errs:?}"
         );
-        let (id, _) = pick(&[("tenantID", "adfs")], &env(WI_ENV));
+        let (id, _) = pick(&[("tenantID", "adfs")], &Env::from_pairs(WI_ENV));
         assert!(id.is_some());
     }
 }

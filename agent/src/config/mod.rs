@@ -288,6 +288,14 @@ impl Env {
         Env(std::env::vars().collect())
     }
 
+    /// An environment made of exactly these variables.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        Env(pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect())
+    }
+
     /// A variable, `None` when unset or empty.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0

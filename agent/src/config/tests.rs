@@ -11,15 +11,8 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn env(pairs: &[(&str, &str)]) -> Env {
-    Env(pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect())
-}
-
 fn wi_env() -> Env {
-    env(&[
+    Env::from_pairs(&[
         ("AZURE_CLIENT_ID", "env-client"),
         ("AZURE_TENANT_ID", "env-tenant"),
         (
@@ -304,7 +297,7 @@ fn parameters_are_trimmed() {
         ]),
         Path::new("."),
         &settings,
-        &env(&[("AZURE_FEDERATED_TOKEN_FILE", "/t")]),
+        &Env::from_pairs(&[("AZURE_FEDERATED_TOKEN_FILE", "/t")]),
     )
     .unwrap();
     assert_eq!(plan.vault_url.as_str(), "https://kv1.vault.azure.cn/");
@@ -393,7 +386,7 @@ fn plan_debug_never_shows_a_client_secret() {
         ]),
         Path::new("."),
         &settings,
-        &env(&[("AZURE_CLIENT_SECRET", "very-secret-value")]),
+        &Env::from_pairs(&[("AZURE_CLIENT_SECRET", "very-secret-value")]),
     )
     .unwrap();
     assert!(matches!(plan.identity, Identity::ClientSecret { .. }));

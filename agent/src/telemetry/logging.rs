@@ -135,26 +135,25 @@ mod tests {
     use super::*;
     use crate::config::Env;
 
-    fn env(pairs: &[(&str, &str)]) -> Env {
-        Env(pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect())
-    }
-
     #[test]
     fn filter_prefers_agent_variable_then_rust_log_then_info() {
-        assert_eq!(filter_directives(&env(&[])), "info");
-        assert_eq!(filter_directives(&env(&[("RUST_LOG", "warn")])), "warn");
+        assert_eq!(filter_directives(&Env::from_pairs(&[])), "info");
         assert_eq!(
-            filter_directives(&env(&[
+            filter_directives(&Env::from_pairs(&[("RUST_LOG", "warn")])),
+            "warn"
+        );
+        assert_eq!(
+            filter_directives(&Env::from_pairs(&[
                 ("RUST_LOG", "warn"),
                 ("KEYVAULT_AGENT_LOG", "debug")
             ])),
             "debug"
         );
         assert_eq!(
-            filter_directives(&env(&[("KEYVAULT_AGENT_LOG", ""), ("RUST_LOG", "trace")])),
+            filter_directives(&Env::from_pairs(&[
+                ("KEYVAULT_AGENT_LOG", ""),
+                ("RUST_LOG", "trace")
+            ])),
             "trace"
         );
     }
