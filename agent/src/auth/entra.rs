@@ -2,12 +2,12 @@
 //! §3) shared by the workload identity and client secret flows, and the translation of its
 //! AADSTS errors into messages that say what to fix.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::Deserialize;
 use url::Url;
 
-use super::{AccessToken, AuthError, transport_error};
+use super::{AccessToken, AuthError, exchange};
 use crate::secret::SecretString;
 
 /// Builds the token URL, keeping any path of the authority host (the emulator serves at its
@@ -106,20 +106,18 @@ pub(crate) async fn post(
     timeout: Duration,
     explain: impl FnOnce(u16, &EntraError) -> String,
 ) -> Result<AccessToken, AuthError> {
-    let resp = client
+    let request = client
         .post(url.clone())
         .header("Accept", "application/json")
         .form(form)
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(|e| transport_error(mode, &format!("token request to {}", host_of(url)), &e))?;
-    let status = resp.status();
-    let retry_after = crate::backoff::retry_after(resp.headers(), SystemTime::now());
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| transport_error(mode, "reading the token response", &e))?;
+        .timeout(timeout);
+    let (status, retry_after, body) = exchange(
+        mode,
+        request,
+        &format!("token request to {}", host_of(url)),
+        "reading the token response",
+    )
+    .await?;
     if status.is_success() {
         let t: TokenResponse = serde_json::from_slice(&body).map_err(|e| AuthError::Decode {
             mode,

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::entra::number_or_string;
-use super::{AccessToken, AuthError, scope_to_resource, transport_error};
+use super::{AccessToken, AuthError, exchange, scope_to_resource};
 use crate::secret::SecretString;
 
 /// Metrics label.
@@ -79,28 +79,17 @@ impl ManagedIdentity {
                 q.append_pair("client_id", c);
             }
         }
-        let resp = client
-            .get(url)
-            .header("Metadata", "true")
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| {
-                transport_error(
-                    MODE,
-                    &format!(
-                        "imds at {} (is managed identity available on this node?)",
-                        self.token_url.origin().ascii_serialization()
-                    ),
-                    &e,
-                )
-            })?;
-        let status = resp.status();
-        let retry_after = crate::backoff::retry_after(resp.headers(), SystemTime::now());
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| transport_error(MODE, "reading the imds response", &e))?;
+        let request = client.get(url).header("Metadata", "true").timeout(timeout);
+        let (status, retry_after, body) = exchange(
+            MODE,
+            request,
+            &format!(
+                "imds at {} (is managed identity available on this node?)",
+                self.token_url.origin().ascii_serialization()
+            ),
+            "reading the imds response",
+        )
+        .await?;
         if status.is_success() {
             let t: ImdsToken = serde_json::from_slice(&body).map_err(|e| AuthError::Decode {
                 mode: MODE,

@@ -289,6 +289,27 @@ pub(crate) fn transport_error(mode: &'static str, what: &str, e: &reqwest::Error
     }
 }
 
+/// Sends one token request (Entra or IMDS) and reads its whole answer: status, the server's
+/// `Retry-After` and body. `sending` and `reading` name the step in a transport error.
+pub(crate) async fn exchange(
+    mode: &'static str,
+    request: reqwest::RequestBuilder,
+    sending: &str,
+    reading: &str,
+) -> Result<(reqwest::StatusCode, Option<Duration>, Vec<u8>), AuthError> {
+    let resp = request
+        .send()
+        .await
+        .map_err(|e| transport_error(mode, sending, &e))?;
+    let status = resp.status();
+    let retry_after = crate::backoff::retry_after(resp.headers(), std::time::SystemTime::now());
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| transport_error(mode, reading, &e))?;
+    Ok((status, retry_after, body.to_vec()))
+}
+
 /// `https://vault.azure.net/.default` → `https://vault.azure.net` (IMDS wants a resource).
 pub fn scope_to_resource(scope: &str) -> &str {
     scope.strip_suffix("/.default").unwrap_or(scope)
