@@ -158,45 +158,21 @@ mod tests {
             let n = calls.fetch_add(1, Ordering::SeqCst);
             Ok(token(&format!("t{n}"), Duration::from_secs(600)))
         };
-        assert_eq!(
-            cache
-                .get_or_refresh("s", fetch)
-                .await
-                .unwrap()
-                .token
-                .expose(),
-            "t0"
-        );
+        // The token the cache hands out for `scope` now, refreshing through `fetch` if due.
+        let current = |scope: &'static str| {
+            let cache = &cache;
+            async move {
+                let t = cache.get_or_refresh(scope, fetch).await.unwrap();
+                t.token.expose().to_owned()
+            }
+        };
+        assert_eq!(current("s").await, "t0");
         tokio::time::advance(Duration::from_secs(539)).await;
-        assert_eq!(
-            cache
-                .get_or_refresh("s", fetch)
-                .await
-                .unwrap()
-                .token
-                .expose(),
-            "t0"
-        );
+        assert_eq!(current("s").await, "t0");
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(
-            cache
-                .get_or_refresh("s", fetch)
-                .await
-                .unwrap()
-                .token
-                .expose(),
-            "t1"
-        );
+        assert_eq!(current("s").await, "t1");
         // Another scope has its own token.
-        assert_eq!(
-            cache
-                .get_or_refresh("other", fetch)
-                .await
-                .unwrap()
-                .token
-                .expose(),
-            "t2"
-        );
+        assert_eq!(current("other").await, "t2");
     }
 
     #[tokio::test(start_paused = true)]
