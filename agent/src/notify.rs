@@ -565,6 +565,16 @@ mod tests {
         );
     }
 
+    /// Waits (bounded) for `child` to exit and returns the signal that ended it, if any.
+    async fn signal_that_ended(child: &mut tokio::process::Child) -> Option<i32> {
+        use std::os::unix::process::ExitStatusExt;
+        tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .unwrap()
+            .unwrap()
+            .signal()
+    }
+
     fn event(n: usize) -> ChangeEvent {
         ChangeEvent {
             event: "published",
@@ -700,7 +710,6 @@ mod tests {
 
     #[tokio::test]
     async fn signal_reaches_the_process_in_the_pidfile() {
-        use std::os::unix::process::ExitStatusExt;
         let dir = tempfile::tempdir().unwrap();
         let mut child = tokio::process::Command::new("sleep")
             .arg("30")
@@ -719,12 +728,8 @@ mod tests {
             .unwrap()
             .notify(&event(1))
             .await;
-        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-            .await
-            .unwrap()
-            .unwrap();
         assert_eq!(
-            status.signal(),
+            signal_that_ended(&mut child).await,
             Some(rustix::process::Signal::USR1.as_raw())
         );
         assert!(metrics.encode().contains("class=\"signal_ok\"} 1"));
@@ -744,7 +749,6 @@ mod tests {
 
     #[tokio::test]
     async fn signal_reaches_a_process_found_by_name_in_proc() {
-        use std::os::unix::process::ExitStatusExt;
         // A uniquely named copy of `sleep`, so no other process on the machine matches.
         let dir = tempfile::tempdir().unwrap();
         let name = format!("kva{:08x}", rand::random::<u32>());
@@ -779,12 +783,8 @@ mod tests {
             .unwrap()
             .notify(&event(1))
             .await;
-        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-            .await
-            .unwrap()
-            .unwrap();
         assert_eq!(
-            status.signal(),
+            signal_that_ended(&mut child).await,
             Some(rustix::process::Signal::USR2.as_raw())
         );
     }
