@@ -18,7 +18,7 @@ use pkcs12::kdf::{Pkcs12KeyType, derive_key};
 
 use super::pkcs12::{
     Contents, OID_CERT_BAG, OID_DATA, OID_ENCRYPTED_DATA, OID_PBE_SHA1_3DES, OID_SHA1,
-    OID_SHROUDED_KEY_BAG, OID_X509_CERTIFICATE,
+    OID_SHROUDED_KEY_BAG, OID_X509_CERTIFICATE, tlv,
 };
 
 /// No password bytes at all.
@@ -238,26 +238,10 @@ fn read_bag(bag: Tlv<'_>, contents: &mut Contents, password: &[u8]) -> Result<()
             .push(pbe_decrypt(alg, &octets(data, 0x04)?, password)?);
     } else if is_oid(bag_id, OID_KEY_BAG) {
         // An unencrypted PKCS#8 key: the SEQUENCE as it was.
-        contents.keys.push(reencode(value));
+        contents.keys.push(tlv(value.tag, value.content));
     }
     // Other bags (CRLs, secrets) carry nothing we write.
     Ok(())
-}
-
-/// The full DER of an element read from its content (tag and definite length).
-fn reencode(t: Tlv<'_>) -> Vec<u8> {
-    let mut out = vec![t.tag];
-    let len = t.content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|&&b| b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-    out.extend_from_slice(t.content);
-    out
 }
 
 fn verify_mac(mac_data: Tlv<'_>, data: &[u8], password: &[u8]) -> Result<()> {

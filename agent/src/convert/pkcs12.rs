@@ -77,7 +77,8 @@ const ITERATIONS: u32 = 2000;
 /// The empty password as a NUL-terminated BMPString (what OpenSSL and Go derive from "").
 pub(super) const EMPTY_PASSWORD: &[u8] = &[0, 0];
 
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+/// One DER element: `tag`, definite length, `content`.
+pub(super) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
     let len = content.len();
     if len < 0x80 {
