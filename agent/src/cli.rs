@@ -166,6 +166,14 @@ pub struct RunArgs {
     /// IMDS base URL for managed identity (tests and proxies).
     #[arg(long, env = "KEYVAULT_AGENT_IMDS_ENDPOINT", default_value = DEFAULT_IMDS_ENDPOINT, value_parser = http_url, value_name = "URL")]
     pub imds_endpoint: Url,
+
+    /// Largest Key Vault response accepted (e.g. 4MiB, 512KiB); larger is an error.
+    #[arg(long, env = "KEYVAULT_AGENT_MAX_RESPONSE_SIZE", default_value = "4MiB", value_parser = crate::http::parse_size, value_name = "SIZE")]
+    pub max_response_size: u64,
+
+    /// Largest Entra or IMDS token response accepted; larger is an error.
+    #[arg(long, env = "KEYVAULT_AGENT_MAX_TOKEN_RESPONSE_SIZE", default_value = "1MiB", value_parser = crate::http::parse_size, value_name = "SIZE")]
+    pub max_token_response_size: u64,
 }
 
 /// `--listen`: an address, or `off`.
@@ -289,6 +297,8 @@ impl Cli {
             },
             imds_endpoint: r.imds_endpoint,
             shutdown_grace: r.shutdown_grace,
+            max_response_size: r.max_response_size,
+            max_token_response_size: r.max_token_response_size,
         };
         Ok(Invocation { mode, settings })
     }
@@ -385,6 +395,8 @@ mod tests {
         assert!(s.ca_files.is_empty());
         assert_eq!(s.imds_endpoint.as_str(), "http://169.254.169.254/");
         assert_eq!(s.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(s.max_response_size, 4 * 1024 * 1024);
+        assert_eq!(s.max_token_response_size, 1024 * 1024);
         assert!(s.notify.signal.is_none() && s.notify.exec.is_none() && s.notify.http.is_none());
         // The defaults agree with Settings::with_defaults.
         let d = Settings::with_defaults("spc.yaml", "/out");
@@ -435,6 +447,10 @@ mod tests {
             "3s",
             "--imds-endpoint",
             "http://127.0.0.1:5555",
+            "--max-response-size",
+            "8MiB",
+            "--max-token-response-size",
+            "64KiB",
         ])
         .unwrap()
         .into_invocation(&Env([("SSL_CERT_FILE".to_string(), ca.to_string())].into()))
@@ -462,6 +478,8 @@ mod tests {
         );
         assert_eq!(s.shutdown_grace, Duration::from_secs(3));
         assert_eq!(s.imds_endpoint.as_str(), "http://127.0.0.1:5555/");
+        assert_eq!(s.max_response_size, 8 * 1024 * 1024);
+        assert_eq!(s.max_token_response_size, 64 * 1024);
     }
 
     #[test]
@@ -493,6 +511,8 @@ mod tests {
             &["--on-change-signal", "BOGUS"],
             &["--on-change-exec", "echo 'unterminated"],
             &["--on-change-http", "ftp://x/"],
+            &["--max-response-size", "4TiB"],
+            &["--max-token-response-size", "12"],
             &["--no-such-flag"],
         ] {
             let e = parse(args).unwrap_err();

@@ -1,11 +1,20 @@
-//! The agent's HTTP clients: one shared, pooled, HTTP/2-capable `reqwest::Client` for
-//! Entra and Key Vault, and a proxy-less twin for IMDS (which must never go through a proxy).
+//! The agent's HTTP clients, built in one place for every outbound call: one shared, pooled,
+//! HTTP/2-capable `reqwest::Client` for Entra and Key Vault, a proxy-less twin for IMDS
+//! (which must never go through a proxy) and the `--on-change-http` hook, and the one
+//! bounded reader every response body goes through ([`read_body`]).
 //!
 //! TLS is rustls with the ring provider. Trust is the system roots (or Mozilla's bundle when
 //! the image has none, e.g. a scratch image) plus every extra CA file (`--ca-file`,
 //! `SSL_CERT_FILE`). Names under `localhost` resolve to loopback without a DNS query
-//! (RFC 6761 §6.3), which is how tests and `make demo` reach `<vault>.vault.localhost`.
+//! (RFC 6761 §6.3), which is how tests and `make demo` reach `<vault>.vault.localhost`;
+//! names under `invalid` never resolve (§6.4), and a name the resolver says does not exist
+//! is reported as [`ResolveError`] with `not_found`, so callers can treat it as permanent.
 //! Redirects are followed only to the same host, so a token can never follow one elsewhere.
+//!
+//! A hostile or broken server is bounded: response headers (HTTP/2 header list
+//! [`MAX_HEADER_LIST_BYTES`], HTTP/1 [`MAX_HEADERS`] lines in hyper's bounded buffer), each
+//! whole request including its body (the request timeout), each read (the read timeout), and
+//! each body ([`read_body`], which stops as soon as the limit is passed).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -39,15 +48,47 @@ pub enum HttpError {
     Build(String),
 }
 
-/// The two clients the agent uses. Cheap to clone (reference-counted pools).
+/// Default limit of one Key Vault response body (`--max-response-size`): a secret is at
+/// most 25 KiB, and a page of 25 versions a few KiB.
+pub const DEFAULT_MAX_RESPONSE_SIZE: u64 = 4 * 1024 * 1024;
+/// Default limit of one Entra or IMDS response body (`--max-token-response-size`).
+pub const DEFAULT_MAX_TOKEN_RESPONSE_SIZE: u64 = 1024 * 1024;
+/// Largest HTTP/2 response header list accepted (hyper's default is 16 KiB; Key Vault's
+/// headers are about 1 KiB).
+pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
+/// Most HTTP/1 response header lines accepted (hyper also bounds their bytes by its read
+/// buffer, about 400 KiB).
+pub const MAX_HEADERS: usize = 100;
+
+/// Body size limits, by what answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimits {
+    /// Key Vault responses.
+    pub key_vault: u64,
+    /// Entra and IMDS token responses.
+    pub token: u64,
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        Self {
+            key_vault: DEFAULT_MAX_RESPONSE_SIZE,
+            token: DEFAULT_MAX_TOKEN_RESPONSE_SIZE,
+        }
+    }
+}
+
+/// The clients the agent uses. Cheap to clone (reference-counted pools).
 #[derive(Debug, Clone)]
 pub struct HttpClients {
     /// Entra and Key Vault (honours `HTTPS_PROXY`/`NO_PROXY`).
     pub client: reqwest::Client,
-    /// IMDS: never proxied.
+    /// IMDS and the `--on-change-http` hook: never proxied.
     pub direct: reqwest::Client,
     /// Timeout of one request; callers shorten it to their deadline.
     pub request_timeout: Duration,
+    /// Body size limits.
+    pub limits: BodyLimits,
 }
 
 /// Options for [`build`].
@@ -55,16 +96,31 @@ pub struct HttpClients {
 pub struct HttpOptions {
     /// Extra CA certificate files (PEM, one or more certificates each).
     pub ca_files: Vec<PathBuf>,
-    /// Timeout of one request (connect + response).
+    /// Timeout of one request (connect + response + body).
     pub request_timeout: Duration,
+    /// Body size limits.
+    pub limits: BodyLimits,
 }
 
 impl HttpOptions {
+    /// Options with the default body limits.
+    pub fn new(ca_files: Vec<PathBuf>, request_timeout: Duration) -> Self {
+        Self {
+            ca_files,
+            request_timeout,
+            limits: BodyLimits::default(),
+        }
+    }
+
     /// Options from the runtime settings.
     pub fn from_settings(settings: &Settings) -> Self {
         Self {
             ca_files: settings.ca_files.clone(),
             request_timeout: settings.request_timeout,
+            limits: BodyLimits {
+                key_vault: settings.max_response_size,
+                token: settings.max_token_response_size,
+            },
         }
     }
 }
@@ -75,7 +131,7 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Builds both clients.
+/// Builds the clients: the one place any outbound client is configured.
 pub fn build(opts: &HttpOptions) -> Result<HttpClients, HttpError> {
     install_crypto_provider();
     let roots = trust_roots(&opts.ca_files)?;
@@ -84,9 +140,14 @@ pub fn build(opts: &HttpOptions) -> Result<HttpClients, HttpError> {
             .tls_certs_only(roots.clone())
             .dns_resolver(LoopbackResolver)
             .redirect(same_host_redirects())
+            // The whole request, body included: a slow-drip body cannot outlast it.
             .timeout(opts.request_timeout)
+            // And each read: a stalled connection fails before the whole timeout.
+            .read_timeout(opts.request_timeout.min(Duration::from_secs(30)))
             .connect_timeout(opts.request_timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(90))
+            .http1_max_headers(MAX_HEADERS)
+            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
             .user_agent(concat!("keyvault-agent/", env!("CARGO_PKG_VERSION")));
         if direct {
             b = b.no_proxy();
@@ -97,7 +158,81 @@ pub fn build(opts: &HttpOptions) -> Result<HttpClients, HttpError> {
         client: make(false)?,
         direct: make(true)?,
         request_timeout: opts.request_timeout,
+        limits: opts.limits,
     })
+}
+
+/// Why a response body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The body is (or declares itself) larger than the limit; reading stopped there.
+    #[error("the answer is larger than the {} limit", format_size(*.limit))]
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The connection failed or timed out while reading.
+    #[error("{}", describe(.0).message)]
+    Transport(reqwest::Error),
+}
+
+/// Reads a whole response body, chunk by chunk, and stops as soon as it passes `limit`
+/// bytes (at once when `Content-Length` already says so): memory stays within the limit
+/// plus one chunk whatever the server sends, an endless chunked body included.
+pub async fn read_body(mut resp: reqwest::Response, limit: u64) -> Result<Vec<u8>, BodyError> {
+    if resp.content_length().is_some_and(|n| n > limit) {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let hint = resp.content_length().unwrap_or(0).min(limit).min(64 * 1024);
+    let mut body = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
+        let total = u64::try_from(body.len())
+            .unwrap_or(u64::MAX)
+            .saturating_add(u64::try_from(chunk.len()).unwrap_or(u64::MAX));
+        if total > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// `4 MiB (4194304 bytes)`, `1000 bytes`.
+pub fn format_size(n: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    const KIB: u64 = 1024;
+    if n >= MIB && n % MIB == 0 {
+        format!("{} MiB ({n} bytes)", n / MIB)
+    } else if n >= KIB && n % KIB == 0 {
+        format!("{} KiB ({n} bytes)", n / KIB)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// Parses a size flag: bytes, or a number with `K`/`KiB`/`M`/`MiB`/`G`/`GiB` (powers of
+/// 1024). At least 1 KiB, at most 1 GiB.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| "expected a size such as 4MiB, 512KiB or 1048576".to_owned())?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "ki" | "kib" => 1024,
+        "m" | "mb" | "mi" | "mib" => 1024 * 1024,
+        "g" | "gb" | "gi" | "gib" => 1024 * 1024 * 1024,
+        other => return Err(format!("unknown size unit {other:?}: use KiB, MiB or GiB")),
+    };
+    let bytes = n
+        .checked_mul(factor)
+        .ok_or_else(|| "size is too large".to_owned())?;
+    if !(1024..=1024 * 1024 * 1024).contains(&bytes) {
+        return Err("must be between 1KiB and 1GiB".into());
+    }
+    Ok(bytes)
 }
 
 /// System roots (or the bundled Mozilla roots when there are none) plus the extra CA files.
@@ -190,10 +325,66 @@ fn same_host_redirects() -> reqwest::redirect::Policy {
     })
 }
 
-/// `localhost` and `*.localhost` resolve to loopback without asking DNS (RFC 6761 §6.3);
-/// every other name goes through the system resolver.
+/// `localhost` and `*.localhost` resolve to loopback without asking DNS (RFC 6761 §6.3),
+/// `invalid` and `*.invalid` never resolve (§6.4); every other name goes through the system
+/// resolver. Failures are [`ResolveError`]s.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LoopbackResolver;
+
+/// A host name that could not be resolved. `not_found` when the resolver answered that the
+/// name does not exist (NXDOMAIN, or no address): retrying cannot help, unlike a resolver
+/// that is unreachable or timed out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot resolve {host}: {reason}")]
+pub struct ResolveError {
+    /// The name.
+    pub host: String,
+    /// The name does not exist.
+    pub not_found: bool,
+    /// The resolver's words.
+    pub reason: String,
+}
+
+impl ResolveError {
+    /// Classifies a failed system lookup. The standard library reports `getaddrinfo`
+    /// failures only as text (`gai_strerror`), so the "no such name" answers of glibc and
+    /// musl are recognised by their wording; anything else stays transient.
+    pub fn from_lookup(host: &str, e: &std::io::Error) -> Self {
+        let text = e.to_string();
+        let lower = text.to_ascii_lowercase();
+        let not_found = [
+            "name or service not known",           // glibc EAI_NONAME (NXDOMAIN)
+            "no address associated with hostname", // glibc EAI_NODATA
+            "name does not resolve",               // musl EAI_NONAME
+            "nodename nor servname provided",      // BSD/macOS EAI_NONAME
+        ]
+        .iter()
+        .any(|m| lower.contains(m));
+        Self {
+            host: host.to_owned(),
+            not_found,
+            reason: text,
+        }
+    }
+}
+
+/// Whether `host` is `invalid` or a name under it (RFC 6761 §6.4).
+pub fn is_invalid_name(host: &str) -> bool {
+    let h = host.trim_end_matches('.').to_ascii_lowercase();
+    h == "invalid" || h.ends_with(".invalid")
+}
+
+/// The host of `e`'s failed lookup, when the resolver said the name does not exist.
+pub fn unresolvable_host(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<ResolveError>() {
+            return r.not_found.then(|| r.host.clone());
+        }
+        cur = err.source();
+    }
+    None
+}
 
 /// Whether `host` is `localhost` or a name under it.
 pub fn is_localhost_name(host: &str) -> bool {
@@ -212,12 +403,29 @@ impl Resolve for LoopbackResolver {
                 ];
                 return Ok(Box::new(addrs.into_iter()) as Addrs);
             }
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await
-                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> {
-                    format!("cannot resolve {host}: {e}").into()
-                })?
-                .collect();
+            if is_invalid_name(&host) {
+                return Err(Box::new(ResolveError {
+                    reason: "names under .invalid never resolve (rfc 6761)".into(),
+                    host,
+                    not_found: true,
+                })
+                    as Box<dyn std::error::Error + Send + Sync>);
+            }
+            let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), 0)).await {
+                Ok(a) => a.collect(),
+                Err(e) => {
+                    return Err(Box::new(ResolveError::from_lookup(&host, &e))
+                        as Box<dyn std::error::Error + Send + Sync>);
+                }
+            };
+            if addrs.is_empty() {
+                return Err(Box::new(ResolveError {
+                    host,
+                    not_found: true,
+                    reason: "no address".into(),
+                })
+                    as Box<dyn std::error::Error + Send + Sync>);
+            }
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })
     }
@@ -238,6 +446,8 @@ pub fn describe(e: &reqwest::Error) -> TransportFailure {
     let untrusted = is_certificate_error(e);
     let kind = if untrusted {
         "tls certificate rejected"
+    } else if unresolvable_host(e).is_some() {
+        "name does not resolve"
     } else if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -331,21 +541,15 @@ mod tests {
     fn ca_file_errors_name_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing-ca.pem");
-        let opts = HttpOptions {
-            ca_files: vec![missing.clone()],
-            request_timeout: Duration::from_secs(5),
-        };
+        let opts = HttpOptions::new(vec![missing.clone()], Duration::from_secs(5));
         let e = build(&opts).unwrap_err().to_string();
         assert!(e.contains("missing-ca.pem"), "{e}");
 
         let junk = dir.path().join("junk-ca.pem");
         std::fs::write(&junk, "hello").unwrap();
-        let e = build(&HttpOptions {
-            ca_files: vec![junk],
-            request_timeout: Duration::from_secs(5),
-        })
-        .unwrap_err()
-        .to_string();
+        let e = build(&HttpOptions::new(vec![junk], Duration::from_secs(5)))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("junk-ca.pem") && e.contains("BEGIN CERTIFICATE"),
             "{e}"
@@ -369,10 +573,197 @@ mod tests {
         let ca = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         let path = dir.path().join("ca.pem");
         std::fs::write(&path, ca.cert.pem()).unwrap();
-        build(&HttpOptions {
-            ca_files: vec![path],
-            request_timeout: Duration::from_secs(5),
-        })
-        .unwrap();
+        build(&HttpOptions::new(vec![path], Duration::from_secs(5))).unwrap();
+    }
+
+    // reference: issue 9 item 9 (rfc 6761 §6.4: `.invalid` never resolves)
+    #[tokio::test]
+    async fn invalid_names_fail_at_once_as_not_found() {
+        let e = LoopbackResolver
+            .resolve(Name::from_str("nosuch.vault.invalid").unwrap())
+            .await
+            .err()
+            .expect("must not resolve");
+        assert_eq!(
+            unresolvable_host(&*e).as_deref(),
+            Some("nosuch.vault.invalid")
+        );
+    }
+
+    #[test]
+    fn lookup_failures_are_classified_by_the_resolver_wording() {
+        let io =
+            |m: &str| std::io::Error::other(format!("failed to lookup address information: {m}"));
+        for nx in [
+            "Name or service not known",
+            "No address associated with hostname",
+            "Name does not resolve",
+        ] {
+            assert!(ResolveError::from_lookup("h", &io(nx)).not_found, "{nx}");
+        }
+        for transient in ["Temporary failure in name resolution", "Try again"] {
+            assert!(!ResolveError::from_lookup("h", &io(transient)).not_found);
+        }
+    }
+
+    #[test]
+    fn sizes_parse_and_print() {
+        assert_eq!(parse_size("4MiB"), Ok(4 * 1024 * 1024));
+        assert_eq!(parse_size("512k"), Ok(512 * 1024));
+        assert_eq!(parse_size("1048576"), Ok(1024 * 1024));
+        assert_eq!(parse_size(" 1 GiB "), Ok(1024 * 1024 * 1024));
+        for bad in [
+            "",
+            "MiB",
+            "4TiB",
+            "12",
+            "2GiB",
+            "99999999999999999999",
+            "-1",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        assert_eq!(format_size(4 * 1024 * 1024), "4 MiB (4194304 bytes)");
+        assert_eq!(format_size(1000), "1000 bytes");
+    }
+
+    /// A plain-HTTP server on loopback that answers one request with `head` and then body
+    /// chunks from a generator (endless when it never returns `None`), `pace` apart; returns
+    /// its address and the number of body bytes it managed to hand to the socket.
+    async fn body_server(
+        head: &'static str,
+        pace: Duration,
+        mut next: impl FnMut(usize) -> Option<Vec<u8>> + Send + 'static,
+    ) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let sent = std::sync::Arc::new(AtomicU64::new(0));
+        let counter = sent.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = tcp.read(&mut buf).await;
+            if tcp.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let mut i = 0;
+            while let Some(chunk) = next(i) {
+                i += 1;
+                if !pace.is_zero() {
+                    tokio::time::sleep(pace).await;
+                }
+                if tcp.write_all(&chunk).await.is_err() {
+                    return;
+                }
+                counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
+        });
+        (addr, sent)
+    }
+
+    // reference: issue 9 item 2 (never `resp.bytes()` then check)
+    #[tokio::test]
+    async fn an_endless_chunked_body_stops_at_the_limit() {
+        let (addr, sent) = body_server(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+            Duration::ZERO,
+            |_| {
+                let data = vec![b'a'; 16 * 1024];
+                let mut chunk = format!("{:x}\r\n", data.len()).into_bytes();
+                chunk.extend_from_slice(&data);
+                chunk.extend_from_slice(b"\r\n");
+                Some(chunk)
+            },
+        )
+        .await;
+        let http = build(&HttpOptions::new(vec![], Duration::from_secs(30))).unwrap();
+        let resp = http
+            .direct
+            .get(format!("http://{addr}/"))
+            .send()
+            .await
+            .unwrap();
+        let limit = 256 * 1024;
+        let e = read_body(resp, limit).await.unwrap_err();
+        assert!(
+            matches!(e, BodyError::TooLarge { limit: l } if l == limit),
+            "{e}"
+        );
+        assert!(e.to_string().contains("256 KiB"), "{e}");
+        // The server could push what the socket buffers hold past the limit, not more.
+        let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(sent < limit + 16 * 1024 * 1024, "{sent}");
+    }
+
+    #[tokio::test]
+    async fn a_declared_oversized_body_is_refused_before_reading() {
+        let (addr, sent) = body_server(
+            "HTTP/1.1 200 OK\r\ncontent-length: 104857600\r\n\r\n",
+            Duration::ZERO,
+            |i| (i < 6400).then(|| vec![b'x'; 16 * 1024]),
+        )
+        .await;
+        let http = build(&HttpOptions::new(vec![], Duration::from_secs(30))).unwrap();
+        let resp = http
+            .direct
+            .get(format!("http://{addr}/"))
+            .send()
+            .await
+            .unwrap();
+        let e = read_body(resp, DEFAULT_MAX_RESPONSE_SIZE)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, BodyError::TooLarge { .. }), "{e}");
+        assert!(sent.load(std::sync::atomic::Ordering::Relaxed) < 100 * 1024 * 1024);
+        // Within the limit: the whole body.
+        let (addr, _) = body_server(
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n",
+            Duration::ZERO,
+            |i| (i == 0).then(|| b"hello".to_vec()),
+        )
+        .await;
+        let resp = http
+            .direct
+            .get(format!("http://{addr}/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(read_body(resp, 5).await.unwrap(), b"hello");
+    }
+
+    // reference: issue 9 item 2 ("response time bounded")
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_drip_body_cannot_outlast_the_request_timeout() {
+        // One byte a second, forever (on the paused clock, so no real waiting).
+        let (addr, sent) = body_server(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+            Duration::from_secs(1),
+            |_| Some(b"1\r\nx\r\n".to_vec()),
+        )
+        .await;
+        let http = build(&HttpOptions::new(vec![], Duration::from_secs(20))).unwrap();
+        let started = tokio::time::Instant::now();
+        let resp = http
+            .direct
+            .get(format!("http://{addr}/"))
+            .send()
+            .await
+            .unwrap();
+        let e = read_body(resp, DEFAULT_MAX_RESPONSE_SIZE)
+            .await
+            .unwrap_err();
+        match &e {
+            BodyError::Transport(t) => assert!(t.is_timeout(), "{e}"),
+            other => panic!("{other}"),
+        }
+        assert!(
+            started.elapsed() <= Duration::from_secs(21),
+            "{:?}",
+            started.elapsed()
+        );
+        let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(sent <= 21 * 6, "{sent}");
     }
 }

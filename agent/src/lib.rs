@@ -17,6 +17,8 @@
 //! - [`auth`]: workload identity, managed identity (IMDS) and client-secret credentials with
 //!   a token cache; nothing else sees a token.
 //! - [`keyvault`]: the only module that speaks HTTP to the vault (challenge, paging, retries).
+//! - [`http`]: the one builder of outbound HTTP clients and the bounded body reader.
+//! - [`retry`]: backoff with full jitter, server-requested waits, deadlines (every caller).
 //! - [`convert`]: pure conversions from Key Vault bundles to file bytes.
 //! - [`writer`]: the Kubernetes AtomicWriter port; the only module that touches the output dir.
 //! - [`sync`]: one fetch → convert → write cycle over a whole plan.
@@ -27,7 +29,6 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
-pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod convert;
@@ -36,6 +37,7 @@ pub mod http;
 pub mod keyvault;
 pub mod notify;
 pub mod refresh;
+pub mod retry;
 pub mod secret;
 pub mod signal;
 pub mod sync;

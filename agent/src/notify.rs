@@ -37,6 +37,9 @@ pub const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
 pub const HTTP_ATTEMPTS: u32 = 5;
 /// Per-attempt timeout of `--on-change-http`.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed for all attempts of one `--on-change-http` notification, waits included: a
+/// hook's `Retry-After` is honoured within it, never beyond.
+pub const HTTP_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Notifier setup problems (reported at startup, like configuration errors).
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +141,15 @@ impl Notifier {
             )));
         }
         let http = match &settings.http {
-            Some(_) => Some(http_client(ca_files)?),
+            // The agent's one client builder (same trust store and limits), proxy-less.
+            Some(_) => Some(
+                crate::http::build(&crate::http::HttpOptions::new(
+                    ca_files.to_vec(),
+                    HTTP_TIMEOUT,
+                ))
+                .map_err(|e| NotifyError::Http(e.to_string()))?
+                .direct,
+            ),
             None => None,
         };
         Ok(Self {
@@ -298,32 +309,50 @@ impl Notifier {
     }
 
     async fn post(&self, client: &reqwest::Client, url: &url::Url, event: &ChangeEvent) -> bool {
-        let mut delay = self.http_backoff;
-        for attempt in 1..=HTTP_ATTEMPTS {
+        // The shared retry timing: full jitter doubling from `http_backoff`, and the hook's
+        // `Retry-After` honoured within the hook's own deadline.
+        let backoff = crate::retry::Backoff::new(
+            self.http_backoff.max(Duration::from_millis(1)),
+            self.http_backoff
+                .max(Duration::from_millis(1))
+                .saturating_mul(16),
+            HTTP_ATTEMPTS.saturating_sub(1),
+        )
+        .unwrap_or_else(|_| crate::retry::Backoff::service_default());
+        let mut retrier = backoff
+            .start(crate::retry::deadline_in(HTTP_DEADLINE))
+            .named(format!("--on-change-http {}", redact_url(url)));
+        let mut attempt: u32 = 0;
+        loop {
+            attempt = attempt.saturating_add(1);
             let result = client
                 .post(url.clone())
                 .timeout(HTTP_TIMEOUT)
                 .json(event)
                 .send()
                 .await;
-            let error = match result {
+            let (error, requested) = match result {
                 Ok(resp) if resp.status().is_success() => {
                     tracing::info!(url = %redact_url(url), status = %resp.status(), attempt, "on-change hook notified");
                     return true;
                 }
-                Ok(resp) => format!("HTTP {}", resp.status()),
-                Err(e) => e.to_string(),
+                Ok(resp) => (
+                    format!("HTTP {}", resp.status()),
+                    crate::retry::requested_wait(resp.headers(), std::time::SystemTime::now()),
+                ),
+                Err(e) => (crate::http::describe(&e).message, None),
             };
-            if attempt == HTTP_ATTEMPTS {
-                tracing::warn!(url = %redact_url(url), attempt, error = %error, "on-change hook failed; giving up");
-                break;
+            match retrier.next_delay(requested) {
+                Ok(sleep) => {
+                    tracing::warn!(url = %redact_url(url), attempt, error = %error, retry_in = ?sleep, "on-change hook failed; retrying");
+                    tokio::time::sleep(sleep).await;
+                }
+                Err(_) => {
+                    tracing::warn!(url = %redact_url(url), attempt, error = %error, "on-change hook failed; giving up");
+                    return false;
+                }
             }
-            let sleep = crate::refresh::full_jitter(delay);
-            tracing::warn!(url = %redact_url(url), attempt, error = %error, retry_in = ?sleep, "on-change hook failed; retrying");
-            tokio::time::sleep(sleep).await;
-            delay = delay.saturating_mul(2);
         }
-        false
     }
 }
 
@@ -336,41 +365,6 @@ fn redact_url(url: &url::Url) -> String {
         url.port().map(|p| format!(":{p}")).unwrap_or_default(),
         url.path()
     )
-}
-
-fn http_client(ca_files: &[PathBuf]) -> Result<reqwest::Client, NotifyError> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    let mut files: Vec<PathBuf> = ca_files.to_vec();
-    // The system bundle, so an https hook with a public certificate works too.
-    for system in [
-        "/etc/ssl/certs/ca-certificates.crt",
-        "/etc/pki/tls/certs/ca-bundle.crt",
-    ] {
-        if Path::new(system).exists() {
-            files.push(system.into());
-            break;
-        }
-    }
-    for file in &files {
-        let certs = CertificateDer::pem_file_iter(file)
-            .map_err(|e| NotifyError::Http(format!("{}: {e}", file.display())))?;
-        for cert in certs.flatten() {
-            let _ = roots.add(cert);
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| NotifyError::Http(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .no_proxy()
-        .build()
-        .map_err(|e| NotifyError::Http(e.to_string()))
 }
 
 fn read_pidfile(path: &Path) -> Result<i32, String> {
@@ -705,6 +699,63 @@ mod tests {
         assert_eq!(hits[2]["changed"][0], "secret/a");
         assert!(metrics.encode().contains("class=\"http_ok\"} 1"));
         assert!(!redact_url(&url).contains("token"));
+        server.abort();
+    }
+
+    // reference: issue 13 item 1 (one retry module for every caller): the hook's own
+    // Retry-After is honoured, within the hook's deadline only.
+    #[tokio::test(start_paused = true)]
+    async fn http_hook_honours_retry_after_within_its_deadline() {
+        use axum::http::StatusCode;
+        use axum::response::IntoResponse;
+        let hits = Arc::new(std::sync::Mutex::new(Vec::<tokio::time::Instant>::new()));
+        let h = hits.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                let h = h.clone();
+                async move {
+                    let mut hits = h.lock().unwrap();
+                    hits.push(tokio::time::Instant::now());
+                    match hits.len() {
+                        1 => {
+                            (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "7")]).into_response()
+                        }
+                        // Far beyond the hook's deadline: not slept, given up at once.
+                        2 => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            [("retry-after", "99999999999999999999")],
+                        )
+                            .into_response(),
+                        _ => StatusCode::NO_CONTENT.into_response(),
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url: url::Url = format!("http://{}/hook", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let settings = NotifySettings {
+            http: Some(url),
+            ..Default::default()
+        };
+        let metrics = Metrics::new();
+        let n = Notifier::new(&settings, &[], metrics.clone())
+            .unwrap()
+            .with_http_backoff(Duration::from_millis(10));
+        let started = tokio::time::Instant::now();
+        n.notify(&event(1)).await;
+        let hits = hits.lock().unwrap().clone();
+        assert_eq!(hits.len(), 2, "gave up after the second answer");
+        assert!(
+            hits[1] - hits[0] >= Duration::from_secs(7),
+            "{:?}",
+            hits[1] - hits[0]
+        );
+        assert!(started.elapsed() < HTTP_DEADLINE);
+        assert!(metrics.encode().contains("class=\"http_failed\"} 1"));
         server.abort();
     }
 

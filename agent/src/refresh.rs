@@ -25,7 +25,6 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, SelectAll};
 use futures::{Stream, StreamExt};
-use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -34,6 +33,7 @@ use tracing::Instrument;
 use crate::config::{self, ConfigErrors, Env, Plan, Settings};
 use crate::error::Error;
 use crate::notify::{ChangeEvent, Coalescer, Notifier};
+use crate::retry::{Failures, deadline_in, jittered};
 use crate::sync::{ObjectStatus, SyncError, SyncReport, Syncer};
 use crate::telemetry::metrics::{Metrics, RefreshResult};
 use crate::telemetry::server::Server;
@@ -45,10 +45,6 @@ const LIVENESS_SLACK: Duration = Duration::from_secs(30);
 /// Config file events closer together than this are handled as one reload (editors and the
 /// kubelet's `..data` swap produce bursts).
 const RELOAD_DEBOUNCE: Duration = Duration::from_millis(250);
-/// Shortest delay between failed attempts, so that a zero draw of full jitter never spins.
-const MIN_RETRY: Duration = Duration::from_millis(100);
-/// Longest exponential backoff step (a server's `Retry-After` may ask for longer).
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// See [`crate::run`]: the production wiring (SIGHUP reloads).
 pub async fn run(
@@ -218,7 +214,7 @@ impl Sidecar {
 
         let mut lp = Loop {
             writer: AtomicWriter::new(&settings.dir),
-            backoff: Backoff::for_interval(settings.interval),
+            backoff: Failures::for_interval(settings.interval),
             settings,
             env: self.env,
             metrics: self.metrics,
@@ -255,7 +251,7 @@ struct Loop {
     /// Writes `..status.json` beside `..data`.
     writer: AtomicWriter,
     /// Failure backoff; reset by a success.
-    backoff: Backoff,
+    backoff: Failures,
     /// Delivers change notifications, when any notifier is configured.
     coalescer: Option<Coalescer>,
     /// What the last successful cycle reported, to name the objects that changed.
@@ -276,8 +272,8 @@ impl Loop {
         loop {
             self.state.heartbeat(
                 next.saturating_duration_since(Instant::now())
-                    + self.settings.timeout
-                    + LIVENESS_SLACK,
+                    .saturating_add(self.settings.timeout)
+                    .saturating_add(LIVENESS_SLACK),
             );
             tokio::select! {
                 biased;
@@ -308,7 +304,8 @@ impl Loop {
             }
 
             // One cycle. Shutdown during it lets it finish within the grace period.
-            self.state.heartbeat(self.settings.timeout + LIVENESS_SLACK);
+            self.state
+                .heartbeat(self.settings.timeout.saturating_add(LIVENESS_SLACK));
             let started = Instant::now();
             let result = {
                 let mut fut = self.cycle.sync();
@@ -336,7 +333,7 @@ impl Loop {
                 }
             };
             let delay = self.finished(result, started, true);
-            next = Instant::now() + delay;
+            next = deadline_in(delay);
         }
     }
 
@@ -392,7 +389,18 @@ impl Loop {
             Err(e) => {
                 self.metrics.refresh(RefreshResult::Failed);
                 self.metrics.error(error_class(&e));
-                let delay = self.backoff.next_delay(e.retry_after());
+                let requested = e.retry_after();
+                let pause = self.backoff.next_delay(requested);
+                let delay = pause.delay;
+                if let Some(asked) = pause.clamped_from {
+                    // Once per clamp, with the objects (the error names them).
+                    tracing::warn!(
+                        error = %e.to_string().replace('\n', "; "),
+                        requested_wait = %crate::retry::format_wait(asked),
+                        retry_in = %crate::retry::format_wait(delay),
+                        "the server asked to wait longer than the sidecar allows; retrying sooner so rotation does not stop"
+                    );
+                }
                 // Object failures are one per line; the log line stays one line.
                 let message = e.to_string().replace('\n', "; ");
                 self.state.failed(&message);
@@ -532,147 +540,9 @@ fn watch_config_dir(
     Ok(watcher)
 }
 
-/// `interval` scaled by a uniform factor in `[1 - jitter, 1 + jitter]` (jitter clamped to
-/// `[0, 0.9]`), so that replicas started together spread their requests.
-pub fn jittered(interval: Duration, jitter: f64) -> Duration {
-    let j = if jitter.is_finite() {
-        jitter.clamp(0.0, 0.9)
-    } else {
-        0.0
-    };
-    if j == 0.0 {
-        return interval;
-    }
-    let factor = rand::thread_rng().gen_range((1.0 - j)..=(1.0 + j));
-    interval.mul_f64(factor)
-}
-
-/// A uniform draw in `[0, max]` ("full jitter").
-pub fn full_jitter(max: Duration) -> Duration {
-    let ms = max.as_millis().min(u64::MAX as u128) as u64;
-    Duration::from_millis(rand::thread_rng().gen_range(0..=ms))
-}
-
-/// Exponential backoff with full jitter, honouring `Retry-After`.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    base: Duration,
-    cap: Duration,
-    /// Consecutive failures so far.
-    pub attempt: u32,
-}
-
-impl Backoff {
-    /// Base 1 s, doubling, capped at the refresh interval (within `[1 s, 5 min]`): a failing
-    /// vault is never polled faster than at start, nor much slower than the normal schedule.
-    pub fn for_interval(interval: Duration) -> Self {
-        let cap = interval.clamp(Duration::from_secs(1), MAX_BACKOFF);
-        Self::new(Duration::from_secs(1).min(cap), cap)
-    }
-
-    /// Explicit base and cap.
-    pub fn new(base: Duration, cap: Duration) -> Self {
-        Self {
-            base,
-            cap,
-            attempt: 0,
-        }
-    }
-
-    /// The ceiling of the next draw: `base * 2^attempt`, capped.
-    pub fn ceiling(&self) -> Duration {
-        let factor = 1u32.checked_shl(self.attempt.min(20)).unwrap_or(u32::MAX);
-        self.base.saturating_mul(factor).min(self.cap)
-    }
-
-    /// Delay before the next attempt after a failure: a full-jitter draw under the ceiling
-    /// (at least 100 ms), and never less than `retry_after`.
-    pub fn next_delay(&mut self, retry_after: Option<Duration>) -> Duration {
-        let draw = full_jitter(self.ceiling()).max(MIN_RETRY.min(self.ceiling()));
-        self.attempt = self.attempt.saturating_add(1);
-        match retry_after {
-            Some(ra) => draw.max(ra),
-            None => draw,
-        }
-    }
-
-    /// After a success.
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn jitter_stays_within_bounds_and_spreads() {
-        let interval = Duration::from_secs(120);
-        let mut min = Duration::MAX;
-        let mut max = Duration::ZERO;
-        for _ in 0..2000 {
-            let d = jittered(interval, 0.1);
-            assert!(
-                d >= Duration::from_secs(108) && d <= Duration::from_secs(132),
-                "{d:?}"
-            );
-            min = min.min(d);
-            max = max.max(d);
-        }
-        // Both halves of the range are used (probability of failure is negligible).
-        assert!(min < Duration::from_secs(114) && max > Duration::from_secs(126));
-        assert_eq!(jittered(interval, 0.0), interval);
-        assert_eq!(jittered(interval, f64::NAN), interval);
-        assert!(jittered(interval, 5.0) <= Duration::from_secs(228));
-    }
-
-    #[test]
-    fn backoff_doubles_to_its_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(10));
-        let ceilings: Vec<u64> = (0..6)
-            .map(|_| {
-                let c = b.ceiling();
-                let d = b.next_delay(None);
-                assert!(d <= c && d >= MIN_RETRY, "{d:?} vs {c:?}");
-                c.as_secs()
-            })
-            .collect();
-        assert_eq!(ceilings, vec![1, 2, 4, 8, 10, 10]);
-        b.reset();
-        assert_eq!(b.ceiling(), Duration::from_secs(1));
-        // Many failures never overflow.
-        for _ in 0..100 {
-            b.next_delay(None);
-        }
-        assert_eq!(b.ceiling(), Duration::from_secs(10));
-    }
-
-    #[test]
-    fn backoff_honours_retry_after_even_beyond_its_cap() {
-        let mut b = Backoff::for_interval(Duration::from_secs(120));
-        for _ in 0..20 {
-            assert!(b.next_delay(Some(Duration::from_secs(30))) >= Duration::from_secs(30));
-        }
-        assert_eq!(
-            b.next_delay(Some(Duration::from_secs(3600))),
-            Duration::from_secs(3600)
-        );
-    }
-
-    #[test]
-    fn backoff_cap_follows_the_interval() {
-        assert_eq!(
-            Backoff::for_interval(Duration::from_secs(120)).cap,
-            Duration::from_secs(120)
-        );
-        assert_eq!(
-            Backoff::for_interval(Duration::from_secs(3600)).cap,
-            MAX_BACKOFF
-        );
-        let short = Backoff::for_interval(Duration::from_millis(200));
-        assert_eq!(short.cap, Duration::from_secs(1));
-    }
 
     /// (start, end) of each cycle.
     type Calls = Arc<std::sync::Mutex<Vec<(Instant, Option<Instant>)>>>;
@@ -776,7 +646,7 @@ mod tests {
         };
         let lp = Loop {
             writer: AtomicWriter::new(dir.path()),
-            backoff: Backoff::for_interval(interval),
+            backoff: Failures::for_interval(interval),
             env: Env::default(),
             metrics: Metrics::new(),
             factory: default_factory(),
@@ -899,6 +769,28 @@ mod tests {
             text.contains("errors_total{class=\"throttled\"} 1"),
             "{text}"
         );
+    }
+
+    // reference: issue 9 item 1 ("a huge Retry-After: 86400 silently stops rotation"; and
+    // `Instant::now() + delay` panicked on main with a saturated one)
+    #[tokio::test(start_paused = true)]
+    async fn a_huge_retry_after_is_clamped_so_rotation_goes_on() {
+        for asked in ["86400", "18446744073709551615"] {
+            let mut h = harness(
+                vec![published(1), Err(format!("throttle:{asked}")), published(2)],
+                Duration::from_millis(5),
+                Duration::from_secs(10),
+            );
+            let state = h.lp.state.clone();
+            run_for(&mut h, Duration::from_secs(400)).await;
+            let calls = h.calls.lock().unwrap().clone();
+            assert!(calls.len() >= 3, "{asked}: {calls:?}");
+            let gap = calls[2].0 - calls[1].1.unwrap();
+            // Clamped to the longer of the interval and the 5 minute backoff ceiling.
+            assert_eq!(gap, crate::retry::MAX_BACKOFF, "{asked}");
+            assert_eq!(state.doc().data_dir.as_deref(), Some("..2"), "{asked}");
+            assert!(state.readiness().ok, "{asked}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

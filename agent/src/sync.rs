@@ -309,11 +309,12 @@ impl Syncer {
     /// One cycle under the settings' overall deadline.
     pub async fn sync(&self) -> Result<SyncReport, SyncError> {
         let started = Instant::now();
-        let deadline = started + self.timeout;
+        let deadline = crate::retry::instant_after(started, self.timeout);
         let before = self.client.requests();
         let cycle = Cycle::new(deadline);
         // Every request already stops at the deadline; this is the backstop.
-        let fetched = tokio::time::timeout_at(deadline + Duration::from_secs(1), async {
+        let backstop = crate::retry::instant_after(deadline, Duration::from_secs(1));
+        let fetched = tokio::time::timeout_at(backstop, async {
             join_all(
                 self.plan
                     .objects

@@ -319,10 +319,10 @@ struct Reader {
 
 impl Reader {
     async fn new(h: &Harness) -> Reader {
-        let clients = keyvault_agent::http::build(&keyvault_agent::http::HttpOptions {
-            ca_files: vec![h.emu.ca_file()],
-            request_timeout: Duration::from_secs(10),
-        })
+        let clients = keyvault_agent::http::build(&keyvault_agent::http::HttpOptions::new(
+            vec![h.emu.ca_file()],
+            Duration::from_secs(10),
+        ))
         .unwrap();
         let client = clients.client;
         let url = h

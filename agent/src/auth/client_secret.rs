@@ -56,6 +56,7 @@ impl ClientSecret {
     pub async fn fetch(
         &self,
         client: &reqwest::Client,
+        limit: u64,
         scope: &str,
         timeout: Duration,
     ) -> Result<AccessToken, AuthError> {
@@ -68,6 +69,7 @@ impl ClientSecret {
         entra::post(
             MODE,
             client,
+            limit,
             &self.token_url,
             &form,
             timeout,

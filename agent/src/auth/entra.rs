@@ -101,6 +101,7 @@ impl EntraError {
 pub(crate) async fn post(
     mode: &'static str,
     client: &reqwest::Client,
+    limit: u64,
     url: &Url,
     form: &[(&str, &str)],
     timeout: Duration,
@@ -114,8 +115,9 @@ pub(crate) async fn post(
     let (status, retry_after, body) = exchange(
         mode,
         request,
+        limit,
         &format!("token request to {}", host_of(url)),
-        "reading the token response",
+        &format!("reading the token response from {}", host_of(url)),
     )
     .await?;
     if status.is_success() {
@@ -138,6 +140,7 @@ pub(crate) async fn post(
                 mode,
                 message: "entra's token response has no valid expires_in".into(),
             })?;
+        // `AccessToken::new` saturates an absurd lifetime instead of overflowing.
         return Ok(AccessToken::new(token, Duration::from_secs(secs)));
     }
     let error: EntraError = serde_json::from_slice(&body).unwrap_or_default();

@@ -67,6 +67,7 @@ impl ManagedIdentity {
     pub async fn fetch(
         &self,
         client: &reqwest::Client,
+        limit: u64,
         scope: &str,
         timeout: Duration,
     ) -> Result<AccessToken, AuthError> {
@@ -83,11 +84,15 @@ impl ManagedIdentity {
         let (status, retry_after, body) = exchange(
             MODE,
             request,
+            limit,
             &format!(
                 "imds at {} (is managed identity available on this node?)",
                 self.token_url.origin().ascii_serialization()
             ),
-            "reading the imds response",
+            &format!(
+                "reading the imds response from {}",
+                self.token_url.origin().ascii_serialization()
+            ),
         )
         .await?;
         if status.is_success() {

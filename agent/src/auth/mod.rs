@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::backoff::Backoff;
 use crate::config::Identity;
 use crate::http::HttpClients;
+use crate::retry::Backoff;
 use crate::secret::SecretString;
 use crate::telemetry::metrics::Metrics;
 
@@ -37,11 +37,11 @@ pub struct AccessToken {
 }
 
 impl AccessToken {
-    /// A token that expires `lifetime` from now.
+    /// A token that expires `lifetime` from now (a server's absurd lifetime saturates).
     pub fn new(token: SecretString, lifetime: Duration) -> Self {
         Self {
             token,
-            expires_at: Instant::now() + lifetime,
+            expires_at: crate::retry::deadline_in(lifetime),
             lifetime,
         }
     }
@@ -228,7 +228,11 @@ impl Credential {
         scope: &str,
         deadline: Instant,
     ) -> Result<AccessToken, AuthError> {
-        let mut retrier = self.inner.backoff.start(deadline);
+        let mut retrier = self
+            .inner
+            .backoff
+            .start(deadline)
+            .named(format!("{} token", self.mode()));
         loop {
             let result = self.fetch_once(scope, deadline).await;
             self.inner
@@ -249,10 +253,12 @@ impl Credential {
 
     async fn fetch_once(&self, scope: &str, deadline: Instant) -> Result<AccessToken, AuthError> {
         let timeout = request_timeout(&self.inner.http, deadline, self.mode())?;
+        let http = &self.inner.http;
+        let limit = http.limits.token;
         match &self.inner.source {
-            Source::Workload(w) => w.fetch(&self.inner.http.client, scope, timeout).await,
-            Source::Managed(m) => m.fetch(&self.inner.http.direct, scope, timeout).await,
-            Source::Secret(s) => s.fetch(&self.inner.http.client, scope, timeout).await,
+            Source::Workload(w) => w.fetch(&http.client, limit, scope, timeout).await,
+            Source::Managed(m) => m.fetch(&http.direct, limit, scope, timeout).await,
+            Source::Secret(s) => s.fetch(&http.client, limit, scope, timeout).await,
         }
     }
 }
@@ -290,10 +296,12 @@ pub(crate) fn transport_error(mode: &'static str, what: &str, e: &reqwest::Error
 }
 
 /// Sends one token request (Entra or IMDS) and reads its whole answer: status, the server's
-/// `Retry-After` and body. `sending` and `reading` name the step in a transport error.
+/// requested wait and the body, at most `limit` bytes of it (`--max-token-response-size`).
+/// `sending` and `reading` name the step (and the endpoint) in an error.
 pub(crate) async fn exchange(
     mode: &'static str,
     request: reqwest::RequestBuilder,
+    limit: u64,
     sending: &str,
     reading: &str,
 ) -> Result<(reqwest::StatusCode, Option<Duration>, Vec<u8>), AuthError> {
@@ -302,12 +310,18 @@ pub(crate) async fn exchange(
         .await
         .map_err(|e| transport_error(mode, sending, &e))?;
     let status = resp.status();
-    let retry_after = crate::backoff::retry_after(resp.headers(), std::time::SystemTime::now());
-    let body = resp
-        .bytes()
+    let retry_after = crate::retry::requested_wait(resp.headers(), std::time::SystemTime::now());
+    let body = crate::http::read_body(resp, limit)
         .await
-        .map_err(|e| transport_error(mode, reading, &e))?;
-    Ok((status, retry_after, body.to_vec()))
+        .map_err(|e| match e {
+            // A token answer this large is no token answer: permanent, not retried.
+            crate::http::BodyError::TooLarge { .. } => AuthError::Decode {
+                mode,
+                message: format!("{reading}: {e} (--max-token-response-size)"),
+            },
+            crate::http::BodyError::Transport(t) => transport_error(mode, reading, &t),
+        })?;
+    Ok((status, retry_after, body))
 }
 
 /// `https://vault.azure.net/.default` → `https://vault.azure.net` (IMDS wants a resource).

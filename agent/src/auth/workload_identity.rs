@@ -79,6 +79,7 @@ impl WorkloadIdentity {
     pub async fn fetch(
         &self,
         client: &reqwest::Client,
+        limit: u64,
         scope: &str,
         timeout: Duration,
     ) -> Result<AccessToken, AuthError> {
@@ -93,6 +94,7 @@ impl WorkloadIdentity {
         entra::post(
             MODE,
             client,
+            limit,
             &self.token_url,
             &form,
             timeout,

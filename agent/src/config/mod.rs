@@ -351,6 +351,10 @@ pub struct Settings {
     pub imds_endpoint: Url,
     /// Grace period for finishing an in-flight swap on SIGTERM.
     pub shutdown_grace: Duration,
+    /// Largest Key Vault response body accepted, in bytes (`--max-response-size`).
+    pub max_response_size: u64,
+    /// Largest Entra/IMDS response body accepted, in bytes (`--max-token-response-size`).
+    pub max_token_response_size: u64,
 }
 
 impl Settings {
@@ -372,6 +376,8 @@ impl Settings {
             notify: NotifySettings::default(),
             imds_endpoint: Url::parse(DEFAULT_IMDS_ENDPOINT).expect("valid default IMDS URL"),
             shutdown_grace: Duration::from_secs(10),
+            max_response_size: crate::http::DEFAULT_MAX_RESPONSE_SIZE,
+            max_token_response_size: crate::http::DEFAULT_MAX_TOKEN_RESPONSE_SIZE,
         }
     }
 }

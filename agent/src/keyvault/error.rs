@@ -39,8 +39,8 @@ pub enum KeyVaultError {
         /// The service's message (first line).
         message: String,
     },
-    /// 429 until the deadline.
-    #[error("key vault kept throttling requests (429){}; the deadline (--timeout) ran out", .retry_after.map(|d| format!(", asking to retry after {}s", d.as_secs())).unwrap_or_default())]
+    /// 429 until the deadline, or asked to wait longer than the time left before it.
+    #[error("key vault kept throttling requests (429){}; giving up: the retries or the deadline (--timeout) ran out", .retry_after.map(|d| format!(", asking to retry after {}", crate::retry::format_wait(d))).unwrap_or_default())]
     Throttled {
         /// The last `Retry-After`.
         retry_after: Option<Duration>,
@@ -92,6 +92,23 @@ pub enum KeyVaultError {
     Challenge {
         /// The header as received (no secrets).
         header: String,
+    },
+    /// The answer is larger than `--max-response-size`; reading stopped at the limit.
+    #[error(
+        "the vault's answer is larger than the {} limit: refusing it (raise --max-response-size if the object is really that large)",
+        crate::http::format_size(*.limit)
+    )]
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The vault's host name does not exist (NXDOMAIN): retrying cannot help.
+    #[error(
+        "the vault host {host} does not exist (its name does not resolve): check keyvaultName and cloudName (or keyvaultURL)"
+    )]
+    HostNotFound {
+        /// The vault host.
+        host: String,
     },
     /// A token would go over plain http, or a `nextLink` points elsewhere.
     #[error("{0}")]

@@ -26,9 +26,9 @@ use url::Url;
 pub use error::KeyVaultError;
 
 use crate::auth::{AccessToken, Credential};
-use crate::backoff::Backoff;
 use crate::config::ObjectType;
 use crate::http::HttpClients;
+use crate::retry::Backoff;
 use crate::telemetry::metrics::{Metrics, Outcome};
 use model::{CertificateBundle, Fetched, KeyBundle, ListPage, SecretBundle, VersionItem};
 
@@ -307,7 +307,12 @@ impl KeyVaultClient {
         deadline: Instant,
     ) -> Result<Vec<u8>, KeyVaultError> {
         let inner = &*self.inner;
-        let mut retrier = inner.opts.backoff.start(deadline);
+        let mut retrier =
+            inner
+                .opts
+                .backoff
+                .start(deadline)
+                .named(format!("{} {}", t.as_str(), url.path()));
         let mut learned_challenge = false;
         let mut retried_token = false;
         loop {
@@ -359,15 +364,24 @@ impl KeyVaultClient {
                     Ok(resp) => {
                         let status = resp.status();
                         let headers = resp.headers().clone();
-                        resp.bytes().await.map(|b| (status, headers, b.to_vec()))
+                        crate::http::read_body(resp, inner.http.limits.key_vault)
+                            .await
+                            .map(|b| (status, headers, b))
                     }
-                    Err(e) => Err(e),
+                    Err(e) => Err(crate::http::BodyError::Transport(e)),
                 }
             };
             let (status, headers, body) = match answer {
                 Ok(a) => a,
-                Err(e) => {
+                Err(crate::http::BodyError::TooLarge { limit }) => {
+                    self.record(t, Outcome::Other, started);
+                    return Err(KeyVaultError::TooLarge { limit });
+                }
+                Err(crate::http::BodyError::Transport(e)) => {
                     self.record(t, Outcome::Transient, started);
+                    if let Some(host) = crate::http::unresolvable_host(&e) {
+                        return Err(KeyVaultError::HostNotFound { host });
+                    }
                     let f = crate::http::describe(&e);
                     if f.untrusted {
                         return Err(KeyVaultError::Tls {
@@ -442,7 +456,7 @@ impl KeyVaultClient {
                 });
             }
             if code == 408 || code == 429 || status.is_server_error() {
-                let retry_after = crate::backoff::retry_after(&headers, SystemTime::now());
+                let retry_after = crate::retry::requested_wait(&headers, SystemTime::now());
                 let err = if code == 429 {
                     self.record(t, Outcome::Throttled, started);
                     KeyVaultError::Throttled { retry_after }

@@ -102,7 +102,7 @@ impl SidecarState {
                     consecutive_failures: 0,
                     objects: Vec::new(),
                 },
-                alive_until: Instant::now() + startup,
+                alive_until: crate::retry::deadline_in(startup),
                 last_success: None,
             }),
             max_staleness,
@@ -115,7 +115,7 @@ impl SidecarState {
 
     /// The loop checks in: it promises to check in again within `within`.
     pub fn heartbeat(&self, within: Duration) {
-        self.lock().alive_until = Instant::now() + within;
+        self.lock().alive_until = crate::retry::deadline_in(within);
     }
 
     /// A successful cycle.
@@ -147,7 +147,10 @@ impl SidecarState {
 
     /// The next refresh is due in `after`.
     pub fn scheduled(&self, after: Duration) {
-        let at = SystemTime::now() + after;
+        // Saturating: `SystemTime + Duration` panics on overflow.
+        let at = SystemTime::now()
+            .checked_add(after)
+            .unwrap_or_else(SystemTime::now);
         self.lock().doc.next_refresh = Some(unix(at));
     }
 

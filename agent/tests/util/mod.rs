@@ -254,6 +254,8 @@ impl Harness {
             notify: NotifySettings::default(),
             imds_endpoint: self.emu.imds_endpoint(),
             shutdown_grace: Duration::from_secs(5),
+            max_response_size: keyvault_agent::http::DEFAULT_MAX_RESPONSE_SIZE,
+            max_token_response_size: keyvault_agent::http::DEFAULT_MAX_TOKEN_RESPONSE_SIZE,
         }
     }
 
