@@ -201,9 +201,9 @@ pub async fn read_body(mut resp: reqwest::Response, limit: u64) -> Result<Vec<u8
 pub fn format_size(n: u64) -> String {
     const MIB: u64 = 1024 * 1024;
     const KIB: u64 = 1024;
-    if n >= MIB && n % MIB == 0 {
+    if n >= MIB && n.is_multiple_of(MIB) {
         format!("{} MiB ({n} bytes)", n / MIB)
-    } else if n >= KIB && n % KIB == 0 {
+    } else if n >= KIB && n.is_multiple_of(KIB) {
         format!("{} KiB ({n} bytes)", n / KIB)
     } else {
         format!("{n} bytes")

@@ -168,7 +168,7 @@ impl Sidecar {
         );
         let state = Arc::new(SidecarState::new(
             plan.vault_name.clone(),
-            settings.timeout + LIVENESS_SLACK,
+            settings.timeout.saturating_add(LIVENESS_SLACK),
             settings.max_staleness,
         ));
 

@@ -196,7 +196,9 @@ impl SidecarState {
                 ok: false,
                 reason: format!(
                     "refresh loop overdue by {}",
-                    humantime::format_duration(round(now - inner.alive_until))
+                    humantime::format_duration(round(
+                        now.saturating_duration_since(inner.alive_until)
+                    ))
                 ),
             }
         }
@@ -212,7 +214,7 @@ impl SidecarState {
             };
         };
         if let Some(max) = self.max_staleness {
-            let age = Instant::now() - last;
+            let age = Instant::now().saturating_duration_since(last);
             if age > max {
                 return Probe {
                     ok: false,
