@@ -1,5 +1,11 @@
 //! Fault injection and request counters. Every non-admin request is classified into a [`Route`],
 //! counted, and checked against the active faults before any authentication happens.
+//!
+//! Besides outages (status, throttling, latency, drops) the faults include the answers of a
+//! hostile server ([`FaultKind::RawHeader`], [`FaultKind::HugeBody`], [`FaultKind::EndlessBody`],
+//! [`FaultKind::SlowBody`], [`FaultKind::HugeHeaders`], [`FaultKind::ResetBody`]), built by
+//! [`hostile_response`]; the body bytes they hand to the connection are counted
+//! ([`Counts::body_bytes`]), so a test can prove a client hung up early.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -112,6 +118,196 @@ pub enum FaultKind {
     Latency(Duration),
     /// Close the connection without answering.
     Drop,
+    /// Answer `status` (default 429) with one raw header as given, e.g. `Retry-After:
+    /// 99999999999999999999` or `x-ms-retry-after-ms: 1e300`.
+    RawHeader {
+        /// Status code.
+        #[serde(default = "default_raw_status")]
+        status: u16,
+        /// Header name.
+        name: String,
+        /// Header value, verbatim.
+        value: String,
+    },
+    /// 200 with a secret bundle whose value is `bytes` long (`Content-Length` declared).
+    HugeBody {
+        /// Size of the value.
+        bytes: u64,
+    },
+    /// 200 with a chunked body that never ends (until the client hangs up).
+    EndlessBody,
+    /// 200 with a chunked body of one byte every `every_ms`, forever.
+    SlowBody {
+        /// Milliseconds between bytes.
+        every_ms: u64,
+    },
+    /// 200 with one response header `x-hostile-padding` of `bytes` bytes.
+    HugeHeaders {
+        /// Size of the header value.
+        bytes: u64,
+    },
+    /// 200, `after_bytes` of body, then the stream is reset (HTTP/2 `RST_STREAM`, HTTP/1
+    /// connection closed mid-body).
+    ResetBody {
+        /// Body bytes sent before the reset.
+        after_bytes: u64,
+    },
+}
+
+fn default_raw_status() -> u16 {
+    429
+}
+
+impl FaultKind {
+    /// Whether [`hostile_response`] builds the answer.
+    pub fn is_hostile(&self) -> bool {
+        matches!(
+            self,
+            FaultKind::RawHeader { .. }
+                | FaultKind::HugeBody { .. }
+                | FaultKind::EndlessBody
+                | FaultKind::SlowBody { .. }
+                | FaultKind::HugeHeaders { .. }
+                | FaultKind::ResetBody { .. }
+        )
+    }
+}
+
+/// Size of each chunk of the body faults.
+const CHUNK: usize = 64 * 1024;
+
+/// The answer of a hostile fault (`kind.is_hostile()`); body bytes are added to
+/// `counts.body_bytes` as they are handed to the connection.
+pub fn hostile_response(
+    kind: &FaultKind,
+    shared: std::sync::Arc<crate::state::Shared>,
+) -> axum::response::Response {
+    use axum::body::{Body, Bytes};
+    use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+    use axum::response::IntoResponse;
+
+    let count = move |n: usize| {
+        crate::state::lock(&shared.counts).body_bytes += n as u64;
+    };
+    let json = |body: Body| {
+        let mut r = (StatusCode::OK, body).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        r
+    };
+    match kind.clone() {
+        FaultKind::RawHeader {
+            status,
+            name,
+            value,
+        } => {
+            let st = StatusCode::from_u16(status).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
+            let mut r = crate::keyvault::fault_error(st.as_u16(), None);
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&value),
+            ) {
+                r.headers_mut().insert(n, v);
+            }
+            r
+        }
+        FaultKind::HugeBody { bytes } => {
+            let head: &'static [u8] = b"{\"value\":\"";
+            let tail: &'static [u8] = b"\",\"attributes\":{\"enabled\":true}}";
+            let total = bytes.saturating_add((head.len() + tail.len()) as u64);
+            // 0: head, 1..: value chunks, then the tail.
+            let stream = futures::stream::unfold((0u64, false), move |(sent, done)| {
+                let count = count.clone();
+                async move {
+                    if done {
+                        return None;
+                    }
+                    let chunk: Vec<u8> = if sent == 0 {
+                        head.to_vec()
+                    } else if sent < bytes.saturating_add(head.len() as u64) {
+                        let left = bytes + head.len() as u64 - sent;
+                        vec![b'A'; (left.min(CHUNK as u64)) as usize]
+                    } else {
+                        count(tail.len());
+                        return Some((
+                            Ok::<_, std::io::Error>(Bytes::from_static(tail)),
+                            (sent, true),
+                        ));
+                    };
+                    count(chunk.len());
+                    let n = chunk.len() as u64;
+                    Some((Ok(Bytes::from(chunk)), (sent + n, false)))
+                }
+            });
+            let mut r = json(Body::from_stream(stream));
+            r.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+            r
+        }
+        FaultKind::EndlessBody => {
+            let stream = futures::stream::unfold(true, move |first| {
+                let count = count.clone();
+                async move {
+                    let chunk = if first {
+                        Bytes::from_static(b"{\"value\":\"")
+                    } else {
+                        Bytes::from(vec![b'A'; CHUNK])
+                    };
+                    count(chunk.len());
+                    Some((Ok::<_, std::io::Error>(chunk), false))
+                }
+            });
+            json(Body::from_stream(stream))
+        }
+        FaultKind::SlowBody { every_ms } => {
+            let every = Duration::from_millis(every_ms.max(1));
+            let stream = futures::stream::unfold((), move |()| {
+                let count = count.clone();
+                async move {
+                    tokio::time::sleep(every).await;
+                    count(1);
+                    Some((Ok::<_, std::io::Error>(Bytes::from_static(b" ")), ()))
+                }
+            });
+            json(Body::from_stream(stream))
+        }
+        FaultKind::HugeHeaders { bytes } => {
+            let mut r = crate::keyvault::fault_error(503, None);
+            let value = "a".repeat(usize::try_from(bytes).unwrap_or(usize::MAX).min(64 << 20));
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                r.headers_mut()
+                    .insert(HeaderName::from_static("x-hostile-padding"), v);
+            }
+            *r.status_mut() = StatusCode::OK;
+            r
+        }
+        FaultKind::ResetBody { after_bytes } => {
+            let stream = futures::stream::unfold(0u64, move |sent| {
+                let count = count.clone();
+                async move {
+                    if sent >= after_bytes {
+                        return Some((
+                            Err(std::io::Error::new(
+                                std::io::ErrorKind::ConnectionReset,
+                                "reset by an injected fault",
+                            )),
+                            u64::MAX,
+                        ));
+                    }
+                    if sent == u64::MAX {
+                        return None;
+                    }
+                    let n = (after_bytes - sent).min(CHUNK as u64) as usize;
+                    count(n);
+                    Some((Ok(Bytes::from(vec![b' '; n])), sent + n as u64))
+                }
+            });
+            json(Body::from_stream(stream))
+        }
+        other => unreachable!("{other:?} is not a hostile fault"),
+    }
 }
 
 mod duration_ms {
@@ -243,6 +439,9 @@ pub struct Counts {
     pub tokens: BTreeMap<String, u64>,
     /// All counted requests.
     pub total: u64,
+    /// Body bytes of hostile faults handed to connections (what a client could have read).
+    #[serde(default)]
+    pub body_bytes: u64,
 }
 
 impl Counts {

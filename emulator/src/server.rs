@@ -54,11 +54,15 @@ async fn handle(
         }
         if let Some(action) = decision.action {
             tracing::info!(?route, ?action, %path, "injecting fault");
+            if action.is_hostile() {
+                return Ok(crate::faults::hostile_response(&action, shared.clone()));
+            }
             let (status, retry_after) = match action {
                 FaultKind::Drop => return Err(DropConnection),
                 FaultKind::Status(s) => (s, None),
                 FaultKind::Throttle { retry_after } => (429, retry_after),
                 FaultKind::Latency(_) => unreachable!("latency is never terminal"),
+                other => unreachable!("{other:?} is answered above"),
             };
             let mut resp = match route {
                 Route::Token => crate::entra::fault_error(&shared, status, retry_after),
