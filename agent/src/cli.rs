@@ -35,7 +35,8 @@ Exit codes:
   2  command-line usage error
   3  invalid configuration (SecretProviderClass, identity settings)
   4  authentication failed (Entra / IMDS refused the identity)
-  5  Key Vault refused an object (not found, disabled, forbidden)
+  5  Key Vault refused an object (not found, disabled, forbidden, too large),
+     or the vault host does not exist
   6  Key Vault or Entra unavailable or throttling until the deadline
   7  an object's content could not be converted
   8  the output directory could not be written";

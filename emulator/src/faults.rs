@@ -527,6 +527,46 @@ mod tests {
     }
 
     #[test]
+    fn hostile_kinds_read_from_the_admin_api_json() {
+        let f: Fault = serde_json::from_str(
+            r#"{"route":"secret_get","kind":{"raw_header":{"name":"retry-after","value":"1e300"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            f.kind,
+            FaultKind::RawHeader {
+                status: 429,
+                name: "retry-after".into(),
+                value: "1e300".into()
+            }
+        );
+        for (json, kind) in [
+            (
+                r#"{"huge_body":{"bytes":5}}"#,
+                FaultKind::HugeBody { bytes: 5 },
+            ),
+            (r#""endless_body""#, FaultKind::EndlessBody),
+            (
+                r#"{"slow_body":{"every_ms":10}}"#,
+                FaultKind::SlowBody { every_ms: 10 },
+            ),
+            (
+                r#"{"huge_headers":{"bytes":9}}"#,
+                FaultKind::HugeHeaders { bytes: 9 },
+            ),
+            (
+                r#"{"reset_body":{"after_bytes":3}}"#,
+                FaultKind::ResetBody { after_bytes: 3 },
+            ),
+        ] {
+            let k: FaultKind = serde_json::from_str(json).unwrap();
+            assert!(k.is_hostile(), "{json}");
+            assert_eq!(k, kind, "{json}");
+        }
+        assert!(!FaultKind::Drop.is_hostile());
+    }
+
+    #[test]
     fn classification_matches_protocol_paths() {
         use http::Method;
         assert_eq!(
