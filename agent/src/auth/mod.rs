@@ -282,6 +282,15 @@ fn request_timeout(
 
 /// A transport failure as a one-line error: transient, except a rejected certificate.
 pub(crate) fn transport_error(mode: &'static str, what: &str, e: &reqwest::Error) -> AuthError {
+    if let Some(host) = crate::http::unresolvable_host(e) {
+        // NXDOMAIN: a wrong authority host or cloud, not an outage.
+        return AuthError::Config {
+            mode,
+            message: format!(
+                "{what}: the host {host} does not exist (its name does not resolve): check the cloud (cloudName) and AZURE_AUTHORITY_HOST"
+            ),
+        };
+    }
     let f = crate::http::describe(e);
     let message = format!("{what}: {}", f.message);
     if f.untrusted {
@@ -327,4 +336,36 @@ pub(crate) async fn exchange(
 /// `https://vault.azure.net/.default` → `https://vault.azure.net` (IMDS wants a resource).
 pub fn scope_to_resource(scope: &str) -> &str {
     scope.strip_suffix("/.default").unwrap_or(scope)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // reference: issue 9 item 9 (a name that does not resolve is configuration, not an outage)
+    #[tokio::test]
+    async fn an_authority_host_that_does_not_exist_is_a_config_error() {
+        let http = crate::http::build(&crate::http::HttpOptions::new(
+            vec![],
+            Duration::from_secs(5),
+        ))
+        .unwrap();
+        let identity = Identity::ClientSecret {
+            client_id: "11111111-1111-1111-1111-111111111111".into(),
+            tenant_id: "tenant".into(),
+            secret: SecretString::new("s"),
+            authority_host: "https://login.nosuch.invalid/".parse().unwrap(),
+        };
+        let cred = Credential::new(&identity, http, Metrics::new()).unwrap();
+        let e = cred
+            .token(
+                "https://vault.azure.net/.default",
+                crate::retry::deadline_in(Duration::from_secs(600)),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, AuthError::Config { .. }), "{e}");
+        assert!(!e.is_transient());
+        assert!(e.to_string().contains("login.nosuch.invalid"), "{e}");
+    }
 }
