@@ -259,3 +259,43 @@ async fn a_vault_host_that_does_not_exist_exits_5_at_once() {
     assert_eq!(h.emu.counts().route(Route::Token), 0);
     assert_eq!(code.filter(|c| *c != EXIT_OK), Some(EXIT_OBJECT));
 }
+
+// reference: issue 9 items 1 and 2 for IMDS (managed identity): an absurd wait is not slept,
+// and a huge answer is refused at 1 MiB
+#[tokio::test]
+async fn imds_absurd_waits_and_huge_answers() {
+    let h = Harness::start().await;
+    let spc = h.spc(
+        &db(),
+        &[
+            ("useVMManagedIdentity", "true"),
+            ("userAssignedIdentityID", MI_CLIENT_ID),
+        ],
+    );
+    let mut settings = h.settings(&spc);
+    settings.timeout = Duration::from_secs(600);
+
+    h.emu
+        .add_fault(raw(Route::Imds, "x-ms-retry-after-ms", "1e300"));
+    let e = keyvault_agent::run_once(settings.clone(), Harness::env(&[]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_code(), EXIT_UNAVAILABLE, "{e}");
+    assert!(e.to_string().contains("managed_identity"), "{e}");
+    assert_eq!(h.emu.counts().route(Route::Imds), 1, "not retried");
+
+    h.emu.clear_faults();
+    h.emu.reset_counts();
+    h.emu.add_fault(Fault::new(
+        Route::Imds,
+        FaultKind::HugeBody { bytes: 100 * MIB },
+    ));
+    let e = keyvault_agent::run_once(settings, Harness::env(&[]))
+        .await
+        .unwrap_err();
+    let m = e.to_string();
+    assert_eq!(e.exit_code(), EXIT_AUTH, "{m}");
+    assert!(m.contains("imds") && m.contains("1 MiB"), "{m}");
+    assert_eq!(h.emu.counts().route(Route::Imds), 1, "not retried");
+    assert!(h.emu.counts().body_bytes < MIB + IN_FLIGHT_MARGIN);
+}
