@@ -419,7 +419,7 @@ impl Faults {
                 *n -= 1;
             }
             match &rule.kind {
-                FaultKind::Latency(l) => d.latency += *l,
+                FaultKind::Latency(l) => d.latency = d.latency.saturating_add(*l),
                 other => d.action = Some(other.clone()),
             }
         }
