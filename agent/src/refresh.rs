@@ -6,8 +6,8 @@
 //! - success: status manifest and metrics updated, the app notified once if files were
 //!   swapped, next refresh at `interval ± jitter`;
 //! - failure: the published set stays, the next attempt backs off exponentially with full
-//!   jitter and never earlier than the server's `Retry-After` (however long), then the normal
-//!   schedule resumes. The first sync retries the same way forever (not ready meanwhile);
+//!   jitter and never earlier than the server's `Retry-After`, clamped to the longer of the
+//!   interval and 5 minutes ([`crate::retry::Failures`]), then the normal schedule resumes. The first sync retries the same way forever (not ready meanwhile);
 //! - a change in the config file's directory (a ConfigMap update is a `..data` swap, so the
 //!   directory is watched, not the file) or SIGHUP reloads the SecretProviderClass; an
 //!   invalid one is reported problem by problem and the running plan continues;
