@@ -18,6 +18,7 @@
 //!   a token cache; nothing else sees a token.
 //! - [`keyvault`]: the only module that speaks HTTP to the vault (challenge, paging, retries).
 //! - [`convert`]: pure conversions from Key Vault bundles to file bytes.
+//! - [`files`]: bounded reads of regular files named by flags, environment or config.
 //! - [`writer`]: the Kubernetes AtomicWriter port; the only module that touches the output dir.
 //! - [`sync`]: one fetch → convert → write cycle over a whole plan.
 //! - [`refresh`]: the sidecar loop (jittered timer, backoff, reload, readiness).
@@ -32,6 +33,7 @@ pub mod cli;
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod files;
 pub mod http;
 pub mod keyvault;
 pub mod notify;

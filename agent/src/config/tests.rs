@@ -506,3 +506,237 @@ fn v1alpha1_manifest_with_comments_inside_objects() {
         ]
     );
 }
+
+// ---- Limits on hostile input (issue 9 items 5 and 6) ----
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let f = dir.join(name);
+    std::fs::write(&f, text).unwrap();
+    f
+}
+
+fn load_path(path: &Path) -> Result<Plan, ConfigErrors> {
+    load(
+        &Settings::with_defaults(path, "/out"),
+        &Env::from_pairs(&[("KEYVAULT_AGENT_IMDS_ENDPOINT", "http://127.0.0.1:9")]),
+    )
+}
+
+fn mkfifo(path: &Path) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+}
+
+/// A manifest whose `metadata` nests `depth` block mappings in all (the root is level 1).
+fn deep_manifest(depth: usize) -> String {
+    let mut s = format!(
+        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nspec:\n  provider: azure\n  parameters:\n    keyvaultName: kv1\n    useVMManagedIdentity: \"true\"\n    objects: |\n{}metadata:\n",
+        indent(ONE_OBJECT, 6)
+    );
+    for d in 2..depth {
+        s.push_str(&"  ".repeat(d - 1));
+        s.push_str(&format!("k{d}:\n"));
+    }
+    s.push_str(&"  ".repeat(depth - 1));
+    s.push_str("leaf: value\n");
+    s
+}
+
+fn indent(text: &str, by: usize) -> String {
+    text.lines()
+        .map(|l| format!("{}{l}\n", " ".repeat(by)))
+        .collect()
+}
+
+// reference: threat-model.md rule 4 (depth capped before parsing; 64k levels took 38.6 s)
+#[test]
+fn sixty_four_thousand_levels_are_refused_with_the_depth_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "deep.yaml",
+        &format!("keyvaultName: {}", "[".repeat(65_536)),
+    );
+    let errs = load_path(&f).unwrap_err();
+    assert_eq!(
+        errs.messages(),
+        [format!(
+            "config file \"{}\": nests collections deeper than the limit of 64 levels at line 1, column 78: a SecretProviderClass needs only a few levels",
+            f.display()
+        )]
+    );
+}
+
+#[test]
+fn sixty_five_levels_are_refused_and_a_realistic_ten_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = write(dir.path(), "ok.yaml", &deep_manifest(64));
+    assert!(load_path(&ok).is_ok(), "{:?}", load_path(&ok));
+    let deep = write(dir.path(), "deep.yaml", &deep_manifest(65));
+    let msg = load_path(&deep).unwrap_err().to_string();
+    assert!(
+        msg.contains("deep.yaml") && msg.contains("limit of 64 levels at line 77, column 129"),
+        "{msg}"
+    );
+    // A realistic manifest: 10 levels with the objects' own, comments, block scalars.
+    let realistic = write(
+        dir.path(),
+        "spc.yaml",
+        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: app\n  labels: {team: a, tier: [x, {y: [z]}]}\n  annotations:\n    note: \"it's [fine]\"\nspec:\n  provider: azure\n  secretObjects:\n    - secretName: s\n      data:\n        - key: k\n          objectName: db-password\n          extra: {a: {b: {c: [1]}}}\n  parameters:\n    keyvaultName: kv1\n    useVMManagedIdentity: \"true\"   # [comment]\n    objects: |\n      array:\n        - |\n          objectName: db-password\n          objectType: secret\n",
+    );
+    assert_eq!(
+        limits::estimate_depth(&std::fs::read_to_string(&realistic).unwrap()),
+        10
+    );
+    assert!(load_path(&realistic).is_ok(), "{:?}", load_path(&realistic));
+}
+
+#[test]
+fn deep_objects_parameter_and_elements_are_refused() {
+    let deep = format!("array: {}", "[".repeat(100));
+    let errs = params_errors(
+        &[
+            ("keyvaultName", "kv1"),
+            ("useVMManagedIdentity", "true"),
+            ("objects", &deep),
+        ],
+        &Env::default(),
+    );
+    assert_eq!(
+        errs,
+        [
+            "failed to yaml unmarshal objects, error: the objects parameter nests collections deeper than the limit of 64 levels at line 1, column 71: a SecretProviderClass needs only a few levels"
+        ]
+    );
+    let element = format!("array:\n  - 'objectName: {}'\n", "{a: ".repeat(70));
+    let errs = params_errors(
+        &[
+            ("keyvaultName", "kv1"),
+            ("useVMManagedIdentity", "true"),
+            ("objects", &element),
+        ],
+        &Env::default(),
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("unmarshal failed for keyVaultObjects at index 0, error: the object nests collections deeper than the limit of 64 levels at line 1, column "),
+        "{errs:?}"
+    );
+}
+
+// reference: threat-model.md rule 4 (YAML anchors/aliases: "billion laughs")
+#[test]
+fn billion_laughs_is_refused_before_expansion() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text =
+        String::from("keyvaultName: kv1\nl0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..10 {
+        let refs = vec![format!("*l{}", i - 1); 9].join(", ");
+        text.push_str(&format!("l{i}: &l{i} [{refs}]\n"));
+    }
+    let f = write(dir.path(), "laughs.yaml", &text);
+    let msg = load_path(&f).unwrap_err().to_string();
+    assert!(
+        msg.contains("laughs.yaml") && msg.contains("uses a YAML alias at line 3, column 10"),
+        "{msg}"
+    );
+}
+
+// reference: threat-model.md rule 1 (config file bounded, regular files only)
+#[test]
+fn oversized_config_file_is_refused_by_size() {
+    let dir = tempfile::tempdir().unwrap();
+    // Valid YAML: a comment pads it past 4 MiB.
+    let mut text = std::fs::read_to_string(fixture("params-only.yaml")).unwrap();
+    text.push('#');
+    text.push_str(&"x".repeat(4 << 20));
+    let f = write(dir.path(), "big.yaml", &text);
+    let msg = load_path(&f).unwrap_err().to_string();
+    assert_eq!(
+        msg,
+        format!(
+            "config file \"{}\" is larger than the limit of 4194304 bytes: is this the right file?",
+            f.display()
+        )
+    );
+}
+
+#[test]
+fn config_file_must_be_a_regular_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("spc.yaml");
+    mkfifo(&fifo);
+    // On main this open blocked forever (no writer).
+    let msg = load_path(&fifo).unwrap_err().to_string();
+    assert!(msg.contains("is a FIFO, not a regular file"), "{msg}");
+    let msg = load_path(Path::new("/dev/zero")).unwrap_err().to_string();
+    assert!(
+        msg.starts_with("config file \"/dev/zero\" is a character device, not a regular file"),
+        "{msg}"
+    );
+    let msg = load_path(dir.path()).unwrap_err().to_string();
+    assert!(msg.contains("is a directory, not a regular file"), "{msg}");
+}
+
+#[test]
+fn cloud_env_file_must_be_a_small_regular_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = |cloud_file: &str| {
+        format!(
+            "keyvaultName: kv1\nuseVMManagedIdentity: \"true\"\ncloudName: AzureStackCloud\ncloudEnvFileName: {cloud_file}\nobjects: |\n{}",
+            indent(ONE_OBJECT, 2)
+        )
+    };
+    mkfifo(&dir.path().join("fifo.json"));
+    let f = write(dir.path(), "a.yaml", &params("fifo.json"));
+    let msg = load_path(&f).unwrap_err().to_string();
+    assert!(
+        msg.starts_with("cloudName AzureStackCloud is not valid, error: cloudEnvFileName \"")
+            && msg.contains("fifo.json\" is a FIFO, not a regular file"),
+        "{msg}"
+    );
+    let f = write(dir.path(), "b.yaml", &params("/dev/zero"));
+    let msg = load_path(&f).unwrap_err().to_string();
+    assert!(msg.contains("\"/dev/zero\" is a character device"), "{msg}");
+    // Valid JSON padded past 1 MiB with whitespace.
+    let cloud = std::fs::read_to_string(fixture("akscustom.json")).unwrap();
+    std::fs::write(
+        dir.path().join("big.json"),
+        format!("{cloud}{}", " ".repeat(1 << 20)),
+    )
+    .unwrap();
+    let f = write(dir.path(), "c.yaml", &params("big.json"));
+    let msg = load_path(&f).unwrap_err().to_string();
+    assert!(
+        msg.contains("big.json\" is larger than the limit of 1048576 bytes"),
+        "{msg}"
+    );
+}
+
+// reference: threat-model.md rule 4; issue 9 item 6 (all name problems in one run)
+#[test]
+fn name_problems_of_every_object_are_reported_in_one_run() {
+    let objects = "array:\n  - |\n    objectName: ..\n    objectAlias: a\n    objectType: secret\n  - |\n    objectName: b\n    objectType: secret\n    objectVersion: 1234\n  - '{\"objectName\": \"c\", \"objectAlias\": \"evil\\u202etxt\", \"objectType\": \"secret\"}'\n  - |\n    objectName: ok\n    objectType: secret\n";
+    let errs = params_errors(
+        &[
+            ("keyvaultName", "kv1"),
+            ("useVMManagedIdentity", "true"),
+            ("objects", objects),
+        ],
+        &Env::default(),
+    );
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert!(errs[0].contains("objects[0]: objectName \"..\" is not a Key Vault object name"));
+    assert!(errs[1].contains("objects[1]: objectVersion \"1234\" is not a Key Vault version"));
+    assert!(
+        errs[2].contains("objects[2]: output path \"evil\\u{202e}txt\" contains U+202E"),
+        "{}",
+        errs[2]
+    );
+}
