@@ -1,14 +1,16 @@
-//! Size, nesting-depth and alias limits checked on raw YAML text *before* it reaches the
-//! YAML parser (threat-model.md rules 1 and 4).
+//! Size, nesting-depth, token-count and alias limits checked on raw YAML text *before* it
+//! reaches the YAML parser (threat-model.md rules 1 and 4).
 //!
 //! libyaml (under `serde_yaml`) spends time quadratic in the nesting depth (64k levels took
-//! 38.6 s) and replays anchored subtrees for every alias ("billion laughs"). Neither is
-//! needed by a SecretProviderClass, whose deepest legitimate nesting is about five levels,
-//! so every YAML text the agent parses (the config file, the `objects` string and each of
-//! its elements) first goes through [`check`], a linear scan that:
-//! - refuses texts over [`MAX_YAML_BYTES`];
-//! - estimates the nesting depth and refuses anything deeper than [`MAX_DEPTH`];
-//! - refuses aliases (`*name`, including merge keys `<<: *name`).
+//! 38.6 s), a few microseconds per token (4 MiB of `x,` took seconds), and replays anchored
+//! subtrees for every alias ("billion laughs"). A SecretProviderClass needs none of that, so
+//! every YAML text the agent parses (the config file, the `objects` string and each of its
+//! elements) first goes through [`check`] (or [`check_within`] for a shared budget), a
+//! linear scan that refuses:
+//! - texts over [`MAX_YAML_BYTES`];
+//! - nesting deeper than [`MAX_DEPTH`];
+//! - more than [`MAX_TOKENS`] tokens (scalars, indicators, brackets): about 1,000 objects;
+//! - aliases (`*name`, including merge keys `<<: *name`).
 //!
 //! The depth estimate is a small YAML tokenizer, not a parser. It tracks quoted scalars
 //! (also across lines), comments, block scalars (`|`, `>`: their content lines are skipped),
@@ -16,9 +18,8 @@
 //! nodes by column: each `- `, `? ` or `key:` opens a collection at its column (an
 //! indentless sequence under a key counts as one more level). Depth is the number of open
 //! block collections plus the flow depth. It is built to err high: where it cannot tell
-//! text from structure it counts structure, so a refusal can at worst hit a pathological
-//! but valid text (more than 64 unbalanced brackets at the start of plain-scalar
-//! continuation lines), never let a deep document through to the parser.
+//! text from structure it counts structure, so a refusal can at worst hit a contrived but
+//! valid text, never let a deep document through to the parser.
 
 use std::fmt;
 
@@ -27,6 +28,10 @@ pub const MAX_YAML_BYTES: usize = 4 << 20;
 /// Deepest nesting of collections accepted. A SecretProviderClass manifest needs 3
 /// (`spec.parameters.<key>`); an `objects` string 2.
 pub const MAX_DEPTH: usize = 64;
+/// Most tokens in one YAML text, and in the `objects` parameter with all its elements
+/// together. One object of 8 fields is about 25 tokens, so this allows about 1,000
+/// objects, and bounds the parser's work (measured: about 2 µs a token).
+pub const MAX_TOKENS: usize = 25_000;
 
 /// Why a YAML text was refused before parsing. `Display` says where and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +50,16 @@ pub enum YamlLimit {
     )]
     TooDeep {
         /// The limit.
+        limit: usize,
+        /// Where the limit was crossed.
+        at: Position,
+    },
+    /// More than [`MAX_TOKENS`] tokens.
+    #[error(
+        "has more than {limit} YAML tokens (keys, values, indicators) by {at}: split the objects across several SecretProviderClasses"
+    )]
+    TooManyTokens {
+        /// The limit (what was left of the budget).
         limit: usize,
         /// Where the limit was crossed.
         at: Position,
@@ -80,62 +95,70 @@ enum Kind {
     Map,
 }
 
-/// Checks size, depth and aliases of a YAML text before it is parsed. Linear in the text.
+/// Checks size, depth, token count and aliases of a YAML text before it is parsed.
+/// Linear in the text.
 pub fn check(text: &str) -> Result<(), YamlLimit> {
+    let mut budget = MAX_TOKENS;
+    check_within(text, &mut budget)
+}
+
+/// [`check`] with a token budget shared by several texts (the `objects` string and its
+/// elements): the text's tokens are taken from `budget`.
+pub fn check_within(text: &str, budget: &mut usize) -> Result<(), YamlLimit> {
     if text.len() > MAX_YAML_BYTES {
         return Err(YamlLimit::TooLarge {
             size: text.len(),
             limit: MAX_YAML_BYTES,
         });
     }
-    Scanner::default().run(text)
+    let mut s = Scanner::new(MAX_DEPTH, *budget);
+    s.run(text)?;
+    *budget = budget.saturating_sub(s.tokens);
+    Ok(())
 }
 
 /// The deepest nesting [`check`] would estimate for `text` (no limit applied). For tests
 /// and the benchmark.
 pub fn estimate_depth(text: &str) -> usize {
-    let mut s = Scanner {
-        limit: usize::MAX,
-        ..Scanner::default()
-    };
+    let mut s = Scanner::new(usize::MAX, usize::MAX);
     let _ = s.run(text);
     s.max_depth
 }
 
-struct Scanner {
-    limit: usize,
+/// The number of tokens [`check`] counts in `text` (no limit applied).
+pub fn count_tokens(text: &str) -> usize {
+    let mut s = Scanner::new(usize::MAX, usize::MAX);
+    let _ = s.run(text);
+    s.tokens
+}
+
+/// YAML's white space (line breaks are split off before).
+fn is_ws(c: u8) -> bool {
+    c == b' ' || c == b'\t'
+}
+
+struct Scanner<'a> {
+    max_depth_allowed: usize,
+    max_tokens: usize,
     /// Open block collections: (column, kind).
     stack: Vec<(usize, Kind)>,
     flow: usize,
     /// Inside a quoted scalar (`'` or `"`), possibly across lines.
-    quote: Option<char>,
-    /// Inside a block scalar: lines indented more than this (or blank) are its content.
-    /// `-1` (as `None` inside `Some`) when the block scalar is at the document root.
+    quote: Option<u8>,
+    /// Inside a block scalar: lines indented more than this (or blank) are its content;
+    /// `Some(None)` for a block scalar at the document root (ends at `---`/`...`).
     block_scalar: Option<Option<usize>>,
     /// The previous line ended inside a plain scalar (its next line may continue it).
     plain_open: bool,
     max_depth: usize,
+    tokens: usize,
     line: usize,
-}
-
-impl Default for Scanner {
-    fn default() -> Self {
-        Scanner {
-            limit: MAX_DEPTH,
-            stack: Vec::new(),
-            flow: 0,
-            quote: None,
-            block_scalar: None,
-            plain_open: false,
-            max_depth: 0,
-            line: 0,
-        }
-    }
+    current: &'a str,
 }
 
 /// Where one line's scan stands.
 struct LineState {
-    /// The next character may start a token (quote, alias, flow collection, indicator).
+    /// The next byte may start a token (quote, alias, flow collection, indicator).
     token_start: bool,
     /// A plain scalar is being read.
     in_plain: bool,
@@ -145,30 +168,59 @@ struct LineState {
     keyed: bool,
 }
 
-impl Scanner {
-    fn run(&mut self, text: &str) -> Result<(), YamlLimit> {
+impl<'a> Scanner<'a> {
+    fn new(max_depth_allowed: usize, max_tokens: usize) -> Self {
+        Scanner {
+            max_depth_allowed,
+            max_tokens,
+            stack: Vec::new(),
+            flow: 0,
+            quote: None,
+            block_scalar: None,
+            plain_open: false,
+            max_depth: 0,
+            tokens: 0,
+            line: 0,
+            current: "",
+        }
+    }
+
+    fn run(&mut self, text: &'a str) -> Result<(), YamlLimit> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (i, raw) in text.split('\n').enumerate() {
             self.line = i + 1;
-            let chars: Vec<char> = raw.trim_end_matches('\r').chars().collect();
-            self.scan_line(&chars)?;
+            self.current = raw;
+            self.scan_line(raw.trim_end_matches('\r').as_bytes())?;
         }
         Ok(())
     }
 
+    /// Position of byte `column0` of the current line, counted in characters.
     fn at(&self, column0: usize) -> Position {
+        let prefix = self.current.get(..column0).unwrap_or(self.current);
         Position {
             line: self.line,
-            column: column0 + 1,
+            column: prefix.chars().count() + 1,
         }
+    }
+
+    fn token(&mut self, column0: usize) -> Result<(), YamlLimit> {
+        self.tokens = self.tokens.saturating_add(1);
+        if self.tokens > self.max_tokens {
+            return Err(YamlLimit::TooManyTokens {
+                limit: self.max_tokens,
+                at: self.at(column0),
+            });
+        }
+        Ok(())
     }
 
     fn depth_check(&mut self, column0: usize) -> Result<(), YamlLimit> {
         let depth = self.stack.len().saturating_add(self.flow);
         self.max_depth = self.max_depth.max(depth);
-        if depth > self.limit {
+        if depth > self.max_depth_allowed {
             return Err(YamlLimit::TooDeep {
-                limit: self.limit,
+                limit: self.max_depth_allowed,
                 at: self.at(column0),
             });
         }
@@ -195,15 +247,13 @@ impl Scanner {
         }
     }
 
-    fn scan_line(&mut self, chars: &[char]) -> Result<(), YamlLimit> {
-        let indent = chars.iter().take_while(|c| **c == ' ').count();
-        let blank = chars[indent..].iter().all(|c| c.is_whitespace());
+    fn scan_line(&mut self, chars: &[u8]) -> Result<(), YamlLimit> {
+        let indent = chars.iter().take_while(|c| **c == b' ').count();
+        let blank = chars[indent..].iter().all(|c| is_ws(*c));
 
         if let Some(parent) = self.block_scalar {
             let inside = match parent {
-                None => {
-                    !(chars.starts_with(&['-', '-', '-']) || chars.starts_with(&['.', '.', '.']))
-                }
+                None => !(chars.starts_with(b"---") || chars.starts_with(b"...")),
                 Some(p) => blank || indent > p,
             };
             if inside {
@@ -221,36 +271,32 @@ impl Scanner {
         let mut i = 0;
         if self.quote.is_none() && self.flow == 0 {
             // Block context: the line's indentation decides which collections it closes.
-            if blank || chars[indent] == '#' {
+            if blank || chars[indent] == b'#' {
                 return Ok(());
             }
-            if indent == 0 && chars[0] == '%' {
+            if indent == 0 && chars[0] == b'%' {
                 return Ok(()); // a directive
             }
-            let marker = |m: char| {
+            let marker = |m: u8| {
                 chars.len() >= 3
                     && chars[..3].iter().all(|c| *c == m)
-                    && chars.get(3).is_none_or(|c| c.is_whitespace())
+                    && chars.get(3).is_none_or(|c| is_ws(*c))
             };
-            if marker('-') || marker('.') {
+            i = indent;
+            if marker(b'-') || marker(b'.') {
                 self.stack.clear();
                 self.plain_open = false;
                 i = 3;
                 st.node_col = 3;
             } else if self.plain_open && self.stack.last().is_none_or(|(c, _)| indent > *c) {
-                // Continuation of a multi-line plain scalar: its first character is text.
+                // Continuation of a multi-line plain scalar: its first byte is text.
                 st.token_start = false;
                 st.in_plain = true;
-                i = indent;
-            } else {
-                i = indent;
             }
-        } else if self.quote.is_none() {
+        } else if self.quote.is_none() && self.plain_open {
             // Flow context across lines: a plain scalar may continue here too.
-            if self.plain_open {
-                st.token_start = false;
-                st.in_plain = true;
-            }
+            st.token_start = false;
+            st.in_plain = true;
         }
         self.plain_open = false;
         self.scan_inline(chars, i, &mut st)?;
@@ -262,11 +308,11 @@ impl Scanner {
 
     fn scan_inline(
         &mut self,
-        chars: &[char],
+        chars: &[u8],
         mut i: usize,
         st: &mut LineState,
     ) -> Result<(), YamlLimit> {
-        let ws = |j: usize| chars.get(j).is_none_or(|c| c.is_whitespace());
+        let ws = |j: usize| chars.get(j).is_none_or(|c| is_ws(*c));
         while i < chars.len() {
             let c = chars[i];
             if let Some(q) = self.quote {
@@ -277,29 +323,35 @@ impl Scanner {
                 }
                 continue;
             }
-            let prev_ws = i == 0 || chars[i - 1].is_whitespace();
-            if c.is_whitespace() {
+            let prev_ws = i == 0 || is_ws(chars[i - 1]);
+            if is_ws(c) {
                 i += 1;
                 continue;
             }
-            if c == '#' && prev_ws {
+            if c == b'#' && prev_ws {
                 return Ok(()); // comment
             }
             let flow = self.flow > 0;
             // Block indicators: `- `, `? ` open a collection at their column.
-            if !flow && st.token_start && (c == '-' || c == '?') && ws(i + 1) {
-                self.open(i, if c == '-' { Kind::Seq } else { Kind::Map })?;
+            if !flow && st.token_start && (c == b'-' || c == b'?') && ws(i + 1) {
+                self.token(i)?;
+                self.open(i, if c == b'-' { Kind::Seq } else { Kind::Map })?;
                 i += 1;
-                while i < chars.len() && chars[i] == ' ' {
+                while i < chars.len() && chars[i] == b' ' {
                     i += 1;
                 }
                 st.node_col = i;
                 continue;
             }
-            // A value indicator.
-            if c == ':'
-                && (ws(i + 1) || (flow && chars.get(i + 1).is_some_and(|n| ",[]{}".contains(*n))))
+            // A value indicator; in flow context also `:` right after a quoted key or a
+            // collection (JSON style, `{"a":1}`).
+            let json_key = flow && !st.token_start && !st.in_plain;
+            if c == b':'
+                && (ws(i + 1)
+                    || json_key
+                    || (flow && chars.get(i + 1).is_some_and(|n| b",[]{}".contains(n))))
             {
+                self.token(i)?;
                 if !flow && !st.keyed {
                     st.keyed = true;
                     self.open(st.node_col, Kind::Map)?;
@@ -310,40 +362,50 @@ impl Scanner {
                 continue;
             }
             match c {
-                '[' | '{' if flow || st.token_start => {
+                b'[' | b'{' if flow || st.token_start => {
+                    self.token(i)?;
                     self.flow += 1;
                     self.depth_check(i)?;
                     st.token_start = true;
                     st.in_plain = false;
                 }
-                ']' | '}' if flow => {
+                b']' | b'}' if flow => {
+                    self.token(i)?;
                     self.flow -= 1;
                     st.token_start = false;
                     st.in_plain = false;
                 }
-                ',' if flow => {
+                b',' if flow => {
+                    self.token(i)?;
                     st.token_start = true;
                     st.in_plain = false;
                 }
-                '\'' | '"' if st.token_start => {
+                b'\'' | b'"' if st.token_start => {
+                    self.token(i)?;
                     self.quote = Some(c);
                     i += 1;
                     continue;
                 }
-                '*' if st.token_start => return Err(YamlLimit::Alias { at: self.at(i) }),
-                '&' | '!' if st.token_start => {
+                b'*' if st.token_start => return Err(YamlLimit::Alias { at: self.at(i) }),
+                b'&' | b'!' if st.token_start => {
                     // An anchor or tag: the node itself follows.
-                    while i < chars.len() && !chars[i].is_whitespace() {
+                    self.token(i)?;
+                    while i < chars.len() && !is_ws(chars[i]) {
                         i += 1;
                     }
                     continue;
                 }
-                '|' | '>' if st.token_start && !flow => {
+                b'|' | b'>' if st.token_start && !flow => {
                     // Block scalar: content lines are indented more than the node that owns it.
+                    self.token(i)?;
                     self.block_scalar = Some(self.stack.last().map(|(c, _)| *c));
                     return Ok(());
                 }
                 _ => {
+                    // A plain scalar is one token, however long.
+                    if !st.in_plain {
+                        self.token(i)?;
+                    }
                     st.token_start = false;
                     st.in_plain = true;
                 }
@@ -354,15 +416,15 @@ impl Scanner {
     }
 
     /// Scans a quoted scalar from `i` (just inside the quote); returns where scanning goes on.
-    fn scan_quote(&mut self, chars: &[char], mut i: usize, q: char) -> usize {
+    fn scan_quote(&mut self, chars: &[u8], mut i: usize, q: u8) -> usize {
         while i < chars.len() {
             let c = chars[i];
-            if q == '"' && c == '\\' {
+            if q == b'"' && c == b'\\' {
                 i += 2;
                 continue;
             }
             if c == q {
-                if q == '\'' && chars.get(i + 1) == Some(&'\'') {
+                if q == b'\'' && chars.get(i + 1) == Some(&b'\'') {
                     i += 2;
                     continue;
                 }

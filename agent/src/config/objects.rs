@@ -164,8 +164,11 @@ struct StringArray {
 
 /// Parses the `objects` string into raw, trimmed objects (reference texts on failure).
 pub(crate) fn parse_objects(objects: &str) -> Result<Vec<RawObject>, Vec<ConfigError>> {
-    // The outer file's limits do not see inside the `objects` block scalar.
-    if let Err(e) = super::limits::check(objects) {
+    // The outer file's limits do not see inside the `objects` block scalar. One token
+    // budget covers this string and all its elements, so many small elements cannot add
+    // up to unbounded parser work.
+    let mut budget = super::limits::MAX_TOKENS;
+    if let Err(e) = super::limits::check_within(objects, &mut budget) {
         return Err(vec![ConfigError::ObjectsYaml(format!(
             "the objects parameter {e}"
         ))]);
@@ -187,6 +190,16 @@ pub(crate) fn parse_objects(objects: &str) -> Result<Vec<RawObject>, Vec<ConfigE
     let mut out = Vec::new();
     let mut errs = Vec::new();
     for (index, element) in outer.array.unwrap_or_default().into_iter().enumerate() {
+        if let Err(e) = super::limits::check_within(&element.0, &mut budget) {
+            errs.push(ConfigError::ObjectYaml {
+                index,
+                reason: format!("the object {e}"),
+            });
+            if matches!(e, super::limits::YamlLimit::TooManyTokens { .. }) {
+                break; // every later element would fail the same way
+            }
+            continue;
+        }
         match parse_element(&element.0) {
             Ok(o) => out.push(o.trimmed()),
             Err(reason) => errs.push(ConfigError::ObjectYaml { index, reason }),
@@ -195,12 +208,12 @@ pub(crate) fn parse_objects(objects: &str) -> Result<Vec<RawObject>, Vec<ConfigE
     if errs.is_empty() { Ok(out) } else { Err(errs) }
 }
 
+/// Parses one element (already through [`super::limits::check_within`]).
 fn parse_element(text: &str) -> Result<RawObject, String> {
     // yaml.v3 decodes an empty document into the zero value without complaint.
     if text.trim().is_empty() {
         return Ok(RawObject::default());
     }
-    super::limits::check(text).map_err(|e| format!("the object {e}"))?;
     if let Err(e) = serde_yaml::from_str::<serde_yaml::Value>(text) {
         return Err(format!("yaml: {}", one_line(e)));
     }
