@@ -740,3 +740,253 @@ fn name_problems_of_every_object_are_reported_in_one_run() {
         errs[2]
     );
 }
+
+// ---- Property tests (fuzzing) of the config parser (issue 9 item 10) ----
+
+// reference: threat-model.md "How to prove it" (fuzz the config parser). Whatever the
+// bytes, loading ends in a plan or a list of one-line problems, never a panic; and the
+// pre-scan never lets a document deeper than the limit through.
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn assert_one_line(r: &Result<Plan, ConfigErrors>) {
+        if let Err(e) = r {
+            assert!(!e.0.is_empty());
+            for m in e.messages() {
+                assert!(!m.contains('\n') && !m.contains('\r'), "{m:?}");
+            }
+        }
+    }
+
+    fn load_text(dir: &Path, bytes: &[u8]) -> Result<Plan, ConfigErrors> {
+        let f = dir.join("spc.yaml");
+        std::fs::write(&f, bytes).unwrap();
+        load_path(&f)
+    }
+
+    /// Scalars that stress names, paths, numbers and YAML syntax.
+    fn nasty() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "",
+                ".",
+                "..",
+                "a/b",
+                "../x",
+                "/abs",
+                "a//b",
+                "./a",
+                "a/",
+                "x\u{202e}y",
+                "\u{feff}",
+                "0900",
+                "0755",
+                "-1",
+                "99999999999999999999",
+                "1e300",
+                "true",
+                "yes",
+                "~",
+                "null",
+                "[",
+                "]",
+                "{",
+                "}",
+                "*a",
+                "&a x",
+                "!!binary x",
+                "|",
+                ">-",
+                "- x",
+                "? x",
+                ": x",
+                "#",
+                "'",
+                "\"",
+                "%YAML 1.2",
+                "---",
+                "...",
+                "\t",
+                "secret",
+                "key",
+                "cert",
+                "pfx",
+                "PEM",
+                "hex",
+                "base64",
+                "latest",
+                "0123456789abcdef0123456789abcdef",
+            ])
+            .prop_map(str::to_owned),
+            "[ -~]{0,12}",
+            any::<String>().prop_map(|s| s.chars().take(12).collect()),
+        ]
+    }
+
+    /// A YAML-quoted form of `s` (JSON strings are YAML).
+    fn q(s: &str) -> String {
+        serde_json::to_string(s).unwrap()
+    }
+
+    /// Near-valid SecretProviderClasses: the right shape, hostile values, random extras.
+    fn near_valid() -> impl Strategy<Value = String> {
+        let field = prop::sample::select(vec![
+            "objectName",
+            "objectAlias",
+            "objectType",
+            "objectVersion",
+            "objectVersionHistory",
+            "objectFormat",
+            "objectEncoding",
+            "filePermission",
+            "other",
+        ]);
+        let element = prop::collection::vec((field, nasty(), any::<bool>()), 0..6).prop_map(|fs| {
+            fs.into_iter()
+                .map(|(k, v, quoted)| {
+                    if quoted {
+                        format!("{k}: {}\n", q(&v))
+                    } else {
+                        format!("{k}: {v}\n")
+                    }
+                })
+                .collect::<String>()
+        });
+        let params = prop::sample::select(vec![
+            "keyvaultName",
+            "tenantID",
+            "cloudName",
+            "useVMManagedIdentity",
+            "clientID",
+            "userAssignedIdentityID",
+            "keyvaultURL",
+            "usePodIdentity",
+            "cloudEnvFileName",
+            "x",
+        ]);
+        (
+            prop::collection::vec(element, 0..4),
+            prop::collection::vec((params, nasty()), 0..5),
+            any::<bool>(),
+        )
+            .prop_map(|(elements, params, manifest)| {
+                let mut objects = String::from("array:\n");
+                for e in elements {
+                    objects.push_str(&format!("  - {}\n", q(&e)));
+                }
+                let mut p = format!("keyvaultName: kv1\nobjects: {}\n", q(&objects));
+                for (k, v) in params {
+                    p.push_str(&format!("{k}: {}\n", q(&v)));
+                }
+                if manifest {
+                    format!(
+                        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nspec:\n  provider: azure\n  parameters:\n{}",
+                        indent(&p, 4)
+                    )
+                } else {
+                    p
+                }
+            })
+    }
+
+    /// A YAML value tree and its nesting depth (collections only).
+    fn tree() -> impl Strategy<Value = serde_yaml::Value> {
+        let leaf = prop_oneof![
+            Just(serde_yaml::Value::Null),
+            any::<bool>().prop_map(serde_yaml::Value::Bool),
+            any::<i32>().prop_map(|i| serde_yaml::Value::Number(i.into())),
+            nasty().prop_map(serde_yaml::Value::String),
+        ];
+        leaf.prop_recursive(80, 400, 3, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(serde_yaml::Value::Sequence),
+                prop::collection::vec(("[a-z]{1,3}", inner), 0..3).prop_map(|kv| {
+                    serde_yaml::Value::Mapping(
+                        kv.into_iter()
+                            .map(|(k, v)| (serde_yaml::Value::String(k), v))
+                            .collect(),
+                    )
+                }),
+            ]
+        })
+    }
+
+    /// A spine of 50 to 80 nested collections (mixed kinds) around the limit, with a
+    /// hostile scalar beside each level.
+    fn deep_tree() -> impl Strategy<Value = serde_yaml::Value> {
+        (
+            prop::collection::vec((any::<bool>(), "[a-z]{1,2}", nasty()), 50..80),
+            nasty(),
+        )
+            .prop_map(|(spine, leaf)| {
+                let mut v = serde_yaml::Value::String(leaf);
+                for (is_seq, key, sibling) in spine {
+                    v = if is_seq {
+                        serde_yaml::Value::Sequence(vec![serde_yaml::Value::String(sibling), v])
+                    } else {
+                        let mut m = serde_yaml::Mapping::new();
+                        m.insert(
+                            serde_yaml::Value::String(format!("s{key}")),
+                            serde_yaml::Value::String(sibling),
+                        );
+                        m.insert(serde_yaml::Value::String(key), v);
+                        serde_yaml::Value::Mapping(m)
+                    };
+                }
+                v
+            })
+    }
+
+    fn depth(v: &serde_yaml::Value) -> usize {
+        match v {
+            serde_yaml::Value::Sequence(s) => 1 + s.iter().map(depth).max().unwrap_or(0),
+            serde_yaml::Value::Mapping(m) => 1 + m.values().map(depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_and_text_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512), text in any::<String>()) {
+            let dir = tempfile::tempdir().unwrap();
+            assert_one_line(&load_text(dir.path(), &bytes));
+            assert_one_line(&load_text(dir.path(), text.as_bytes()));
+            let _ = limits::check(&text);
+        }
+
+        #[test]
+        fn yaml_punctuation_soup_never_panics(text in "[-\\[\\]{}:,?|>'\"#&*!%@` \\n\\ta-c0-9]{0,300}") {
+            let dir = tempfile::tempdir().unwrap();
+            assert_one_line(&load_text(dir.path(), text.as_bytes()));
+            assert_one_line(&load_text(dir.path(), format!("keyvaultName: kv\nobjects: {}\n", q(&text)).as_bytes()));
+        }
+
+        #[test]
+        fn near_valid_manifests_never_panic(text in near_valid()) {
+            let dir = tempfile::tempdir().unwrap();
+            assert_one_line(&load_text(dir.path(), text.as_bytes()));
+        }
+
+        // The pre-scan over-approximates: a document deeper than the limit is always refused,
+        // whichever way it is written; within the limit, canonical forms are accepted.
+        #[test]
+        fn depth_estimate_is_never_below_the_real_depth(v in prop_oneof![tree(), deep_tree()]) {
+            let real = depth(&v);
+            for text in [
+                serde_yaml::to_string(&v).unwrap(),
+                serde_json::to_string(&v).unwrap(),
+                serde_json::to_string_pretty(&v).unwrap(),
+            ] {
+                let back: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+                prop_assert_eq!(depth(&back), real);
+                let estimate = limits::estimate_depth(&text);
+                prop_assert!(estimate >= real, "estimate {} < real {} for {:?}", estimate, real, text);
+                prop_assert_eq!(limits::check(&text).is_ok(), real <= limits::MAX_DEPTH, "{}", text);
+            }
+        }
+    }
+}
