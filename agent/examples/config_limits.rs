@@ -105,6 +105,21 @@ fn main() {
         )
     };
     let objects = |n: usize| format!("array:\n{}", (0..n).map(element).collect::<String>());
+    time_objects(
+        "objects: one object and a ~4 MiB comment",
+        &format!(
+            "{}#{}",
+            objects(1),
+            "x".repeat(limits::MAX_YAML_BYTES - 400)
+        ),
+    );
+    time(
+        "~4 MiB quoted value",
+        &format!(
+            "keyvaultName: \"{}\"",
+            "x".repeat(limits::MAX_YAML_BYTES - 20)
+        ),
+    );
     time_objects("objects: 900 objects of 8 fields", &objects(900));
     time_objects("objects: 20,000 objects of 8 fields", &objects(20_000));
     let small: String = (0..200_000).map(|_| "  - a: b\n").collect();

@@ -287,7 +287,10 @@ fn check_refuses_invalid_names_versions_and_aliases_in_one_run() {
     assert_eq!(lines.len(), 4, "{err}");
     assert!(lines[0].contains("objects[0]: objectName \".\" is not a Key Vault object name"));
     assert!(lines[1].contains("objects[1]: objectVersion \"1234\" is not a Key Vault version"));
-    assert!(lines[2].contains("objects[2]: output path \"a\\nb\" contains U+000A"), "{err}");
+    assert!(
+        lines[2].contains("objects[2]: output path \"a\\nb\" contains U+000A"),
+        "{err}"
+    );
     assert!(
         lines[3].contains("objects[3]: output path \"invoice\\u{202e}fdp.exe\" contains U+202E"),
         "{err}"
