@@ -499,9 +499,10 @@ mod tests {
         }
         // Block and flow depth add up.
         let mixed = format!(
-            "{}{}",
+            "{}{}v: {}",
             nested_block_maps(60),
-            format!("{}v: {}", "  ".repeat(60), nested_flow(4))
+            "  ".repeat(60),
+            nested_flow(4)
         );
         assert_eq!(estimate_depth(&mixed), 65);
         assert!(check(&mixed).is_err());
