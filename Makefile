@@ -106,6 +106,10 @@ e2e: ## pods (podman kube play) and compose against the emulator, on loopback
 bench: ## performance figures against the emulator (bench/run.sh)
 	bash bench/run.sh
 
+.PHONY: bench-config
+bench-config: ## config parser limits: time to accept or refuse hostile and large inputs
+	$(CARGO) run --release --locked -p keyvault-agent --example config_limits
+
 .PHONY: compose-up
 compose-up: ## emulator + agent (init) + agent (sidecar) + demo app with podman-compose/docker compose
 	bash scripts/compose.sh up

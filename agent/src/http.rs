@@ -285,10 +285,12 @@ fn system_roots() -> Vec<rustls_pki_types::CertificateDer<'static>> {
 }
 
 fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, HttpError> {
-    let pem = std::fs::read(path).map_err(|source| HttpError::CaRead {
-        path: path.to_owned(),
-        source,
-    })?;
+    let pem = crate::files::read(path, crate::files::MAX_CA_FILE, "CA file")
+        .map_err(std::io::Error::other)
+        .map_err(|source| HttpError::CaRead {
+            path: path.to_owned(),
+            source,
+        })?;
     let invalid = |reason: String| HttpError::CaInvalid {
         path: path.to_owned(),
         reason,

@@ -20,6 +20,7 @@
 //! - [`http`]: the one builder of outbound HTTP clients and the bounded body reader.
 //! - [`retry`]: backoff with full jitter, server-requested waits, deadlines (every caller).
 //! - [`convert`]: pure conversions from Key Vault bundles to file bytes.
+//! - [`files`]: bounded reads of regular files named by flags, environment or config.
 //! - [`writer`]: the Kubernetes AtomicWriter port; the only module that touches the output dir.
 //! - [`sync`]: one fetch → convert → write cycle over a whole plan.
 //! - [`refresh`]: the sidecar loop (jittered timer, backoff, reload, readiness).
@@ -41,6 +42,7 @@ pub mod cli;
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod files;
 pub mod http;
 pub mod keyvault;
 pub mod notify;

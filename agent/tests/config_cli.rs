@@ -269,3 +269,49 @@ fn check_warns_about_misspelt_parameters_but_succeeds() {
         stderr(&out)
     );
 }
+
+// reference: threat-model.md rule 4; issue 9 item 6 (names refused by `check`, all at once)
+#[test]
+fn check_refuses_invalid_names_versions_and_aliases_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("spc.yaml");
+    std::fs::write(
+        &f,
+        "keyvaultName: kv1\nuseVMManagedIdentity: \"true\"\nobjects: |\n  array:\n    - |\n      objectName: .\n      objectAlias: dot\n      objectType: secret\n    - |\n      objectName: pinned\n      objectType: secret\n      objectVersion: 1234\n    - '{\"objectName\": \"x\", \"objectType\": \"secret\", \"objectAlias\": \"a\\nb\"}'\n    - '{\"objectName\": \"y\", \"objectType\": \"secret\", \"objectAlias\": \"invoice\\u202efdp.exe\"}'\n",
+    )
+    .unwrap();
+    let out = agent(&["check", "--config", f.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(lines.len(), 4, "{err}");
+    assert!(lines[0].contains("objects[0]: objectName \".\" is not a Key Vault object name"));
+    assert!(lines[1].contains("objects[1]: objectVersion \"1234\" is not a Key Vault version"));
+    assert!(
+        lines[2].contains("objects[2]: output path \"a\\nb\" contains U+000A"),
+        "{err}"
+    );
+    assert!(
+        lines[3].contains("objects[3]: output path \"invoice\\u{202e}fdp.exe\" contains U+202E"),
+        "{err}"
+    );
+    assert!(!err.contains('\u{202e}'));
+}
+
+// reference: threat-model.md rules 1 and 4 (config bounded and depth-limited before parsing)
+#[test]
+fn check_refuses_a_deep_config_with_one_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("deep.yaml");
+    std::fs::write(&f, format!("keyvaultName: {}", "[".repeat(65_536))).unwrap();
+    let out = agent(&["check", "--config", f.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "error: config file \"{}\": nests collections deeper than the limit of 64 levels at line 1, column 78: a SecretProviderClass needs only a few levels",
+            f.display()
+        )
+    );
+}

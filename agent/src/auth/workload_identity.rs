@@ -53,15 +53,14 @@ impl WorkloadIdentity {
 
     /// Reads the current service-account token.
     async fn read_assertion(&self) -> Result<SecretString, AuthError> {
-        let text = tokio::fs::read_to_string(&self.token_file)
-            .await
-            .map_err(|e| AuthError::TokenFile {
-                mode: MODE,
-                message: format!(
-                    "cannot read the federated token file {} (AZURE_FEDERATED_TOKEN_FILE): {e}",
-                    self.token_file.display()
-                ),
-            })?;
+        // Regular file only, bounded (a service-account token is a few KiB).
+        let what = "the federated token file (AZURE_FEDERATED_TOKEN_FILE)";
+        let text =
+            crate::files::read_to_string(&self.token_file, crate::files::MAX_SMALL_FILE, what)
+                .map_err(|e| AuthError::TokenFile {
+                    mode: MODE,
+                    message: e.to_string(),
+                })?;
         let t = text.trim();
         if t.is_empty() {
             return Err(AuthError::TokenFile {

@@ -117,8 +117,9 @@ struct StackFile {
 /// Reads an Azure Stack (or any custom cloud) environment file. Errors name the path.
 pub(crate) fn stack_cloud(path: &Path) -> Result<Cloud, String> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read cloudEnvFileName \"{shown}\": {e}"))?;
+    // Regular files only, bounded: a FIFO or /dev/zero here must not hang the agent.
+    let text = crate::files::read_to_string(path, crate::files::MAX_SMALL_FILE, "cloudEnvFileName")
+        .map_err(|e| e.to_string())?;
     let f: StackFile = serde_json::from_str(&text).map_err(|e| {
         format!("cloudEnvFileName \"{shown}\" is not a cloud environment JSON: {e}")
     })?;

@@ -209,7 +209,11 @@ pub(crate) fn select(
                 None
             }
             (Some(s), None) => Some(SecretString::new(s.trim())),
-            (None, Some(path)) => match std::fs::read_to_string(path) {
+            (None, Some(path)) => match crate::files::read_to_string(
+                std::path::Path::new(path),
+                crate::files::MAX_SMALL_FILE,
+                "AZURE_CLIENT_SECRET_FILE",
+            ) {
                 Ok(s) if s.trim().is_empty() => {
                     fail(
                         errs,
@@ -219,10 +223,7 @@ pub(crate) fn select(
                 }
                 Ok(s) => Some(SecretString::new(s.trim())),
                 Err(e) => {
-                    fail(
-                        errs,
-                        format!("cannot read AZURE_CLIENT_SECRET_FILE \"{path}\": {e}"),
-                    );
+                    fail(errs, e.to_string());
                     None
                 }
             },

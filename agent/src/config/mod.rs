@@ -29,11 +29,12 @@
 
 mod cloud;
 mod identity;
+pub mod limits;
 mod objects;
 mod params;
 
 pub use cloud::{cloud_by_name, vault_url_for};
-pub use objects::validate_path;
+pub use objects::{is_object_name, is_object_version, unsafe_character, validate_path};
 pub use params::{Parameters, parse_bool};
 
 use std::path::{Path, PathBuf};
@@ -397,8 +398,9 @@ pub const DEFAULT_FILE_MODE: u32 = 0o644;
 /// text allows, and says what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    /// The configuration file could not be read.
-    #[error("cannot read config file \"{path}\": {reason}")]
+    /// The configuration file could not be read (missing, not a regular file, over the
+    /// 4 MiB limit, not UTF-8); `reason` names the file and the fix.
+    #[error("{reason}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -475,11 +477,19 @@ pub enum ConfigError {
         /// The YAML error.
         reason: String,
     },
-    /// A per-object problem, wrapped with the object's identity like the reference.
+    /// A per-object problem, wrapped with the object's identity like the reference. Values
+    /// are shown with control, bidi and zero-width characters escaped, so the line stays
+    /// one line and reads as what it is. Problems the reference does not have name the
+    /// object's index themselves (`objects[2]: ...`).
     #[error(
-        "failed to get objectType:{object_type}, objectName:{name}, objectVersion:{version}: {problem}"
+        "failed to get objectType:{}, objectName:{}, objectVersion:{}: {problem}",
+        printable(object_type),
+        printable(name),
+        printable(version)
     )]
     Object {
+        /// Zero-based index in `objects.array`.
+        index: usize,
         /// `objectType` as written (trimmed).
         object_type: String,
         /// `objectName` as written (trimmed).
@@ -504,6 +514,23 @@ impl From<&str> for ConfigError {
     fn from(s: &str) -> Self {
         ConfigError::Other(s.to_owned())
     }
+}
+
+/// `s` with control, bidi and zero-width characters escaped as `\u{..}`; unchanged (and
+/// not quoted, as in the reference's texts) when it has none.
+fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if objects::unsafe_character(s).is_none() {
+        return s.into();
+    }
+    s.chars()
+        .map(
+            |c| match objects::unsafe_character(c.encode_utf8(&mut [0; 4])) {
+                Some(_) => format!("\\u{{{:04x}}}", u32::from(c)),
+                None => c.to_string(),
+            },
+        )
+        .collect::<String>()
+        .into()
 }
 
 /// What is wrong with one object (wrapped in [`ConfigError::Object`]).
@@ -549,6 +576,38 @@ pub enum ObjectProblem {
     /// `objectName` is empty (the reference would send an empty name to Key Vault).
     #[error("objectName must not be empty")]
     EmptyName,
+    /// `objectName` is not a Key Vault name (Key Vault: `^[0-9A-Za-z-]{1,127}$`).
+    #[error(
+        "objects[{index}]: objectName {name:?} is not a Key Vault object name: use 1 to 127 ASCII letters, digits and dashes"
+    )]
+    InvalidName {
+        /// Zero-based index in `objects.array`.
+        index: usize,
+        /// The name (shortened).
+        name: String,
+    },
+    /// `objectVersion` is not a Key Vault version id.
+    #[error(
+        "objects[{index}]: objectVersion {version:?} is not a Key Vault version: use the 32 hexadecimal characters of a version id, or leave it empty for the latest"
+    )]
+    InvalidVersion {
+        /// Zero-based index in `objects.array`.
+        index: usize,
+        /// The version (shortened).
+        version: String,
+    },
+    /// The output path holds a control, bidi or zero-width character.
+    #[error(
+        "objects[{index}]: output path {path:?} contains {ch}: control, bidi and zero-width characters are not allowed in objectAlias"
+    )]
+    UnsafeCharacter {
+        /// Zero-based index in `objects.array`.
+        index: usize,
+        /// The path (shortened).
+        path: String,
+        /// The character, as `U+202E`.
+        ch: String,
+    },
     /// Two objects write the same file.
     #[error(
         "output path {path:?} is also written by {other}: give one of them a different objectAlias"
@@ -628,10 +687,11 @@ pub fn load_with_warnings(
     env: &Env,
 ) -> Result<(Plan, Vec<String>), ConfigErrors> {
     let path = &settings.config_file;
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
+    let text = crate::files::read_to_string(path, crate::files::MAX_CONFIG_FILE, "config file")
+        .map_err(|e| ConfigError::Read {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
     let params = Parameters::from_yaml(&text).map_err(|reason| ConfigError::File {
         path: path.clone(),
         reason,

@@ -76,8 +76,9 @@ impl RawObject {
         }
     }
 
-    fn wrap(&self, problem: ObjectProblem) -> ConfigError {
+    fn wrap(&self, index: usize, problem: ObjectProblem) -> ConfigError {
         ConfigError::Object {
+            index,
             object_type: self.object_type.0.clone(),
             name: self.object_name.0.clone(),
             version: self.object_version.0.clone(),
@@ -163,6 +164,15 @@ struct StringArray {
 
 /// Parses the `objects` string into raw, trimmed objects (reference texts on failure).
 pub(crate) fn parse_objects(objects: &str) -> Result<Vec<RawObject>, Vec<ConfigError>> {
+    // The outer file's limits do not see inside the `objects` block scalar. One token
+    // budget covers this string and all its elements, so many small elements cannot add
+    // up to unbounded parser work.
+    let mut budget = super::limits::MAX_TOKENS;
+    if let Err(e) = super::limits::check_within(objects, &mut budget) {
+        return Err(vec![ConfigError::ObjectsYaml(format!(
+            "the objects parameter {e}"
+        ))]);
+    }
     // Syntax errors read `yaml: ...`, shape errors `yaml: unmarshal errors: ...`, like
     // yaml.v3.
     if let Err(e) = serde_yaml::from_str::<serde_yaml::Value>(objects) {
@@ -180,6 +190,16 @@ pub(crate) fn parse_objects(objects: &str) -> Result<Vec<RawObject>, Vec<ConfigE
     let mut out = Vec::new();
     let mut errs = Vec::new();
     for (index, element) in outer.array.unwrap_or_default().into_iter().enumerate() {
+        if let Err(e) = super::limits::check_within(&element.0, &mut budget) {
+            errs.push(ConfigError::ObjectYaml {
+                index,
+                reason: format!("the object {e}"),
+            });
+            if matches!(e, super::limits::YamlLimit::TooManyTokens { .. }) {
+                break; // every later element would fail the same way
+            }
+            continue;
+        }
         match parse_element(&element.0) {
             Ok(o) => out.push(o.trimmed()),
             Err(reason) => errs.push(ConfigError::ObjectYaml { index, reason }),
@@ -188,6 +208,7 @@ pub(crate) fn parse_objects(objects: &str) -> Result<Vec<RawObject>, Vec<ConfigE
     if errs.is_empty() { Ok(out) } else { Err(errs) }
 }
 
+/// Parses one element (already through [`super::limits::check_within`]).
 fn parse_element(text: &str) -> Result<RawObject, String> {
     // yaml.v3 decodes an empty document into the zero value without complaint.
     if text.trim().is_empty() {
@@ -220,11 +241,11 @@ pub(crate) fn from_parameters(params: &Parameters, errs: &mut Vec<ConfigError>) 
     // Every object with a valid path takes part in the collision check, even when another
     // of its fields is wrong, so one run reports everything.
     let mut outputs = Vec::with_capacity(raws.len());
-    for raw in &raws {
+    for (index, raw) in raws.iter().enumerate() {
         let mut problems = Vec::new();
-        let spec = validate_object(raw, &mut problems);
+        let spec = validate_object(index, raw, &mut problems);
         let ok = problems.is_empty();
-        let lines: Vec<ConfigError> = problems.into_iter().map(|p| raw.wrap(p)).collect();
+        let lines: Vec<ConfigError> = problems.into_iter().map(|p| raw.wrap(index, p)).collect();
         let history = raw.object_version_history.0;
         outputs.push(Out {
             raw,
@@ -258,7 +279,11 @@ struct Out<'a> {
 
 /// Validates one trimmed object. Problems are returned unwrapped, in the reference's order
 /// (format, encoding, file name) followed by ours.
-fn validate_object(raw: &RawObject, problems: &mut Vec<ObjectProblem>) -> Option<ObjectSpec> {
+fn validate_object(
+    index: usize,
+    raw: &RawObject,
+    problems: &mut Vec<ObjectProblem>,
+) -> Option<ObjectSpec> {
     let type_str = raw.object_type.0.as_str();
     let object_type = match type_str {
         "secret" => Some(ObjectType::Secret),
@@ -282,6 +307,28 @@ fn validate_object(raw: &RawObject, problems: &mut Vec<ObjectProblem>) -> Option
     if raw.object_name.0.is_empty() && !raw.object_alias.0.is_empty() {
         // Without an alias the empty name already failed as an empty file name.
         problems.push(ObjectProblem::EmptyName);
+    } else if !raw.object_name.0.is_empty() && !is_object_name(&raw.object_name.0) {
+        problems.push(ObjectProblem::InvalidName {
+            index,
+            name: shorten(&raw.object_name.0),
+        });
+    }
+    if !is_object_version(&raw.object_version.0) {
+        problems.push(ObjectProblem::InvalidVersion {
+            index,
+            version: shorten(&raw.object_version.0),
+        });
+    }
+    // Without an alias the path is the name, already held to the stricter name rule.
+    if let Some(ch) = (!raw.object_alias.0.is_empty())
+        .then(|| unsafe_character(path))
+        .flatten()
+    {
+        problems.push(ObjectProblem::UnsafeCharacter {
+            index,
+            path: shorten(path),
+            ch: format!("U+{:04X}", u32::from(ch)),
+        });
     }
     let mode =
         file_permission(&raw.file_permission.0, DEFAULT_FILE_MODE).map_err(|p| problems.push(p));
@@ -359,6 +406,50 @@ pub(crate) fn validate_file_name(name: &str) -> Result<(), ObjectProblem> {
         return Err(ObjectProblem::DotDot);
     }
     Ok(())
+}
+
+/// Key Vault's object-name rule: 1 to 127 ASCII letters, digits and dashes. This also
+/// keeps `.`, `..` and `a/b` out of request paths (`GET /secrets/..` is `GET /secrets/`).
+pub fn is_object_name(name: &str) -> bool {
+    (1..=127).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Key Vault's version ids are 32 hexadecimal characters. Empty means the latest; the
+/// literal `latest` is kept too (the reference sends it unchanged, history mode reads it as
+/// the newest).
+pub fn is_object_version(version: &str) -> bool {
+    version.is_empty()
+        || version == "latest"
+        || (version.len() == 32 && version.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The first character of `path` that must not appear in a file name the agent writes:
+/// control characters (C0, DEL, C1: a newline in a name breaks every line-based tool),
+/// bidi overrides, embeddings, isolates and marks (a name that displays differently from
+/// what it is), and zero-width characters (two names that look identical).
+pub fn unsafe_character(path: &str) -> Option<char> {
+    path.chars().find(|c| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{202A}'..='\u{202E}'
+                    | '\u{2066}'..='\u{2069}'
+                    | '\u{200E}'
+                    | '\u{200F}'
+                    | '\u{061C}'
+                    | '\u{200B}'..='\u{200D}'
+                    | '\u{2060}'
+                    | '\u{FEFF}'
+            )
+    })
+}
+
+/// A value for an error message: at most 64 characters (a name can be megabytes long).
+fn shorten(s: &str) -> String {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
 }
 
 /// The CSI driver's and AtomicWriter's path rules on top of the reference's file-name
@@ -503,7 +594,7 @@ fn check_collisions(outs: &mut [Out<'_>]) {
 
         match problem {
             Some(p) => {
-                let e = outs[i].raw.wrap(p);
+                let e = outs[i].raw.wrap(i, p);
                 outs[i].errs.push(e);
             }
             None => {
@@ -544,7 +635,7 @@ mod tests {
 
     fn problems(o: &RawObject) -> Vec<ObjectProblem> {
         let mut p = Vec::new();
-        validate_object(o, &mut p);
+        validate_object(0, o, &mut p);
         p
     }
 
@@ -792,7 +883,7 @@ mod tests {
         let (specs, errs) = run(&objects(&[
             "objectName: a\nobjectType: secret\nobjectVersion: latest",
             "objectName: b\nobjectType: secret\nobjectVersion: latest\nobjectVersionHistory: 3",
-            "objectName: c\nobjectType: key\nobjectVersion: \" 3f2a \"",
+            "objectName: c\nobjectType: key\nobjectVersion: \" 3f2a0000000000000000000000000000 \"",
             "objectName: d\nobjectType: cert\nobjectVersionHistory: 1",
             "objectName: e\nobjectType: cert\nobjectVersionHistory: -4",
         ]));
@@ -800,7 +891,10 @@ mod tests {
         // Single-version mode sends `latest` unchanged, like the reference.
         assert_eq!(specs[0].version.as_deref(), Some("latest"));
         assert_eq!((specs[1].version.as_deref(), specs[1].history), (None, 3));
-        assert_eq!(specs[2].version.as_deref(), Some("3f2a"));
+        assert_eq!(
+            specs[2].version.as_deref(),
+            Some("3f2a0000000000000000000000000000")
+        );
         assert!(!specs[3].is_history());
         assert!(!specs[4].is_history());
     }
@@ -833,12 +927,12 @@ mod tests {
             ]
         );
         let (_, errs) = run(&objects(&[
-            "objectName: secret1\nobjectType: secret\nobjectEncoding: utf-16\nobjectVersion: v1",
+            "objectName: secret1\nobjectType: secret\nobjectEncoding: utf-16\nobjectVersion: 0123456789abcdef0123456789ABCDEF",
         ]));
         assert_eq!(
             errs,
             [
-                "failed to get objectType:secret, objectName:secret1, objectVersion:v1: invalid objectEncoding: utf-16, should be hex, base64 or utf-8"
+                "failed to get objectType:secret, objectName:secret1, objectVersion:0123456789abcdef0123456789ABCDEF: invalid objectEncoding: utf-16, should be hex, base64 or utf-8"
             ]
         );
     }
@@ -1127,6 +1221,153 @@ mod tests {
             "objectName: h\nobjectAlias: dir/h\nobjectType: secret\nobjectVersionHistory: 9",
         ]));
         assert!(errs.is_empty(), "{errs:?}");
+    }
+
+    // reference: threat-model.md rule 4; reference-provider.md §1.4 (objectName not validated
+    // by the reference: `.`/`..` send `GET /secrets/`). Stricter than the reference.
+    #[test]
+    fn object_names_follow_key_vault_rules() {
+        let long = "a".repeat(128);
+        let names = [
+            ".",
+            "..",
+            "a/b",
+            "a.b",
+            "a_b",
+            "db password",
+            "é",
+            long.as_str(),
+        ];
+        let elements: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("objectName: '{n}'\nobjectAlias: out{i}\nobjectType: secret"))
+            .collect();
+        let refs: Vec<&str> = elements.iter().map(String::as_str).collect();
+        let (specs, errs) = run(&objects(&refs));
+        assert!(specs.is_empty(), "{specs:?}");
+        assert_eq!(errs.len(), names.len(), "{errs:#?}");
+        for (i, (e, n)) in errs.iter().zip(names).enumerate() {
+            assert!(
+                e.contains(&format!(
+                    "objects[{i}]: objectName \"{}",
+                    &n[..n.len().min(64)]
+                )) && e.ends_with("use 1 to 127 ASCII letters, digits and dashes"),
+                "{e}"
+            );
+        }
+        let ok = "a".repeat(127);
+        let (specs, errs) = run(&objects(&[
+            &format!("objectName: {ok}\nobjectType: secret"),
+            "objectName: Db-Password-2\nobjectType: secret",
+        ]));
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(specs.len(), 2);
+        // Without an alias the reference's file-name text comes first, ours after it.
+        let (_, errs) = run(&objects(&["objectName: ..\nobjectType: secret"]));
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].ends_with("file name must not contain '..'"));
+        assert!(errs[1].contains("objects[0]: objectName \"..\""));
+    }
+
+    #[test]
+    fn object_versions_are_32_hex_characters() {
+        let (specs, errs) = run(&objects(&[
+            "objectName: a\nobjectType: secret\nobjectVersion: 1234",
+            "objectName: b\nobjectType: secret\nobjectVersion: 0123456789abcdef0123456789abcdeg",
+            "objectName: c\nobjectType: secret\nobjectVersion: ../keys/x",
+            "objectName: d\nobjectType: secret\nobjectVersion: 0123456789abcdef0123456789abcdef",
+            "objectName: e\nobjectType: secret\nobjectVersion: latest",
+            "objectName: f\nobjectType: secret",
+        ]));
+        assert_eq!(specs.len(), 3);
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        assert_eq!(
+            errs[0],
+            "failed to get objectType:secret, objectName:a, objectVersion:1234: objects[0]: objectVersion \"1234\" is not a Key Vault version: use the 32 hexadecimal characters of a version id, or leave it empty for the latest"
+        );
+        assert!(errs[1].contains("objects[1]: objectVersion"), "{}", errs[1]);
+        assert!(
+            errs[2].contains("objects[2]: objectVersion \"../keys/x\""),
+            "{}",
+            errs[2]
+        );
+    }
+
+    // reference: threat-model.md rule 4 (aliases as safe relative paths)
+    #[test]
+    fn aliases_with_control_bidi_or_zero_width_characters_are_refused() {
+        let bad = [
+            "a\nb",
+            "a\rb",
+            "tab\there",
+            "del\u{7f}",
+            "c1\u{85}x",
+            "nul\u{0}",
+            "evil\u{202e}txt.exe",
+            "lre\u{202a}",
+            "iso\u{2066}",
+            "pdi\u{2069}",
+            "lrm\u{200e}",
+            "rlm\u{200f}",
+            "alm\u{061c}",
+            "zw\u{200b}sp",
+            "zwj\u{200d}",
+            "wj\u{2060}",
+            "bom\u{feff}",
+            "dir/\u{202e}x",
+        ];
+        let elements: Vec<String> = bad
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                // JSON `\uXXXX` escapes carry any character through YAML unchanged.
+                let alias: String = a
+                    .encode_utf16()
+                    .map(|u| format!("\\u{u:04x}"))
+                    .collect();
+                let alias = format!("\"{alias}\"");
+                format!("{{\"objectName\": \"n{i}\", \"objectType\": \"secret\", \"objectAlias\": {alias}}}")
+            })
+            .collect();
+        let refs: Vec<&str> = elements.iter().map(String::as_str).collect();
+        let (specs, errs) = run(&objects(&refs));
+        assert!(specs.is_empty(), "{specs:?}");
+        assert_eq!(errs.len(), bad.len(), "{errs:#?}");
+        for (i, e) in errs.iter().enumerate() {
+            assert!(e.contains(&format!("objects[{i}]: output path ")), "{e}");
+            assert!(e.contains("control, bidi and zero-width characters"), "{e}");
+            assert!(
+                !e.contains('\n') && !e.contains('\u{202e}') && !e.contains('\u{200b}'),
+                "{e:?}"
+            );
+        }
+        assert!(errs[6].contains("contains U+202E"), "{}", errs[6]);
+        // Everyday non-ASCII names stay allowed.
+        let (_, errs) = run(&objects(&[
+            "objectName: a\nobjectAlias: café/naïve-файл\nobjectType: secret",
+        ]));
+        assert!(errs.is_empty(), "{errs:?}");
+    }
+
+    #[test]
+    fn wrapped_identity_is_printed_on_one_line() {
+        let (_, errs) = run(&objects(&[
+            "{\"objectName\": \"a\\nb\\u202e\", \"objectType\": \"secret\\u0007\"}",
+        ]));
+        assert!(!errs.is_empty());
+        for e in &errs {
+            assert!(
+                !e.contains('\n') && !e.contains('\u{202e}') && !e.contains('\u{7}'),
+                "{e:?}"
+            );
+            assert!(
+                e.starts_with(
+                    "failed to get objectType:secret\\u{0007}, objectName:a\\u{000a}b\\u{202e}, "
+                ),
+                "{e}"
+            );
+        }
     }
 
     #[test]

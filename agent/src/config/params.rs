@@ -44,6 +44,8 @@ impl Parameters {
     /// SecretProviderClass; the other documents are ignored. The error is one line saying
     /// what to fix.
     pub fn from_yaml(text: &str) -> Result<Parameters, String> {
+        // Size, depth and aliases before the parser sees the text (threat-model.md rule 4).
+        super::limits::check(text).map_err(|e| e.to_string())?;
         // Syntax first, through generic values, so YAML errors and shape errors read
         // differently; then the chosen document again, typed, to keep literal scalar text.
         let values = serde_yaml::Deserializer::from_str(text)

@@ -506,3 +506,487 @@ fn v1alpha1_manifest_with_comments_inside_objects() {
         ]
     );
 }
+
+// ---- Limits on hostile input (issue 9 items 5 and 6) ----
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let f = dir.join(name);
+    std::fs::write(&f, text).unwrap();
+    f
+}
+
+fn load_path(path: &Path) -> Result<Plan, ConfigErrors> {
+    load(
+        &Settings::with_defaults(path, "/out"),
+        &Env::from_pairs(&[("KEYVAULT_AGENT_IMDS_ENDPOINT", "http://127.0.0.1:9")]),
+    )
+}
+
+fn mkfifo(path: &Path) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+}
+
+/// A manifest whose `metadata` nests `depth` block mappings in all (the root is level 1).
+fn deep_manifest(depth: usize) -> String {
+    let mut s = format!(
+        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nspec:\n  provider: azure\n  parameters:\n    keyvaultName: kv1\n    useVMManagedIdentity: \"true\"\n    objects: |\n{}metadata:\n",
+        indent(ONE_OBJECT, 6)
+    );
+    for d in 2..depth {
+        s.push_str(&"  ".repeat(d - 1));
+        s.push_str(&format!("k{d}:\n"));
+    }
+    s.push_str(&"  ".repeat(depth - 1));
+    s.push_str("leaf: value\n");
+    s
+}
+
+fn indent(text: &str, by: usize) -> String {
+    text.lines()
+        .map(|l| format!("{}{l}\n", " ".repeat(by)))
+        .collect()
+}
+
+// reference: threat-model.md rule 4 (depth capped before parsing; 64k levels took 38.6 s)
+#[test]
+fn sixty_four_thousand_levels_are_refused_with_the_depth_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "deep.yaml",
+        &format!("keyvaultName: {}", "[".repeat(65_536)),
+    );
+    let errs = load_path(&f).unwrap_err();
+    assert_eq!(
+        errs.messages(),
+        [format!(
+            "config file \"{}\": nests collections deeper than the limit of 64 levels at line 1, column 78: a SecretProviderClass needs only a few levels",
+            f.display()
+        )]
+    );
+}
+
+#[test]
+fn sixty_five_levels_are_refused_and_a_realistic_ten_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = write(dir.path(), "ok.yaml", &deep_manifest(64));
+    assert!(load_path(&ok).is_ok(), "{:?}", load_path(&ok));
+    let deep = write(dir.path(), "deep.yaml", &deep_manifest(65));
+    let msg = load_path(&deep).unwrap_err().to_string();
+    assert!(
+        msg.contains("deep.yaml") && msg.contains("limit of 64 levels at line 77, column 129"),
+        "{msg}"
+    );
+    // A realistic manifest: 10 levels with the objects' own, comments, block scalars.
+    let realistic = write(
+        dir.path(),
+        "spc.yaml",
+        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata:\n  name: app\n  labels: {team: a, tier: [x, {y: [z]}]}\n  annotations:\n    note: \"it's [fine]\"\nspec:\n  provider: azure\n  secretObjects:\n    - secretName: s\n      data:\n        - key: k\n          objectName: db-password\n          extra: {a: {b: {c: [1]}}}\n  parameters:\n    keyvaultName: kv1\n    useVMManagedIdentity: \"true\"   # [comment]\n    objects: |\n      array:\n        - |\n          objectName: db-password\n          objectType: secret\n",
+    );
+    assert_eq!(
+        limits::estimate_depth(&std::fs::read_to_string(&realistic).unwrap()),
+        10
+    );
+    assert!(load_path(&realistic).is_ok(), "{:?}", load_path(&realistic));
+}
+
+#[test]
+fn deep_objects_parameter_and_elements_are_refused() {
+    let deep = format!("array: {}", "[".repeat(100));
+    let errs = params_errors(
+        &[
+            ("keyvaultName", "kv1"),
+            ("useVMManagedIdentity", "true"),
+            ("objects", &deep),
+        ],
+        &Env::default(),
+    );
+    assert_eq!(
+        errs,
+        [
+            "failed to yaml unmarshal objects, error: the objects parameter nests collections deeper than the limit of 64 levels at line 1, column 71: a SecretProviderClass needs only a few levels"
+        ]
+    );
+    let element = format!("array:\n  - 'objectName: {}'\n", "{a: ".repeat(70));
+    let errs = params_errors(
+        &[
+            ("keyvaultName", "kv1"),
+            ("useVMManagedIdentity", "true"),
+            ("objects", &element),
+        ],
+        &Env::default(),
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("unmarshal failed for keyVaultObjects at index 0, error: the object nests collections deeper than the limit of 64 levels at line 1, column "),
+        "{errs:?}"
+    );
+}
+
+// reference: threat-model.md rule 4 (YAML anchors/aliases: "billion laughs")
+#[test]
+fn billion_laughs_is_refused_before_expansion() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text =
+        String::from("keyvaultName: kv1\nl0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..10 {
+        let refs = vec![format!("*l{}", i - 1); 9].join(", ");
+        text.push_str(&format!("l{i}: &l{i} [{refs}]\n"));
+    }
+    let f = write(dir.path(), "laughs.yaml", &text);
+    let msg = load_path(&f).unwrap_err().to_string();
+    assert!(
+        msg.contains("laughs.yaml") && msg.contains("uses a YAML alias at line 3, column 10"),
+        "{msg}"
+    );
+}
+
+// reference: threat-model.md rule 1 (config file bounded, regular files only)
+#[test]
+fn oversized_config_file_is_refused_by_size() {
+    let dir = tempfile::tempdir().unwrap();
+    // Valid YAML: a comment pads it past 4 MiB.
+    let mut text = std::fs::read_to_string(fixture("params-only.yaml")).unwrap();
+    text.push('#');
+    text.push_str(&"x".repeat(4 << 20));
+    let f = write(dir.path(), "big.yaml", &text);
+    let msg = load_path(&f).unwrap_err().to_string();
+    assert_eq!(
+        msg,
+        format!(
+            "config file \"{}\" is larger than the limit of 4194304 bytes: is this the right file?",
+            f.display()
+        )
+    );
+}
+
+#[test]
+fn config_file_must_be_a_regular_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("spc.yaml");
+    mkfifo(&fifo);
+    // On main this open blocked forever (no writer).
+    let msg = load_path(&fifo).unwrap_err().to_string();
+    assert!(msg.contains("is a FIFO, not a regular file"), "{msg}");
+    let msg = load_path(Path::new("/dev/zero")).unwrap_err().to_string();
+    assert!(
+        msg.starts_with("config file \"/dev/zero\" is a character device, not a regular file"),
+        "{msg}"
+    );
+    let msg = load_path(dir.path()).unwrap_err().to_string();
+    assert!(msg.contains("is a directory, not a regular file"), "{msg}");
+}
+
+#[test]
+fn cloud_env_file_must_be_a_small_regular_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = |cloud_file: &str| {
+        format!(
+            "keyvaultName: kv1\nuseVMManagedIdentity: \"true\"\ncloudName: AzureStackCloud\ncloudEnvFileName: {cloud_file}\nobjects: |\n{}",
+            indent(ONE_OBJECT, 2)
+        )
+    };
+    mkfifo(&dir.path().join("fifo.json"));
+    let f = write(dir.path(), "a.yaml", &params("fifo.json"));
+    let msg = load_path(&f).unwrap_err().to_string();
+    assert!(
+        msg.starts_with("cloudName AzureStackCloud is not valid, error: cloudEnvFileName \"")
+            && msg.contains("fifo.json\" is a FIFO, not a regular file"),
+        "{msg}"
+    );
+    let f = write(dir.path(), "b.yaml", &params("/dev/zero"));
+    let msg = load_path(&f).unwrap_err().to_string();
+    assert!(msg.contains("\"/dev/zero\" is a character device"), "{msg}");
+    // Valid JSON padded past 1 MiB with whitespace.
+    let cloud = std::fs::read_to_string(fixture("akscustom.json")).unwrap();
+    std::fs::write(
+        dir.path().join("big.json"),
+        format!("{cloud}{}", " ".repeat(1 << 20)),
+    )
+    .unwrap();
+    let f = write(dir.path(), "c.yaml", &params("big.json"));
+    let msg = load_path(&f).unwrap_err().to_string();
+    assert!(
+        msg.contains("big.json\" is larger than the limit of 1048576 bytes"),
+        "{msg}"
+    );
+}
+
+// reference: threat-model.md rule 4; issue 9 item 6 (all name problems in one run)
+#[test]
+fn name_problems_of_every_object_are_reported_in_one_run() {
+    let objects = "array:\n  - |\n    objectName: ..\n    objectAlias: a\n    objectType: secret\n  - |\n    objectName: b\n    objectType: secret\n    objectVersion: 1234\n  - '{\"objectName\": \"c\", \"objectAlias\": \"evil\\u202etxt\", \"objectType\": \"secret\"}'\n  - |\n    objectName: ok\n    objectType: secret\n";
+    let errs = params_errors(
+        &[
+            ("keyvaultName", "kv1"),
+            ("useVMManagedIdentity", "true"),
+            ("objects", objects),
+        ],
+        &Env::default(),
+    );
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert!(errs[0].contains("objects[0]: objectName \"..\" is not a Key Vault object name"));
+    assert!(errs[1].contains("objects[1]: objectVersion \"1234\" is not a Key Vault version"));
+    assert!(
+        errs[2].contains("objects[2]: output path \"evil\\u{202e}txt\" contains U+202E"),
+        "{}",
+        errs[2]
+    );
+}
+
+// ---- Property tests (fuzzing) of the config parser (issue 9 item 10) ----
+
+// reference: threat-model.md "How to prove it" (fuzz the config parser). Whatever the
+// bytes, loading ends in a plan or a list of one-line problems, never a panic; and the
+// pre-scan never lets a document deeper than the limit through.
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn assert_one_line(r: &Result<Plan, ConfigErrors>) {
+        if let Err(e) = r {
+            assert!(!e.0.is_empty());
+            for m in e.messages() {
+                assert!(!m.contains('\n') && !m.contains('\r'), "{m:?}");
+            }
+        }
+    }
+
+    fn load_text(dir: &Path, bytes: &[u8]) -> Result<Plan, ConfigErrors> {
+        let f = dir.join("spc.yaml");
+        std::fs::write(&f, bytes).unwrap();
+        load_path(&f)
+    }
+
+    /// Scalars that stress names, paths, numbers and YAML syntax.
+    fn nasty() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "",
+                ".",
+                "..",
+                "a/b",
+                "../x",
+                "/abs",
+                "a//b",
+                "./a",
+                "a/",
+                "x\u{202e}y",
+                "\u{feff}",
+                "0900",
+                "0755",
+                "-1",
+                "99999999999999999999",
+                "1e300",
+                "true",
+                "yes",
+                "~",
+                "null",
+                "[",
+                "]",
+                "{",
+                "}",
+                "*a",
+                "&a x",
+                "!!binary x",
+                "|",
+                ">-",
+                "- x",
+                "? x",
+                ": x",
+                "#",
+                "'",
+                "\"",
+                "%YAML 1.2",
+                "---",
+                "...",
+                "\t",
+                "secret",
+                "key",
+                "cert",
+                "pfx",
+                "PEM",
+                "hex",
+                "base64",
+                "latest",
+                "0123456789abcdef0123456789abcdef",
+            ])
+            .prop_map(str::to_owned),
+            "[ -~]{0,12}",
+            any::<String>().prop_map(|s| s.chars().take(12).collect()),
+        ]
+    }
+
+    /// A YAML-quoted form of `s` (JSON strings are YAML).
+    fn q(s: &str) -> String {
+        serde_json::to_string(s).unwrap()
+    }
+
+    /// Near-valid SecretProviderClasses: the right shape, hostile values, random extras.
+    fn near_valid() -> impl Strategy<Value = String> {
+        let field = prop::sample::select(vec![
+            "objectName",
+            "objectAlias",
+            "objectType",
+            "objectVersion",
+            "objectVersionHistory",
+            "objectFormat",
+            "objectEncoding",
+            "filePermission",
+            "other",
+        ]);
+        let element = prop::collection::vec((field, nasty(), any::<bool>()), 0..6).prop_map(|fs| {
+            fs.into_iter()
+                .map(|(k, v, quoted)| {
+                    if quoted {
+                        format!("{k}: {}\n", q(&v))
+                    } else {
+                        format!("{k}: {v}\n")
+                    }
+                })
+                .collect::<String>()
+        });
+        let params = prop::sample::select(vec![
+            "keyvaultName",
+            "tenantID",
+            "cloudName",
+            "useVMManagedIdentity",
+            "clientID",
+            "userAssignedIdentityID",
+            "keyvaultURL",
+            "usePodIdentity",
+            "cloudEnvFileName",
+            "x",
+        ]);
+        (
+            prop::collection::vec(element, 0..4),
+            prop::collection::vec((params, nasty()), 0..5),
+            any::<bool>(),
+        )
+            .prop_map(|(elements, params, manifest)| {
+                let mut objects = String::from("array:\n");
+                for e in elements {
+                    objects.push_str(&format!("  - {}\n", q(&e)));
+                }
+                let mut p = format!("keyvaultName: kv1\nobjects: {}\n", q(&objects));
+                for (k, v) in params {
+                    p.push_str(&format!("{k}: {}\n", q(&v)));
+                }
+                if manifest {
+                    format!(
+                        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nspec:\n  provider: azure\n  parameters:\n{}",
+                        indent(&p, 4)
+                    )
+                } else {
+                    p
+                }
+            })
+    }
+
+    /// A YAML value tree and its nesting depth (collections only).
+    fn tree() -> impl Strategy<Value = serde_yaml::Value> {
+        let leaf = prop_oneof![
+            Just(serde_yaml::Value::Null),
+            any::<bool>().prop_map(serde_yaml::Value::Bool),
+            any::<i32>().prop_map(|i| serde_yaml::Value::Number(i.into())),
+            nasty().prop_map(serde_yaml::Value::String),
+        ];
+        leaf.prop_recursive(80, 400, 3, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(serde_yaml::Value::Sequence),
+                prop::collection::vec(("[a-z]{1,3}", inner), 0..3).prop_map(|kv| {
+                    serde_yaml::Value::Mapping(
+                        kv.into_iter()
+                            .map(|(k, v)| (serde_yaml::Value::String(k), v))
+                            .collect(),
+                    )
+                }),
+            ]
+        })
+    }
+
+    /// A spine of 50 to 80 nested collections (mixed kinds) around the limit, with a
+    /// hostile scalar beside each level.
+    fn deep_tree() -> impl Strategy<Value = serde_yaml::Value> {
+        (
+            prop::collection::vec((any::<bool>(), "[a-z]{1,2}", nasty()), 50..80),
+            nasty(),
+        )
+            .prop_map(|(spine, leaf)| {
+                let mut v = serde_yaml::Value::String(leaf);
+                for (is_seq, key, sibling) in spine {
+                    v = if is_seq {
+                        serde_yaml::Value::Sequence(vec![serde_yaml::Value::String(sibling), v])
+                    } else {
+                        let mut m = serde_yaml::Mapping::new();
+                        m.insert(
+                            serde_yaml::Value::String(format!("s{key}")),
+                            serde_yaml::Value::String(sibling),
+                        );
+                        m.insert(serde_yaml::Value::String(key), v);
+                        serde_yaml::Value::Mapping(m)
+                    };
+                }
+                v
+            })
+    }
+
+    fn depth(v: &serde_yaml::Value) -> usize {
+        match v {
+            serde_yaml::Value::Sequence(s) => 1 + s.iter().map(depth).max().unwrap_or(0),
+            serde_yaml::Value::Mapping(m) => 1 + m.values().map(depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_and_text_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512), text in any::<String>()) {
+            let dir = tempfile::tempdir().unwrap();
+            assert_one_line(&load_text(dir.path(), &bytes));
+            assert_one_line(&load_text(dir.path(), text.as_bytes()));
+            let _ = limits::check(&text);
+        }
+
+        #[test]
+        fn yaml_punctuation_soup_never_panics(text in "[-\\[\\]{}:,?|>'\"#&*!%@` \\n\\ta-c0-9]{0,300}") {
+            let dir = tempfile::tempdir().unwrap();
+            assert_one_line(&load_text(dir.path(), text.as_bytes()));
+            assert_one_line(&load_text(dir.path(), format!("keyvaultName: kv\nobjects: {}\n", q(&text)).as_bytes()));
+        }
+
+        #[test]
+        fn near_valid_manifests_never_panic(text in near_valid()) {
+            let dir = tempfile::tempdir().unwrap();
+            assert_one_line(&load_text(dir.path(), text.as_bytes()));
+        }
+
+        // The pre-scan over-approximates: a document deeper than the limit is always refused,
+        // whichever way it is written; within the limit, canonical forms are accepted.
+        #[test]
+        fn depth_estimate_is_never_below_the_real_depth(v in prop_oneof![tree(), deep_tree()]) {
+            let real = depth(&v);
+            for text in [
+                serde_yaml::to_string(&v).unwrap(),
+                serde_json::to_string(&v).unwrap(),
+                serde_json::to_string_pretty(&v).unwrap(),
+            ] {
+                let back: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+                prop_assert_eq!(depth(&back), real);
+                let estimate = limits::estimate_depth(&text);
+                prop_assert!(estimate >= real, "estimate {} < real {} for {:?}", estimate, real, text);
+                prop_assert_eq!(limits::check(&text).is_ok(), real <= limits::MAX_DEPTH, "{}", text);
+            }
+        }
+    }
+}
