@@ -155,9 +155,18 @@ pub struct RunArgs {
     #[arg(long, env = "KEYVAULT_AGENT_ON_CHANGE_EXEC", value_parser = command_line, value_name = "CMD")]
     pub on_change_exec: Option<ExecCommand>,
 
-    /// URL POSTed to after each change.
+    /// URL POSTed to after each change (names and versions, never values or digests).
+    /// Plain http:// only to a loopback host (127.0.0.0/8, ::1, localhost) unless
+    /// --on-change-http-insecure.
     #[arg(long, env = "KEYVAULT_AGENT_ON_CHANGE_HTTP", value_parser = http_url, value_name = "URL")]
     pub on_change_http: Option<Url>,
+
+    /// Allow --on-change-http to POST over plain http:// to a host that is not loopback
+    /// (the notification then crosses the network unencrypted). The env var takes
+    /// true/false, 1/0, yes/no, on/off.
+    #[arg(long, env = "KEYVAULT_AGENT_ON_CHANGE_HTTP_INSECURE", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub on_change_http_insecure: bool,
 
     /// Time allowed to finish an in-flight swap after SIGTERM/SIGINT.
     #[arg(long, env = "KEYVAULT_AGENT_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -286,6 +295,7 @@ impl Cli {
                 signal_process: r.signal_process,
                 exec: r.on_change_exec.map(|c| c.0),
                 http: r.on_change_http,
+                http_insecure: r.on_change_http_insecure,
             },
             imds_endpoint: r.imds_endpoint,
             shutdown_grace: r.shutdown_grace,
