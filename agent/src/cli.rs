@@ -31,14 +31,19 @@ Entra endpoint. SSL_CERT_FILE adds trusted CA certificates, like --ca-file.
 
 Exit codes:
   0  success
-  1  unexpected internal error
+  1  internal error (a bug, e.g. a panic in any task)
   2  command-line usage error
-  3  invalid configuration (SecretProviderClass, identity settings)
+  3  invalid configuration (SecretProviderClass, identity, notifier settings)
   4  authentication failed (Entra / IMDS refused the identity)
   5  Key Vault refused an object (not found, disabled, forbidden)
   6  Key Vault or Entra unavailable or throttling until the deadline
   7  an object's content could not be converted
-  8  the output directory could not be written";
+  8  the output directory could not be written
+  9  the --listen address could not be bound (in use, or not permitted)
+  130, 143  --once stopped by SIGINT (130) or SIGTERM (143) before it finished
+
+A sidecar stopped by SIGTERM/SIGINT exits 0. SIGHUP reloads the configuration (sidecar)
+or is ignored (--once); it never terminates the agent.";
 
 /// keyvault-agent: fetches the Azure Key Vault objects of a SecretProviderClass into a
 /// directory, atomically, from inside the pod.
