@@ -49,6 +49,9 @@ const LIVENESS_SLACK: Duration = Duration::from_secs(30);
 /// Config file events closer together than this are handled as one reload (editors and the
 /// kubelet's `..data` swap produce bursts).
 const RELOAD_DEBOUNCE: Duration = Duration::from_millis(250);
+/// Longest a stream of SIGHUPs may postpone its reload (each one restarts the
+/// [`RELOAD_DEBOUNCE`] wait, up to this).
+const RELOAD_SETTLE_MAX: Duration = Duration::from_secs(5);
 /// Shortest delay between failed attempts, so that a zero draw of full jitter never spins.
 const MIN_RETRY: Duration = Duration::from_millis(100);
 /// Longest exponential backoff step (a server's `Retry-After` may ask for longer).
@@ -327,6 +330,25 @@ impl Loop {
                     return Ok(());
                 }
                 () = reload.requested() => {
+                    // A burst (a loop of `kill -HUP`, a supervisor retrying) settles into
+                    // one reload: wait until requests stop for RELOAD_DEBOUNCE.
+                    let settle_max = tokio::time::sleep(RELOAD_SETTLE_MAX);
+                    let mut settle_max = pin!(settle_max);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            _ = &mut shutdown => {
+                                tracing::info!("shutting down");
+                                return Ok(());
+                            }
+                            _ = &mut settle_max => break,
+                            more = tokio::time::timeout(RELOAD_DEBOUNCE, reload.requested()) => {
+                                if more.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
                     tracing::info!("reload requested (SIGHUP); reloading and refreshing now");
                     self.reload().await;
                 }
