@@ -1066,8 +1066,7 @@ mod tests {
                 let reload = ReloadRequests::new();
                 reload.request();
                 run_with(&mut h, Duration::from_millis(1500), reload).await;
-                let n = h.calls.lock().unwrap().len();
-                n
+                h.calls.lock().unwrap().len()
             });
             let _ = tx.send(calls);
             // The runtime waits for its blocking threads when dropped.
