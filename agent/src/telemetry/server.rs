@@ -173,18 +173,7 @@ struct AppState {
     conns: Arc<ConnStats>,
 }
 
-/// The router, separate from binding so it can be mounted or tested on its own.
-pub fn router(state: Arc<SidecarState>, metrics: Arc<Metrics>) -> Router {
-    let conns = Arc::new(ConnStats {
-        limit: 0,
-        open: AtomicUsize::new(0),
-        accepted: AtomicU64::new(0),
-        evicted: AtomicU64::new(0),
-        timed_out: AtomicU64::new(0),
-    });
-    app(state, metrics, conns)
-}
-
+/// The routes, with the state they read.
 fn app(state: Arc<SidecarState>, metrics: Arc<Metrics>, conns: Arc<ConnStats>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
