@@ -8,10 +8,12 @@
 //! - `/status`: the status manifest as JSON (ids, versions, times; never values nor hashes).
 //!
 //! Anyone in the pod network can connect, so the server is bounded (threat-model.md rule 6):
-//! HTTP/1 only, request headers limited in size ([`Limits::max_header_bytes`]) and in time
-//! ([`Limits::header_read_timeout`], which closes a slowloris), a connection with no request
-//! in flight is closed after [`Limits::idle_timeout`], request bodies are never read, and at
-//! most [`Limits::max_connections`] connections are open at once. The cap is the server's
+//! HTTP/1 only, request heads limited in size ([`Limits::max_header_bytes`]) and in time
+//! ([`Limits::header_read_timeout`], counted from the connection's start or the previous
+//! response, so it closes a slowloris and is also the keep-alive idle limit), a connection
+//! with no request in flight is closed after [`Limits::idle_timeout`] whatever it is doing
+//! (a backstop, e.g. for a peer that never reads its response), request bodies are never
+//! read, and at most [`Limits::max_connections`] connections are open at once. The cap is the server's
 //! file-descriptor budget: at the cap, the connection idle the longest is closed to admit the
 //! new one, so a flood of idle sockets can neither lock out the kubelet's probe nor use up
 //! the descriptors the refresh needs for its own requests.
@@ -37,9 +39,9 @@ use super::status::{Probe, SidecarState};
 
 /// Connections open at most (before the descriptor budget may lower it).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
-/// Time a client has to send a whole request head.
+/// Time a client has to send a whole request head (also the keep-alive idle limit).
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// Time a connection may stay open with no request in flight.
+/// Time a connection may stay open with no request in flight, in any state.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest request head (request line and headers) accepted; the least hyper allows.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 8 * 1024;
@@ -53,9 +55,11 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub struct Limits {
     /// Connections open at once; at the cap the longest-idle one is closed for a new one.
     pub max_connections: usize,
-    /// A request head must arrive within this time, or the connection is closed.
+    /// A request head must arrive within this time of the connection's start or of the
+    /// previous response (so also the keep-alive idle limit), or the connection is closed.
     pub header_read_timeout: Duration,
-    /// A connection with no request in flight for this long is closed.
+    /// A connection with no request in flight for this long is closed, whatever state it
+    /// is in (a backstop for a peer that stops reading its response).
     pub idle_timeout: Duration,
     /// Largest request head in bytes (answered 431 beyond; at least 8 KiB).
     pub max_header_bytes: usize,
@@ -690,6 +694,34 @@ mod tests {
             .expect("idle connection never closed");
         assert!(matches!(rest, Ok(0) | Err(_)), "{rest:?}");
         assert_eq!(stats.timed_out(), 1);
+        task.abort();
+    }
+
+    // reference: threat-model.md rule 6 (the header timeout also bounds keep-alive waits)
+    #[tokio::test]
+    async fn a_keep_alive_connection_waiting_for_its_next_request_gets_the_header_timeout() {
+        let limits = Limits {
+            header_read_timeout: Duration::from_millis(200),
+            idle_timeout: Duration::from_secs(3600),
+            ..Limits::default()
+        };
+        let (addr, stats, task) = start(limits).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        let rest = tokio::time::timeout(BOUND, s.read(&mut buf))
+            .await
+            .expect("keep-alive connection never closed");
+        assert!(matches!(rest, Ok(0) | Err(_)), "{rest:?}");
+        assert_eq!(
+            stats.timed_out(),
+            0,
+            "closed by the header timeout, not idle"
+        );
         task.abort();
     }
 
