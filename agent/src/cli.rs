@@ -40,7 +40,7 @@ Exit codes:
   7  an object's content could not be converted
   8  the output directory could not be written
   9  the --listen address could not be bound (in use, or not permitted)
-  130, 143  --once stopped by SIGINT (130) or SIGTERM (143) before it finished
+  130, 143  --once or check stopped by SIGINT (130) or SIGTERM (143) before it finished
 
 A sidecar stopped by SIGTERM/SIGINT exits 0. SIGHUP reloads the configuration (sidecar)
 or is ignored (--once); it never terminates the agent.";

@@ -13,7 +13,7 @@
 //! | 7 | an object's content could not be converted |
 //! | 8 | the output directory could not be written |
 //! | 9 | the `--listen` address could not be bound (in use, or not permitted) |
-//! | 130, 143 | `--once` stopped by SIGINT (130) or SIGTERM (143) before it finished |
+//! | 130, 143 | `--once` or `check` stopped by SIGINT (130) or SIGTERM (143) before it finished |
 
 /// Exit code: success.
 pub const EXIT_OK: i32 = 0;
@@ -35,7 +35,7 @@ pub const EXIT_CONVERT: i32 = 7;
 pub const EXIT_WRITE: i32 = 8;
 /// Exit code: the health server's `--listen` address could not be bound.
 pub const EXIT_LISTEN: i32 = 9;
-/// Exit code base for `--once` stopped by a signal: 128 + the signal number, as a shell
+/// Exit code base for `--once` or `check` stopped by a signal: 128 + the signal number, as a shell
 /// reports a process killed by it (SIGINT 130, SIGTERM 143).
 pub const EXIT_SIGNAL_BASE: i32 = 128;
 
@@ -52,8 +52,8 @@ pub const EXIT_CODES: &[(i32, &str)] = &[
     (EXIT_CONVERT, "an object's content could not be converted"),
     (EXIT_WRITE, "the output directory could not be written"),
     (EXIT_LISTEN, "the --listen address could not be bound"),
-    (130, "--once stopped by SIGINT"),
-    (143, "--once stopped by SIGTERM"),
+    (130, "--once or check stopped by SIGINT"),
+    (143, "--once or check stopped by SIGTERM"),
 ];
 
 /// Everything that can end a run.

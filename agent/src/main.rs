@@ -41,17 +41,20 @@ fn main() -> ExitCode {
 
     let settings = invocation.settings;
     let result = match invocation.mode {
-        Mode::Check => config::load_with_warnings(&settings, &env)
-            .map(|(plan, warnings)| {
-                for w in warnings {
-                    eprintln!("warning: {w}");
-                }
-                println!("config ok: {}", settings.config_file.display());
-                for line in plan.summary() {
-                    println!("{line}");
-                }
-            })
-            .map_err(Error::from),
+        Mode::Check => {
+            signal::exit_on_shutdown();
+            config::load_with_warnings(&settings, &env)
+                .map(|(plan, warnings)| {
+                    for w in warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    println!("config ok: {}", settings.config_file.display());
+                    for line in plan.summary() {
+                        println!("{line}");
+                    }
+                })
+                .map_err(Error::from)
+        }
         Mode::Once | Mode::Run => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

@@ -14,6 +14,7 @@
 //! Handlers are registered synchronously by `signal-hook` (no runtime needed); a small
 //! thread forwards them to tokio primitives that work with or without a runtime.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -51,6 +52,8 @@ struct Hub {
 
 static HUB: OnceLock<Hub> = OnceLock::new();
 static INSTALL: Mutex<()> = Mutex::new(());
+/// Set by [`exit_on_shutdown`]: SIGTERM/SIGINT end the process at once.
+static EXIT_NOW: AtomicBool = AtomicBool::new(false);
 
 /// Installs the handlers for SIGTERM, SIGINT and SIGHUP (idempotent). Call it before
 /// anything else in `main`.
@@ -77,6 +80,7 @@ pub fn install() -> std::io::Result<()> {
 fn dispatch(hub: &Hub, sig: i32) {
     match sig {
         SIGHUP => hub.reload.request(),
+        _ if EXIT_NOW.load(Ordering::SeqCst) => exit_for(sig),
         _ => {
             // The first shutdown signal is the one reported.
             hub.shutdown.send_if_modified(|s| {
@@ -89,6 +93,21 @@ fn dispatch(hub: &Hub, sig: i32) {
             });
         }
     }
+}
+
+/// For work with nothing to finish gracefully (`check`): from now on SIGTERM/SIGINT end the
+/// process at once with 128 + the signal number, as the default action would have been
+/// reported, and one that already arrived does so now.
+pub fn exit_on_shutdown() {
+    EXIT_NOW.store(true, Ordering::SeqCst);
+    if let Some(sig) = shutdown_signal() {
+        exit_for(sig);
+    }
+}
+
+fn exit_for(sig: i32) -> ! {
+    eprintln!("error: stopped by {}", signal_name(sig));
+    std::process::exit(crate::error::EXIT_SIGNAL_BASE.saturating_add(sig))
 }
 
 fn hub() -> Option<&'static Hub> {

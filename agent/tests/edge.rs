@@ -239,7 +239,14 @@ async fn an_idle_flood_leaves_healthz_answering_and_the_refresh_unaffected() {
     let (config, dir) = (config.display().to_string(), h.dir.display().to_string());
     // 1,024 descriptors, a common container default: on main ~1,000 idle sockets used them
     // all, /healthz went unanswered and the refresh failed with EMFILE.
-    let mut agent = Agent::spawn(&h, &sidecar_args(&config, &dir, "127.0.0.1:0"), Some(1024));
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .unwrap_or(u64::MAX);
+    let mut agent = Agent::spawn(
+        &h,
+        &sidecar_args(&config, &dir, "127.0.0.1:0"),
+        Some(hard.min(1024)),
+    );
     let listening = agent.line("health server listening").await;
     let addr: SocketAddr = listening["addr"].as_str().unwrap().parse().unwrap();
     agent.line("first sync published").await;
@@ -396,6 +403,33 @@ async fn once_stopped_by_sigterm_exits_143_and_publishes_nothing() {
         agent.log()
     );
     assert!(!h.dir.join("..data").exists());
+}
+
+// reference: threat-model.md rules 7 and 10 (`check` stopped by SIGTERM: documented 143)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_stuck_on_a_fifo_stops_on_sigterm_with_143() {
+    let h = Harness::start().await;
+    // A configuration "file" nobody writes: reading it blocks.
+    let fifo = h.tmp.path().join("spc-fifo.yaml");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let fifo = fifo.display().to_string();
+    let mut agent = Agent::spawn(&h, &["check", "--config", &fifo], None);
+    agent.started().await;
+    agent.signal(Signal::TERM);
+    let status = agent.exit().await;
+    // Refused at once as not a regular file, or stopped by the signal: never stuck.
+    assert!(
+        matches!(status.code(), Some(143) | Some(3)),
+        "{status:?}\n{}",
+        agent.log()
+    );
 }
 
 // reference: threat-model.md rule 7 (a SIGHUP burst of any size: at most one more reload)
