@@ -11,7 +11,9 @@
 //! - a change in the config file's directory (a ConfigMap update is a `..data` swap, so the
 //!   directory is watched, not the file) or SIGHUP reloads the SecretProviderClass; an
 //!   invalid one is reported problem by problem and the running plan continues. SIGHUPs
-//!   coalesce ([`ReloadRequests`]): a burst during a reload causes at most one more. The file
+//!   coalesce ([`ReloadRequests`]) and settle (a reload starts once they have stopped for
+//!   250 ms, at most 5 s after the first), so a burst of any size causes one reload, and
+//!   one more at most if it goes on during that reload's refresh. The file
 //!   is parsed on a blocking thread under [`RELOAD_DEADLINE`], so a slow or huge file never
 //!   stalls the runtime (health server included) and delays the schedule by at most that;
 //! - shutdown lets an in-flight cycle finish (so a swap completes) within
