@@ -36,7 +36,8 @@ const BOUND: Duration = Duration::from_secs(60);
 struct Agent {
     child: tokio::process::Child,
     lines: Arc<Mutex<Vec<serde_json::Value>>>,
-    _reader: tokio::task::JoinHandle<()>,
+    /// Collects stderr until EOF.
+    reader: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Agent {
@@ -78,7 +79,7 @@ impl Agent {
         Agent {
             child,
             lines,
-            _reader: reader,
+            reader: Some(reader),
         }
     }
 
@@ -169,11 +170,16 @@ impl Agent {
         }
     }
 
+    /// Waits for the exit and for the last log line.
     async fn exit(&mut self) -> std::process::ExitStatus {
-        tokio::time::timeout(BOUND, self.child.wait())
+        let status = tokio::time::timeout(BOUND, self.child.wait())
             .await
             .unwrap_or_else(|_| panic!("the agent did not exit:\n{}", self.log()))
-            .unwrap()
+            .unwrap();
+        if let Some(reader) = self.reader.take() {
+            let _ = tokio::time::timeout(BOUND, reader).await;
+        }
+        status
     }
 }
 
