@@ -31,15 +31,20 @@ Entra endpoint. SSL_CERT_FILE adds trusted CA certificates, like --ca-file.
 
 Exit codes:
   0  success
-  1  unexpected internal error
+  1  internal error (a bug, e.g. a panic in any task)
   2  command-line usage error
-  3  invalid configuration (SecretProviderClass, identity settings)
+  3  invalid configuration (SecretProviderClass, identity, notifier settings)
   4  authentication failed (Entra / IMDS refused the identity)
   5  Key Vault refused an object (not found, disabled, forbidden, too large),
      or the vault host does not exist
   6  Key Vault or Entra unavailable or throttling until the deadline
   7  an object's content could not be converted
-  8  the output directory could not be written";
+  8  the output directory could not be written
+  9  the --listen address could not be bound (in use, or not permitted)
+  130, 143  --once or check stopped by SIGINT (130) or SIGTERM (143) before it finished
+
+A sidecar stopped by SIGTERM/SIGINT exits 0. SIGHUP reloads the configuration (sidecar)
+or is ignored (--once); it never terminates the agent.";
 
 /// keyvault-agent: fetches the Azure Key Vault objects of a SecretProviderClass into a
 /// directory, atomically, from inside the pod.
@@ -156,9 +161,18 @@ pub struct RunArgs {
     #[arg(long, env = "KEYVAULT_AGENT_ON_CHANGE_EXEC", value_parser = command_line, value_name = "CMD")]
     pub on_change_exec: Option<ExecCommand>,
 
-    /// URL POSTed to after each change.
+    /// URL POSTed to after each change (names and versions, never values or digests).
+    /// Plain http:// only to a loopback host (127.0.0.0/8, ::1, localhost) unless
+    /// --on-change-http-insecure.
     #[arg(long, env = "KEYVAULT_AGENT_ON_CHANGE_HTTP", value_parser = http_url, value_name = "URL")]
     pub on_change_http: Option<Url>,
+
+    /// Allow --on-change-http to POST over plain http:// to a host that is not loopback
+    /// (the notification then crosses the network unencrypted). The env var takes
+    /// true/false, 1/0, yes/no, on/off.
+    #[arg(long, env = "KEYVAULT_AGENT_ON_CHANGE_HTTP_INSECURE", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub on_change_http_insecure: bool,
 
     /// Time allowed to finish an in-flight swap after SIGTERM/SIGINT.
     #[arg(long, env = "KEYVAULT_AGENT_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -295,6 +309,7 @@ impl Cli {
                 signal_process: r.signal_process,
                 exec: r.on_change_exec.map(|c| c.0),
                 http: r.on_change_http,
+                http_insecure: r.on_change_http_insecure,
             },
             imds_endpoint: r.imds_endpoint,
             shutdown_grace: r.shutdown_grace,

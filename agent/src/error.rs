@@ -1,20 +1,23 @@
-//! The top-level error and the process exit codes (documented in the README).
+//! The top-level error and the process exit codes (documented in the README and `--help`;
+//! a test keeps the three tables equal).
 //!
 //! | code | meaning |
 //! |---|---|
-//! | 0 | success |
-//! | 1 | unexpected internal error |
+//! | 0 | success (a sidecar stopped by SIGTERM/SIGINT exits 0 too) |
+//! | 1 | internal error: a bug (a panic in any task, the writer's included) or a broken runtime |
 //! | 2 | command-line usage error (unknown flag, bad flag value) |
-//! | 3 | invalid configuration (SecretProviderClass, identity settings) |
+//! | 3 | invalid configuration (SecretProviderClass, identity settings, notifier settings) |
 //! | 4 | authentication failed (Entra / IMDS refused the identity) |
 //! | 5 | Key Vault refused an object (not found, disabled, forbidden) |
 //! | 6 | Key Vault or Entra unavailable or throttling until the deadline |
 //! | 7 | an object's content could not be converted |
 //! | 8 | the output directory could not be written |
+//! | 9 | the `--listen` address could not be bound (in use, or not permitted) |
+//! | 130, 143 | `--once` or `check` stopped by SIGINT (130) or SIGTERM (143) before it finished |
 
 /// Exit code: success.
 pub const EXIT_OK: i32 = 0;
-/// Exit code: unexpected internal error.
+/// Exit code: internal error (a bug, e.g. a panic; or the runtime could not start).
 pub const EXIT_INTERNAL: i32 = 1;
 /// Exit code: command-line usage error.
 pub const EXIT_USAGE: i32 = 2;
@@ -30,6 +33,28 @@ pub const EXIT_UNAVAILABLE: i32 = 6;
 pub const EXIT_CONVERT: i32 = 7;
 /// Exit code: writing failed.
 pub const EXIT_WRITE: i32 = 8;
+/// Exit code: the health server's `--listen` address could not be bound.
+pub const EXIT_LISTEN: i32 = 9;
+/// Exit code base for `--once` or `check` stopped by a signal: 128 + the signal number, as a shell
+/// reports a process killed by it (SIGINT 130, SIGTERM 143).
+pub const EXIT_SIGNAL_BASE: i32 = 128;
+
+/// Every documented exit code and its one-line meaning, in table order (the README and
+/// `--help` list the same).
+pub const EXIT_CODES: &[(i32, &str)] = &[
+    (EXIT_OK, "success"),
+    (EXIT_INTERNAL, "internal error (a bug, e.g. a panic)"),
+    (EXIT_USAGE, "command-line usage error"),
+    (EXIT_CONFIG, "invalid configuration"),
+    (EXIT_AUTH, "authentication failed"),
+    (EXIT_OBJECT, "Key Vault refused an object"),
+    (EXIT_UNAVAILABLE, "Key Vault or Entra unavailable"),
+    (EXIT_CONVERT, "an object's content could not be converted"),
+    (EXIT_WRITE, "the output directory could not be written"),
+    (EXIT_LISTEN, "the --listen address could not be bound"),
+    (130, "--once or check stopped by SIGINT"),
+    (143, "--once or check stopped by SIGTERM"),
+];
 
 /// Everything that can end a run.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +65,22 @@ pub enum Error {
     /// A sync failed.
     #[error(transparent)]
     Sync(#[from] crate::sync::SyncError),
+    /// The health server could not bind its address.
+    #[error(
+        "--listen {addr}: cannot bind the health server: {source}; pick another address or use --listen off"
+    )]
+    Listen {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `--once` was stopped by a signal before it finished.
+    #[error(
+        "stopped by {} before the sync finished; the directory holds the previous set or, if the swap had begun, the complete new one",
+        crate::signal::signal_name(*.0)
+    )]
+    Interrupted(i32),
     /// Something unexpected (a bug, or the environment is broken).
     #[error("{0}")]
     Internal(String),
@@ -51,7 +92,54 @@ impl Error {
         match self {
             Error::Config(_) => EXIT_CONFIG,
             Error::Sync(e) => e.exit_code(),
+            Error::Listen { .. } => EXIT_LISTEN,
+            Error::Interrupted(sig) => EXIT_SIGNAL_BASE.saturating_add(*sig),
             Error::Internal(_) => EXIT_INTERNAL,
         }
+    }
+}
+
+/// Makes a panic anywhere (the main thread, a runtime worker, the writer's blocking task)
+/// end the process with [`EXIT_INTERNAL`] after one `error:` line, instead of 101 (or 134
+/// under `panic = "abort"`), and instead of a sidecar running on with a dead task. The
+/// published set stays intact: every write is crash-safe.
+pub fn exit_on_panic() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown cause".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "error: internal error (a bug): panic{at}: {}; the published set is intact; please report this line",
+            message.replace('\n', "; ")
+        );
+        std::process::exit(EXIT_INTERNAL);
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct_and_listed_once() {
+        let mut codes: Vec<i32> = EXIT_CODES.iter().map(|(c, _)| *c).collect();
+        let n = codes.len();
+        codes.dedup();
+        assert_eq!(codes.len(), n);
+        let listen = Error::Listen {
+            addr: "127.0.0.1:9090".parse().unwrap(),
+            source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+        };
+        assert_eq!(listen.exit_code(), EXIT_LISTEN);
+        assert!(listen.to_string().starts_with("--listen 127.0.0.1:9090: "));
+        assert_eq!(Error::Interrupted(15).exit_code(), 143);
+        assert_eq!(Error::Interrupted(2).exit_code(), 130);
     }
 }

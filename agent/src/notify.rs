@@ -5,8 +5,10 @@
 //! - `--on-change-signal SIG` to the process named by `--signal-pidfile`, or found by
 //!   `--signal-process NAME` in a shared PID namespace (`shareProcessNamespace: true`);
 //! - `--on-change-exec CMD`: runs a command (bounded by a timeout; its exit status is logged);
-//! - `--on-change-http URL`: POSTs a JSON summary (ids, versions, hashes; never values), with
-//!   retries and backoff.
+//! - `--on-change-http URL`: POSTs a JSON summary (ids, versions and paths; never values nor
+//!   digests of them), with retries and backoff. Plain `http://` is refused for a host that
+//!   is not loopback unless `--on-change-http-insecure` (threat-model.md: nothing about the
+//!   secrets crosses the network in clear by default).
 //!
 //! Notifications run on their own task fed through a `watch` channel ([`Coalescer`]): if
 //! more swaps happen while one notification is in flight, the application is told once more,
@@ -50,6 +52,14 @@ pub enum NotifyError {
     /// The HTTP client could not be built.
     #[error("--on-change-http: cannot build the HTTP client: {0}")]
     Http(String),
+    /// `--on-change-http` is plain http to a host that is not loopback.
+    #[error(
+        "--on-change-http {0}: plain http:// to a host that is not loopback would send the \
+         change notification unencrypted; use https://, a loopback address (127.0.0.1, ::1, \
+         localhost), or allow it with --on-change-http-insecure \
+         (KEYVAULT_AGENT_ON_CHANGE_HTTP_INSECURE=true)"
+    )]
+    InsecureHttp(String),
 }
 
 /// What changed, as posted to `--on-change-http` and summarised for the other notifiers.
@@ -67,7 +77,50 @@ pub struct ChangeEvent {
     /// Ids of objects whose version or contents changed since the previous set.
     pub changed: Vec<String>,
     /// The whole mounted set.
-    pub objects: Vec<ObjectStatus>,
+    pub objects: Vec<NotifiedObject>,
+}
+
+/// One mounted object as a notification names it: which object, which version, where.
+/// Deliberately no digest of the contents: a notification may leave the pod, and a digest
+/// of a low-entropy secret can be reversed offline.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NotifiedObject {
+    /// Reference object id (`secret/name` or `secret/name/0`).
+    pub id: String,
+    /// Key Vault version.
+    pub version: String,
+    /// Output path relative to the target dir.
+    pub path: String,
+}
+
+impl From<&ObjectStatus> for NotifiedObject {
+    fn from(o: &ObjectStatus) -> Self {
+        Self {
+            id: o.id.clone(),
+            version: o.version.clone(),
+            path: o.path.clone(),
+        }
+    }
+}
+
+/// Whether `url` may be POSTed to: https anywhere; http only to loopback unless `insecure`.
+pub fn check_hook_url(url: &url::Url, insecure: bool) -> Result<(), NotifyError> {
+    if url.scheme() == "https" || insecure || is_loopback(url) {
+        return Ok(());
+    }
+    Err(NotifyError::InsecureHttp(redact_url(url)))
+}
+
+/// 127.0.0.0/8, ::1 (also IPv4-mapped) and the name `localhost`.
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Some(url::Host::Domain(d)) => d.trim_end_matches('.').eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
 }
 
 /// Parses a signal name or number: `HUP`, `SIGHUP`, `sighup`, `1`.
@@ -141,15 +194,18 @@ impl Notifier {
             )));
         }
         let http = match &settings.http {
-            // The agent's one client builder (same trust store and limits), proxy-less.
-            Some(_) => Some(
-                crate::http::build(&crate::http::HttpOptions::new(
-                    ca_files.to_vec(),
-                    HTTP_TIMEOUT,
-                ))
-                .map_err(|e| NotifyError::Http(e.to_string()))?
-                .direct,
-            ),
+            Some(url) => {
+                check_hook_url(url, settings.http_insecure)?;
+                // The agent's one client builder (same trust store and limits), proxy-less.
+                Some(
+                    crate::http::build(&crate::http::HttpOptions::new(
+                        ca_files.to_vec(),
+                        HTTP_TIMEOUT,
+                    ))
+                    .map_err(|e| NotifyError::Http(e.to_string()))?
+                    .direct,
+                )
+            }
             None => None,
         };
         Ok(Self {
@@ -838,6 +894,82 @@ mod tests {
             signal_that_ended(&mut child).await,
             Some(rustix::process::Signal::USR2.as_raw())
         );
+    }
+
+    // reference: threat-model.md rule 9 (issue 9 item 8: no plain http off the pod)
+    #[test]
+    fn plain_http_hook_is_refused_unless_loopback_or_opted_in() {
+        let m = Metrics::new();
+        let hook = |url: &str, insecure: bool| NotifySettings {
+            http: Some(url.parse().unwrap()),
+            http_insecure: insecure,
+            ..Default::default()
+        };
+        for ok in [
+            "http://127.0.0.1:8080/-/reload",
+            "http://127.9.8.7/x",
+            "http://[::1]:9/x",
+            "http://[::ffff:127.0.0.1]/x",
+            "http://localhost:8080/x",
+            "http://LOCALHOST./x",
+            "https://hooks.example.com/x",
+        ] {
+            assert!(
+                Notifier::new(&hook(ok, false), &[], m.clone()).is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "http://hooks.example.com/x?token=abc",
+            "http://10.0.0.7:8080/x",
+            "http://[fe80::1]/x",
+            "http://localhost.example.com/x",
+            "http://user:pw@0.0.0.0/x",
+        ] {
+            let e = Notifier::new(&hook(bad, false), &[], m.clone())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("--on-change-http-insecure"), "{bad}: {e}");
+            assert!(
+                e.starts_with("--on-change-http http://"),
+                "names the URL first: {e}"
+            );
+            assert!(
+                !e.contains("token=abc") && !e.contains("pw@"),
+                "not redacted: {e}"
+            );
+            assert!(
+                Notifier::new(&hook(bad, true), &[], m.clone()).is_ok(),
+                "{bad}"
+            );
+        }
+    }
+
+    // reference: threat-model.md rule 9 (issue 9 item 8: no digests leave the pod)
+    #[test]
+    fn the_posted_summary_names_objects_and_versions_but_carries_no_digest() {
+        let status = ObjectStatus {
+            id: "secret/db-password".into(),
+            version: "0000000000000000000000000000000c".into(),
+            path: "db-password".into(),
+            sha256: "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8".into(),
+            fetched_at: 1_700_000_000,
+            not_after: None,
+        };
+        let mut e = event(1);
+        e.objects = vec![(&status).into()];
+        let json = serde_json::to_value(&e).unwrap();
+        let text = json.to_string();
+        assert_eq!(json["objects"][0]["id"], "secret/db-password");
+        assert_eq!(
+            json["objects"][0]["version"],
+            "0000000000000000000000000000000c"
+        );
+        assert!(
+            !text.contains(&status.sha256),
+            "digest in the payload: {text}"
+        );
+        assert!(!text.contains("sha256"), "{text}");
     }
 
     #[tokio::test]

@@ -10,7 +10,12 @@
 //!   interval and 5 minutes ([`crate::retry::Failures`]), then the normal schedule resumes. The first sync retries the same way forever (not ready meanwhile);
 //! - a change in the config file's directory (a ConfigMap update is a `..data` swap, so the
 //!   directory is watched, not the file) or SIGHUP reloads the SecretProviderClass; an
-//!   invalid one is reported problem by problem and the running plan continues;
+//!   invalid one is reported problem by problem and the running plan continues. SIGHUPs
+//!   coalesce ([`ReloadRequests`]) and settle (a reload starts once they have stopped for
+//!   250 ms, at most 5 s after the first), so a burst of any size causes one reload, and
+//!   one more at most if it goes on during that reload's refresh. The file
+//!   is parsed on a blocking thread under [`RELOAD_DEADLINE`], so a slow or huge file never
+//!   stalls the runtime (health server included) and delays the schedule by at most that;
 //! - shutdown lets an in-flight cycle finish (so a swap completes) within
 //!   `--shutdown-grace`, then returns.
 //!
@@ -23,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::stream::{BoxStream, SelectAll};
+use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -34,9 +39,10 @@ use crate::config::{self, ConfigErrors, Env, Plan, Settings};
 use crate::error::Error;
 use crate::notify::{ChangeEvent, Coalescer, Notifier};
 use crate::retry::{Failures, deadline_in, jittered};
+use crate::signal::ReloadRequests;
 use crate::sync::{ObjectStatus, SyncError, SyncReport, Syncer};
 use crate::telemetry::metrics::{Metrics, RefreshResult};
-use crate::telemetry::server::Server;
+use crate::telemetry::server::{Limits, Server};
 use crate::telemetry::status::SidecarState;
 use crate::writer::{AtomicWriter, WriteOutcome};
 
@@ -45,6 +51,12 @@ const LIVENESS_SLACK: Duration = Duration::from_secs(30);
 /// Config file events closer together than this are handled as one reload (editors and the
 /// kubelet's `..data` swap produce bursts).
 const RELOAD_DEBOUNCE: Duration = Duration::from_millis(250);
+/// Longest a stream of SIGHUPs may postpone its reload (each one restarts the
+/// [`RELOAD_DEBOUNCE`] wait, up to this).
+const RELOAD_SETTLE_MAX: Duration = Duration::from_secs(5);
+/// Longest a reload may take to read and parse the configuration before it is abandoned
+/// (the running plan stays; the parse finishes or fails on its own thread).
+pub const RELOAD_DEADLINE: Duration = Duration::from_secs(10);
 
 /// See [`crate::run`]: the production wiring (SIGHUP reloads).
 pub async fn run(
@@ -53,8 +65,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), Error> {
     let mut sidecar = Sidecar::new(settings, env);
-    match crate::signal::reload_signals() {
-        Ok(hups) => sidecar = sidecar.reload_trigger(hups),
+    match crate::signal::reload_requests() {
+        Ok(hups) => sidecar = sidecar.reload_requests(hups),
         Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP; reload by file watch only"),
     }
     sidecar.run(shutdown).await
@@ -92,8 +104,12 @@ pub struct Sidecar {
     env: Env,
     /// The metrics registry (shared with the caller when given).
     metrics: Arc<Metrics>,
-    /// Reload triggers (SIGHUP in production), merged.
-    reload: SelectAll<BoxStream<'static, ()>>,
+    /// The coalescing reload flag (SIGHUP in production).
+    reload: ReloadRequests,
+    /// Streams whose items set `reload` (forwarded by a task while the sidecar runs).
+    triggers: Vec<BoxStream<'static, ()>>,
+    /// Bounds of the health server.
+    limits: Limits,
     /// Told the health server's bound address once it listens.
     on_listening: Option<oneshot::Sender<SocketAddr>>,
     /// Builds a cycle for a plan.
@@ -108,7 +124,9 @@ impl Sidecar {
             settings,
             env,
             metrics: Metrics::new(),
-            reload: SelectAll::new(),
+            reload: ReloadRequests::new(),
+            triggers: Vec::new(),
+            limits: Limits::for_this_process(),
             on_listening: None,
             factory: default_factory(),
         }
@@ -120,9 +138,24 @@ impl Sidecar {
         self
     }
 
-    /// Each item forces a reload and an immediate refresh (SIGHUP in production).
+    /// Each item requests a reload and an immediate refresh; requests coalesce like
+    /// SIGHUPs (see [`Sidecar::reload_requests`]).
     pub fn reload_trigger(mut self, trigger: impl Stream<Item = ()> + Send + 'static) -> Self {
-        self.reload.push(trigger.boxed());
+        self.triggers.push(trigger.boxed());
+        self
+    }
+
+    /// Uses `reload` as the reload flag (the process's SIGHUP flag in production): each
+    /// time it is set the configuration is reloaded and a refresh runs now; requests made
+    /// while one is pending or running collapse into one.
+    pub fn reload_requests(mut self, reload: ReloadRequests) -> Self {
+        self.reload = reload;
+        self
+    }
+
+    /// Bounds of the health server (default [`Limits::for_this_process`]).
+    pub fn health_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -174,13 +207,15 @@ impl Sidecar {
 
         let mut tasks = JoinSet::new();
         if let Some(addr) = settings.listen {
-            let server = Server::bind(addr).await.map_err(|e| {
-                Error::Internal(format!(
-                    "--listen {addr}: cannot bind the health server: {e}; pick another address or use --listen off"
-                ))
-            })?;
+            let server = Server::bind_with(addr, self.limits)
+                .await
+                .map_err(|source| Error::Listen { addr, source })?;
             let bound = server.local_addr();
-            tracing::info!(addr = %bound, "health server listening");
+            tracing::info!(
+                addr = %bound,
+                max_connections = server.limits().max_connections,
+                "health server listening"
+            );
             if let Some(tx) = self.on_listening.take() {
                 let _ = tx.send(bound);
             }
@@ -204,6 +239,14 @@ impl Sidecar {
             }
         };
 
+        for trigger in std::mem::take(&mut self.triggers) {
+            let reload = self.reload.clone();
+            tasks.spawn(trigger.for_each(move |()| {
+                reload.request();
+                std::future::ready(())
+            }));
+        }
+
         let coalescer = (!notifier.is_empty()).then(|| {
             let notifier = Arc::new(notifier);
             Coalescer::spawn(move |event| {
@@ -225,6 +268,7 @@ impl Sidecar {
             coalescer,
             published: Vec::new(),
             first: true,
+            reload_deadline: RELOAD_DEADLINE,
         };
         let result = lp.run(shutdown, self.reload, watch_rx).await;
         tasks.shutdown().await;
@@ -258,13 +302,15 @@ struct Loop {
     published: Vec<ObjectStatus>,
     /// No cycle has succeeded yet (wording of log lines; status written only after one).
     first: bool,
+    /// How long a reload may read and parse before it is abandoned.
+    reload_deadline: Duration,
 }
 
 impl Loop {
     async fn run(
         &mut self,
         shutdown: impl std::future::Future<Output = ()> + Send,
-        mut reload: SelectAll<BoxStream<'static, ()>>,
+        reload: ReloadRequests,
         mut watch_rx: mpsc::Receiver<()>,
     ) -> Result<(), Error> {
         let mut shutdown = pin!(shutdown);
@@ -281,9 +327,28 @@ impl Loop {
                     tracing::info!("shutting down");
                     return Ok(());
                 }
-                Some(()) = reload.next(), if !reload.is_empty() => {
+                () = reload.requested() => {
+                    // A burst (a loop of `kill -HUP`, a supervisor retrying) settles into
+                    // one reload: wait until requests stop for RELOAD_DEBOUNCE.
+                    let settle_max = tokio::time::sleep(RELOAD_SETTLE_MAX);
+                    let mut settle_max = pin!(settle_max);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            _ = &mut shutdown => {
+                                tracing::info!("shutting down");
+                                return Ok(());
+                            }
+                            _ = &mut settle_max => break,
+                            more = tokio::time::timeout(RELOAD_DEBOUNCE, reload.requested()) => {
+                                if more.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
                     tracing::info!("reload requested (SIGHUP); reloading and refreshing now");
-                    self.reload();
+                    self.reload().await;
                 }
                 Some(()) = watch_rx.recv() => {
                     // Let the burst settle, then reload once.
@@ -295,7 +360,7 @@ impl Loop {
                             Some(()) = watch_rx.recv() => {}
                         }
                     }
-                    if !self.reload() {
+                    if !self.reload().await {
                         continue;
                     }
                     tracing::info!("configuration changed; refreshing now");
@@ -378,7 +443,7 @@ impl Loop {
                         dir: self.settings.dir.clone(),
                         data_dir,
                         changed,
-                        objects: report.objects.clone(),
+                        objects: report.objects.iter().map(Into::into).collect(),
                     });
                 }
                 self.published = report.objects;
@@ -435,8 +500,28 @@ impl Loop {
     }
 
     /// Reloads the configuration. Returns whether the plan changed (and was adopted).
-    fn reload(&mut self) -> bool {
-        let plan = match config::load(&self.settings, &self.env) {
+    async fn reload(&mut self) -> bool {
+        let (settings, env) = (self.settings.clone(), self.env.clone());
+        let parse = tokio::task::spawn_blocking(move || config::load(&settings, &env));
+        let loaded = match tokio::time::timeout(self.reload_deadline, parse).await {
+            Ok(Ok(loaded)) => loaded,
+            Ok(Err(e)) => {
+                self.metrics.error("config");
+                tracing::error!(error = %e, "configuration reload failed; the running configuration stays in effect");
+                return false;
+            }
+            Err(_) => {
+                self.metrics.error("config");
+                tracing::error!(
+                    file = %self.settings.config_file.display(),
+                    deadline = %humantime::format_duration(self.reload_deadline),
+                    "reading the configuration did not finish within the reload deadline; \
+                     the running configuration stays in effect (is the file a FIFO or huge?)"
+                );
+                return false;
+            }
+        };
+        let plan = match loaded {
             Ok(plan) => plan,
             Err(errors) => {
                 self.metrics.error("config");
@@ -664,6 +749,7 @@ mod tests {
             coalescer: Some(coalescer),
             published: Vec::new(),
             first: true,
+            reload_deadline: RELOAD_DEADLINE,
             settings,
         };
         Harness {
@@ -675,17 +761,14 @@ mod tests {
     }
 
     async fn run_for(h: &mut Harness, total: Duration) {
-        let (_reload_tx, reload_rx) = mpsc::channel::<()>(1);
+        run_with(h, total, ReloadRequests::new()).await
+    }
+
+    async fn run_with(h: &mut Harness, total: Duration, reload: ReloadRequests) {
         let (_watch_tx, watch_rx) = mpsc::channel::<()>(1);
-        let mut reload = SelectAll::new();
-        reload.push(tokio_stream_from(reload_rx));
         h.lp.run(tokio::time::sleep(total), reload, watch_rx)
             .await
             .unwrap();
-    }
-
-    fn tokio_stream_from(mut rx: mpsc::Receiver<()>) -> BoxStream<'static, ()> {
-        futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
     }
 
     #[tokio::test(start_paused = true)]
@@ -823,6 +906,79 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_secs(4));
         assert!(h.calls.lock().unwrap()[0].1.is_none());
         assert!(!h.lp.state.readiness().ok);
+    }
+
+    // reference: threat-model.md rule 7 (SIGHUP coalesced: a burst of any size causes at
+    // most one reload after the one in progress)
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_reload_requests_causes_one_more_refresh_not_one_per_request() {
+        let mut h = harness(
+            vec![published(1)],
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        );
+        let reload = ReloadRequests::new();
+        let burst = reload.clone();
+        // 1,000 requests while the first cycle is in flight.
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            for _ in 0..1000 {
+                burst.request();
+            }
+        });
+        run_with(&mut h, Duration::from_secs(600), reload).await;
+        let calls = h.calls.lock().unwrap().len();
+        assert_eq!(calls, 2, "the first sync plus one for the whole burst");
+    }
+
+    // reference: threat-model.md rule 7 (a reload never stalls the refresh loop)
+    #[test]
+    fn a_config_read_that_never_finishes_does_not_stall_the_loop() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("spc.yaml");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let config = fifo.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let calls = rt.block_on(async {
+                let mut h = harness(vec![], Duration::from_millis(10), Duration::from_millis(50));
+                // Reading a FIFO nobody writes blocks forever.
+                h.lp.settings.config_file = config;
+                h.lp.reload_deadline = Duration::from_millis(100);
+                let reload = ReloadRequests::new();
+                reload.request();
+                run_with(&mut h, Duration::from_millis(1500), reload).await;
+                h.calls.lock().unwrap().len()
+            });
+            let _ = tx.send(calls);
+            // The runtime waits for its blocking threads when dropped.
+            drop(rt);
+        });
+        let calls = rx.recv_timeout(Duration::from_secs(60));
+        // Unblock the reader (EOF), whatever happened.
+        drop(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+                .open(&fifo),
+        );
+        let calls = calls.expect("the refresh loop stalled on a configuration read");
+        assert!(
+            calls >= 3,
+            "refreshes kept running during the reload: {calls}"
+        );
     }
 
     fn obj(id: &str, version: &str, sha: &str) -> ObjectStatus {

@@ -1,37 +1,155 @@
 //! The one place that listens for process signals: SIGTERM/SIGINT end the process
 //! gracefully ([`shutdown`]), SIGHUP asks for a configuration reload and an immediate
-//! refresh ([`reload_signals`]). Everything else receives these as futures or streams, so
-//! tests drive the same code paths with channels instead of real signals.
+//! refresh ([`reload_requests`]). Everything else receives these as a future or a
+//! [`ReloadRequests`] handle, so tests drive the same code paths without real signals.
+//!
+//! [`install`] is the first thing `main` does (threat-model.md rule 7): until then a signal
+//! takes its default action, and SIGHUP's default is to terminate. From then on:
+//! - SIGTERM/SIGINT are remembered, even before anything waits for them: a sidecar told to
+//!   stop while it starts stops cleanly (exit 0) as soon as it can;
+//! - SIGHUP never kills. It sets a "reload pending" flag; a burst of any size while a reload
+//!   runs causes at most one more. Nobody consumes the flag in `--once` and `check`, so
+//!   there it is ignored.
+//!
+//! Handlers are registered synchronously by `signal-hook` (no runtime needed); a small
+//! thread forwards them to tokio primitives that work with or without a runtime.
 
-use futures::{Stream, StreamExt};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use signal_hook_tokio::Signals;
+use tokio::sync::{Notify, watch};
 
-/// Resolves when SIGTERM or SIGINT arrives, logging which one. If the handlers cannot be
-/// installed (which only happens when the environment is broken) it logs that and never
-/// resolves, rather than shutting down a healthy sidecar.
-pub async fn shutdown() {
-    match Signals::new([SIGTERM, SIGINT]) {
-        Ok(mut signals) => {
-            if let Some(sig) = signals.next().await {
-                tracing::info!(
-                    signal = signal_name(sig),
-                    "shutdown requested; finishing in-flight work"
-                );
+/// A coalescing "reload pending" flag: any number of [`ReloadRequests::request`] calls made
+/// before [`ReloadRequests::requested`] resolves count as one.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadRequests(Arc<Notify>);
+
+impl ReloadRequests {
+    /// A new flag, not set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the flag (idempotent while set).
+    pub fn request(&self) {
+        // notify_one stores at most one permit: this is the coalescing.
+        self.0.notify_one();
+    }
+
+    /// Resolves once the flag is set, and clears it.
+    pub async fn requested(&self) {
+        self.0.notified().await
+    }
+}
+
+/// The process-wide receiving end of the signals.
+#[derive(Debug)]
+struct Hub {
+    reload: ReloadRequests,
+    shutdown: watch::Sender<Option<i32>>,
+}
+
+static HUB: OnceLock<Hub> = OnceLock::new();
+static INSTALL: Mutex<()> = Mutex::new(());
+/// Set by [`exit_on_shutdown`]: SIGTERM/SIGINT end the process at once.
+static EXIT_NOW: AtomicBool = AtomicBool::new(false);
+
+/// Installs the handlers for SIGTERM, SIGINT and SIGHUP (idempotent). Call it before
+/// anything else in `main`.
+pub fn install() -> std::io::Result<()> {
+    let _once = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if HUB.get().is_some() {
+        return Ok(());
+    }
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])?;
+    let hub = HUB.get_or_init(|| Hub {
+        reload: ReloadRequests::new(),
+        shutdown: watch::channel(None).0,
+    });
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                dispatch(hub, sig);
             }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM/SIGINT");
-            std::future::pending::<()>().await;
+        })?;
+    Ok(())
+}
+
+fn dispatch(hub: &Hub, sig: i32) {
+    match sig {
+        SIGHUP => hub.reload.request(),
+        _ if EXIT_NOW.load(Ordering::SeqCst) => exit_for(sig),
+        _ => {
+            // The first shutdown signal is the one reported.
+            hub.shutdown.send_if_modified(|s| {
+                if s.is_none() {
+                    *s = Some(sig);
+                    true
+                } else {
+                    false
+                }
+            });
         }
     }
 }
 
-/// A stream yielding `()` for each SIGHUP. Installing the handler replaces SIGHUP's default
-/// action (terminate), which is what a reloadable daemon wants.
-pub fn reload_signals() -> std::io::Result<impl Stream<Item = ()> + Send + Unpin + 'static> {
-    let signals = Signals::new([SIGHUP])?;
-    Ok(signals.map(|_| ()))
+/// For work with nothing to finish gracefully (`check`): from now on SIGTERM/SIGINT end the
+/// process at once with 128 + the signal number, as the default action would have been
+/// reported, and one that already arrived does so now.
+pub fn exit_on_shutdown() {
+    EXIT_NOW.store(true, Ordering::SeqCst);
+    if let Some(sig) = shutdown_signal() {
+        exit_for(sig);
+    }
+}
+
+fn exit_for(sig: i32) -> ! {
+    eprintln!("error: stopped by {}", signal_name(sig));
+    std::process::exit(crate::error::EXIT_SIGNAL_BASE.saturating_add(sig))
+}
+
+fn hub() -> Option<&'static Hub> {
+    if let Err(e) = install() {
+        tracing::error!(error = %e, "cannot install the signal handlers");
+    }
+    HUB.get()
+}
+
+/// Resolves when SIGTERM or SIGINT arrives (or has arrived since [`install`]), logging which
+/// one. If the handlers cannot be installed (only when the environment is broken) it logs
+/// that and never resolves, rather than shutting down a healthy sidecar.
+pub async fn shutdown() {
+    let Some(hub) = hub() else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    let mut rx = hub.shutdown.subscribe();
+    let received = rx.wait_for(Option::is_some).await.map(|s| *s);
+    let Ok(sig) = received else {
+        // The sender lives in a static: never dropped.
+        return std::future::pending().await;
+    };
+    let sig = sig.unwrap_or(SIGTERM);
+    tracing::info!(
+        signal = signal_name(sig),
+        "shutdown requested; finishing in-flight work"
+    );
+}
+
+/// The shutdown signal received so far, if any (`--once` maps it to its exit code).
+pub fn shutdown_signal() -> Option<i32> {
+    HUB.get().and_then(|h| *h.shutdown.borrow())
+}
+
+/// The process's SIGHUP flag. A SIGHUP that arrived before this call is kept: the caller's
+/// first wait resolves at once.
+pub fn reload_requests() -> std::io::Result<ReloadRequests> {
+    install()?;
+    HUB.get()
+        .map(|h| h.reload.clone())
+        .ok_or_else(|| std::io::Error::other("signal handlers not installed"))
 }
 
 /// The conventional name of a signal number, for log lines.
@@ -47,6 +165,7 @@ pub fn signal_name(sig: i32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn names() {
@@ -54,5 +173,41 @@ mod tests {
         assert_eq!(signal_name(SIGINT), "SIGINT");
         assert_eq!(signal_name(SIGHUP), "SIGHUP");
         assert_eq!(signal_name(64), "other");
+    }
+
+    // reference: threat-model.md rule 7 (a burst of reload requests collapses to one)
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_requests_is_one_pending_reload() {
+        let r = ReloadRequests::new();
+        for _ in 0..1000 {
+            r.request();
+        }
+        // One wait resolves at once...
+        tokio::time::timeout(Duration::from_secs(1), r.requested())
+            .await
+            .expect("the first wait sees the burst");
+        // ...and the burst is spent.
+        assert!(
+            tokio::time::timeout(Duration::from_secs(3600), r.requested())
+                .await
+                .is_err(),
+            "a burst left more than one reload pending"
+        );
+    }
+
+    #[tokio::test]
+    async fn dispatch_keeps_the_first_shutdown_signal_and_flags_reloads() {
+        let hub = Hub {
+            reload: ReloadRequests::new(),
+            shutdown: watch::channel(None).0,
+        };
+        let rx = hub.shutdown.subscribe();
+        dispatch(&hub, SIGHUP);
+        dispatch(&hub, SIGHUP);
+        assert_eq!(*rx.borrow(), None, "SIGHUP is not a shutdown");
+        hub.reload.requested().await;
+        dispatch(&hub, SIGINT);
+        dispatch(&hub, SIGTERM);
+        assert_eq!(*rx.borrow(), Some(SIGINT));
     }
 }

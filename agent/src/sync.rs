@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::auth::{AuthError, Credential};
 use crate::config::{ObjectSpec, ObjectType, Plan, Settings};
 use crate::error::{
-    EXIT_AUTH, EXIT_CONFIG, EXIT_CONVERT, EXIT_OBJECT, EXIT_UNAVAILABLE, EXIT_WRITE,
+    EXIT_AUTH, EXIT_CONFIG, EXIT_CONVERT, EXIT_INTERNAL, EXIT_OBJECT, EXIT_UNAVAILABLE, EXIT_WRITE,
 };
 use crate::http::{HttpClients, HttpOptions};
 use crate::keyvault::model::{Fetched, VersionItem};
@@ -119,9 +119,24 @@ pub enum SyncError {
         /// Why.
         source: WriterError,
     },
+    /// A bug: a task of the cycle panicked or was cancelled (exit 1, not a config error).
+    #[error("internal error (a bug): {0}")]
+    Internal(String),
 }
 
 impl SyncError {
+    /// The writer's blocking task did not return (it panicked): a bug, reported as one.
+    pub fn writer_task(e: tokio::task::JoinError) -> Self {
+        let what = if e.is_panic() {
+            "panicked"
+        } else {
+            "was cancelled"
+        };
+        SyncError::Internal(format!(
+            "the writer task {what}; the previously published set is intact"
+        ))
+    }
+
     /// Whether retrying later may succeed (throttling, 5xx, network, deadline).
     pub fn is_transient(&self) -> bool {
         match self {
@@ -129,7 +144,7 @@ impl SyncError {
                 .iter()
                 .all(|f| matches!(&f.kind, FailureKind::KeyVault(e) if e.is_transient())),
             SyncError::Deadline(_) => true,
-            SyncError::Setup(_) | SyncError::Write { .. } => false,
+            SyncError::Setup(_) | SyncError::Write { .. } | SyncError::Internal(_) => false,
         }
     }
 
@@ -152,6 +167,7 @@ impl SyncError {
     pub fn exit_code(&self) -> i32 {
         match self {
             SyncError::Setup(_) => EXIT_CONFIG,
+            SyncError::Internal(_) => EXIT_INTERNAL,
             SyncError::Write { .. } => EXIT_WRITE,
             SyncError::Deadline(_) => EXIT_UNAVAILABLE,
             SyncError::Objects(fs) => fs
@@ -353,7 +369,7 @@ impl Syncer {
         let writer = self.writer.clone();
         let outcome = tokio::task::spawn_blocking(move || writer.write(&payload))
             .await
-            .map_err(|e| SyncError::Setup(format!("writer task failed: {e}")))?
+            .map_err(SyncError::writer_task)?
             .map_err(|source| SyncError::Write {
                 dir: self.writer.target_dir().display().to_string(),
                 source,
@@ -712,5 +728,19 @@ mod tests {
         let m = e.to_string();
         assert_eq!(m.lines().count(), 3, "{m}");
         assert!(m.lines().all(|l| l.starts_with("secret \"x\": ")), "{m}");
+    }
+
+    // reference: threat-model.md rule 10 (every path maps to the documented exit code)
+    #[tokio::test]
+    async fn a_panicking_writer_task_is_an_internal_error_not_a_config_error() {
+        let join = tokio::task::spawn_blocking(|| -> Result<(), ()> {
+            std::panic::panic_any("writer bug")
+        })
+        .await
+        .unwrap_err();
+        let e = SyncError::writer_task(join);
+        assert_eq!(e.exit_code(), crate::error::EXIT_INTERNAL);
+        assert!(!e.is_transient());
+        assert!(e.to_string().contains("writer task panicked"), "{e}");
     }
 }

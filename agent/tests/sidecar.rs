@@ -332,6 +332,7 @@ async fn rotated_secrets_swap_files_and_fire_each_notifier_once() {
             format!("echo \"$KEYVAULT_AGENT_CHANGED\" >> {}", execs.display()),
         ]),
         http: Some(hook),
+        ..Default::default()
     };
     let run = fx.start().await;
     let out = fx.out();

@@ -319,6 +319,8 @@ pub struct NotifySettings {
     pub exec: Option<Vec<String>>,
     /// URL to POST to (`--on-change-http`).
     pub http: Option<Url>,
+    /// Allow `http` to a non-loopback host (`--on-change-http-insecure`).
+    pub http_insecure: bool,
 }
 
 /// Runtime settings from flags and environment (not from the SecretProviderClass).
