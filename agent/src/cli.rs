@@ -163,6 +163,22 @@ pub struct RunArgs {
     #[arg(long, env = "KEYVAULT_AGENT_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub shutdown_grace: Duration,
 
+    /// How a refresh detects changed objects: `list` reads the vault's collection lists
+    /// (25 objects per request) and GETs only what changed; `get` GETs every object every
+    /// refresh (the reference behaviour).
+    #[arg(
+        long,
+        env = "KEYVAULT_AGENT_CHANGE_DETECTION",
+        default_value = "list",
+        value_name = "list|get"
+    )]
+    pub change_detection: crate::detect::ChangeDetection,
+
+    /// With list detection, every Nth refresh GETs every object anyway (0 = never), which
+    /// bounds staleness from two edits within the same second.
+    #[arg(long, env = "KEYVAULT_AGENT_FULL_SWEEP_EVERY", default_value_t = crate::detect::DEFAULT_FULL_SWEEP_EVERY, value_name = "N")]
+    pub full_sweep_every: u32,
+
     /// IMDS base URL for managed identity (tests and proxies).
     #[arg(long, env = "KEYVAULT_AGENT_IMDS_ENDPOINT", default_value = DEFAULT_IMDS_ENDPOINT, value_parser = http_url, value_name = "URL")]
     pub imds_endpoint: Url,
@@ -289,6 +305,8 @@ impl Cli {
             },
             imds_endpoint: r.imds_endpoint,
             shutdown_grace: r.shutdown_grace,
+            change_detection: r.change_detection,
+            full_sweep_every: r.full_sweep_every,
         };
         Ok(Invocation { mode, settings })
     }

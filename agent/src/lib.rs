@@ -31,6 +31,7 @@ pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod convert;
+pub mod detect;
 pub mod error;
 pub mod http;
 pub mod keyvault;

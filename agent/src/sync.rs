@@ -7,7 +7,8 @@
 //! share one GET. Concurrency is bounded by the Key Vault client's request semaphore
 //! (`--concurrency`), so history mode's per-version GETs count against the same budget.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,10 +18,12 @@ use tokio::time::Instant;
 
 use crate::auth::{AuthError, Credential};
 use crate::config::{ObjectSpec, ObjectType, Plan, Settings};
+use crate::detect::{ChangeDetection, Detection, FetchCache, Latest, Pages, Step};
 use crate::error::{
     EXIT_AUTH, EXIT_CONFIG, EXIT_CONVERT, EXIT_OBJECT, EXIT_UNAVAILABLE, EXIT_WRITE,
 };
 use crate::http::{HttpClients, HttpOptions};
+use crate::keyvault::list::{Fingerprint, Listing};
 use crate::keyvault::model::{Fetched, VersionItem};
 use crate::keyvault::{KeyVaultClient, KeyVaultError, KeyVaultOptions};
 use crate::secret::SecretBytes;
@@ -58,6 +61,9 @@ pub struct SyncReport {
     pub duration: Duration,
     /// When the cycle finished.
     pub finished_at: SystemTime,
+    /// Object types whose list was refused (403), so their changes are detected by GETs
+    /// (`secret`, `key`, `cert`).
+    pub list_fallback: Vec<&'static str>,
 }
 
 /// Why one object failed.
@@ -181,8 +187,6 @@ impl SyncError {
     }
 }
 
-type PinKey = (ObjectType, String, String);
-
 type FetchKey = (ObjectType, String, Option<String>);
 type FetchResult = Result<(Fetched, u64), KeyVaultError>;
 
@@ -191,13 +195,17 @@ type FetchResult = Result<(Fetched, u64), KeyVaultError>;
 struct Cycle {
     deadline: Instant,
     gets: Mutex<HashMap<FetchKey, Arc<tokio::sync::OnceCell<FetchResult>>>>,
+    /// Latest objects (type, lowercase name) whose list entry shows no change since their
+    /// cached fetch: served from the cache.
+    unchanged: HashSet<(ObjectType, String)>,
 }
 
 impl Cycle {
-    fn new(deadline: Instant) -> Self {
+    fn new(deadline: Instant, unchanged: HashSet<(ObjectType, String)>) -> Self {
         Self {
             deadline,
             gets: Mutex::new(HashMap::new()),
+            unchanged,
         }
     }
 
@@ -228,7 +236,14 @@ pub struct Syncer {
     credential: Credential,
     writer: AtomicWriter,
     timeout: Duration,
-    pinned: Mutex<HashMap<PinKey, (Fetched, u64)>>,
+    /// Pinned versions and latest objects kept between cycles (shared across reloads).
+    cache: Arc<FetchCache>,
+    detection: Detection,
+    /// Cycles started (0 = the first sync), for the periodic full sweep.
+    cycles: AtomicU64,
+    /// Object types whose list was refused (403): detected by GETs from then on.
+    list_forbidden: Mutex<HashSet<ObjectType>>,
+    metrics: Arc<Metrics>,
 }
 
 fn unix_now() -> u64 {
@@ -248,14 +263,31 @@ impl Syncer {
             concurrency: settings.concurrency.max(1),
             ..KeyVaultOptions::default()
         };
-        Self::with_parts(
+        Ok(Self::with_parts(
             plan,
             http,
             AtomicWriter::new(&settings.dir),
             settings.timeout,
             opts,
             metrics,
-        )
+        )?
+        .with_detection(Detection {
+            mode: settings.change_detection,
+            full_sweep_every: settings.full_sweep_every,
+        }))
+    }
+
+    /// Uses `cache` for pinned and latest objects (shared with earlier syncers of the same
+    /// process, so a reload refetches nothing that did not change).
+    pub fn with_cache(mut self, cache: Arc<FetchCache>) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// Change detection settings (default: list, full sweep every 10th refresh).
+    pub fn with_detection(mut self, detection: Detection) -> Self {
+        self.detection = detection;
+        self
     }
 
     /// Builds a syncer from explicit parts (custom backoff, shared clients).
@@ -273,7 +305,7 @@ impl Syncer {
             plan.vault_url.clone(),
             http,
             credential.clone(),
-            metrics,
+            metrics.clone(),
             opts,
         );
         Ok(Self {
@@ -282,7 +314,11 @@ impl Syncer {
             credential,
             writer,
             timeout,
-            pinned: Mutex::new(HashMap::new()),
+            cache: FetchCache::new(),
+            detection: Detection::default(),
+            cycles: AtomicU64::new(0),
+            list_forbidden: Mutex::new(HashSet::new()),
+            metrics,
         })
     }
 
@@ -311,7 +347,9 @@ impl Syncer {
         let started = Instant::now();
         let deadline = started + self.timeout;
         let before = self.client.requests();
-        let cycle = Cycle::new(deadline);
+        let n = self.cycles.fetch_add(1, Ordering::Relaxed);
+        let unchanged = self.detect_unchanged(n, deadline).await;
+        let cycle = Cycle::new(deadline, unchanged);
         // Every request already stops at the deadline; this is the backstop.
         let fetched = tokio::time::timeout_at(deadline + Duration::from_secs(1), async {
             join_all(
@@ -360,10 +398,117 @@ impl Syncer {
         Ok(SyncReport {
             outcome,
             objects,
-            requests: self.client.requests() - before,
+            requests: self.client.requests().saturating_sub(before),
             duration: started.elapsed(),
             finished_at: SystemTime::now(),
+            list_fallback: self.list_fallback(),
         })
+    }
+
+    fn vault_key(&self) -> &str {
+        self.plan.vault_url.as_str()
+    }
+
+    fn list_fallback(&self) -> Vec<&'static str> {
+        let forbidden = self
+            .list_forbidden
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        [ObjectType::Secret, ObjectType::Key, ObjectType::Cert]
+            .into_iter()
+            .filter(|t| forbidden.contains(t))
+            .map(ObjectType::as_str)
+            .collect()
+    }
+
+    /// Lists each object type where that is cheaper than GETs (see [`crate::detect`]) and
+    /// returns the latest objects whose cached fetch is still current.
+    async fn detect_unchanged(&self, n: u64, deadline: Instant) -> HashSet<(ObjectType, String)> {
+        let mut unchanged = HashSet::new();
+        if self.detection.mode == ChangeDetection::Get {
+            return unchanged;
+        }
+        if self.detection.is_sweep(n) {
+            tracing::debug!(refresh = n, "full sweep: fetching every latest object");
+            return unchanged;
+        }
+        let vault = self.vault_key();
+        let mut by_type: HashMap<ObjectType, HashSet<String>> = HashMap::new();
+        for s in self
+            .plan
+            .objects
+            .iter()
+            .filter(|s| s.version.is_none() && !s.is_history())
+        {
+            by_type
+                .entry(s.object_type)
+                .or_default()
+                .insert(s.name.to_ascii_lowercase());
+        }
+        let lists = by_type.iter().filter_map(|(&t, names)| {
+            let forbidden = self
+                .list_forbidden
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&t);
+            if forbidden {
+                return None;
+            }
+            let have = self.cache.has_latest(vault, t, names);
+            match crate::detect::step(names.len(), self.cache.pages(vault, t), have) {
+                Step::GetAll => None,
+                Step::List(budget) => Some(async move {
+                    (
+                        t,
+                        names,
+                        self.client.list_current(t, budget, deadline).await,
+                    )
+                }),
+            }
+        });
+        for (t, names, listed) in join_all(lists).await {
+            match listed {
+                Ok(Listing::Complete { entries, pages }) => {
+                    self.cache.set_pages(vault, t, Pages::Known(pages));
+                    let mut same = 0u64;
+                    for name in names {
+                        let current = self.cache.latest(vault, t, name).is_some_and(|l| {
+                            l.settled() && entries.get(name) == Some(&l.fingerprint)
+                        });
+                        if current {
+                            same += 1;
+                            unchanged.insert((t, name.clone()));
+                        }
+                    }
+                    self.metrics.objects_unchanged(t.as_str(), same);
+                }
+                Ok(Listing::OverBudget { pages }) => {
+                    tracing::debug!(
+                        object_type = t.as_str(),
+                        pages,
+                        "listing costs more than one GET per object; using GETs"
+                    );
+                    self.cache.set_pages(vault, t, Pages::AtLeast(pages));
+                }
+                Err(KeyVaultError::Forbidden { inner, .. }) => {
+                    self.list_forbidden
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(t);
+                    self.metrics.list_fallback(t.as_str(), true);
+                    tracing::warn!(
+                        object_type = t.as_str(),
+                        code = %inner,
+                        "listing {}s is forbidden (403): detecting their changes with one GET per object; grant the identity list permission to save requests",
+                        t.as_str()
+                    );
+                }
+                Err(e) => {
+                    tracing::debug!(object_type = t.as_str(), error = %e, "listing failed; using GETs this refresh");
+                }
+            }
+        }
+        unchanged
     }
 
     /// Writes the status manifest for `report` (the same shape the sidecar writes).
@@ -378,36 +523,57 @@ impl Syncer {
             })
     }
 
-    /// GET one version: from memory when it is pinned and was fetched before, else one GET
-    /// shared by every object of this cycle that names the same version.
+    /// GET one version: from memory when it is pinned and was fetched before, or when it is
+    /// the latest and its list entry shows no change; else one GET shared by every object of
+    /// this cycle that names the same version.
     async fn fetch_version(
         &self,
         spec: &ObjectSpec,
         version: Option<&str>,
         cycle: &Cycle,
     ) -> FetchResult {
-        let pin = version.map(|v| (spec.object_type, spec.name.clone(), v.to_owned()));
-        if let Some(k) = &pin
-            && let Some(hit) = self.pinned.lock().unwrap_or_else(|p| p.into_inner()).get(k)
-        {
-            return Ok(hit.clone());
+        let vault = self.vault_key();
+        let t = spec.object_type;
+        match version {
+            Some(v) => {
+                if let Some(hit) = self.cache.pinned(vault, t, &spec.name, v) {
+                    return Ok(hit);
+                }
+            }
+            None => {
+                if cycle
+                    .unchanged
+                    .contains(&(t, spec.name.to_ascii_lowercase()))
+                    && let Some(l) = self.cache.latest(vault, t, &spec.name)
+                {
+                    return Ok((l.fetched, l.at));
+                }
+            }
         }
-        let cell = cycle.cell((
-            spec.object_type,
-            spec.name.clone(),
-            version.map(str::to_owned),
-        ));
+        let cell = cycle.cell((t, spec.name.clone(), version.map(str::to_owned)));
         cell.get_or_init(|| async {
+            let sent_at = unix_now();
             let fetched = self
                 .client
-                .get(spec.object_type, &spec.name, version, cycle.deadline)
+                .get(t, &spec.name, version, cycle.deadline)
                 .await?;
             let at = unix_now();
-            if let Some(k) = pin {
-                self.pinned
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(k, (fetched.clone(), at));
+            match version {
+                Some(v) => self
+                    .cache
+                    .put_pinned(vault, t, &spec.name, v, (fetched.clone(), at)),
+                None if self.detection.mode == ChangeDetection::List => self.cache.put_latest(
+                    vault,
+                    t,
+                    &spec.name,
+                    Latest {
+                        fingerprint: Fingerprint::of(&fetched),
+                        fetched: fetched.clone(),
+                        at,
+                        sent_at,
+                    },
+                ),
+                None => {}
             }
             Ok((fetched, at))
         })

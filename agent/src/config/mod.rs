@@ -351,6 +351,10 @@ pub struct Settings {
     pub imds_endpoint: Url,
     /// Grace period for finishing an in-flight swap on SIGTERM.
     pub shutdown_grace: Duration,
+    /// How changes of latest objects are detected (`--change-detection`).
+    pub change_detection: crate::detect::ChangeDetection,
+    /// Every Nth refresh fetches every latest object (`--full-sweep-every`, 0 = never).
+    pub full_sweep_every: u32,
 }
 
 impl Settings {
@@ -372,6 +376,8 @@ impl Settings {
             notify: NotifySettings::default(),
             imds_endpoint: Url::parse(DEFAULT_IMDS_ENDPOINT).expect("valid default IMDS URL"),
             shutdown_grace: Duration::from_secs(10),
+            change_detection: crate::detect::ChangeDetection::List,
+            full_sweep_every: crate::detect::DEFAULT_FULL_SWEEP_EVERY,
         }
     }
 }

@@ -115,6 +115,16 @@ struct ObjectLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TypeLabels {
+    object_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct IdLabels {
     id: String,
 }
@@ -123,6 +133,10 @@ struct IdLabels {
 pub struct Metrics {
     registry: Registry,
     kv_duration: Family<RequestLabels, Histogram>,
+    kv_queue_wait: Histogram,
+    requests: Family<KindLabels, Counter>,
+    list_fallback: Family<TypeLabels, Gauge>,
+    unchanged: Family<TypeLabels, Counter>,
     token_requests: Family<ModeLabels, Counter>,
     token_failures: Family<ModeLabels, Counter>,
     refreshes: Family<ResultLabels, Counter>,
@@ -155,6 +169,30 @@ impl Default for Metrics {
             "keyvault_request_duration_seconds",
             "Duration of Key Vault HTTP requests by object type and outcome class",
             kv_duration.clone(),
+        );
+        let kv_queue_wait = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "keyvault_queue_wait_seconds",
+            "Time Key Vault requests waited for a concurrency permit (--concurrency), not part of the request duration",
+            kv_queue_wait.clone(),
+        );
+        let requests = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "HTTP requests sent by kind: get (object reads), list (collection and version lists), token (Entra/IMDS)",
+            requests.clone(),
+        );
+        let list_fallback = Family::<TypeLabels, Gauge>::default();
+        registry.register(
+            "list_fallback",
+            "1 when listing an object type was refused (403) and changes are detected by GETs instead",
+            list_fallback.clone(),
+        );
+        let unchanged = Family::<TypeLabels, Counter>::default();
+        registry.register(
+            "objects_unchanged",
+            "Latest objects served from memory because their list entry did not change",
+            unchanged.clone(),
         );
         let token_requests = Family::<ModeLabels, Counter>::default();
         registry.register(
@@ -209,6 +247,10 @@ impl Default for Metrics {
         Self {
             registry,
             kv_duration,
+            kv_queue_wait,
+            requests,
+            list_fallback,
+            unchanged,
             token_requests,
             token_failures,
             refreshes,
@@ -239,6 +281,38 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// Time one Key Vault request waited for a concurrency permit.
+    pub fn kv_queue_wait(&self, waited: Duration) {
+        self.kv_queue_wait.observe(waited.as_secs_f64());
+    }
+
+    /// One HTTP request of `kind` (`get`, `list`; tokens are counted by [`Self::token_request`]).
+    pub fn request_kind(&self, kind: &str) {
+        self.requests
+            .get_or_create(&KindLabels {
+                kind: bounded(kind, &["get", "list", "token"]),
+            })
+            .inc();
+    }
+
+    /// Listing `object_type` is refused (`true`) and GETs stand in, or works again.
+    pub fn list_fallback(&self, object_type: &str, on: bool) {
+        self.list_fallback
+            .get_or_create(&TypeLabels {
+                object_type: bounded(object_type, &["secret", "key", "cert"]),
+            })
+            .set(i64::from(on));
+    }
+
+    /// `n` latest objects of `object_type` were current per their list entry (no GET).
+    pub fn objects_unchanged(&self, object_type: &str, n: u64) {
+        self.unchanged
+            .get_or_create(&TypeLabels {
+                object_type: bounded(object_type, &["secret", "key", "cert"]),
+            })
+            .inc_by(n);
+    }
+
     /// One token acquisition attempt; `mode` is `workload_identity`, `managed_identity`
     /// or `client_secret`.
     pub fn token_request(&self, mode: &str, ok: bool) {
@@ -249,6 +323,7 @@ impl Metrics {
             ),
         };
         self.token_requests.get_or_create(&labels).inc();
+        self.request_kind("token");
         if !ok {
             self.token_failures.get_or_create(&labels).inc();
         }
@@ -374,6 +449,31 @@ mod tests {
             "keyvault_agent_object_info{id=\"cert/web\",version=\"v1\"} 1",
             "keyvault_agent_certificate_not_after_timestamp_seconds{id=\"cert/web\"} 1900000000",
             "keyvault_agent_notifications_total{class=\"exec_ok\"} 1",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn queue_wait_and_requests_by_kind_are_separate_series() {
+        let m = Metrics::new();
+        m.kv_queue_wait(Duration::from_millis(40));
+        m.kv_request("secret", Outcome::Ok, Duration::from_millis(3));
+        m.request_kind("get");
+        m.request_kind("list");
+        m.request_kind("list");
+        m.token_request("client_secret", true);
+        m.list_fallback("key", true);
+        m.objects_unchanged("secret", 7);
+        let text = m.encode();
+        for needle in [
+            "keyvault_agent_keyvault_queue_wait_seconds_count 1",
+            "keyvault_agent_keyvault_queue_wait_seconds_sum 0.04",
+            "keyvault_agent_requests_total{kind=\"get\"} 1",
+            "keyvault_agent_requests_total{kind=\"list\"} 2",
+            "keyvault_agent_requests_total{kind=\"token\"} 1",
+            "keyvault_agent_list_fallback{object_type=\"key\"} 1",
+            "keyvault_agent_objects_unchanged_total{object_type=\"secret\"} 7",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }

@@ -257,6 +257,7 @@ mod tests {
             requests: 1,
             duration: Duration::from_millis(3),
             finished_at: SystemTime::now(),
+            list_fallback: Vec::new(),
         }
     }
 

@@ -254,6 +254,8 @@ impl Harness {
             notify: NotifySettings::default(),
             imds_endpoint: self.emu.imds_endpoint(),
             shutdown_grace: Duration::from_secs(5),
+            change_detection: keyvault_agent::detect::ChangeDetection::List,
+            full_sweep_every: keyvault_agent::detect::DEFAULT_FULL_SWEEP_EVERY,
         }
     }
 
