@@ -4,6 +4,7 @@
 mod config_cli; // `check`, flags/env, exit codes, every config problem reported at once
 mod conformance; // reference vectors end to end over TLS
 mod oneshot; // `--once` end to end: identities, conversions over the wire, no partial sets
+mod scale; // request budget: list-based change detection, sweep, 403 fallback, pinned across reloads
 mod sidecar; // refresh, rotation, notifiers, reload, signals, health/metrics/status
 mod stress;
 mod util; // shared harness: emulator + temp dirs + CLI runner // concurrent readers never see a torn or mixed set

@@ -486,6 +486,34 @@ impl Emulator {
         .version
     }
 
+    /// Adds a secret version whose `created` and `updated` are `at` (Unix seconds) instead of
+    /// now, e.g. the second of the previous version: two edits within one second, which a
+    /// collection list cannot tell apart. Returns the version.
+    ///
+    /// # Panics
+    /// If the vault is not seeded or the name is soft-deleted (test misuse).
+    pub fn set_secret_at(&self, vault: &str, name: &str, value: &str, at: i64) -> String {
+        let mut st = lock(&self.shared.store);
+        let v = st
+            .vault_mut(vault)
+            .unwrap_or_else(|e| panic!("set_secret_at: {e}"));
+        let attrs = store::Attributes {
+            created: at,
+            updated: at,
+            ..store::Attributes::new_now()
+        };
+        v.set_secret(
+            name,
+            value.to_string(),
+            None,
+            attrs,
+            Default::default(),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("set_secret_at {vault}/{name}: {e}"))
+        .version
+    }
+
     /// Enables or disables one secret version.
     ///
     /// # Panics
