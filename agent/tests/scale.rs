@@ -172,6 +172,8 @@ async fn a_forbidden_list_falls_back_to_gets_and_is_reported() {
     let r = r.unwrap();
     assert_eq!((lists, gets), (1, 2), "the refused list, then GETs");
     assert_eq!(r.list_fallback, vec!["secret"]);
+    let status = keyvault_agent::telemetry::status::StatusDoc::for_report("demo", &r);
+    assert_eq!(status.list_fallback, vec!["secret".to_string()]);
     assert!(
         metrics
             .encode()
