@@ -4,14 +4,17 @@
 //! All or nothing: if any object fails, every failure is reported (one line each, naming the
 //! object) and nothing is written. Pinned versions are immutable, so each is fetched once per
 //! process and served from memory afterwards; within a cycle, objects naming the same version
-//! share one GET. Concurrency is bounded by the Key Vault client's request semaphore
-//! (`--concurrency`), so history mode's per-version GETs count against the same budget.
+//! share one GET. Latest objects whose collection-list entry shows no change are served from
+//! memory too (see [`crate::detect`]). Objects flow through a pipeline of `--concurrency`
+//! slots, so request futures are built only as permits free up; the Key Vault client's
+//! request semaphore bounds the rest (history mode's per-version GETs count against it).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures::StreamExt;
 use futures::future::join_all;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
@@ -244,6 +247,8 @@ pub struct Syncer {
     /// Object types whose list was refused (403): detected by GETs from then on.
     list_forbidden: Mutex<HashSet<ObjectType>>,
     metrics: Arc<Metrics>,
+    /// Objects in progress at once (`--concurrency`).
+    concurrency: usize,
 }
 
 fn unix_now() -> u64 {
@@ -299,6 +304,7 @@ impl Syncer {
         opts: KeyVaultOptions,
         metrics: Arc<Metrics>,
     ) -> Result<Self, SyncError> {
+        let concurrency = opts.concurrency.max(1);
         let credential = Credential::new(&plan.identity, http.clone(), metrics.clone())
             .map_err(|e| SyncError::Setup(e.to_string()))?;
         let client = KeyVaultClient::new(
@@ -319,6 +325,7 @@ impl Syncer {
             cycles: AtomicU64::new(0),
             list_forbidden: Mutex::new(HashSet::new()),
             metrics,
+            concurrency,
         })
     }
 
@@ -351,14 +358,27 @@ impl Syncer {
         let unchanged = self.detect_unchanged(n, deadline).await;
         let cycle = Cycle::new(deadline, unchanged);
         // Every request already stops at the deadline; this is the backstop.
+        // A bounded pipeline: at most --concurrency objects are in progress, so an object's
+        // request future is built only when a permit is free, and memory does not grow with
+        // one future per object up front.
         let fetched = tokio::time::timeout_at(deadline + Duration::from_secs(1), async {
-            join_all(
-                self.plan
-                    .objects
-                    .iter()
-                    .map(|s| self.fetch_object(s, &cycle)),
-            )
-            .await
+            let mut pending = self.plan.objects.iter().enumerate();
+            let mut running = futures::stream::FuturesUnordered::new();
+            let mut done = Vec::with_capacity(self.plan.objects.len());
+            loop {
+                while running.len() < self.concurrency {
+                    match pending.next() {
+                        Some((i, spec)) => running.push(self.fetch_indexed(i, spec, &cycle)),
+                        None => break,
+                    }
+                }
+                match running.next().await {
+                    Some(r) => done.push(r),
+                    None => break,
+                }
+            }
+            done.sort_unstable_by_key(|(i, _)| *i);
+            done.into_iter().map(|(_, r)| r).collect::<Vec<_>>()
         })
         .await
         .map_err(|_| SyncError::Deadline(self.timeout))?;
@@ -615,6 +635,15 @@ impl Syncer {
             data,
             mode: spec.mode,
         })
+    }
+
+    async fn fetch_indexed(
+        &self,
+        i: usize,
+        spec: &ObjectSpec,
+        cycle: &Cycle,
+    ) -> (usize, Result<Vec<Item>, Vec<ObjectFailure>>) {
+        (i, self.fetch_object(spec, cycle).await)
     }
 
     async fn fetch_object(

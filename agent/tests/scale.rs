@@ -246,3 +246,33 @@ async fn a_reload_refetches_no_unchanged_pinned_or_latest_object() {
         "only the new object is fetched after the reload"
     );
 }
+
+// reference: issue 10 item 6 (a permit is taken before a request is built) and item 9
+// (queue wait is measured apart from request time)
+#[tokio::test]
+async fn objects_flow_through_a_bounded_pipeline_so_requests_never_queue_for_a_permit() {
+    use keyvault_emulator::{Fault, FaultKind};
+    let h = Harness::with_seed(&seed(12)).await;
+    h.emu.add_fault(Fault::new(
+        Route::SecretGet,
+        FaultKind::Latency(Duration::from_millis(200)),
+    ));
+    let (s, metrics) = syncer(&h, &objects(12), (SP_CLIENT_ID, SP_SECRET), |st| {
+        st.concurrency = 3
+    });
+    s.sync().await.unwrap();
+    let text = metrics.encode();
+    let value = |needle: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(needle))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {needle} in:\n{text}"))
+    };
+    let total = value("keyvault_agent_keyvault_queue_wait_seconds_count");
+    assert!(total >= 12.0, "{text}");
+    // With one future per object up front, 9 of 12 requests would wait ~200 ms for a permit.
+    let quick = value("keyvault_agent_keyvault_queue_wait_seconds_bucket{le=\"0.064\"}");
+    assert_eq!(quick, total, "requests waited for a permit:\n{text}");
+    // The request time itself carries the latency.
+    assert!(text.contains("keyvault_agent_keyvault_request_duration_seconds_count"));
+}
