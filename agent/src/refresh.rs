@@ -374,7 +374,11 @@ impl Loop {
                 });
                 self.metrics.synced(report.finished_at, &report.objects);
                 self.state.succeeded(&report, data_dir.clone());
-                let delay = jittered(self.settings.interval, self.settings.jitter);
+                let mut delay = jittered(self.settings.interval, self.settings.jitter);
+                // An object expiring before the next look is looked at before it expires.
+                if let Some(within) = report.refresh_within {
+                    delay = delay.min(within.saturating_add(started.elapsed()));
+                }
                 self.state
                     .scheduled(delay.saturating_sub(started.elapsed()));
                 self.write_status();
@@ -722,6 +726,7 @@ mod tests {
                         duration: self.latency,
                         finished_at: std::time::SystemTime::now(),
                         list_fallback: Vec::new(),
+                        refresh_within: None,
                     }),
                     Err(e) => Err(failure(&e)),
                 }
@@ -987,6 +992,7 @@ mod tests {
             sha256: sha.into(),
             fetched_at: 0,
             not_after: None,
+            expires: None,
         }
     }
 

@@ -48,6 +48,9 @@ pub struct ObjectStatus {
     pub fetched_at: u64,
     /// Certificate `notAfter` (Unix seconds), when the object is or holds a certificate.
     pub not_after: Option<i64>,
+    /// The version's `exp` attribute (Unix seconds), when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<i64>,
 }
 
 /// Result of a successful cycle.
@@ -67,6 +70,9 @@ pub struct SyncReport {
     /// Object types whose list was refused (403), so their changes are detected by GETs
     /// (`secret`, `key`, `cert`).
     pub list_fallback: Vec<&'static str>,
+    /// The next refresh should start within this, because a latest object expires (`exp`)
+    /// before the normal schedule would look again.
+    pub refresh_within: Option<Duration>,
 }
 
 /// Why one object failed.
@@ -191,6 +197,9 @@ impl SyncError {
 }
 
 type FetchKey = (ObjectType, String, Option<String>);
+
+/// How long before a latest object's `exp` it is fetched again (not trusted to a list).
+pub const EXPIRY_LEAD: Duration = Duration::from_secs(60);
 type FetchResult = Result<(Fetched, u64), KeyVaultError>;
 
 /// Per-cycle state: the deadline, and one shared GET per distinct (type, name, version), so
@@ -395,6 +404,16 @@ impl Syncer {
             return Err(SyncError::Objects(failures));
         }
 
+        // Expiry of latest objects only: a pinned version never changes, so looking again
+        // cannot help it.
+        let objects_exp: Vec<i64> = self
+            .plan
+            .objects
+            .iter()
+            .filter(|s| s.version.is_none() && !s.is_history())
+            .filter_map(|s| self.cache.latest(self.vault_key(), s.object_type, &s.name))
+            .filter_map(|l| l.fingerprint.exp)
+            .collect();
         let mut payload = Payload::new();
         let mut objects = Vec::with_capacity(items.len());
         for it in items {
@@ -422,7 +441,22 @@ impl Syncer {
             duration: started.elapsed(),
             finished_at: SystemTime::now(),
             list_fallback: self.list_fallback(),
+            refresh_within: self.refresh_within(&objects_exp),
         })
+    }
+
+    /// Time until [`EXPIRY_LEAD`] before the earliest `exp` of a latest object, so it is
+    /// looked at again (and fetched, not trusted to a list) before it expires. `None` once
+    /// inside that lead, so an unrotated object does not cause a refresh loop.
+    fn refresh_within(&self, expires: &[i64]) -> Option<Duration> {
+        let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
+        let lead = EXPIRY_LEAD.as_secs() as i64;
+        expires
+            .iter()
+            .map(|e| e.saturating_sub(lead).saturating_sub(now))
+            .filter(|d| *d > 0)
+            .min()
+            .map(|d| Duration::from_secs(d as u64))
     }
 
     fn vault_key(&self) -> &str {
@@ -492,8 +526,13 @@ impl Syncer {
                     self.cache.set_pages(vault, t, Pages::Known(pages));
                     let mut same = 0u64;
                     for name in names {
+                        let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
                         let current = self.cache.latest(vault, t, name).is_some_and(|l| {
-                            l.settled() && entries.get(name) == Some(&l.fingerprint)
+                            l.settled()
+                                && entries.get(name) == Some(&l.fingerprint)
+                                && !l.fingerprint.exp.is_some_and(|e| {
+                                    e.saturating_sub(now) <= EXPIRY_LEAD.as_secs() as i64
+                                })
                         });
                         if current {
                             same += 1;
@@ -630,6 +669,7 @@ impl Syncer {
                 sha256,
                 fetched_at,
                 not_after,
+                expires: crate::keyvault::list::Fingerprint::of(fetched).exp,
             },
             path,
             data,

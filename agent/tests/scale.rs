@@ -276,3 +276,59 @@ async fn objects_flow_through_a_bounded_pipeline_so_requests_never_queue_for_a_p
     // The request time itself carries the latency.
     assert!(text.contains("keyvault_agent_keyvault_request_duration_seconds_count"));
 }
+
+// reference: issue 10 item 4 (an object with `exp` is fetched again before it expires)
+#[tokio::test]
+async fn an_expiring_object_is_fetched_before_it_expires_not_trusted_to_the_list() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut text = seed(2);
+    text = text.replace(
+        "identities:",
+        &format!(
+            "      - name: soon\n        versions: [{{ value: soon-1, created: 1700000000, exp: {} }}]\n      - name: later\n        versions: [{{ value: later-1, created: 1700000000, exp: {} }}]\nidentities:",
+            now + 30,
+            now + 3600
+        ),
+    );
+    let h = Harness::with_seed(&text).await;
+    let mut objs = objects(2);
+    objs.push("objectName: soon\nobjectType: secret".into());
+    let (s, _) = syncer(&h, &objs, (SP_CLIENT_ID, SP_SECRET), |_| {});
+    let first = s.sync().await.unwrap();
+    // Already inside the lead: no early refresh is asked for (no refresh loop) ...
+    assert_eq!(first.refresh_within, None);
+    assert_eq!(
+        first
+            .objects
+            .iter()
+            .find(|o| o.id == "secret/soon")
+            .unwrap()
+            .expires,
+        Some(now + 30)
+    );
+    // ... but each refresh fetches it rather than trusting its unchanged list entry.
+    let (r, lists, gets) = counted(&h, s.sync()).await;
+    r.unwrap();
+    assert_eq!((lists, gets), (1, 1));
+
+    // An object expiring in an hour asks for a refresh a minute before.
+    let (s, _) = syncer(
+        &h,
+        &[
+            "objectName: later\nobjectType: secret".to_owned(),
+            objs[0].clone(),
+        ],
+        (SP_CLIENT_ID, SP_SECRET),
+        |_| {},
+    );
+    let within = s
+        .sync()
+        .await
+        .unwrap()
+        .refresh_within
+        .expect("an early refresh");
+    assert!((3530..=3540).contains(&within.as_secs()), "{within:?}");
+}

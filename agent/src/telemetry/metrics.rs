@@ -145,6 +145,9 @@ pub struct Metrics {
     last_success: Gauge<i64, AtomicI64>,
     object_info: Family<ObjectLabels, Gauge>,
     cert_not_after: Family<IdLabels, Gauge<i64, AtomicI64>>,
+    expires_in: Family<IdLabels, Gauge<i64, AtomicI64>>,
+    /// `exp` per mounted object id, turned into seconds-to-expiry at each scrape.
+    expiries: Mutex<Vec<(String, i64)>>,
     notifications: Family<ClassLabels, Counter<u64, AtomicU64>>,
     /// Serialises the clear-then-set of the per-object families so a scrape never sees a
     /// half-updated set (the families themselves are individually locked).
@@ -238,6 +241,12 @@ impl Default for Metrics {
             "Certificate notAfter (Unix time) per mounted object",
             cert_not_after.clone(),
         );
+        let expires_in = Family::<IdLabels, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "object_expiry_seconds",
+            "Seconds until the exp attribute of each mounted object with one (negative: expired), as of the scrape",
+            expires_in.clone(),
+        );
         let notifications = Family::<ClassLabels, Counter>::default();
         registry.register(
             "notifications",
@@ -259,6 +268,8 @@ impl Default for Metrics {
             last_success,
             object_info,
             cert_not_after,
+            expires_in,
+            expiries: Mutex::new(Vec::new()),
             notifications,
             objects_lock: Mutex::new(()),
         }
@@ -377,6 +388,10 @@ impl Metrics {
                     .set(not_after);
             }
         }
+        *self.expiries.lock().unwrap_or_else(|p| p.into_inner()) = objects
+            .iter()
+            .filter_map(|o| Some((o.id.clone(), o.expires?)))
+            .collect();
     }
 
     /// Prometheus text exposition format (OpenMetrics 1.0 text, which Prometheus parses).
@@ -386,6 +401,18 @@ impl Metrics {
             .objects_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.expires_in.clear();
+        let now = unix(SystemTime::now());
+        for (id, exp) in self
+            .expiries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            self.expires_in
+                .get_or_create(&IdLabels { id: id.clone() })
+                .set(exp.saturating_sub(now));
+        }
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
@@ -420,6 +447,7 @@ mod tests {
             sha256: "00".into(),
             fetched_at: 1,
             not_after,
+            expires: None,
         }
     }
 
@@ -477,6 +505,24 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
+    }
+
+    // reference: issue 10 item 4 (a metric shows seconds to expiry)
+    #[test]
+    fn seconds_to_expiry_are_computed_at_scrape_time() {
+        let m = Metrics::new();
+        let now = unix(SystemTime::now());
+        let mut o = status("secret/a", "v1", None);
+        o.expires = Some(now + 3600);
+        m.synced(SystemTime::now(), &[o, status("secret/b", "v1", None)]);
+        let text = m.encode();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("keyvault_agent_object_expiry_seconds{id=\"secret/a\"}"))
+            .unwrap_or_else(|| panic!("{text}"));
+        let secs: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!((3590..=3600).contains(&secs), "{line}");
+        assert!(!text.contains("object_expiry_seconds{id=\"secret/b\"}"));
     }
 
     #[test]

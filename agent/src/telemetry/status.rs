@@ -260,11 +260,13 @@ mod tests {
                 sha256: "ab".into(),
                 fetched_at: 5,
                 not_after: None,
+                expires: None,
             }],
             requests: 1,
             duration: Duration::from_millis(3),
             finished_at: SystemTime::now(),
             list_fallback: Vec::new(),
+            refresh_within: None,
         }
     }
 
