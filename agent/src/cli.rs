@@ -453,6 +453,10 @@ mod tests {
             "3s",
             "--imds-endpoint",
             "http://127.0.0.1:5555",
+            "--change-detection",
+            "get",
+            "--full-sweep-every",
+            "4",
         ])
         .unwrap()
         .into_invocation(&Env([("SSL_CERT_FILE".to_string(), ca.to_string())].into()))
@@ -479,6 +483,8 @@ mod tests {
             "http://127.0.0.1:8080/-/reload"
         );
         assert_eq!(s.shutdown_grace, Duration::from_secs(3));
+        assert_eq!(s.change_detection, crate::detect::ChangeDetection::Get);
+        assert_eq!(s.full_sweep_every, 4);
         assert_eq!(s.imds_endpoint.as_str(), "http://127.0.0.1:5555/");
     }
 
