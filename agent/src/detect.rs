@@ -174,6 +174,15 @@ impl FetchCache {
             .cloned()
     }
 
+    /// (type, name, version) of every pinned version cached for `vault`.
+    pub fn pinned_keys(&self, vault: &str) -> Vec<(ObjectType, String, String)> {
+        lock(&self.pinned)
+            .keys()
+            .filter(|k| k.0 == vault)
+            .map(|k| (k.1, k.2.clone(), k.3.clone()))
+            .collect()
+    }
+
     /// Remembers a pinned version.
     pub fn put_pinned(
         &self,
@@ -209,6 +218,20 @@ impl FetchCache {
         lock(&self.latest).insert((vault.to_owned(), t, name.to_ascii_lowercase()), latest);
     }
 
+    /// Forgets every object of other vaults or not in `latest`/`pinned` (objects that left
+    /// the plan on a reload), so memory follows the plan in effect.
+    pub fn retain(
+        &self,
+        vault: &str,
+        latest: &HashSet<(ObjectType, String)>,
+        pinned: &HashSet<(ObjectType, String, String)>,
+    ) {
+        lock(&self.latest).retain(|(v, t, n), _| v == vault && latest.contains(&(*t, n.clone())));
+        lock(&self.pinned).retain(|(v, t, n, ver), _| {
+            v == vault && pinned.contains(&(*t, n.clone(), ver.clone()))
+        });
+    }
+
     /// Pages a listing of `t` took last time.
     pub fn pages(&self, vault: &str, t: ObjectType) -> Option<Pages> {
         lock(&self.pages).get(&(vault.to_owned(), t)).copied()
@@ -240,6 +263,31 @@ mod tests {
         assert_eq!(step(5, Some(Pages::AtLeast(4)), true), Step::GetAll);
         assert_eq!(step(5, Some(Pages::Known(5)), true), Step::GetAll);
         assert_eq!(step(9, Some(Pages::AtLeast(4)), true), Step::List(8));
+    }
+
+    #[test]
+    fn objects_that_left_the_plan_are_forgotten() {
+        let c = FetchCache::default();
+        let f = || (Fetched::Secret(SecretBundle::default()), 1);
+        let l = || Latest {
+            fetched: f().0,
+            at: 1,
+            fingerprint: Fingerprint::default(),
+            sent_at: 1,
+        };
+        c.put_latest("v1", ObjectType::Secret, "Keep", l());
+        c.put_latest("v1", ObjectType::Secret, "gone", l());
+        c.put_latest("v2", ObjectType::Secret, "keep", l());
+        c.put_pinned("v1", ObjectType::Key, "k", "1", f());
+        c.put_pinned("v1", ObjectType::Key, "k", "2", f());
+        let latest = HashSet::from([(ObjectType::Secret, "keep".to_owned())]);
+        let pinned = HashSet::from([(ObjectType::Key, "k".to_owned(), "2".to_owned())]);
+        c.retain("v1", &latest, &pinned);
+        assert!(c.latest("v1", ObjectType::Secret, "keep").is_some());
+        assert!(c.latest("v1", ObjectType::Secret, "gone").is_none());
+        assert!(c.latest("v2", ObjectType::Secret, "keep").is_none());
+        assert!(c.pinned("v1", ObjectType::Key, "k", "1").is_none());
+        assert!(c.pinned("v1", ObjectType::Key, "k", "2").is_some());
     }
 
     #[test]

@@ -700,6 +700,8 @@ mod tests {
         script: std::sync::Mutex<std::collections::VecDeque<Result<WriteOutcome, String>>>,
         calls: Calls,
         latency: Duration,
+        /// What each report asks for as `refresh_within`.
+        within: Option<Duration>,
     }
 
     impl Cycle for Scripted {
@@ -726,7 +728,7 @@ mod tests {
                         duration: self.latency,
                         finished_at: std::time::SystemTime::now(),
                         list_fallback: Vec::new(),
-                        refresh_within: None,
+                        refresh_within: self.within,
                     }),
                     Err(e) => Err(failure(&e)),
                 }
@@ -805,6 +807,7 @@ mod tests {
                 script: std::sync::Mutex::new(script.into()),
                 calls: calls.clone(),
                 latency,
+                within: None,
             }),
             state: Arc::new(SidecarState::new(
                 "demo".into(),
@@ -936,6 +939,23 @@ mod tests {
             [0, 10, 20, 30, 40].map(Duration::from_secs).to_vec(),
             "{starts:?}"
         );
+    }
+
+    // reference: issue 10 item 4 (refetched before it expires, even between intervals)
+    #[tokio::test(start_paused = true)]
+    async fn an_expiring_object_brings_the_next_refresh_forward() {
+        let mut h = harness(vec![], Duration::from_secs(1), Duration::from_secs(60));
+        h.lp.cycle = Box::new(Scripted {
+            script: std::sync::Mutex::new(Default::default()),
+            calls: h.calls.clone(),
+            latency: Duration::from_secs(1),
+            within: Some(Duration::from_secs(5)),
+        });
+        let t0 = Instant::now();
+        run_for(&mut h, Duration::from_secs(14)).await;
+        let starts: Vec<Duration> = h.calls.lock().unwrap().iter().map(|c| c.0 - t0).collect();
+        // 5 s after each cycle ends, not 60 s after it starts.
+        assert_eq!(starts, [0, 6, 12].map(Duration::from_secs).to_vec());
     }
 
     #[tokio::test(start_paused = true)]

@@ -364,6 +364,9 @@ impl Syncer {
         let deadline = started + self.timeout;
         let before = self.client.requests();
         let n = self.cycles.fetch_add(1, Ordering::Relaxed);
+        if n == 0 {
+            self.forget_unplanned();
+        }
         let unchanged = self.detect_unchanged(n, deadline).await;
         let cycle = Cycle::new(deadline, unchanged);
         // Every request already stops at the deadline; this is the backstop.
@@ -457,6 +460,40 @@ impl Syncer {
             .filter(|d| *d > 0)
             .min()
             .map(|d| Duration::from_secs(d as u64))
+    }
+
+    /// Drops cached objects a previous plan had and this one does not (after a reload).
+    /// History versions are not pinned by the plan itself, so the pinned cache keeps every
+    /// version of a history object.
+    fn forget_unplanned(&self) {
+        let latest: HashSet<(ObjectType, String)> = self
+            .plan
+            .objects
+            .iter()
+            .filter(|s| s.version.is_none() && !s.is_history())
+            .map(|s| (s.object_type, s.name.to_ascii_lowercase()))
+            .collect();
+        let history: HashSet<(ObjectType, &str)> = self
+            .plan
+            .objects
+            .iter()
+            .filter(|s| s.is_history())
+            .map(|s| (s.object_type, s.name.as_str()))
+            .collect();
+        let mut pinned: HashSet<(ObjectType, String, String)> = self
+            .plan
+            .objects
+            .iter()
+            .filter_map(|s| Some((s.object_type, s.name.clone(), s.version.clone()?)))
+            .collect();
+        if !history.is_empty() {
+            for (t, name, version) in self.cache.pinned_keys(self.vault_key()) {
+                if history.contains(&(t, name.as_str())) {
+                    pinned.insert((t, name, version));
+                }
+            }
+        }
+        self.cache.retain(self.vault_key(), &latest, &pinned);
     }
 
     fn vault_key(&self) -> &str {
