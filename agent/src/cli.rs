@@ -178,6 +178,22 @@ pub struct RunArgs {
     #[arg(long, env = "KEYVAULT_AGENT_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub shutdown_grace: Duration,
 
+    /// How a refresh detects changed objects: `list` reads the vault's collection lists
+    /// (25 objects per request) and GETs only what changed; `get` GETs every object every
+    /// refresh (the reference behaviour).
+    #[arg(
+        long,
+        env = "KEYVAULT_AGENT_CHANGE_DETECTION",
+        default_value = "list",
+        value_name = "list|get"
+    )]
+    pub change_detection: crate::detect::ChangeDetection,
+
+    /// With list detection, every Nth refresh GETs every object anyway (0 = never), which
+    /// bounds staleness from two edits within the same second.
+    #[arg(long, env = "KEYVAULT_AGENT_FULL_SWEEP_EVERY", default_value_t = crate::detect::DEFAULT_FULL_SWEEP_EVERY, value_name = "N")]
+    pub full_sweep_every: u32,
+
     /// IMDS base URL for managed identity (tests and proxies).
     #[arg(long, env = "KEYVAULT_AGENT_IMDS_ENDPOINT", default_value = DEFAULT_IMDS_ENDPOINT, value_parser = http_url, value_name = "URL")]
     pub imds_endpoint: Url,
@@ -315,6 +331,8 @@ impl Cli {
             shutdown_grace: r.shutdown_grace,
             max_response_size: r.max_response_size,
             max_token_response_size: r.max_token_response_size,
+            change_detection: r.change_detection,
+            full_sweep_every: r.full_sweep_every,
         };
         Ok(Invocation { mode, settings })
     }
@@ -467,6 +485,10 @@ mod tests {
             "8MiB",
             "--max-token-response-size",
             "64KiB",
+            "--change-detection",
+            "get",
+            "--full-sweep-every",
+            "4",
         ])
         .unwrap()
         .into_invocation(&Env([("SSL_CERT_FILE".to_string(), ca.to_string())].into()))
@@ -493,6 +515,8 @@ mod tests {
             "http://127.0.0.1:8080/-/reload"
         );
         assert_eq!(s.shutdown_grace, Duration::from_secs(3));
+        assert_eq!(s.change_detection, crate::detect::ChangeDetection::Get);
+        assert_eq!(s.full_sweep_every, 4);
         assert_eq!(s.imds_endpoint.as_str(), "http://127.0.0.1:5555/");
         assert_eq!(s.max_response_size, 8 * 1024 * 1024);
         assert_eq!(s.max_token_response_size, 64 * 1024);

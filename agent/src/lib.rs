@@ -41,6 +41,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod convert;
+pub mod detect;
 pub mod error;
 pub mod files;
 pub mod http;

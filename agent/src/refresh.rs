@@ -91,8 +91,13 @@ pub type CycleFactory =
     Arc<dyn Fn(Plan, &Settings, Arc<Metrics>) -> Result<Box<dyn Cycle>, SyncError> + Send + Sync>;
 
 fn default_factory() -> CycleFactory {
-    Arc::new(|plan, settings, metrics| {
-        Ok(Box::new(Syncer::new(plan, settings, metrics)?) as Box<dyn Cycle>)
+    // One cache for every syncer of the process: a reload reuses unchanged objects.
+    let cache = crate::detect::FetchCache::new();
+    Arc::new(move |plan, settings, metrics| {
+        Ok(
+            Box::new(Syncer::new(plan, settings, metrics)?.with_cache(cache.clone()))
+                as Box<dyn Cycle>,
+        )
     })
 }
 
@@ -397,8 +402,16 @@ impl Loop {
                     }
                 }
             };
+            let ok = result.is_ok();
             let delay = self.finished(result, started, true);
-            next = deadline_in(delay);
+            // The schedule runs start to start: a slow cycle eats into the wait, and one slower
+            // than the interval is followed at once (never overlapped: the next starts after
+            // this one returned). Failure backoff (and Retry-After) counts from the failure.
+            next = if ok {
+                crate::retry::instant_after(started, delay)
+            } else {
+                deadline_in(delay)
+            };
         }
     }
 
@@ -423,8 +436,13 @@ impl Loop {
                 });
                 self.metrics.synced(report.finished_at, &report.objects);
                 self.state.succeeded(&report, data_dir.clone());
-                let delay = jittered(self.settings.interval, self.settings.jitter);
-                self.state.scheduled(delay);
+                let mut delay = jittered(self.settings.interval, self.settings.jitter);
+                // An object expiring before the next look is looked at before it expires.
+                if let Some(within) = report.refresh_within {
+                    delay = delay.min(within.saturating_add(started.elapsed()));
+                }
+                self.state
+                    .scheduled(delay.saturating_sub(started.elapsed()));
                 self.write_status();
                 tracing::info!(
                     objects = report.objects.len(),
@@ -637,6 +655,8 @@ mod tests {
         script: std::sync::Mutex<std::collections::VecDeque<Result<WriteOutcome, String>>>,
         calls: Calls,
         latency: Duration,
+        /// What each report asks for as `refresh_within`.
+        within: Option<Duration>,
     }
 
     impl Cycle for Scripted {
@@ -662,6 +682,8 @@ mod tests {
                         requests: 1,
                         duration: self.latency,
                         finished_at: std::time::SystemTime::now(),
+                        list_fallback: Vec::new(),
+                        refresh_within: self.within,
                     }),
                     Err(e) => Err(failure(&e)),
                 }
@@ -740,6 +762,7 @@ mod tests {
                 script: std::sync::Mutex::new(script.into()),
                 calls: calls.clone(),
                 latency,
+                within: None,
             }),
             state: Arc::new(SidecarState::new(
                 "demo".into(),
@@ -788,8 +811,8 @@ mod tests {
         // Backoff after failures: under the 1 s and 2 s ceilings (plus the cycle's latency).
         assert!(gaps[0] <= Duration::from_millis(1010), "{gaps:?}");
         assert!(gaps[1] <= Duration::from_millis(2010), "{gaps:?}");
-        // Then the normal schedule (no jitter here): interval after the end of the cycle.
-        assert_eq!(gaps[2], Duration::from_secs(60) + Duration::from_millis(10));
+        // Then the normal schedule (no jitter here): interval from start to start.
+        assert_eq!(gaps[2], Duration::from_secs(60));
         assert!(state.readiness().ok);
         assert_eq!(state.doc().consecutive_failures, 0);
         assert_eq!(*h.notified.lock().unwrap(), vec!["..1".to_string()]);
@@ -842,11 +865,13 @@ mod tests {
         run_for(&mut h, Duration::from_secs(60)).await;
         let calls = h.calls.lock().unwrap().clone();
         let gap = |i: usize| calls[i + 1].0 - calls[i].1.unwrap();
-        assert_eq!(gap(0), Duration::from_secs(10));
-        // Far beyond the 1 s backoff ceiling: the server asked for 30 s.
+        let start_to_start = |i: usize| calls[i + 1].0 - calls[i].0;
+        assert_eq!(start_to_start(0), Duration::from_secs(10));
+        // Far beyond the 1 s backoff ceiling: the server asked for 30 s, counted from the
+        // failure.
         assert!(gap(1) >= Duration::from_secs(30), "{:?}", gap(1));
         assert!(gap(1) <= Duration::from_secs(31), "{:?}", gap(1));
-        assert_eq!(gap(2), Duration::from_secs(10));
+        assert_eq!(start_to_start(2), Duration::from_secs(10));
         let text = h.lp.metrics.encode();
         assert!(
             text.contains("errors_total{class=\"throttled\"} 1"),
@@ -873,6 +898,52 @@ mod tests {
             assert_eq!(gap, crate::retry::MAX_BACKOFF, "{asked}");
             assert_eq!(state.doc().data_dir.as_deref(), Some("..2"), "{asked}");
             assert!(state.readiness().ok, "{asked}");
+        }
+    }
+
+    // reference: issue 10 item 3 (the interval is measured start to start)
+    #[tokio::test(start_paused = true)]
+    async fn the_interval_runs_start_to_start() {
+        // Each cycle takes 2 s; refreshes still start every 10 s, not every 12 s.
+        let mut h = harness(vec![], Duration::from_secs(2), Duration::from_secs(10));
+        let t0 = Instant::now();
+        run_for(&mut h, Duration::from_secs(45)).await;
+        let starts: Vec<Duration> = h.calls.lock().unwrap().iter().map(|c| c.0 - t0).collect();
+        assert_eq!(
+            starts,
+            [0, 10, 20, 30, 40].map(Duration::from_secs).to_vec(),
+            "{starts:?}"
+        );
+    }
+
+    // reference: issue 10 item 4 (refetched before it expires, even between intervals)
+    #[tokio::test(start_paused = true)]
+    async fn an_expiring_object_brings_the_next_refresh_forward() {
+        let mut h = harness(vec![], Duration::from_secs(1), Duration::from_secs(60));
+        h.lp.cycle = Box::new(Scripted {
+            script: std::sync::Mutex::new(Default::default()),
+            calls: h.calls.clone(),
+            latency: Duration::from_secs(1),
+            within: Some(Duration::from_secs(5)),
+        });
+        let t0 = Instant::now();
+        run_for(&mut h, Duration::from_secs(14)).await;
+        let starts: Vec<Duration> = h.calls.lock().unwrap().iter().map(|c| c.0 - t0).collect();
+        // 5 s after each cycle ends, not 60 s after it starts.
+        assert_eq!(starts, [0, 6, 12].map(Duration::from_secs).to_vec());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refresh_slower_than_the_interval_is_followed_at_once_never_overlapped() {
+        // Each cycle takes 15 s with a 10 s interval: back to back, one at a time.
+        let mut h = harness(vec![], Duration::from_secs(15), Duration::from_secs(10));
+        let t0 = Instant::now();
+        run_for(&mut h, Duration::from_secs(50)).await;
+        let calls = h.calls.lock().unwrap().clone();
+        let starts: Vec<Duration> = calls.iter().map(|c| c.0 - t0).collect();
+        assert_eq!(starts, [0, 15, 30, 45].map(Duration::from_secs).to_vec());
+        for w in calls.windows(2) {
+            assert!(w[1].0 >= w[0].1.unwrap(), "cycles overlapped: {calls:?}");
         }
     }
 
@@ -989,6 +1060,7 @@ mod tests {
             sha256: sha.into(),
             fetched_at: 0,
             not_after: None,
+            expires: None,
         }
     }
 

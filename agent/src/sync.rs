@@ -4,23 +4,29 @@
 //! All or nothing: if any object fails, every failure is reported (one line each, naming the
 //! object) and nothing is written. Pinned versions are immutable, so each is fetched once per
 //! process and served from memory afterwards; within a cycle, objects naming the same version
-//! share one GET. Concurrency is bounded by the Key Vault client's request semaphore
-//! (`--concurrency`), so history mode's per-version GETs count against the same budget.
+//! share one GET. Latest objects whose collection-list entry shows no change are served from
+//! memory too (see [`crate::detect`]). Objects flow through a pipeline of `--concurrency`
+//! slots, so request futures are built only as permits free up; the Key Vault client's
+//! request semaphore bounds the rest (history mode's per-version GETs count against it).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures::StreamExt;
 use futures::future::join_all;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use crate::auth::{AuthError, Credential};
 use crate::config::{ObjectSpec, ObjectType, Plan, Settings};
+use crate::detect::{ChangeDetection, Detection, FetchCache, Latest, Pages, Step};
 use crate::error::{
     EXIT_AUTH, EXIT_CONFIG, EXIT_CONVERT, EXIT_INTERNAL, EXIT_OBJECT, EXIT_UNAVAILABLE, EXIT_WRITE,
 };
 use crate::http::{HttpClients, HttpOptions};
+use crate::keyvault::list::{Fingerprint, Listing};
 use crate::keyvault::model::{Fetched, VersionItem};
 use crate::keyvault::{KeyVaultClient, KeyVaultError, KeyVaultOptions};
 use crate::secret::SecretBytes;
@@ -42,6 +48,9 @@ pub struct ObjectStatus {
     pub fetched_at: u64,
     /// Certificate `notAfter` (Unix seconds), when the object is or holds a certificate.
     pub not_after: Option<i64>,
+    /// The version's `exp` attribute (Unix seconds), when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<i64>,
 }
 
 /// Result of a successful cycle.
@@ -58,6 +67,12 @@ pub struct SyncReport {
     pub duration: Duration,
     /// When the cycle finished.
     pub finished_at: SystemTime,
+    /// Object types whose list was refused (403), so their changes are detected by GETs
+    /// (`secret`, `key`, `cert`).
+    pub list_fallback: Vec<&'static str>,
+    /// The next refresh should start within this, because a latest object expires (`exp`)
+    /// before the normal schedule would look again.
+    pub refresh_within: Option<Duration>,
 }
 
 /// Why one object failed.
@@ -197,9 +212,10 @@ impl SyncError {
     }
 }
 
-type PinKey = (ObjectType, String, String);
-
 type FetchKey = (ObjectType, String, Option<String>);
+
+/// How long before a latest object's `exp` it is fetched again (not trusted to a list).
+pub const EXPIRY_LEAD: Duration = Duration::from_secs(60);
 type FetchResult = Result<(Fetched, u64), KeyVaultError>;
 
 /// Per-cycle state: the deadline, and one shared GET per distinct (type, name, version), so
@@ -207,13 +223,17 @@ type FetchResult = Result<(Fetched, u64), KeyVaultError>;
 struct Cycle {
     deadline: Instant,
     gets: Mutex<HashMap<FetchKey, Arc<tokio::sync::OnceCell<FetchResult>>>>,
+    /// Latest objects (type, lowercase name) whose list entry shows no change since their
+    /// cached fetch: served from the cache.
+    unchanged: HashSet<(ObjectType, String)>,
 }
 
 impl Cycle {
-    fn new(deadline: Instant) -> Self {
+    fn new(deadline: Instant, unchanged: HashSet<(ObjectType, String)>) -> Self {
         Self {
             deadline,
             gets: Mutex::new(HashMap::new()),
+            unchanged,
         }
     }
 
@@ -244,7 +264,16 @@ pub struct Syncer {
     credential: Credential,
     writer: AtomicWriter,
     timeout: Duration,
-    pinned: Mutex<HashMap<PinKey, (Fetched, u64)>>,
+    /// Pinned versions and latest objects kept between cycles (shared across reloads).
+    cache: Arc<FetchCache>,
+    detection: Detection,
+    /// Cycles started (0 = the first sync), for the periodic full sweep.
+    cycles: AtomicU64,
+    /// Object types whose list was refused (403): detected by GETs from then on.
+    list_forbidden: Mutex<HashSet<ObjectType>>,
+    metrics: Arc<Metrics>,
+    /// Objects in progress at once (`--concurrency`).
+    concurrency: usize,
 }
 
 fn unix_now() -> u64 {
@@ -264,14 +293,31 @@ impl Syncer {
             concurrency: settings.concurrency.max(1),
             ..KeyVaultOptions::default()
         };
-        Self::with_parts(
+        Ok(Self::with_parts(
             plan,
             http,
             AtomicWriter::new(&settings.dir),
             settings.timeout,
             opts,
             metrics,
-        )
+        )?
+        .with_detection(Detection {
+            mode: settings.change_detection,
+            full_sweep_every: settings.full_sweep_every,
+        }))
+    }
+
+    /// Uses `cache` for pinned and latest objects (shared with earlier syncers of the same
+    /// process, so a reload refetches nothing that did not change).
+    pub fn with_cache(mut self, cache: Arc<FetchCache>) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// Change detection settings (default: list, full sweep every 10th refresh).
+    pub fn with_detection(mut self, detection: Detection) -> Self {
+        self.detection = detection;
+        self
     }
 
     /// Builds a syncer from explicit parts (custom backoff, shared clients).
@@ -283,13 +329,14 @@ impl Syncer {
         opts: KeyVaultOptions,
         metrics: Arc<Metrics>,
     ) -> Result<Self, SyncError> {
+        let concurrency = opts.concurrency.max(1);
         let credential = Credential::new(&plan.identity, http.clone(), metrics.clone())
             .map_err(|e| SyncError::Setup(e.to_string()))?;
         let client = KeyVaultClient::new(
             plan.vault_url.clone(),
             http,
             credential.clone(),
-            metrics,
+            metrics.clone(),
             opts,
         );
         Ok(Self {
@@ -298,7 +345,12 @@ impl Syncer {
             credential,
             writer,
             timeout,
-            pinned: Mutex::new(HashMap::new()),
+            cache: FetchCache::new(),
+            detection: Detection::default(),
+            cycles: AtomicU64::new(0),
+            list_forbidden: Mutex::new(HashSet::new()),
+            metrics,
+            concurrency,
         })
     }
 
@@ -327,17 +379,35 @@ impl Syncer {
         let started = Instant::now();
         let deadline = crate::retry::instant_after(started, self.timeout);
         let before = self.client.requests();
-        let cycle = Cycle::new(deadline);
+        let n = self.cycles.fetch_add(1, Ordering::Relaxed);
+        if n == 0 {
+            self.forget_unplanned();
+        }
+        let unchanged = self.detect_unchanged(n, deadline).await;
+        let cycle = Cycle::new(deadline, unchanged);
         // Every request already stops at the deadline; this is the backstop.
+        // A bounded pipeline: at most --concurrency objects are in progress, so an object's
+        // request future is built only when a permit is free, and memory does not grow with
+        // one future per object up front.
         let backstop = crate::retry::instant_after(deadline, Duration::from_secs(1));
         let fetched = tokio::time::timeout_at(backstop, async {
-            join_all(
-                self.plan
-                    .objects
-                    .iter()
-                    .map(|s| self.fetch_object(s, &cycle)),
-            )
-            .await
+            let mut pending = self.plan.objects.iter().enumerate();
+            let mut running = futures::stream::FuturesUnordered::new();
+            let mut done = Vec::with_capacity(self.plan.objects.len());
+            loop {
+                while running.len() < self.concurrency {
+                    match pending.next() {
+                        Some((i, spec)) => running.push(self.fetch_indexed(i, spec, &cycle)),
+                        None => break,
+                    }
+                }
+                match running.next().await {
+                    Some(r) => done.push(r),
+                    None => break,
+                }
+            }
+            done.sort_unstable_by_key(|(i, _)| *i);
+            done.into_iter().map(|(_, r)| r).collect::<Vec<_>>()
         })
         .await
         .map_err(|_| SyncError::Deadline(self.timeout))?;
@@ -354,6 +424,16 @@ impl Syncer {
             return Err(SyncError::Objects(failures));
         }
 
+        // Expiry of latest objects only: a pinned version never changes, so looking again
+        // cannot help it.
+        let objects_exp: Vec<i64> = self
+            .plan
+            .objects
+            .iter()
+            .filter(|s| s.version.is_none() && !s.is_history())
+            .filter_map(|s| self.cache.latest(self.vault_key(), s.object_type, &s.name))
+            .filter_map(|l| l.fingerprint.exp)
+            .collect();
         let mut payload = Payload::new();
         let mut objects = Vec::with_capacity(items.len());
         for it in items {
@@ -377,10 +457,171 @@ impl Syncer {
         Ok(SyncReport {
             outcome,
             objects,
-            requests: self.client.requests() - before,
+            requests: self.client.requests().saturating_sub(before),
             duration: started.elapsed(),
             finished_at: SystemTime::now(),
+            list_fallback: self.list_fallback(),
+            refresh_within: self.refresh_within(&objects_exp),
         })
+    }
+
+    /// Time until [`EXPIRY_LEAD`] before the earliest `exp` of a latest object, so it is
+    /// looked at again (and fetched, not trusted to a list) before it expires. `None` once
+    /// inside that lead, so an unrotated object does not cause a refresh loop.
+    fn refresh_within(&self, expires: &[i64]) -> Option<Duration> {
+        let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
+        let lead = EXPIRY_LEAD.as_secs() as i64;
+        expires
+            .iter()
+            .map(|e| e.saturating_sub(lead).saturating_sub(now))
+            .filter(|d| *d > 0)
+            .min()
+            .map(|d| Duration::from_secs(d as u64))
+    }
+
+    /// Drops cached objects a previous plan had and this one does not (after a reload).
+    /// History versions are not pinned by the plan itself, so the pinned cache keeps every
+    /// version of a history object.
+    fn forget_unplanned(&self) {
+        let latest: HashSet<(ObjectType, String)> = self
+            .plan
+            .objects
+            .iter()
+            .filter(|s| s.version.is_none() && !s.is_history())
+            .map(|s| (s.object_type, s.name.to_ascii_lowercase()))
+            .collect();
+        let history: HashSet<(ObjectType, &str)> = self
+            .plan
+            .objects
+            .iter()
+            .filter(|s| s.is_history())
+            .map(|s| (s.object_type, s.name.as_str()))
+            .collect();
+        let mut pinned: HashSet<(ObjectType, String, String)> = self
+            .plan
+            .objects
+            .iter()
+            .filter_map(|s| Some((s.object_type, s.name.clone(), s.version.clone()?)))
+            .collect();
+        if !history.is_empty() {
+            for (t, name, version) in self.cache.pinned_keys(self.vault_key()) {
+                if history.contains(&(t, name.as_str())) {
+                    pinned.insert((t, name, version));
+                }
+            }
+        }
+        self.cache.retain(self.vault_key(), &latest, &pinned);
+    }
+
+    fn vault_key(&self) -> &str {
+        self.plan.vault_url.as_str()
+    }
+
+    fn list_fallback(&self) -> Vec<&'static str> {
+        let forbidden = self
+            .list_forbidden
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        [ObjectType::Secret, ObjectType::Key, ObjectType::Cert]
+            .into_iter()
+            .filter(|t| forbidden.contains(t))
+            .map(ObjectType::as_str)
+            .collect()
+    }
+
+    /// Lists each object type where that is cheaper than GETs (see [`crate::detect`]) and
+    /// returns the latest objects whose cached fetch is still current.
+    async fn detect_unchanged(&self, n: u64, deadline: Instant) -> HashSet<(ObjectType, String)> {
+        let mut unchanged = HashSet::new();
+        if self.detection.mode == ChangeDetection::Get {
+            return unchanged;
+        }
+        if self.detection.is_sweep(n) {
+            tracing::debug!(refresh = n, "full sweep: fetching every latest object");
+            return unchanged;
+        }
+        let vault = self.vault_key();
+        let mut by_type: HashMap<ObjectType, HashSet<String>> = HashMap::new();
+        for s in self
+            .plan
+            .objects
+            .iter()
+            .filter(|s| s.version.is_none() && !s.is_history())
+        {
+            by_type
+                .entry(s.object_type)
+                .or_default()
+                .insert(s.name.to_ascii_lowercase());
+        }
+        let lists = by_type.iter().filter_map(|(&t, names)| {
+            let forbidden = self
+                .list_forbidden
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&t);
+            if forbidden {
+                return None;
+            }
+            let have = self.cache.has_latest(vault, t, names);
+            match crate::detect::step(names.len(), self.cache.pages(vault, t), have) {
+                Step::GetAll => None,
+                Step::List(budget) => Some(async move {
+                    (
+                        t,
+                        names,
+                        self.client.list_current(t, budget, deadline).await,
+                    )
+                }),
+            }
+        });
+        for (t, names, listed) in join_all(lists).await {
+            match listed {
+                Ok(Listing::Complete { entries, pages }) => {
+                    self.cache.set_pages(vault, t, Pages::Known(pages));
+                    let mut same = 0u64;
+                    for name in names {
+                        let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
+                        let current = self.cache.latest(vault, t, name).is_some_and(|l| {
+                            l.settled()
+                                && entries.get(name) == Some(&l.fingerprint)
+                                && !l.fingerprint.exp.is_some_and(|e| {
+                                    e.saturating_sub(now) <= EXPIRY_LEAD.as_secs() as i64
+                                })
+                        });
+                        if current {
+                            same += 1;
+                            unchanged.insert((t, name.clone()));
+                        }
+                    }
+                    self.metrics.objects_unchanged(t.as_str(), same);
+                }
+                Ok(Listing::OverBudget { pages }) => {
+                    tracing::debug!(
+                        object_type = t.as_str(),
+                        pages,
+                        "listing costs more than one GET per object; using GETs"
+                    );
+                    self.cache.set_pages(vault, t, Pages::AtLeast(pages));
+                }
+                Err(KeyVaultError::Forbidden { inner, .. }) => {
+                    self.list_forbidden
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(t);
+                    self.metrics.list_fallback(t.as_str(), true);
+                    tracing::warn!(
+                        object_type = t.as_str(),
+                        code = %inner,
+                        "listing {}s is forbidden (403): detecting their changes with one GET per object; grant the identity list permission to save requests",
+                        t.as_str()
+                    );
+                }
+                Err(e) => {
+                    tracing::debug!(object_type = t.as_str(), error = %e, "listing failed; using GETs this refresh");
+                }
+            }
+        }
+        unchanged
     }
 
     /// Writes the status manifest for `report` (the same shape the sidecar writes).
@@ -395,36 +636,57 @@ impl Syncer {
             })
     }
 
-    /// GET one version: from memory when it is pinned and was fetched before, else one GET
-    /// shared by every object of this cycle that names the same version.
+    /// GET one version: from memory when it is pinned and was fetched before, or when it is
+    /// the latest and its list entry shows no change; else one GET shared by every object of
+    /// this cycle that names the same version.
     async fn fetch_version(
         &self,
         spec: &ObjectSpec,
         version: Option<&str>,
         cycle: &Cycle,
     ) -> FetchResult {
-        let pin = version.map(|v| (spec.object_type, spec.name.clone(), v.to_owned()));
-        if let Some(k) = &pin
-            && let Some(hit) = self.pinned.lock().unwrap_or_else(|p| p.into_inner()).get(k)
-        {
-            return Ok(hit.clone());
+        let vault = self.vault_key();
+        let t = spec.object_type;
+        match version {
+            Some(v) => {
+                if let Some(hit) = self.cache.pinned(vault, t, &spec.name, v) {
+                    return Ok(hit);
+                }
+            }
+            None => {
+                if cycle
+                    .unchanged
+                    .contains(&(t, spec.name.to_ascii_lowercase()))
+                    && let Some(l) = self.cache.latest(vault, t, &spec.name)
+                {
+                    return Ok((l.fetched, l.at));
+                }
+            }
         }
-        let cell = cycle.cell((
-            spec.object_type,
-            spec.name.clone(),
-            version.map(str::to_owned),
-        ));
+        let cell = cycle.cell((t, spec.name.clone(), version.map(str::to_owned)));
         cell.get_or_init(|| async {
+            let sent_at = unix_now();
             let fetched = self
                 .client
-                .get(spec.object_type, &spec.name, version, cycle.deadline)
+                .get(t, &spec.name, version, cycle.deadline)
                 .await?;
             let at = unix_now();
-            if let Some(k) = pin {
-                self.pinned
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(k, (fetched.clone(), at));
+            match version {
+                Some(v) => self
+                    .cache
+                    .put_pinned(vault, t, &spec.name, v, (fetched.clone(), at)),
+                None if self.detection.mode == ChangeDetection::List => self.cache.put_latest(
+                    vault,
+                    t,
+                    &spec.name,
+                    Latest {
+                        fingerprint: Fingerprint::of(&fetched),
+                        fetched: fetched.clone(),
+                        at,
+                        sent_at,
+                    },
+                ),
+                None => {}
             }
             Ok((fetched, at))
         })
@@ -461,11 +723,21 @@ impl Syncer {
                 sha256,
                 fetched_at,
                 not_after,
+                expires: crate::keyvault::list::Fingerprint::of(fetched).exp,
             },
             path,
             data,
             mode: spec.mode,
         })
+    }
+
+    async fn fetch_indexed(
+        &self,
+        i: usize,
+        spec: &ObjectSpec,
+        cycle: &Cycle,
+    ) -> (usize, Result<Vec<Item>, Vec<ObjectFailure>>) {
+        (i, self.fetch_object(spec, cycle).await)
     }
 
     async fn fetch_object(

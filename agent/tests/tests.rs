@@ -6,6 +6,7 @@ mod conformance; // reference vectors end to end over TLS
 mod edge; // the binary's edge: health flood, signals, exit codes, hook URL policy
 mod hostile; // hostile servers: absurd waits, huge/endless/slow bodies, resets, nxdomain
 mod oneshot; // `--once` end to end: identities, conversions over the wire, no partial sets
+mod scale; // request budget: list-based change detection, sweep, 403 fallback, pinned across reloads
 mod sidecar; // refresh, rotation, notifiers, reload, signals, health/metrics/status
 mod stress;
 mod util; // shared harness: emulator + temp dirs + CLI runner // concurrent readers never see a torn or mixed set

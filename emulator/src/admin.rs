@@ -51,7 +51,7 @@ async fn index(State(s): State<Arc<Shared>>) -> Response {
         "tenant_id": s.tenant_id,
         "vaults": lock(&s.store).vault_names(),
         "identities": lock(&s.identities).iter().map(|i| json!({"name": i.name, "client_id": i.client_id})).collect::<Vec<_>>(),
-        "routes": ["GET/DELETE /admin/counts", "GET/POST/DELETE /admin/faults", "PUT /admin/vaults/{vault}/secrets/{name}", "PATCH /admin/vaults/{vault}/secrets/{name}/{version}", "POST /admin/token"],
+        "routes": ["GET/DELETE /admin/counts", "GET/PUT /admin/throttle", "GET/POST/DELETE /admin/faults", "PUT /admin/vaults/{vault}/secrets/{name}", "PATCH /admin/vaults/{vault}/secrets/{name}/{version}", "POST /admin/token"],
     }))
     .into_response()
 }
@@ -77,6 +77,30 @@ async fn add_fault(State(s): State<Arc<Shared>>, Json(f): Json<Fault>) -> Respon
 async fn clear_faults(State(s): State<Arc<Shared>>) -> Response {
     lock(&s.faults).clear();
     StatusCode::NO_CONTENT.into_response()
+}
+
+async fn get_throttle(State(s): State<Arc<Shared>>) -> Response {
+    let t = lock(&s.throttle);
+    let limits = match t.config() {
+        crate::throttle::ThrottleConfig::Off => serde_json::Value::Null,
+        crate::throttle::ThrottleConfig::On(l) => json!(l),
+    };
+    Json(json!({"throttle": t.config().to_string(), "limits": limits})).into_response()
+}
+
+#[derive(Deserialize)]
+struct SetThrottle {
+    throttle: String,
+}
+
+async fn set_throttle(State(s): State<Arc<Shared>>, Json(b): Json<SetThrottle>) -> Response {
+    match b.throttle.parse::<crate::throttle::ThrottleConfig>() {
+        Ok(c) => {
+            lock(&s.throttle).set_config(c);
+            get_throttle(State(s)).await
+        }
+        Err(e) => err(StatusCode::BAD_REQUEST, &e),
+    }
 }
 
 #[derive(Deserialize)]
@@ -186,6 +210,7 @@ pub fn routes() -> Router<Arc<Shared>> {
             "/admin/faults",
             get(get_faults).post(add_fault).delete(clear_faults),
         )
+        .route("/admin/throttle", get(get_throttle).put(set_throttle))
         .route("/admin/vaults/{vault}/secrets/{name}", put(set_secret))
         .route(
             "/admin/vaults/{vault}/secrets/{name}/{version}",

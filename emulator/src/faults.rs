@@ -95,10 +95,40 @@ impl Route {
         }
     }
 
+    /// The request kind an operator budgets by: `get`, `list` (collections and version
+    /// lists), `token` (Entra and IMDS), `write`, or `other`.
+    pub fn kind(self) -> RequestKind {
+        match self {
+            Route::SecretGet | Route::KeyGet | Route::CertGet => RequestKind::Get,
+            Route::SecretVersions | Route::KeyVersions | Route::CertVersions | Route::List => {
+                RequestKind::List
+            }
+            Route::Token | Route::Imds => RequestKind::Token,
+            Route::Write => RequestKind::Write,
+            _ => RequestKind::Other,
+        }
+    }
+
     /// Whether errors on this route use Entra's body shape.
     pub fn is_entra(self) -> bool {
         self == Route::Token
     }
+}
+
+/// Coarse request kinds, for reading a request budget off `/admin/counts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestKind {
+    /// Object reads.
+    Get,
+    /// Collection and version lists.
+    List,
+    /// Access tokens (Entra and IMDS).
+    Token,
+    /// Data-plane writes.
+    Write,
+    /// Discovery and anything else.
+    Other,
 }
 
 /// What a fault does.
@@ -442,6 +472,15 @@ pub struct Counts {
     /// Body bytes of hostile faults handed to connections (what a client could have read).
     #[serde(default)]
     pub body_bytes: u64,
+    /// Requests per kind (`get`, `list`, `token`, `write`, `other`), throttled ones included.
+    #[serde(default)]
+    pub kinds: BTreeMap<RequestKind, u64>,
+    /// Requests answered 429 by the throttle (not by injected faults), per route.
+    #[serde(default)]
+    pub throttled: BTreeMap<Route, u64>,
+    /// All requests answered 429 by the throttle.
+    #[serde(default)]
+    pub throttled_total: u64,
 }
 
 impl Counts {
@@ -475,8 +514,28 @@ impl Counts {
         self.total
     }
 
+    /// Requests of `kind`.
+    pub fn kind(&self, kind: RequestKind) -> u64 {
+        self.kinds.get(&kind).copied().unwrap_or(0)
+    }
+
+    /// Requests the throttle answered 429 on `route` (`Route::Any` = all routes).
+    pub fn throttled(&self, route: Route) -> u64 {
+        if route == Route::Any {
+            self.throttled_total
+        } else {
+            self.throttled.get(&route).copied().unwrap_or(0)
+        }
+    }
+
+    pub(crate) fn count_throttled(&mut self, route: Route) {
+        *self.throttled.entry(route).or_default() += 1;
+        self.throttled_total += 1;
+    }
+
     pub(crate) fn count_route(&mut self, route: Route) {
         *self.routes.entry(route).or_default() += 1;
+        *self.kinds.entry(route.kind()).or_default() += 1;
         self.total += 1;
     }
 

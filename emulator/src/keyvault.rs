@@ -144,7 +144,8 @@ fn parse_query(uri: &Uri) -> HashMap<String, String> {
         .collect()
 }
 
-fn host_of(uri: &Uri, headers: &HeaderMap) -> String {
+/// The host a request addressed (`:authority` or `Host`).
+pub fn host_of(uri: &Uri, headers: &HeaderMap) -> String {
     uri.authority()
         .map(|a| a.to_string())
         .or_else(|| {

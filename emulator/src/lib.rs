@@ -26,6 +26,7 @@ pub mod seed;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod throttle;
 pub mod tls;
 pub mod util;
 
@@ -38,8 +39,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use faults::{Counts, Fault, FaultKind, Route};
+pub use faults::{Counts, Fault, FaultKind, RequestKind, Route};
 pub use seed::Seed;
+pub use throttle::{Family, Limits, ThrottleConfig};
 
 use state::{Shared, lock};
 
@@ -99,6 +101,7 @@ pub struct EmulatorBuilder {
     token_ttl: Duration,
     next_link_api_version: Option<String>,
     allow_non_loopback: bool,
+    throttle: Option<ThrottleConfig>,
 }
 
 impl Default for EmulatorBuilder {
@@ -112,6 +115,7 @@ impl Default for EmulatorBuilder {
             token_ttl: Duration::from_secs(3600),
             next_link_api_version: None,
             allow_non_loopback: false,
+            throttle: None,
         }
     }
 }
@@ -178,6 +182,13 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Throttling (see [`throttle`]); wins over the seed's `throttle:`. Without either,
+    /// the in-process emulator does not throttle (`keyvault-emulator serve` does).
+    pub fn throttle(mut self, config: ThrottleConfig) -> Self {
+        self.throttle = Some(config);
+        self
+    }
+
     /// Generates or loads the state, seeds the store, binds both listeners and starts serving.
     pub async fn start(self) -> Result<Emulator, Error> {
         server::check_loopback(self.addr, self.allow_non_loopback)?;
@@ -191,6 +202,15 @@ impl EmulatorBuilder {
                     .map_err(|e| Error::Config(format!("{}: {e}", p.display())))?
             }
             SeedSource::Seed(s) => *s,
+        };
+        let throttle = match self.throttle {
+            Some(t) => t,
+            None => match &seed.throttle {
+                Some(t) => t
+                    .parse()
+                    .map_err(|e: String| Error::Config(format!("seed: {e}")))?,
+                None => ThrottleConfig::Off,
+            },
         };
         let (state_dir, temp) = match self.state_dir {
             Some(d) => (d, None),
@@ -286,6 +306,7 @@ impl EmulatorBuilder {
             identities: Mutex::new(seed.identities.clone()),
             faults: Mutex::new(Default::default()),
             counts: Mutex::new(Default::default()),
+            throttle: Mutex::new(throttle::Throttle::new(throttle)),
         });
 
         let https_app = axum::Router::new()
@@ -465,6 +486,34 @@ impl Emulator {
         .version
     }
 
+    /// Adds a secret version whose `created` and `updated` are `at` (Unix seconds) instead of
+    /// now, e.g. the second of the previous version: two edits within one second, which a
+    /// collection list cannot tell apart. Returns the version.
+    ///
+    /// # Panics
+    /// If the vault is not seeded or the name is soft-deleted (test misuse).
+    pub fn set_secret_at(&self, vault: &str, name: &str, value: &str, at: i64) -> String {
+        let mut st = lock(&self.shared.store);
+        let v = st
+            .vault_mut(vault)
+            .unwrap_or_else(|e| panic!("set_secret_at: {e}"));
+        let attrs = store::Attributes {
+            created: at,
+            updated: at,
+            ..store::Attributes::new_now()
+        };
+        v.set_secret(
+            name,
+            value.to_string(),
+            None,
+            attrs,
+            Default::default(),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("set_secret_at {vault}/{name}: {e}"))
+        .version
+    }
+
     /// Enables or disables one secret version.
     ///
     /// # Panics
@@ -573,6 +622,16 @@ impl Emulator {
     /// A snapshot of the request counters.
     pub fn counts(&self) -> Counts {
         lock(&self.shared.counts).clone()
+    }
+
+    /// Replaces the throttling configuration (buckets start full).
+    pub fn set_throttle(&self, config: ThrottleConfig) {
+        lock(&self.shared.throttle).set_config(config);
+    }
+
+    /// The throttling configuration in effect.
+    pub fn throttle_config(&self) -> ThrottleConfig {
+        lock(&self.shared.throttle).config().clone()
     }
 
     /// Resets the request counters.

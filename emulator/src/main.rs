@@ -55,6 +55,11 @@ enum Cmd {
         /// Write this api-version into every nextLink (the service sometimes says 7.2).
         #[arg(long)]
         next_link_api_version: Option<String>,
+        /// Throttling per vault and operation family: `keyvault` (Key Vault's published
+        /// limits per 10 s), `off`, or overrides such as `keyvault,secrets=400,window=10s`.
+        /// Default: the seed's `throttle:`, else `keyvault`.
+        #[arg(long, env = "KEYVAULT_EMULATOR_THROTTLE")]
+        throttle: Option<keyvault_emulator::ThrottleConfig>,
     },
     /// Mint a projected-style service-account token signed by the state dir's issuer key.
     Token {
@@ -114,6 +119,7 @@ fn run(cli: Cli) -> Result<(), String> {
             token_ttl,
             allow_non_loopback,
             next_link_api_version,
+            throttle,
         } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -126,8 +132,25 @@ fn run(cli: Cli) -> Result<(), String> {
                     .state_dir(state_dir)
                     .token_ttl(token_ttl)
                     .allow_non_loopback(allow_non_loopback);
+                let seeded = match &seed {
+                    Some(s) => std::fs::read_to_string(s)
+                        .ok()
+                        .and_then(|t| keyvault_emulator::Seed::from_yaml(&t).ok())
+                        .and_then(|s| s.throttle)
+                        .is_some(),
+                    None => false,
+                };
                 if let Some(s) = seed {
                     b = b.seed_file(s);
+                }
+                match throttle {
+                    Some(t) => b = b.throttle(t),
+                    None if !seeded => {
+                        b = b.throttle(keyvault_emulator::ThrottleConfig::On(
+                            keyvault_emulator::Limits::key_vault(),
+                        ))
+                    }
+                    None => {}
                 }
                 if let Some(v) = next_link_api_version {
                     b = b.next_link_api_version(v);

@@ -30,6 +30,10 @@ pub struct Seed {
     /// Identities that can obtain tokens.
     #[serde(default)]
     pub identities: Vec<IdentitySeed>,
+    /// Throttling, in `--throttle` syntax (`off`, `keyvault`, `secrets=100,window=10s`);
+    /// the command line's `--throttle` wins.
+    #[serde(default)]
+    pub throttle: Option<String>,
 }
 
 impl Default for Seed {
@@ -38,6 +42,7 @@ impl Default for Seed {
             tenant_id: default_tenant(),
             vaults: Vec::new(),
             identities: Vec::new(),
+            throttle: None,
         }
     }
 }

@@ -74,6 +74,15 @@ async fn handle(
             }
             return Ok(resp);
         }
+        if let Some(family) = crate::throttle::Family::of(route)
+            && let Some(retry_after) = throttled(&shared, &req, family)
+        {
+            lock(&shared.counts).count_throttled(route);
+            tracing::debug!(?route, %path, "throttled");
+            let mut resp = crate::keyvault::fault_error(429, Some(retry_after.as_secs()));
+            crate::keyvault::add_common_headers(&mut resp, &crate::util::guid(), None);
+            return Ok(resp);
+        }
     }
     let method = req.method().clone();
     let mut app = app;
@@ -83,6 +92,21 @@ async fn handle(
     };
     tracing::info!(%method, %path, status = resp.status().as_u16(), %peer, "request");
     Ok(resp)
+}
+
+/// Takes a token for the request's vault, or returns the `Retry-After` of a 429.
+fn throttled(
+    shared: &Shared,
+    req: &Request<Incoming>,
+    family: crate::throttle::Family,
+) -> Option<Duration> {
+    let host = crate::keyvault::host_of(req.uri(), req.headers());
+    let vaults = lock(&shared.store).vault_names();
+    // Requests for no seeded vault are answered 404 by the router, uncharged.
+    let vault = crate::keyvault::vault_for_host(&host, &vaults)?;
+    lock(&shared.throttle)
+        .admit(&vault, family, tokio::time::Instant::now())
+        .err()
 }
 
 /// Drives a connection to completion, switching to a graceful shutdown when `stop` flips.

@@ -9,6 +9,7 @@ use crate::faults::{Counts, Faults};
 use crate::jwt::SigningKey;
 use crate::seed::IdentitySeed;
 use crate::store::Store;
+use crate::throttle::Throttle;
 
 /// The Key Vault resource (AAD v1 resource) the emulator's vaults belong to.
 pub const VAULT_RESOURCE: &str = "https://vault.localhost";
@@ -42,6 +43,8 @@ pub struct Shared {
     pub faults: Mutex<Faults>,
     /// Counters.
     pub counts: Mutex<Counts>,
+    /// Per-vault, per-family token buckets (429 `Throttled` when empty).
+    pub throttle: Mutex<Throttle>,
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it (the state stays

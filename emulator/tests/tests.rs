@@ -12,3 +12,4 @@ mod imds;
 mod objects;
 mod process;
 mod state;
+mod throttle;

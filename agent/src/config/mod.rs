@@ -358,6 +358,10 @@ pub struct Settings {
     pub max_response_size: u64,
     /// Largest Entra/IMDS response body accepted, in bytes (`--max-token-response-size`).
     pub max_token_response_size: u64,
+    /// How changes of latest objects are detected (`--change-detection`).
+    pub change_detection: crate::detect::ChangeDetection,
+    /// Every Nth refresh fetches every latest object (`--full-sweep-every`, 0 = never).
+    pub full_sweep_every: u32,
 }
 
 impl Settings {
@@ -381,6 +385,8 @@ impl Settings {
             shutdown_grace: Duration::from_secs(10),
             max_response_size: crate::http::DEFAULT_MAX_RESPONSE_SIZE,
             max_token_response_size: crate::http::DEFAULT_MAX_TOKEN_RESPONSE_SIZE,
+            change_detection: crate::detect::ChangeDetection::List,
+            full_sweep_every: crate::detect::DEFAULT_FULL_SWEEP_EVERY,
         }
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod challenge;
 mod error;
+pub mod list;
 pub mod model;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -258,9 +259,33 @@ impl KeyVaultClient {
         })
     }
 
+    /// `/{secrets|keys|certificates}?api-version=..&maxresults=25`: the collection list
+    /// (used by [`list`]).
+    pub(crate) fn collection_url(&self, t: ObjectType) -> Url {
+        let mut url = self.inner.vault_url.clone();
+        url.path_segments_mut()
+            .expect("vault url is a base url (https)")
+            .pop_if_empty()
+            .push(segment(t));
+        url.query_pairs_mut()
+            .append_pair("api-version", &self.inner.opts.api_version)
+            .append_pair("maxresults", "25");
+        url
+    }
+
+    /// One logical GET of a URL on this vault (a list page): the 2xx body.
+    pub(crate) async fn get_body(
+        &self,
+        t: ObjectType,
+        url: Url,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, KeyVaultError> {
+        self.send(t, url, deadline).await
+    }
+
     /// A `nextLink` as given, with our api-version. It must stay on the vault (it will
     /// carry a token).
-    fn next_url(&self, link: &str) -> Result<Url, KeyVaultError> {
+    pub(crate) fn next_url(&self, link: &str) -> Result<Url, KeyVaultError> {
         let next = Url::parse(link).map_err(|e| KeyVaultError::Decode {
             message: format!("nextLink is not an absolute url: {e}"),
         })?;
@@ -343,6 +368,7 @@ impl KeyVaultClient {
                     message: "the deadline (--timeout) ran out".into(),
                 });
             }
+            let started: Instant;
             let mut req = inner
                 .http
                 .client
@@ -352,14 +378,18 @@ impl KeyVaultClient {
             if let Some(tok) = &token {
                 req = req.bearer_auth(tok.token.expose());
             }
-            let started = Instant::now();
+            let queued = Instant::now();
             let answer = {
                 let _permit = inner
                     .limiter
                     .acquire()
                     .await
                     .expect("the limiter is never closed");
+                // The permit wait is queueing, not Key Vault's time: measured apart.
+                inner.metrics.kv_queue_wait(queued.elapsed());
+                inner.metrics.request_kind(request_kind(&url));
                 inner.requests.fetch_add(1, Ordering::Relaxed);
+                started = Instant::now();
                 match req.send().await {
                     Ok(resp) => {
                         let status = resp.status();
@@ -496,6 +526,19 @@ impl KeyVaultClient {
             );
             return Err(err);
         }
+    }
+}
+
+/// `list` for collection and version lists, `get` for object reads (metric label).
+fn request_kind(url: &Url) -> &'static str {
+    let path = url.path().trim_end_matches('/');
+    let is_collection = ["/secrets", "/keys", "/certificates"]
+        .iter()
+        .any(|c| path.ends_with(c) && path.matches('/').count() == 1);
+    if is_collection || path.ends_with("/versions") {
+        "list"
+    } else {
+        "get"
     }
 }
 

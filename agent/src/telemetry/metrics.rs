@@ -115,6 +115,16 @@ struct ObjectLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TypeLabels {
+    object_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct IdLabels {
     id: String,
 }
@@ -123,6 +133,10 @@ struct IdLabels {
 pub struct Metrics {
     registry: Registry,
     kv_duration: Family<RequestLabels, Histogram>,
+    kv_queue_wait: Histogram,
+    requests: Family<KindLabels, Counter>,
+    list_fallback: Family<TypeLabels, Gauge>,
+    unchanged: Family<TypeLabels, Counter>,
     token_requests: Family<ModeLabels, Counter>,
     token_failures: Family<ModeLabels, Counter>,
     refreshes: Family<ResultLabels, Counter>,
@@ -131,6 +145,9 @@ pub struct Metrics {
     last_success: Gauge<i64, AtomicI64>,
     object_info: Family<ObjectLabels, Gauge>,
     cert_not_after: Family<IdLabels, Gauge<i64, AtomicI64>>,
+    expires_in: Family<IdLabels, Gauge<i64, AtomicI64>>,
+    /// `exp` per mounted object id, turned into seconds-to-expiry at each scrape.
+    expiries: Mutex<Vec<(String, i64)>>,
     notifications: Family<ClassLabels, Counter<u64, AtomicU64>>,
     /// Serialises the clear-then-set of the per-object families so a scrape never sees a
     /// half-updated set (the families themselves are individually locked).
@@ -155,6 +172,30 @@ impl Default for Metrics {
             "keyvault_request_duration_seconds",
             "Duration of Key Vault HTTP requests by object type and outcome class",
             kv_duration.clone(),
+        );
+        let kv_queue_wait = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "keyvault_queue_wait_seconds",
+            "Time Key Vault requests waited for a concurrency permit (--concurrency), not part of the request duration",
+            kv_queue_wait.clone(),
+        );
+        let requests = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "HTTP requests sent by kind: get (object reads), list (collection and version lists), token (Entra/IMDS)",
+            requests.clone(),
+        );
+        let list_fallback = Family::<TypeLabels, Gauge>::default();
+        registry.register(
+            "list_fallback",
+            "1 when listing an object type was refused (403) and changes are detected by GETs instead",
+            list_fallback.clone(),
+        );
+        let unchanged = Family::<TypeLabels, Counter>::default();
+        registry.register(
+            "objects_unchanged",
+            "Latest objects served from memory because their list entry did not change",
+            unchanged.clone(),
         );
         let token_requests = Family::<ModeLabels, Counter>::default();
         registry.register(
@@ -200,6 +241,12 @@ impl Default for Metrics {
             "Certificate notAfter (Unix time) per mounted object",
             cert_not_after.clone(),
         );
+        let expires_in = Family::<IdLabels, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "object_expiry_seconds",
+            "Seconds until the exp attribute of each mounted object with one (negative: expired), as of the scrape",
+            expires_in.clone(),
+        );
         let notifications = Family::<ClassLabels, Counter>::default();
         registry.register(
             "notifications",
@@ -209,6 +256,10 @@ impl Default for Metrics {
         Self {
             registry,
             kv_duration,
+            kv_queue_wait,
+            requests,
+            list_fallback,
+            unchanged,
             token_requests,
             token_failures,
             refreshes,
@@ -217,6 +268,8 @@ impl Default for Metrics {
             last_success,
             object_info,
             cert_not_after,
+            expires_in,
+            expiries: Mutex::new(Vec::new()),
             notifications,
             objects_lock: Mutex::new(()),
         }
@@ -239,6 +292,38 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// Time one Key Vault request waited for a concurrency permit.
+    pub fn kv_queue_wait(&self, waited: Duration) {
+        self.kv_queue_wait.observe(waited.as_secs_f64());
+    }
+
+    /// One HTTP request of `kind` (`get`, `list`; tokens are counted by [`Self::token_request`]).
+    pub fn request_kind(&self, kind: &str) {
+        self.requests
+            .get_or_create(&KindLabels {
+                kind: bounded(kind, &["get", "list", "token"]),
+            })
+            .inc();
+    }
+
+    /// Listing `object_type` is refused (`true`) and GETs stand in, or works again.
+    pub fn list_fallback(&self, object_type: &str, on: bool) {
+        self.list_fallback
+            .get_or_create(&TypeLabels {
+                object_type: bounded(object_type, &["secret", "key", "cert"]),
+            })
+            .set(i64::from(on));
+    }
+
+    /// `n` latest objects of `object_type` were current per their list entry (no GET).
+    pub fn objects_unchanged(&self, object_type: &str, n: u64) {
+        self.unchanged
+            .get_or_create(&TypeLabels {
+                object_type: bounded(object_type, &["secret", "key", "cert"]),
+            })
+            .inc_by(n);
+    }
+
     /// One token acquisition attempt; `mode` is `workload_identity`, `managed_identity`
     /// or `client_secret`.
     pub fn token_request(&self, mode: &str, ok: bool) {
@@ -249,6 +334,7 @@ impl Metrics {
             ),
         };
         self.token_requests.get_or_create(&labels).inc();
+        self.request_kind("token");
         if !ok {
             self.token_failures.get_or_create(&labels).inc();
         }
@@ -302,6 +388,10 @@ impl Metrics {
                     .set(not_after);
             }
         }
+        *self.expiries.lock().unwrap_or_else(|p| p.into_inner()) = objects
+            .iter()
+            .filter_map(|o| Some((o.id.clone(), o.expires?)))
+            .collect();
     }
 
     /// Prometheus text exposition format (OpenMetrics 1.0 text, which Prometheus parses).
@@ -311,6 +401,18 @@ impl Metrics {
             .objects_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.expires_in.clear();
+        let now = unix(SystemTime::now());
+        for (id, exp) in self
+            .expiries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            self.expires_in
+                .get_or_create(&IdLabels { id: id.clone() })
+                .set(exp.saturating_sub(now));
+        }
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
@@ -345,6 +447,7 @@ mod tests {
             sha256: "00".into(),
             fetched_at: 1,
             not_after,
+            expires: None,
         }
     }
 
@@ -377,6 +480,49 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn queue_wait_and_requests_by_kind_are_separate_series() {
+        let m = Metrics::new();
+        m.kv_queue_wait(Duration::from_millis(40));
+        m.kv_request("secret", Outcome::Ok, Duration::from_millis(3));
+        m.request_kind("get");
+        m.request_kind("list");
+        m.request_kind("list");
+        m.token_request("client_secret", true);
+        m.list_fallback("key", true);
+        m.objects_unchanged("secret", 7);
+        let text = m.encode();
+        for needle in [
+            "keyvault_agent_keyvault_queue_wait_seconds_count 1",
+            "keyvault_agent_keyvault_queue_wait_seconds_sum 0.04",
+            "keyvault_agent_requests_total{kind=\"get\"} 1",
+            "keyvault_agent_requests_total{kind=\"list\"} 2",
+            "keyvault_agent_requests_total{kind=\"token\"} 1",
+            "keyvault_agent_list_fallback{object_type=\"key\"} 1",
+            "keyvault_agent_objects_unchanged_total{object_type=\"secret\"} 7",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+    }
+
+    // reference: issue 10 item 4 (a metric shows seconds to expiry)
+    #[test]
+    fn seconds_to_expiry_are_computed_at_scrape_time() {
+        let m = Metrics::new();
+        let now = unix(SystemTime::now());
+        let mut o = status("secret/a", "v1", None);
+        o.expires = Some(now + 3600);
+        m.synced(SystemTime::now(), &[o, status("secret/b", "v1", None)]);
+        let text = m.encode();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("keyvault_agent_object_expiry_seconds{id=\"secret/a\"}"))
+            .unwrap_or_else(|| panic!("{text}"));
+        let secs: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!((3590..=3600).contains(&secs), "{line}");
+        assert!(!text.contains("object_expiry_seconds{id=\"secret/b\"}"));
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub struct StatusDoc {
     pub consecutive_failures: u32,
     /// What is mounted, one entry per output file, in plan order.
     pub objects: Vec<ObjectStatus>,
+    /// Object types whose list the vault refused (403): changes are detected by one GET
+    /// per object (grant list permission to save requests).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub list_fallback: Vec<String>,
 }
 
 impl StatusDoc {
@@ -51,6 +55,7 @@ impl StatusDoc {
             last_error: None,
             consecutive_failures: 0,
             objects: report.objects.clone(),
+            list_fallback: report.list_fallback.iter().map(|t| t.to_string()).collect(),
         }
     }
 
@@ -101,6 +106,7 @@ impl SidecarState {
                     last_error: None,
                     consecutive_failures: 0,
                     objects: Vec::new(),
+                    list_fallback: Vec::new(),
                 },
                 alive_until: crate::retry::deadline_in(startup),
                 last_success: None,
@@ -131,6 +137,7 @@ impl SidecarState {
         doc.last_error = None;
         doc.consecutive_failures = 0;
         doc.objects = report.objects.clone();
+        doc.list_fallback = report.list_fallback.iter().map(|t| t.to_string()).collect();
     }
 
     /// A failed cycle; what is published stays.
@@ -258,10 +265,13 @@ mod tests {
                 sha256: "ab".into(),
                 fetched_at: 5,
                 not_after: None,
+                expires: None,
             }],
             requests: 1,
             duration: Duration::from_millis(3),
             finished_at: SystemTime::now(),
+            list_fallback: Vec::new(),
+            refresh_within: None,
         }
     }
 

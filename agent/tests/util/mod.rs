@@ -256,6 +256,8 @@ impl Harness {
             shutdown_grace: Duration::from_secs(5),
             max_response_size: keyvault_agent::http::DEFAULT_MAX_RESPONSE_SIZE,
             max_token_response_size: keyvault_agent::http::DEFAULT_MAX_TOKEN_RESPONSE_SIZE,
+            change_detection: keyvault_agent::detect::ChangeDetection::List,
+            full_sweep_every: keyvault_agent::detect::DEFAULT_FULL_SWEEP_EVERY,
         }
     }
 
