@@ -955,6 +955,7 @@ mod tests {
             sha256: "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8".into(),
             fetched_at: 1_700_000_000,
             not_after: None,
+            expires: None,
         };
         let mut e = event(1);
         e.objects = vec![(&status).into()];
