@@ -456,13 +456,14 @@ async fn idle(conn: &Conn, timeout: Duration) {
     loop {
         let a = conn.activity();
         let deadline = if a.in_flight == 0 {
-            a.idle_since + timeout
+            crate::retry::instant_after(a.idle_since, timeout)
         } else {
-            Instant::now() + timeout
+            crate::retry::deadline_in(timeout)
         };
         tokio::time::sleep_until(deadline).await;
         let a = conn.activity();
-        if a.in_flight == 0 && a.idle_since + timeout <= Instant::now() {
+        if a.in_flight == 0 && crate::retry::instant_after(a.idle_since, timeout) <= Instant::now()
+        {
             return;
         }
     }
