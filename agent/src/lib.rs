@@ -20,6 +20,7 @@
 //! - [`convert`]: pure conversions from Key Vault bundles to file bytes.
 //! - [`writer`]: the Kubernetes AtomicWriter port; the only module that touches the output dir.
 //! - [`sync`]: one fetch → convert → write cycle over a whole plan.
+//! - [`publish`]: the one owner of the output directory's writer; payload plus manifest.
 //! - [`refresh`]: the sidecar loop (jittered timer, backoff, reload, readiness).
 //! - [`notify`]: tells the application that a new set was published.
 //! - [`telemetry`]: logs, metrics, and the health/status HTTP server.
@@ -35,6 +36,7 @@ pub mod error;
 pub mod http;
 pub mod keyvault;
 pub mod notify;
+pub mod publish;
 pub mod refresh;
 pub mod secret;
 pub mod signal;

@@ -3,8 +3,10 @@
 //!
 //! One task owns the schedule. Each cycle is [`Cycle::sync`] (fetch → convert → write, by
 //! [`crate::sync::Syncer`]); the writer decides whether anything changed. Around it:
-//! - success: status manifest and metrics updated, the app notified once if files were
-//!   swapped, next refresh at `interval ± jitter`;
+//! - success: state and metrics updated, the app notified once if files were swapped, next
+//!   refresh at `interval ± jitter`. `..status.json` is the published set's manifest,
+//!   written by the publisher inside each new generation; an unchanged or failed refresh
+//!   does not touch it (next refresh and last error are served at `/status`);
 //! - failure: the published set stays, the next attempt backs off exponentially with full
 //!   jitter and never earlier than the server's `Retry-After` (however long), then the normal
 //!   schedule resumes. The first sync retries the same way forever (not ready meanwhile);
@@ -34,11 +36,12 @@ use tracing::Instrument;
 use crate::config::{self, ConfigErrors, Env, Plan, Settings};
 use crate::error::Error;
 use crate::notify::{ChangeEvent, Coalescer, Notifier};
+use crate::publish::Publisher;
 use crate::sync::{ObjectStatus, SyncError, SyncReport, Syncer};
 use crate::telemetry::metrics::{Metrics, RefreshResult};
 use crate::telemetry::server::Server;
 use crate::telemetry::status::SidecarState;
-use crate::writer::{AtomicWriter, WriteOutcome};
+use crate::writer::WriteOutcome;
 
 /// How long after its promised check-in the loop may be late before `/healthz` fails.
 const LIVENESS_SLACK: Duration = Duration::from_secs(30);
@@ -70,11 +73,20 @@ pub async fn run(
 pub trait Cycle: Send + Sync {
     /// One fetch → convert → write cycle.
     fn sync(&self) -> BoxFuture<'_, Result<SyncReport, SyncError>>;
+
+    /// The publisher this cycle writes through, if it has one.
+    fn publisher(&self) -> Option<&Publisher> {
+        None
+    }
 }
 
 impl Cycle for Syncer {
     fn sync(&self) -> BoxFuture<'_, Result<SyncReport, SyncError>> {
         Box::pin(Syncer::sync(self))
+    }
+
+    fn publisher(&self) -> Option<&Publisher> {
+        Some(Syncer::publisher(self))
     }
 }
 
@@ -82,9 +94,16 @@ impl Cycle for Syncer {
 pub type CycleFactory =
     Arc<dyn Fn(Plan, &Settings, Arc<Metrics>) -> Result<Box<dyn Cycle>, SyncError> + Send + Sync>;
 
-fn default_factory() -> CycleFactory {
-    Arc::new(|plan, settings, metrics| {
-        Ok(Box::new(Syncer::new(plan, settings, metrics)?) as Box<dyn Cycle>)
+/// Real syncers, all publishing through `publisher`: one writer per output directory for
+/// the life of the process, whatever the reloads.
+fn default_factory(publisher: Publisher) -> CycleFactory {
+    Arc::new(move |plan, settings, metrics| {
+        Ok(Box::new(Syncer::with_publisher(
+            plan,
+            settings,
+            metrics,
+            publisher.clone(),
+        )?) as Box<dyn Cycle>)
     })
 }
 
@@ -108,13 +127,14 @@ impl Sidecar {
     /// A sidecar for `settings` and `env` with the real syncer and no reload trigger other
     /// than the config file watch.
     pub fn new(settings: Settings, env: Env) -> Self {
+        let publisher = Publisher::for_dir(&settings.dir);
         Self {
             settings,
             env,
             metrics: Metrics::new(),
             reload: SelectAll::new(),
             on_listening: None,
-            factory: default_factory(),
+            factory: default_factory(publisher),
         }
     }
 
@@ -217,7 +237,6 @@ impl Sidecar {
         });
 
         let mut lp = Loop {
-            writer: AtomicWriter::new(&settings.dir),
             backoff: Backoff::for_interval(settings.interval),
             settings,
             env: self.env,
@@ -252,15 +271,13 @@ struct Loop {
     cycle: Box<dyn Cycle>,
     /// Liveness, readiness and the status manifest, read by the health server.
     state: Arc<SidecarState>,
-    /// Writes `..status.json` beside `..data`.
-    writer: AtomicWriter,
     /// Failure backoff; reset by a success.
     backoff: Backoff,
     /// Delivers change notifications, when any notifier is configured.
     coalescer: Option<Coalescer>,
     /// What the last successful cycle reported, to name the objects that changed.
     published: Vec<ObjectStatus>,
-    /// No cycle has succeeded yet (wording of log lines; status written only after one).
+    /// No cycle has succeeded yet (wording of log lines).
     first: bool,
 }
 
@@ -363,7 +380,6 @@ impl Loop {
                 self.state.succeeded(&report, data_dir.clone());
                 let delay = jittered(self.settings.interval, self.settings.jitter);
                 self.state.scheduled(delay);
-                self.write_status();
                 tracing::info!(
                     objects = report.objects.len(),
                     changed = data_dir.is_some(),
@@ -381,7 +397,16 @@ impl Loop {
                         dir: self.settings.dir.clone(),
                         data_dir,
                         changed,
-                        objects: report.objects.clone(),
+                        // Names and versions only: no digest leaves the volume.
+                        objects: report
+                            .objects
+                            .iter()
+                            .cloned()
+                            .map(|mut o| {
+                                o.digest.clear();
+                                o
+                            })
+                            .collect(),
                     });
                 }
                 self.published = report.objects;
@@ -397,10 +422,6 @@ impl Loop {
                 let message = e.to_string().replace('\n', "; ");
                 self.state.failed(&message);
                 self.state.scheduled(delay);
-                if !self.first {
-                    // Keep the manifest's next_refresh and last_error current.
-                    self.write_status();
-                }
                 tracing::warn!(
                     error = %message,
                     transient = e.is_transient(),
@@ -416,13 +437,6 @@ impl Loop {
                 );
                 delay
             }
-        }
-    }
-
-    fn write_status(&self) {
-        if let Err(e) = self.writer.write_status(&self.state.json()) {
-            self.metrics.error("status");
-            tracing::warn!(dir = %self.settings.dir.display(), error = %e, "cannot write the status file");
         }
     }
 
@@ -480,7 +494,7 @@ fn changed_ids(before: &[ObjectStatus], after: &[ObjectStatus]) -> Vec<String> {
         .iter()
         .filter(|a| {
             !before.iter().any(|b| {
-                b.id == a.id && b.path == a.path && b.version == a.version && b.sha256 == a.sha256
+                b.id == a.id && b.path == a.path && b.version == a.version && b.digest == a.digest
             })
         })
         .map(|a| a.id.clone())
@@ -775,11 +789,10 @@ mod tests {
             objects: vec![],
         };
         let lp = Loop {
-            writer: AtomicWriter::new(dir.path()),
             backoff: Backoff::for_interval(interval),
             env: Env::default(),
             metrics: Metrics::new(),
-            factory: default_factory(),
+            factory: default_factory(Publisher::for_dir(dir.path())),
             plan,
             cycle: Box::new(Scripted {
                 script: std::sync::Mutex::new(script.into()),
@@ -938,7 +951,7 @@ mod tests {
             id: id.into(),
             version: version.into(),
             path: id.into(),
-            sha256: sha.into(),
+            digest: sha.into(),
             fetched_at: 0,
             not_after: None,
         }

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future::join_all;
-use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use crate::auth::{AuthError, Credential};
@@ -23,9 +22,10 @@ use crate::error::{
 use crate::http::{HttpClients, HttpOptions};
 use crate::keyvault::model::{Fetched, VersionItem};
 use crate::keyvault::{KeyVaultClient, KeyVaultError, KeyVaultOptions};
+use crate::publish::{Prepared, Publisher};
 use crate::secret::SecretBytes;
 use crate::telemetry::metrics::Metrics;
-use crate::writer::{AtomicWriter, FileProjection, Payload, WriteOutcome, WriterError};
+use crate::writer::{AtomicWriter, FileProjection, WriteOutcome, WriterError};
 
 /// What is mounted for one output file's object.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -36,8 +36,12 @@ pub struct ObjectStatus {
     pub version: String,
     /// Output path relative to the target dir.
     pub path: String,
-    /// sha256 hex of the file contents (contents are never reported).
-    pub sha256: String,
+    /// HMAC-SHA256 (hex) of the file contents under the volume's key (`..hmac.key`), as
+    /// written to `..status.json`; never a plain hash, never a value. Empty until the set
+    /// is published, and left out of anything serialised when empty (`/status` and
+    /// notifications clear it).
+    #[serde(rename = "hmac_sha256", skip_serializing_if = "String::is_empty")]
+    pub digest: String,
     /// When it was fetched (Unix seconds).
     pub fetched_at: u64,
     /// Certificate `notAfter` (Unix seconds), when the object is or holds a certificate.
@@ -226,7 +230,7 @@ pub struct Syncer {
     plan: Plan,
     client: KeyVaultClient,
     credential: Credential,
-    writer: AtomicWriter,
+    publisher: Publisher,
     timeout: Duration,
     pinned: Mutex<HashMap<PinKey, (Fetched, u64)>>,
 }
@@ -239,8 +243,19 @@ fn unix_now() -> u64 {
 }
 
 impl Syncer {
-    /// Builds the HTTP client, credential and writer for `plan`.
+    /// Builds the HTTP client, credential and a publisher of its own for `plan`.
     pub fn new(plan: Plan, settings: &Settings, metrics: Arc<Metrics>) -> Result<Self, SyncError> {
+        Self::with_publisher(plan, settings, metrics, Publisher::for_dir(&settings.dir))
+    }
+
+    /// Like [`new`](Self::new), publishing through `publisher` (the sidecar keeps one per
+    /// output directory across reloads).
+    pub fn with_publisher(
+        plan: Plan,
+        settings: &Settings,
+        metrics: Arc<Metrics>,
+        publisher: Publisher,
+    ) -> Result<Self, SyncError> {
         let http = crate::http::build(&HttpOptions::from_settings(settings))
             .map_err(|e| SyncError::Setup(e.to_string()))?;
         let opts = KeyVaultOptions {
@@ -248,21 +263,14 @@ impl Syncer {
             concurrency: settings.concurrency.max(1),
             ..KeyVaultOptions::default()
         };
-        Self::with_parts(
-            plan,
-            http,
-            AtomicWriter::new(&settings.dir),
-            settings.timeout,
-            opts,
-            metrics,
-        )
+        Self::with_parts(plan, http, publisher, settings.timeout, opts, metrics)
     }
 
     /// Builds a syncer from explicit parts (custom backoff, shared clients).
     pub fn with_parts(
         plan: Plan,
         http: HttpClients,
-        writer: AtomicWriter,
+        publisher: Publisher,
         timeout: Duration,
         opts: KeyVaultOptions,
         metrics: Arc<Metrics>,
@@ -280,7 +288,7 @@ impl Syncer {
             plan,
             client,
             credential,
-            writer,
+            publisher,
             timeout,
             pinned: Mutex::new(HashMap::new()),
         })
@@ -301,9 +309,14 @@ impl Syncer {
         &self.credential
     }
 
-    /// The writer.
+    /// The writer (owned by the publisher).
     pub fn writer(&self) -> &AtomicWriter {
-        &self.writer
+        self.publisher.writer()
+    }
+
+    /// The publisher.
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
     }
 
     /// One cycle under the settings' overall deadline.
@@ -337,26 +350,33 @@ impl Syncer {
             return Err(SyncError::Objects(failures));
         }
 
-        let mut payload = Payload::new();
-        let mut objects = Vec::with_capacity(items.len());
-        for it in items {
-            payload.insert(
-                it.path,
-                FileProjection {
+        let prepared: Vec<Prepared> = items
+            .into_iter()
+            .map(|it| Prepared {
+                path: it.path,
+                file: FileProjection {
                     data: it.data,
                     mode: it.mode,
                 },
-            );
-            objects.push(it.status);
-        }
-        let writer = self.writer.clone();
-        let outcome = tokio::task::spawn_blocking(move || writer.write(&payload))
-            .await
-            .map_err(|e| SyncError::Setup(format!("writer task failed: {e}")))?
-            .map_err(|source| SyncError::Write {
-                dir: self.writer.target_dir().display().to_string(),
-                source,
-            })?;
+                status: it.status,
+            })
+            .collect();
+        let publisher = self.publisher.clone();
+        let vault = self.plan.vault_name.clone();
+        let dir = || self.writer().target_dir().display().to_string();
+        let (outcome, objects) =
+            tokio::task::spawn_blocking(move || publisher.publish(&vault, prepared))
+                .await
+                // A panic in the writer is a write failure (exit 8), not a configuration one.
+                .map_err(|e| SyncError::Write {
+                    dir: dir(),
+                    source: WriterError::io(
+                        "run the writer for",
+                        self.writer().target_dir(),
+                        std::io::Error::other(format!("the writer task failed: {e}")),
+                    ),
+                })?
+                .map_err(|source| SyncError::Write { dir: dir(), source })?;
         Ok(SyncReport {
             outcome,
             objects,
@@ -364,18 +384,6 @@ impl Syncer {
             duration: started.elapsed(),
             finished_at: SystemTime::now(),
         })
-    }
-
-    /// Writes the status manifest for `report` (the same shape the sidecar writes).
-    pub fn write_status(&self, report: &SyncReport) -> Result<(), SyncError> {
-        let json = crate::telemetry::status::StatusDoc::for_report(&self.plan.vault_name, report)
-            .to_json();
-        self.writer
-            .write_status(&json)
-            .map_err(|source| SyncError::Write {
-                dir: self.writer.target_dir().display().to_string(),
-                source,
-            })
     }
 
     /// GET one version: from memory when it is pinned and was fetched before, else one GET
@@ -433,7 +441,6 @@ impl Syncer {
             .or(requested)
             .unwrap_or_default()
             .to_owned();
-        let sha256 = hex::encode(Sha256::digest(data.expose()));
         let not_after = crate::convert::not_after(fetched, data.expose());
         tracing::debug!(object = %id, %version, path = %path, bytes = data.len(), "object ready");
         Ok(Item {
@@ -441,7 +448,7 @@ impl Syncer {
                 id,
                 version,
                 path: path.clone(),
-                sha256,
+                digest: String::new(),
                 fetched_at,
                 not_after,
             },
@@ -607,7 +614,6 @@ pub async fn run_once(
         dir = %settings.dir.display(),
         "sync complete"
     );
-    syncer.write_status(&report)?;
     Ok(report)
 }
 
