@@ -79,7 +79,11 @@
 mod digest;
 mod error;
 mod fsops;
+#[cfg(test)]
+mod hostile_tests;
 mod paths;
+#[cfg(test)]
+mod race_tests;
 #[cfg(test)]
 mod tests;
 
