@@ -10,6 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::*;
 
+/// Enough files that writing them takes longer than the neighbour needs to notice.
+const FILES: usize = 2000;
+
 /// Names and modes of everything below `dir`.
 fn listing(dir: &Path) -> Vec<(PathBuf, u32)> {
     let mut out = Vec::new();
@@ -50,7 +53,7 @@ fn a_neighbour_swapping_directories_for_symlinks_mid_write_never_gets_a_file() {
                 mode: 0o644,
             },
         );
-        for i in 0..200 {
+        for i in 0..FILES {
             p.insert(
                 format!("d/e/f{i:03}"),
                 FileProjection {
@@ -63,8 +66,8 @@ fn a_neighbour_swapping_directories_for_symlinks_mid_write_never_gets_a_file() {
     };
     w.write(&payload(0)).unwrap();
 
-    // The neighbour: whenever a generation has `d` (or `d/e`) as a real directory, move
-    // it aside and put a symlink to its own directory in its place.
+    // The neighbour: whenever a generation being written has `d/e` as a real directory,
+    // move it aside and put a symlink to its own directory in its place.
     let stop = Arc::new(AtomicBool::new(false));
     let swaps = Arc::new(AtomicU64::new(0));
     let neighbour = {
@@ -75,12 +78,14 @@ fn a_neighbour_swapping_directories_for_symlinks_mid_write_never_gets_a_file() {
                 let Ok(entries) = fs::read_dir(&t) else {
                     continue;
                 };
+                let current = fs::read_link(t.join("..data")).ok();
                 for e in entries.flatten() {
                     let name = e.file_name().to_string_lossy().into_owned();
-                    if !name.starts_with("..20") {
+                    // Only a generation being written (not the published one).
+                    if !name.starts_with("..20") || current.as_deref() == Some(Path::new(&name)) {
                         continue;
                     }
-                    for sub in ["d/e", "d"] {
+                    for sub in ["d/e"] {
                         let victim = e.path().join(sub);
                         let is_dir = fs::symlink_metadata(&victim).is_ok_and(|m| m.is_dir());
                         n += 1;
@@ -95,10 +100,10 @@ fn a_neighbour_swapping_directories_for_symlinks_mid_write_never_gets_a_file() {
             }
         })
     };
-    for g in 1..=40 {
+    for g in 1..=30 {
         // Failures are expected (the writer notices the swaps); only the outside matters.
         let _ = w.write(&payload(g));
-        if g > 10 && swaps.load(Ordering::Relaxed) > 20 {
+        if swaps.load(Ordering::Relaxed) >= 5 {
             break;
         }
     }
@@ -108,10 +113,13 @@ fn a_neighbour_swapping_directories_for_symlinks_mid_write_never_gets_a_file() {
         swaps.load(Ordering::Relaxed) > 0,
         "the neighbour never acted"
     );
-    assert_eq!(
-        listing(&outside),
-        before,
-        "the writer created or changed something in the neighbour's directory"
+    let after = listing(&outside);
+    let extra: Vec<_> = after.iter().filter(|e| !before.contains(e)).collect();
+    assert!(
+        extra.is_empty(),
+        "the writer created or changed {} entries in the neighbour's directory, e.g. {:?}",
+        extra.len(),
+        &extra[..extra.len().min(3)]
     );
     assert_eq!(
         fs::metadata(&outside).unwrap().permissions().mode() & 0o7777,
