@@ -144,3 +144,81 @@ impl Publisher {
         Ok((outcome, objects))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::SecretBytes;
+    use crate::writer::Durability;
+
+    fn item(version: &str, value: &str, mode: u32) -> Prepared {
+        Prepared {
+            path: "db-password".into(),
+            file: FileProjection {
+                data: SecretBytes::new(value.as_bytes()),
+                mode,
+            },
+            status: ObjectStatus {
+                id: "secret/db-password".into(),
+                version: version.into(),
+                path: "db-password".into(),
+                digest: String::new(),
+                fetched_at: 1,
+                not_after: None,
+            },
+        }
+    }
+
+    fn manifest(dir: &std::path::Path) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join("..status.json")).unwrap()).unwrap()
+    }
+
+    // reference: ISSUE9 item 8 (manifest atomic with the set, keyed digests)
+    #[test]
+    fn the_manifest_describes_the_set_with_keyed_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Publisher::new(AtomicWriter::new(dir.path()).with_durability(Durability::Never));
+        let (outcome, objects) = p
+            .publish("demo", vec![item("v1", "hunter2", 0o600)])
+            .unwrap();
+        let WriteOutcome::Published { data_dir } = outcome else {
+            panic!("not published")
+        };
+        let m = manifest(dir.path());
+        assert_eq!(m["data_dir"], data_dir.as_str());
+        assert_eq!(m["vault"], "demo");
+        assert_eq!(m["objects"][0]["version"], "v1");
+        let key = p.writer().digest_key(0o600).unwrap();
+        assert_eq!(
+            m["objects"][0]["hmac_sha256"],
+            key.digest(b"hunter2").as_str()
+        );
+        assert_eq!(objects[0].digest, key.digest(b"hunter2"));
+        let text = std::fs::read_to_string(dir.path().join("..status.json")).unwrap();
+        assert!(!text.contains("hunter2"));
+        use sha2::Digest as _;
+        assert!(!text.contains(&hex::encode(sha2::Sha256::digest(b"hunter2"))));
+    }
+
+    #[test]
+    fn a_new_version_with_the_same_bytes_republishes_only_the_manifest_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Publisher::new(AtomicWriter::new(dir.path()).with_durability(Durability::Never));
+        p.publish("demo", vec![item("v1", "same", 0o644)]).unwrap();
+        let before = std::fs::read(dir.path().join("..status.json")).unwrap();
+        // Unchanged: nothing rewritten, the manifest included.
+        let (outcome, _) = p.publish("demo", vec![item("v1", "same", 0o644)]).unwrap();
+        assert_eq!(outcome, WriteOutcome::Unchanged);
+        assert_eq!(
+            std::fs::read(dir.path().join("..status.json")).unwrap(),
+            before
+        );
+        // A new version with the same value: the manifest must not keep saying v1.
+        let (outcome, _) = p.publish("demo", vec![item("v2", "same", 0o644)]).unwrap();
+        assert!(matches!(outcome, WriteOutcome::Published { .. }));
+        assert_eq!(manifest(dir.path())["objects"][0]["version"], "v2");
+        let stats = p.writer().stats();
+        assert_eq!(stats.files_written, 1, "{stats:?}");
+        assert_eq!(stats.files_linked, 1, "{stats:?}");
+    }
+}

@@ -778,16 +778,7 @@ mod tests {
             let n = n.clone();
             async move { n.lock().unwrap().push(e.data_dir) }
         });
-        let plan = Plan {
-            vault_url: "https://demo.vault.localhost/".parse().unwrap(),
-            vault_name: "demo".into(),
-            cloud: crate::config::cloud_by_name("AzurePublicCloud").unwrap(),
-            identity: crate::config::Identity::ManagedIdentity {
-                client_id: None,
-                endpoint: "http://127.0.0.1:1/".parse().unwrap(),
-            },
-            objects: vec![],
-        };
+        let plan = test_plan();
         let lp = Loop {
             backoff: Backoff::for_interval(interval),
             env: Env::default(),
@@ -815,6 +806,40 @@ mod tests {
             notified,
             _dir: dir,
         }
+    }
+
+    fn test_plan() -> Plan {
+        Plan {
+            vault_url: "https://demo.vault.localhost/".parse().unwrap(),
+            vault_name: "demo".into(),
+            cloud: crate::config::cloud_by_name("AzurePublicCloud").unwrap(),
+            identity: crate::config::Identity::ManagedIdentity {
+                client_id: None,
+                endpoint: "http://127.0.0.1:1/".parse().unwrap(),
+            },
+            objects: vec![],
+        }
+    }
+
+    // reference: ISSUE13 item 1 ("one AtomicWriter per output dir owned by the publisher")
+    #[tokio::test]
+    async fn cycles_built_for_reloads_share_one_publisher() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::with_defaults(dir.path().join("spc.yaml"), dir.path());
+        let publisher = Publisher::for_dir(dir.path());
+        let factory = default_factory(publisher.clone());
+        let first = factory(test_plan(), &settings, Metrics::new()).unwrap();
+        let mut reloaded = test_plan();
+        reloaded.vault_name = "other".into();
+        let second = factory(reloaded, &settings, Metrics::new()).unwrap();
+        assert!(first.publisher().unwrap().same_as(&publisher));
+        assert!(second.publisher().unwrap().same_as(&publisher));
+        // And the sidecar's own loop has no writer of its own: it is built from settings
+        // with one publisher that every cycle shares.
+        let s = Sidecar::new(settings.clone(), Env::default());
+        let a = (s.factory)(test_plan(), &settings, Metrics::new()).unwrap();
+        let b = (s.factory)(test_plan(), &settings, Metrics::new()).unwrap();
+        assert!(a.publisher().unwrap().same_as(b.publisher().unwrap()));
     }
 
     async fn run_for(h: &mut Harness, total: Duration) {

@@ -471,7 +471,10 @@ async fn health_ready_metrics_and_status_endpoints() {
     assert_eq!(status["objects"][0]["version"].as_str().unwrap().len(), 32);
     // Hashes of (possibly low-entropy) secrets stay off the network...
     assert!(status["objects"][0].get("sha256").is_none(), "{status}");
-    assert!(status["objects"][0].get("hmac_sha256").is_none(), "{status}");
+    assert!(
+        status["objects"][0].get("hmac_sha256").is_none(),
+        "{status}"
+    );
     assert!(status["next_refresh"].as_u64().is_some());
     assert!(
         !body.contains("first") && !body.contains("key-1"),
