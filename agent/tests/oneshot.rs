@@ -885,7 +885,8 @@ fn a_traced_run_mutates_the_output_dir_only_through_directory_fds() {
             } else {
                 format!("/{p}")
             };
-            let targets_dir = under(&abs) && !(via_fd && !p.starts_with('/'));
+            // Resolved from `/` (no directory fd, or an absolute path) to below the dir.
+            let targets_dir = (!via_fd || p.starts_with('/')) && under(&abs);
             if opens && !writes {
                 // Reads may name the output dir itself, but only to open it once, safely.
                 if abs == dir_s && !(args.contains("O_NOFOLLOW") && args.contains("O_DIRECTORY")) {

@@ -256,7 +256,7 @@ fn swaps_during_a_write_never_reach_outside() {
                 Stage::DirCreated {
                     data_dir,
                     path: "d",
-                } if data_dir != "" => {
+                } if !data_dir.is_empty() => {
                     let g = t.join(data_dir);
                     fs::rename(g.join("d"), g.join("d.moved")).unwrap();
                     symlink(outside, &g.join("d"));
@@ -635,11 +635,7 @@ fn one_changed_object_rewrites_one_file_and_links_the_rest() {
     chmod.get_mut("dir1/obj0001").unwrap().mode = 0o640;
     with_status(&w, &chmod).unwrap();
     assert_ne!(ino(&data_link(t), "dir1/obj0001"), kept_ino);
-    assert_eq!(
-        fs::metadata(t.join(&new)).is_err(),
-        true,
-        "old generation kept"
-    );
+    assert!(fs::metadata(t.join(&new)).is_err(), "old generation kept");
     assert_eq!(read_set(t, &chmod), expected(&chmod));
 }
 

@@ -222,12 +222,15 @@ pub struct WriterStats {
     pub files_read: u64,
 }
 
+/// Renders the manifest of a new generation, given its directory name.
+pub type RenderStatus<'a> = &'a dyn Fn(&str) -> Vec<u8>;
+
 /// Options of [`AtomicWriter::write_with`].
 #[derive(Default)]
 pub struct WriteOptions<'a> {
     /// Renders `..status.json` for a new generation, given its directory name; written
     /// inside it before the swap. With `None` no manifest is written.
-    pub status: Option<&'a dyn Fn(&str) -> Vec<u8>>,
+    pub status: Option<RenderStatus<'a>>,
     /// Publish a new generation even when every file matches (the manifest's metadata,
     /// such as a version, changed while the bytes did not).
     pub republish: bool,
@@ -698,10 +701,10 @@ impl AtomicWriter {
         let mut state = self.lock();
         let root = self.root(&mut state)?;
         let root = root.as_fd();
-        if let Some((key, mode)) = &state.key {
-            if mode & !want == 0 {
-                return Ok(key.clone());
-            }
+        if let Some((key, mode)) = &state.key
+            && mode & !want == 0
+        {
+            return Ok(key.clone());
         }
         let key = self.load_or_make_key(root, want)?;
         state.key = Some((key.clone(), want));
