@@ -26,7 +26,7 @@
 //! # The volume is shared ground (threat-model.md rule 5)
 //!
 //! A neighbour container may write the volume and swap anything in it for a symlink at any
-//! moment. So the target directory is opened once ([`fsops::open_root`]; its own path is
+//! moment. So the target directory is opened once (`O_DIRECTORY|O_NOFOLLOW`; its own path is
 //! the operator's and its parents are trusted) and every later call is relative to a
 //! directory descriptor, one component at a time, never following a symlink: `mkdirat`,
 //! `openat(O_CREAT|O_EXCL|O_NOFOLLOW)`, `fchmod`/`fchown` on descriptors, `symlinkat`,
