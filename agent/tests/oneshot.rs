@@ -940,6 +940,8 @@ fn regex_lite_call() -> impl Fn(&str) -> Option<(String, String)> {
                 line
             }
         });
+        // strace pads the pid column.
+        let rest = rest.trim_start();
         if rest.starts_with("<...") || rest.starts_with("+++") || rest.starts_with("---") {
             return None;
         }
