@@ -395,6 +395,9 @@ async fn unchanged_vault_causes_no_write() {
     let run = fx.start().await;
     let out = fx.out();
     eventually!(20, "first sync", data_target(&out).is_some());
+    // The swap shows before the cycle is counted: wait for the count, or a loaded machine
+    // counts the first (changed) cycle among the "three more".
+    eventually!(20, "first sync counted", run.refreshes().await >= 1.0);
     let target = data_target(&out).unwrap();
     let dirs = timestamped_dirs(&out);
     let r = run.refreshes().await;

@@ -273,6 +273,12 @@ struct PublishedFile {
     /// Keyed fingerprint of the contents (memory only).
     mac: [u8; 32],
     fp: Fingerprint,
+    /// Whether an unchanged stat proves unchanged contents. Not when the file's ctime was
+    /// within [`AtomicWriter::with_racy_window`] of the moment it was recorded: file
+    /// timestamps come from a coarse clock, so a change in the same tick as our own last
+    /// one leaves the stat as it was ("racy clean", as git calls it). Such a file is read
+    /// back once by the next write, then trusted.
+    trusted: bool,
 }
 
 /// The stat fields any change of a file moves: a write moves size/ctime, chmod/chown/link
@@ -322,8 +328,13 @@ pub struct AtomicWriter {
     durability: Durability,
     owner: Option<Owner>,
     stage: Option<StageHook>,
+    racy_window: std::time::Duration,
     shared: Arc<Shared>,
 }
+
+/// Default of [`AtomicWriter::with_racy_window`]: several ticks of the kernel's coarse
+/// clock (4 ms at HZ=250, 10 ms at HZ=100).
+const RACY_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl std::fmt::Debug for AtomicWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -385,6 +396,7 @@ impl AtomicWriter {
             durability: Durability::Auto,
             owner: None,
             stage: None,
+            racy_window: RACY_WINDOW,
             shared: Arc::new(Shared {
                 state: Mutex::default(),
                 counters: Counters::default(),
@@ -419,6 +431,14 @@ impl AtomicWriter {
     /// Chowns every published file (and the status file and key) to `owner`.
     pub fn with_owner(mut self, owner: Owner) -> Self {
         self.owner = Some(owner).filter(|o| o.uid.is_some() || o.gid.is_some());
+        self
+    }
+
+    /// How recent a file's ctime may be, when it is recorded, for its stat alone to vouch
+    /// for its contents on the next write (default 50 ms; zero trusts every stat, which
+    /// tests use to count reads).
+    pub fn with_racy_window(mut self, window: std::time::Duration) -> Self {
+        self.racy_window = window;
         self
     }
 
@@ -939,9 +959,9 @@ impl AtomicWriter {
             {
                 continue;
             }
-            let remembered = memo
-                .and_then(|m| m.files.get(path))
-                .is_some_and(|p| p.fp == e.fp && Some(&p.mac) == macs.get(path.as_str()));
+            let remembered = memo.and_then(|m| m.files.get(path)).is_some_and(|p| {
+                p.trusted && p.fp == e.fp && Some(&p.mac) == macs.get(path.as_str())
+            });
             if remembered {
                 same.insert(path.clone());
                 continue;
@@ -970,6 +990,11 @@ impl AtomicWriter {
         clean: &BTreeMap<String, &FileProjection>,
         macs: &BTreeMap<&str, [u8; 32]>,
     ) -> Option<Published> {
+        // Taken before the stats: a change after this instant has a later ctime.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let racy_after = now.saturating_sub(self.racy_window);
         let mut parents: BTreeMap<&str, Option<OwnedFd>> = BTreeMap::new();
         let mut files = BTreeMap::new();
         for path in clean.keys() {
@@ -978,11 +1003,16 @@ impl AtomicWriter {
                 .entry(parent)
                 .or_insert_with(|| fsops::open_dir_beneath(dir, parent).ok());
             let st = fsops::lstat_at(fd.as_ref()?.as_fd(), name).ok()??;
+            let fp = Fingerprint::of(&st);
+            let ctime = u64::try_from(fp.ctime.0)
+                .ok()
+                .map(|s| std::time::Duration::new(s, u32::try_from(fp.ctime.1).unwrap_or(0)));
             files.insert(
                 path.clone(),
                 PublishedFile {
                     mac: *macs.get(path.as_str())?,
-                    fp: Fingerprint::of(&st),
+                    fp,
+                    trusted: self.racy_window.is_zero() || ctime.is_some_and(|c| c < racy_after),
                 },
             );
         }
