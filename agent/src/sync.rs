@@ -685,6 +685,35 @@ mod tests {
         assert!(select_history(items, Some("new-disabled"), 2).is_err());
     }
 
+    // reference: ISSUE9 item 9 (a writer panic is a write failure, exit 8, not exit 3)
+    #[tokio::test]
+    async fn a_panicking_writer_is_a_write_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::with_defaults(dir.path().join("spc.yaml"), dir.path());
+        let plan = Plan {
+            vault_url: "https://demo.vault.localhost/".parse().unwrap(),
+            vault_name: "demo".into(),
+            cloud: crate::config::cloud_by_name("AzurePublicCloud").unwrap(),
+            identity: crate::config::Identity::ManagedIdentity {
+                client_id: None,
+                endpoint: "http://127.0.0.1:1/".parse().unwrap(),
+            },
+            objects: vec![],
+        };
+        let writer = AtomicWriter::new(dir.path().join("out")).with_stage_hook(Arc::new(|stage| {
+            if matches!(stage, crate::writer::Stage::Inspected) {
+                panic!("injected writer panic");
+            }
+        }));
+        let syncer =
+            Syncer::with_publisher(plan, &settings, Metrics::new(), Publisher::new(writer))
+                .unwrap();
+        let e = syncer.sync().await.unwrap_err();
+        assert!(matches!(e, SyncError::Write { .. }), "{e}");
+        assert_eq!(e.exit_code(), EXIT_WRITE);
+        assert!(e.to_string().contains("the writer task failed"), "{e}");
+    }
+
     #[test]
     fn exit_codes_follow_the_table() {
         let f = |kind| ObjectFailure {
