@@ -61,7 +61,9 @@
 //!   change is published;
 //! - unchanged sets cost no file read: what was published is kept in memory (keyed content
 //!   fingerprint, mode, owner, inode, size, ctime of each file) and re-verified with
-//!   `fstatat` only; anything that looks touched falls back to a byte compare;
+//!   `fstatat` only; anything that looks touched falls back to a byte compare, and so does
+//!   a file whose ctime was too recent to vouch for it when recorded (coarse timestamps;
+//!   [`AtomicWriter::with_racy_window`]), once;
 //! - files of unchanged objects are hard-linked from the previous generation (same bytes,
 //!   mode and owner), so one changed object in N rewrites one file;
 //! - durability is one batched pass (`syncfs` once the generation is complete, `fsync` of
