@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Sidecar figures against the bundled emulator (`make bench`):
 #   - resident memory (VmRSS) of the agent after its first sync of 50 objects;
-#   - CPU time (utime+stime) the agent uses during a 60 s idle window between refreshes.
-# Targets: < 10 MiB RSS, < 20 ms CPU. Everything runs on loopback with port 0.
+#   - CPU time (utime+stime) the agent uses during a 60 s idle window between refreshes;
+#   - the writer's publish path (agent/examples/publish_bench.rs): 1,000 and 5,000 files on a
+#     disk-backed dir (PUBLISH_BENCH_DIR, default /var/tmp) and on tmpfs (/dev/shm), an
+#     unchanged refresh of 2,000 files, and one changed file in 2,000.
+# Targets: < 10 MiB RSS, < 20 ms CPU; disk within 1.5x of tmpfs at 1,000 files; one changed
+# object rewrites one file. Everything runs on loopback with port 0.
 #
 # Usage: bench/run.sh [--no-build] [--idle SECONDS]
 set -euo pipefail
@@ -19,8 +23,11 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$build" = 1 ]; then
-  cargo build --release -p keyvault-agent -p keyvault-emulator --locked
+  cargo build --release -p keyvault-agent -p keyvault-emulator --locked --example publish_bench
 fi
+
+target/release/examples/publish_bench "${PUBLISH_BENCH_DIR:-/var/tmp}"
+echo
 
 exec python3 bench/sidecar.py \
   --agent target/release/keyvault-agent \

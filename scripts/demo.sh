@@ -137,7 +137,7 @@ data="$(readlink -f "$out/..data")"
     fi
 done
 if [ -f "$out/..status.json" ]; then
-    echo "  ..status.json (beside ..data, for tools): $(wc -c < "$out/..status.json" | tr -d ' ') bytes of object ids, versions and sha256"
+    echo "  ..status.json (the set's manifest, for tools): $(wc -c < "$out/..status.json" | tr -d ' ') bytes of object ids, versions and keyed digests (HMAC-SHA256)"
 fi
 
 say "done: the emulator is stopped and $work removed"

@@ -7,6 +7,7 @@
 #   ca-certificates       the CA bundle copied into the agent image
 #   file                  checks that release binaries are statically linked
 #   openssl               `make demo` prints certificate subjects
+#   strace                the writer's syscall-trace test (no path-based mutation under --dir)
 #   python3-venv          only when the python3 on PATH cannot create a venv
 set -euo pipefail
 
@@ -20,6 +21,7 @@ have_pkg busybox-static || missing+=(busybox-static)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 command -v file >/dev/null || missing+=(file)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v strace >/dev/null || missing+=(strace)
 if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then missing+=(python3-venv); fi
 
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -23,6 +23,7 @@
 //! - [`files`]: bounded reads of regular files named by flags, environment or config.
 //! - [`writer`]: the Kubernetes AtomicWriter port; the only module that touches the output dir.
 //! - [`sync`]: one fetch → convert → write cycle over a whole plan.
+//! - [`publish`]: the one owner of the output directory's writer; payload plus manifest.
 //! - [`refresh`]: the sidecar loop (jittered timer, backoff, reload, readiness).
 //! - [`notify`]: tells the application that a new set was published.
 //! - [`telemetry`]: logs, metrics, and the health/status HTTP server.
@@ -47,6 +48,7 @@ pub mod files;
 pub mod http;
 pub mod keyvault;
 pub mod notify;
+pub mod publish;
 pub mod refresh;
 pub mod retry;
 pub mod secret;

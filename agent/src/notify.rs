@@ -952,7 +952,7 @@ mod tests {
             id: "secret/db-password".into(),
             version: "0000000000000000000000000000000c".into(),
             path: "db-password".into(),
-            sha256: "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8".into(),
+            digest: "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8".into(),
             fetched_at: 1_700_000_000,
             not_after: None,
             expires: None,
@@ -967,7 +967,7 @@ mod tests {
             "0000000000000000000000000000000c"
         );
         assert!(
-            !text.contains(&status.sha256),
+            !text.contains(&status.digest),
             "digest in the payload: {text}"
         );
         assert!(!text.contains("sha256"), "{text}");

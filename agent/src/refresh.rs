@@ -3,8 +3,10 @@
 //!
 //! One task owns the schedule. Each cycle is [`Cycle::sync`] (fetch → convert → write, by
 //! [`crate::sync::Syncer`]); the writer decides whether anything changed. Around it:
-//! - success: status manifest and metrics updated, the app notified once if files were
-//!   swapped, next refresh at `interval ± jitter`;
+//! - success: state and metrics updated, the app notified once if files were swapped, next
+//!   refresh at `interval ± jitter`. `..status.json` is the published set's manifest,
+//!   written by the publisher inside each new generation; an unchanged or failed refresh
+//!   does not touch it (next refresh and last error are served at `/status`);
 //! - failure: the published set stays, the next attempt backs off exponentially with full
 //!   jitter and never earlier than the server's `Retry-After`, clamped to the longer of the
 //!   interval and 5 minutes ([`crate::retry::Failures`]), then the normal schedule resumes. The first sync retries the same way forever (not ready meanwhile);
@@ -38,13 +40,14 @@ use tracing::Instrument;
 use crate::config::{self, ConfigErrors, Env, Plan, Settings};
 use crate::error::Error;
 use crate::notify::{ChangeEvent, Coalescer, Notifier};
+use crate::publish::Publisher;
 use crate::retry::{Failures, deadline_in, jittered};
 use crate::signal::ReloadRequests;
 use crate::sync::{ObjectStatus, SyncError, SyncReport, Syncer};
 use crate::telemetry::metrics::{Metrics, RefreshResult};
 use crate::telemetry::server::{Limits, Server};
 use crate::telemetry::status::SidecarState;
-use crate::writer::{AtomicWriter, WriteOutcome};
+use crate::writer::WriteOutcome;
 
 /// How long after its promised check-in the loop may be late before `/healthz` fails.
 const LIVENESS_SLACK: Duration = Duration::from_secs(30);
@@ -78,11 +81,20 @@ pub async fn run(
 pub trait Cycle: Send + Sync {
     /// One fetch → convert → write cycle.
     fn sync(&self) -> BoxFuture<'_, Result<SyncReport, SyncError>>;
+
+    /// The publisher this cycle writes through, if it has one.
+    fn publisher(&self) -> Option<&Publisher> {
+        None
+    }
 }
 
 impl Cycle for Syncer {
     fn sync(&self) -> BoxFuture<'_, Result<SyncReport, SyncError>> {
         Box::pin(Syncer::sync(self))
+    }
+
+    fn publisher(&self) -> Option<&Publisher> {
+        Some(Syncer::publisher(self))
     }
 }
 
@@ -90,14 +102,16 @@ impl Cycle for Syncer {
 pub type CycleFactory =
     Arc<dyn Fn(Plan, &Settings, Arc<Metrics>) -> Result<Box<dyn Cycle>, SyncError> + Send + Sync>;
 
-fn default_factory() -> CycleFactory {
-    // One cache for every syncer of the process: a reload reuses unchanged objects.
+/// Real syncers, all publishing through `publisher` (one writer per output directory for
+/// the life of the process, whatever the reloads) and sharing one fetch cache (a reload
+/// reuses unchanged objects).
+fn default_factory(publisher: Publisher) -> CycleFactory {
     let cache = crate::detect::FetchCache::new();
     Arc::new(move |plan, settings, metrics| {
-        Ok(
-            Box::new(Syncer::new(plan, settings, metrics)?.with_cache(cache.clone()))
-                as Box<dyn Cycle>,
-        )
+        Ok(Box::new(
+            Syncer::with_publisher(plan, settings, metrics, publisher.clone())?
+                .with_cache(cache.clone()),
+        ) as Box<dyn Cycle>)
     })
 }
 
@@ -125,6 +139,7 @@ impl Sidecar {
     /// A sidecar for `settings` and `env` with the real syncer and no reload trigger other
     /// than the config file watch.
     pub fn new(settings: Settings, env: Env) -> Self {
+        let publisher = Publisher::for_dir(&settings.dir);
         Self {
             settings,
             env,
@@ -133,7 +148,7 @@ impl Sidecar {
             triggers: Vec::new(),
             limits: Limits::for_this_process(),
             on_listening: None,
-            factory: default_factory(),
+            factory: default_factory(publisher),
         }
     }
 
@@ -261,7 +276,6 @@ impl Sidecar {
         });
 
         let mut lp = Loop {
-            writer: AtomicWriter::new(&settings.dir),
             backoff: Failures::for_interval(settings.interval),
             settings,
             env: self.env,
@@ -297,15 +311,13 @@ struct Loop {
     cycle: Box<dyn Cycle>,
     /// Liveness, readiness and the status manifest, read by the health server.
     state: Arc<SidecarState>,
-    /// Writes `..status.json` beside `..data`.
-    writer: AtomicWriter,
     /// Failure backoff; reset by a success.
     backoff: Failures,
     /// Delivers change notifications, when any notifier is configured.
     coalescer: Option<Coalescer>,
     /// What the last successful cycle reported, to name the objects that changed.
     published: Vec<ObjectStatus>,
-    /// No cycle has succeeded yet (wording of log lines; status written only after one).
+    /// No cycle has succeeded yet (wording of log lines).
     first: bool,
     /// How long a reload may read and parse before it is abandoned.
     reload_deadline: Duration,
@@ -443,7 +455,6 @@ impl Loop {
                 }
                 self.state
                     .scheduled(delay.saturating_sub(started.elapsed()));
-                self.write_status();
                 tracing::info!(
                     objects = report.objects.len(),
                     changed = data_dir.is_some(),
@@ -488,10 +499,6 @@ impl Loop {
                 let message = e.to_string().replace('\n', "; ");
                 self.state.failed(&message);
                 self.state.scheduled(delay);
-                if !self.first {
-                    // Keep the manifest's next_refresh and last_error current.
-                    self.write_status();
-                }
                 tracing::warn!(
                     error = %message,
                     transient = e.is_transient(),
@@ -507,13 +514,6 @@ impl Loop {
                 );
                 delay
             }
-        }
-    }
-
-    fn write_status(&self) {
-        if let Err(e) = self.writer.write_status(&self.state.json()) {
-            self.metrics.error("status");
-            tracing::warn!(dir = %self.settings.dir.display(), error = %e, "cannot write the status file");
         }
     }
 
@@ -591,7 +591,7 @@ fn changed_ids(before: &[ObjectStatus], after: &[ObjectStatus]) -> Vec<String> {
         .iter()
         .filter(|a| {
             !before.iter().any(|b| {
-                b.id == a.id && b.path == a.path && b.version == a.version && b.sha256 == a.sha256
+                b.id == a.id && b.path == a.path && b.version == a.version && b.digest == a.digest
             })
         })
         .map(|a| a.id.clone())
@@ -741,22 +741,12 @@ mod tests {
             let n = n.clone();
             async move { n.lock().unwrap().push(e.data_dir) }
         });
-        let plan = Plan {
-            vault_url: "https://demo.vault.localhost/".parse().unwrap(),
-            vault_name: "demo".into(),
-            cloud: crate::config::cloud_by_name("AzurePublicCloud").unwrap(),
-            identity: crate::config::Identity::ManagedIdentity {
-                client_id: None,
-                endpoint: "http://127.0.0.1:1/".parse().unwrap(),
-            },
-            objects: vec![],
-        };
+        let plan = test_plan();
         let lp = Loop {
-            writer: AtomicWriter::new(dir.path()),
             backoff: Failures::for_interval(interval),
             env: Env::default(),
             metrics: Metrics::new(),
-            factory: default_factory(),
+            factory: default_factory(Publisher::for_dir(dir.path())),
             plan,
             cycle: Box::new(Scripted {
                 script: std::sync::Mutex::new(script.into()),
@@ -781,6 +771,40 @@ mod tests {
             notified,
             _dir: dir,
         }
+    }
+
+    fn test_plan() -> Plan {
+        Plan {
+            vault_url: "https://demo.vault.localhost/".parse().unwrap(),
+            vault_name: "demo".into(),
+            cloud: crate::config::cloud_by_name("AzurePublicCloud").unwrap(),
+            identity: crate::config::Identity::ManagedIdentity {
+                client_id: None,
+                endpoint: "http://127.0.0.1:1/".parse().unwrap(),
+            },
+            objects: vec![],
+        }
+    }
+
+    // reference: ISSUE13 item 1 ("one AtomicWriter per output dir owned by the publisher")
+    #[tokio::test]
+    async fn cycles_built_for_reloads_share_one_publisher() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::with_defaults(dir.path().join("spc.yaml"), dir.path());
+        let publisher = Publisher::for_dir(dir.path());
+        let factory = default_factory(publisher.clone());
+        let first = factory(test_plan(), &settings, Metrics::new()).unwrap();
+        let mut reloaded = test_plan();
+        reloaded.vault_name = "other".into();
+        let second = factory(reloaded, &settings, Metrics::new()).unwrap();
+        assert!(first.publisher().unwrap().same_as(&publisher));
+        assert!(second.publisher().unwrap().same_as(&publisher));
+        // And the sidecar's own loop has no writer of its own: it is built from settings
+        // with one publisher that every cycle shares.
+        let s = Sidecar::new(settings.clone(), Env::default());
+        let a = (s.factory)(test_plan(), &settings, Metrics::new()).unwrap();
+        let b = (s.factory)(test_plan(), &settings, Metrics::new()).unwrap();
+        assert!(a.publisher().unwrap().same_as(b.publisher().unwrap()));
     }
 
     async fn run_for(h: &mut Harness, total: Duration) {
@@ -1057,7 +1081,7 @@ mod tests {
             id: id.into(),
             version: version.into(),
             path: id.into(),
-            sha256: sha.into(),
+            digest: sha.into(),
             fetched_at: 0,
             not_after: None,
             expires: None,

@@ -16,7 +16,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use futures::future::join_all;
-use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use crate::auth::{AuthError, Credential};
@@ -29,9 +28,10 @@ use crate::http::{HttpClients, HttpOptions};
 use crate::keyvault::list::{Fingerprint, Listing};
 use crate::keyvault::model::{Fetched, VersionItem};
 use crate::keyvault::{KeyVaultClient, KeyVaultError, KeyVaultOptions};
+use crate::publish::{Prepared, Publisher};
 use crate::secret::SecretBytes;
 use crate::telemetry::metrics::Metrics;
-use crate::writer::{AtomicWriter, FileProjection, Payload, WriteOutcome, WriterError};
+use crate::writer::{AtomicWriter, FileProjection, WriteOutcome, WriterError};
 
 /// What is mounted for one output file's object.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -42,8 +42,12 @@ pub struct ObjectStatus {
     pub version: String,
     /// Output path relative to the target dir.
     pub path: String,
-    /// sha256 hex of the file contents (contents are never reported).
-    pub sha256: String,
+    /// HMAC-SHA256 (hex) of the file contents under the volume's key (`..hmac.key`), as
+    /// written to `..status.json`; never a plain hash, never a value. Empty until the set
+    /// is published, and left out of anything serialised when empty (`/status` and
+    /// notifications clear it).
+    #[serde(rename = "hmac_sha256", skip_serializing_if = "String::is_empty")]
+    pub digest: String,
     /// When it was fetched (Unix seconds).
     pub fetched_at: u64,
     /// Certificate `notAfter` (Unix seconds), when the object is or holds a certificate.
@@ -262,7 +266,7 @@ pub struct Syncer {
     plan: Plan,
     client: KeyVaultClient,
     credential: Credential,
-    writer: AtomicWriter,
+    publisher: Publisher,
     timeout: Duration,
     /// Pinned versions and latest objects kept between cycles (shared across reloads).
     cache: Arc<FetchCache>,
@@ -284,8 +288,19 @@ fn unix_now() -> u64 {
 }
 
 impl Syncer {
-    /// Builds the HTTP client, credential and writer for `plan`.
+    /// Builds the HTTP client, credential and a publisher of its own for `plan`.
     pub fn new(plan: Plan, settings: &Settings, metrics: Arc<Metrics>) -> Result<Self, SyncError> {
+        Self::with_publisher(plan, settings, metrics, Publisher::for_dir(&settings.dir))
+    }
+
+    /// Like [`new`](Self::new), publishing through `publisher` (the sidecar keeps one per
+    /// output directory across reloads).
+    pub fn with_publisher(
+        plan: Plan,
+        settings: &Settings,
+        metrics: Arc<Metrics>,
+        publisher: Publisher,
+    ) -> Result<Self, SyncError> {
         let http = crate::http::build(&HttpOptions::from_settings(settings))
             .map_err(|e| SyncError::Setup(e.to_string()))?;
         let opts = KeyVaultOptions {
@@ -293,18 +308,13 @@ impl Syncer {
             concurrency: settings.concurrency.max(1),
             ..KeyVaultOptions::default()
         };
-        Ok(Self::with_parts(
-            plan,
-            http,
-            AtomicWriter::new(&settings.dir),
-            settings.timeout,
-            opts,
-            metrics,
-        )?
-        .with_detection(Detection {
-            mode: settings.change_detection,
-            full_sweep_every: settings.full_sweep_every,
-        }))
+        Ok(
+            Self::with_parts(plan, http, publisher, settings.timeout, opts, metrics)?
+                .with_detection(Detection {
+                    mode: settings.change_detection,
+                    full_sweep_every: settings.full_sweep_every,
+                }),
+        )
     }
 
     /// Uses `cache` for pinned and latest objects (shared with earlier syncers of the same
@@ -324,7 +334,7 @@ impl Syncer {
     pub fn with_parts(
         plan: Plan,
         http: HttpClients,
-        writer: AtomicWriter,
+        publisher: Publisher,
         timeout: Duration,
         opts: KeyVaultOptions,
         metrics: Arc<Metrics>,
@@ -343,7 +353,7 @@ impl Syncer {
             plan,
             client,
             credential,
-            writer,
+            publisher,
             timeout,
             cache: FetchCache::new(),
             detection: Detection::default(),
@@ -369,9 +379,14 @@ impl Syncer {
         &self.credential
     }
 
-    /// The writer.
+    /// The writer (owned by the publisher).
     pub fn writer(&self) -> &AtomicWriter {
-        &self.writer
+        self.publisher.writer()
+    }
+
+    /// The publisher.
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
     }
 
     /// One cycle under the settings' overall deadline.
@@ -434,26 +449,25 @@ impl Syncer {
             .filter_map(|s| self.cache.latest(self.vault_key(), s.object_type, &s.name))
             .filter_map(|l| l.fingerprint.exp)
             .collect();
-        let mut payload = Payload::new();
-        let mut objects = Vec::with_capacity(items.len());
-        for it in items {
-            payload.insert(
-                it.path,
-                FileProjection {
+        let prepared: Vec<Prepared> = items
+            .into_iter()
+            .map(|it| Prepared {
+                path: it.path,
+                file: FileProjection {
                     data: it.data,
                     mode: it.mode,
                 },
-            );
-            objects.push(it.status);
-        }
-        let writer = self.writer.clone();
-        let outcome = tokio::task::spawn_blocking(move || writer.write(&payload))
-            .await
-            .map_err(SyncError::writer_task)?
-            .map_err(|source| SyncError::Write {
-                dir: self.writer.target_dir().display().to_string(),
-                source,
-            })?;
+                status: it.status,
+            })
+            .collect();
+        let publisher = self.publisher.clone();
+        let vault = self.plan.vault_name.clone();
+        let dir = || self.writer().target_dir().display().to_string();
+        let (outcome, objects) =
+            tokio::task::spawn_blocking(move || publisher.publish(&vault, prepared))
+                .await
+                .map_err(SyncError::writer_task)?
+                .map_err(|source| SyncError::Write { dir: dir(), source })?;
         Ok(SyncReport {
             outcome,
             objects,
@@ -624,18 +638,6 @@ impl Syncer {
         unchanged
     }
 
-    /// Writes the status manifest for `report` (the same shape the sidecar writes).
-    pub fn write_status(&self, report: &SyncReport) -> Result<(), SyncError> {
-        let json = crate::telemetry::status::StatusDoc::for_report(&self.plan.vault_name, report)
-            .to_json();
-        self.writer
-            .write_status(&json)
-            .map_err(|source| SyncError::Write {
-                dir: self.writer.target_dir().display().to_string(),
-                source,
-            })
-    }
-
     /// GET one version: from memory when it is pinned and was fetched before, or when it is
     /// the latest and its list entry shows no change; else one GET shared by every object of
     /// this cycle that names the same version.
@@ -712,7 +714,6 @@ impl Syncer {
             .or(requested)
             .unwrap_or_default()
             .to_owned();
-        let sha256 = hex::encode(Sha256::digest(data.expose()));
         let not_after = crate::convert::not_after(fetched, data.expose());
         tracing::debug!(object = %id, %version, path = %path, bytes = data.len(), "object ready");
         Ok(Item {
@@ -720,7 +721,7 @@ impl Syncer {
                 id,
                 version,
                 path: path.clone(),
-                sha256,
+                digest: String::new(),
                 fetched_at,
                 not_after,
                 expires: crate::keyvault::list::Fingerprint::of(fetched).exp,
@@ -896,7 +897,6 @@ pub async fn run_once(
         dir = %settings.dir.display(),
         "sync complete"
     );
-    syncer.write_status(&report)?;
     Ok(report)
 }
 
@@ -966,6 +966,37 @@ mod tests {
             ["a", "b", "c", "d", "e", "nocreated"]
         );
         assert!(select_history(items, Some("new-disabled"), 2).is_err());
+    }
+
+    // reference: threat-model.md rule 10 (a writer panic is a bug: exit 1, not exit 3), and
+    // the previous set stays (the panic happens before the swap)
+    #[tokio::test]
+    async fn a_panicking_writer_is_an_internal_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::with_defaults(dir.path().join("spc.yaml"), dir.path());
+        let plan = Plan {
+            vault_url: "https://demo.vault.localhost/".parse().unwrap(),
+            vault_name: "demo".into(),
+            cloud: crate::config::cloud_by_name("AzurePublicCloud").unwrap(),
+            identity: crate::config::Identity::ManagedIdentity {
+                client_id: None,
+                endpoint: "http://127.0.0.1:1/".parse().unwrap(),
+            },
+            objects: vec![],
+        };
+        let writer = AtomicWriter::new(dir.path().join("out")).with_stage_hook(Arc::new(|stage| {
+            if matches!(stage, crate::writer::Stage::Inspected) {
+                panic!("injected writer panic");
+            }
+        }));
+        let syncer =
+            Syncer::with_publisher(plan, &settings, Metrics::new(), Publisher::new(writer))
+                .unwrap();
+        let e = syncer.sync().await.unwrap_err();
+        assert!(matches!(e, SyncError::Internal(_)), "{e}");
+        assert_eq!(e.exit_code(), crate::error::EXIT_INTERNAL);
+        assert!(e.to_string().contains("writer task panicked"), "{e}");
+        assert!(!dir.path().join("out").join("..data").exists());
     }
 
     #[test]

@@ -86,7 +86,7 @@ async fn workload_identity_end_to_end_over_tls_with_every_conversion() {
         ("secret/db-password", DB_V3)
     );
     assert_eq!(db.path, "db-password");
-    assert_eq!(db.sha256.len(), 64);
+    assert_eq!(db.digest.len(), 64);
     let crt = report
         .objects
         .iter()
@@ -99,10 +99,33 @@ async fn workload_identity_end_to_end_over_tls_with_every_conversion() {
     // Same manifest shape as the sidecar's: one entry per output file, no values.
     assert_eq!(status["objects"].as_array().unwrap().len(), 9);
     assert_eq!(status["ready"], true);
-    assert!(
-        status["objects"][0]["sha256"]
-            .as_str()
-            .is_some_and(|h| h.len() == 64)
+    // Keyed digests only (reference: threat-model.md rule 8): HMAC-SHA256 under the
+    // volume's key, never the plain SHA-256 of a value.
+    let on_disk = status["objects"][0]["hmac_sha256"].as_str().unwrap();
+    assert_eq!(on_disk, db.digest);
+    assert!(status["objects"][0].get("sha256").is_none());
+    let key: [u8; 32] = std::fs::read(h.dir.join("..hmac.key"))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let key = keyvault_agent::writer::DigestKey::from_bytes(key);
+    let value = std::fs::read(h.dir.join("db-password")).unwrap();
+    assert_eq!(on_disk, key.digest(&value));
+    use sha2::Digest as _;
+    assert_ne!(on_disk, hex::encode(sha2::Sha256::digest(&value)));
+    // The manifest lives in the generation it describes; the name at the top is a link.
+    assert_eq!(
+        std::fs::read_link(h.dir.join("..status.json")).unwrap(),
+        std::path::Path::new("..data/..status.json")
+    );
+    // The key is as private as the most private file of the set (app/api-key.txt: 0600).
+    assert_eq!(
+        std::fs::metadata(h.dir.join("..hmac.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
     );
     assert!(
         !String::from_utf8_lossy(&std::fs::read(h.dir.join("..status.json")).unwrap())
@@ -123,6 +146,9 @@ async fn workload_identity_end_to_end_over_tls_with_every_conversion() {
     needles.push(token.split('.').nth(1).unwrap());
     needles.push("PRIVATE KEY");
     needles.push(h.file("web-tls.pfx").leak());
+    // Nor any digest.
+    let digests: Vec<&str> = report.objects.iter().map(|o| o.digest.as_str()).collect();
+    needles.extend(digests);
     logs.assert_absent(&needles);
     // Any JWT (service-account or access token) starts with base64 of `{"`.
     assert!(!logs.text().contains("eyJ"), "no jwt in logs");
@@ -680,4 +706,254 @@ async fn entra_throttling_and_outages_are_retried() {
     );
     assert_eq!(h.emu.counts().route(Route::Token), 3);
     assert_eq!(h.file("db-password"), "s3cr3t-db-password-value");
+}
+
+// reference: threat-model.md rule 10 ("a non-zero exit means the directory is as it was"),
+// ISSUE9 item 8 (the manifest is written inside the new generation before the swap)
+#[test]
+fn a_manifest_that_cannot_be_written_fails_the_run_and_changes_nothing() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let h = rt.block_on(Harness::start());
+    let dir = h.dir.display().to_string();
+    let run = |objects: &[&str]| {
+        let spc = h.spc(objects, &[]);
+        h.run_binary(
+            &["--config", spc.to_str().unwrap(), "--dir", &dir, "--once"],
+            &h.wi_env(),
+        )
+    };
+    let out = run(&["objectName: db-password\nobjectType: secret"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Someone put a directory where the manifest's link lives.
+    std::fs::remove_file(h.dir.join("..status.json")).unwrap();
+    std::fs::create_dir(h.dir.join("..status.json")).unwrap();
+    let before = h.snapshot();
+    let out = run(&[
+        "objectName: db-password\nobjectType: secret",
+        "objectName: api-key\nobjectType: secret",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(keyvault_agent::error::EXIT_WRITE),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("\"..status.json\" is a directory"),
+        "{stderr}"
+    );
+    // The new set was not swapped in: exit 8 means the directory is as it was.
+    assert_eq!(h.snapshot(), before);
+}
+
+/// `strace` on PATH, if any.
+fn strace() -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| d.join("strace"))
+        .find(|p| p.is_file())
+}
+
+// reference: threat-model.md "How to prove it" (a syscall trace shows no mutating call on a
+// path under the output dir that is not relative to a directory fd)
+#[test]
+fn a_traced_run_mutates_the_output_dir_only_through_directory_fds() {
+    let Some(strace) = strace() else {
+        eprintln!("skipped: strace is not installed (apt-get install strace)");
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let h = rt.block_on(Harness::start());
+    let dir = h
+        .dir
+        .parent()
+        .unwrap()
+        .canonicalize()
+        .unwrap()
+        .join(h.dir.file_name().unwrap());
+    // Something to replace, remove and collect on the second run.
+    let spc = h.spc(
+        &[
+            "objectName: db-password\nobjectType: secret",
+            "objectName: api-key\nobjectType: secret\nobjectAlias: app/api-key.txt",
+        ],
+        &[],
+    );
+    let trace = tempfile::NamedTempFile::new().unwrap();
+    let mut lines = Vec::new();
+    for objects in [
+        &["objectName: db-password\nobjectType: secret"][..],
+        &[
+            "objectName: db-password\nobjectType: secret\nobjectAlias: renamed",
+            "objectName: api-key\nobjectType: secret\nobjectAlias: app/api-key.txt",
+        ][..],
+    ] {
+        let spc = h.spc(objects, &[]);
+        let mut cmd = std::process::Command::new(&strace);
+        cmd.env_clear()
+            .current_dir("/")
+            .env("SSL_CERT_FILE", h.emu.ca_file())
+            .env(
+                "KEYVAULT_AGENT_IMDS_ENDPOINT",
+                h.emu.imds_endpoint().to_string(),
+            )
+            .args(["-f", "-qq", "-e", "trace=%file", "-o"])
+            .arg(trace.path())
+            .arg(env!("CARGO_BIN_EXE_keyvault-agent"))
+            .args(["--config", spc.to_str().unwrap(), "--dir"])
+            .arg(&dir)
+            .arg("--once");
+        for (k, v) in h.wi_env() {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if stderr.contains("PTRACE_TRACEME") || stderr.contains("ptrace(") {
+            eprintln!("skipped: ptrace is not permitted here: {stderr}");
+            return;
+        }
+        assert!(out.status.success(), "{stderr}");
+        lines.extend(
+            std::fs::read_to_string(trace.path())
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
+        );
+    }
+    drop(spc);
+    assert_eq!(h.file("renamed"), "s3cr3t-db-password-value");
+
+    let dir_s = dir.to_str().unwrap().to_owned();
+    let under = |p: &str| p.starts_with(&format!("{dir_s}/"));
+    // Calls that change the file system, with the index of their first path argument.
+    let mutating = [
+        "mkdir",
+        "mkdirat",
+        "rmdir",
+        "unlink",
+        "unlinkat",
+        "rename",
+        "renameat",
+        "renameat2",
+        "link",
+        "linkat",
+        "symlink",
+        "symlinkat",
+        "chmod",
+        "fchmodat",
+        "fchmodat2",
+        "chown",
+        "lchown",
+        "fchownat",
+        "truncate",
+        "creat",
+        "utimensat",
+        "mknod",
+        "mknodat",
+    ];
+    let call = regex_lite_call();
+    let mut at_calls = 0;
+    let mut violations = Vec::new();
+    for line in &lines {
+        let Some((name, args)) = call(line) else {
+            continue;
+        };
+        let opens = matches!(name.as_str(), "open" | "openat" | "openat2");
+        let writes = opens
+            && (args.contains("O_CREAT")
+                || args.contains("O_WRONLY")
+                || args.contains("O_RDWR")
+                || args.contains("O_TRUNC"));
+        if !(mutating.contains(&name.as_str()) || writes || opens) {
+            continue;
+        }
+        let quoted: Vec<&str> = args.split('"').skip(1).step_by(2).collect();
+        let relative_to_fd = name.ends_with("at") || name.ends_with("at2") || name == "openat2";
+        let first_arg = args.split(',').next().unwrap_or("").trim();
+        let via_fd = relative_to_fd && first_arg != "AT_FDCWD" && !name.starts_with("symlink");
+        for p in &quoted {
+            // The process runs in `/`: a relative path without a directory fd is `/<p>`.
+            let abs = if p.starts_with('/') {
+                (*p).to_owned()
+            } else {
+                format!("/{p}")
+            };
+            // Resolved from `/` (no directory fd, or an absolute path) to below the dir.
+            let targets_dir = (!via_fd || p.starts_with('/')) && under(&abs);
+            if opens && !writes {
+                // Reads may name the output dir itself, but only to open it once, safely.
+                if abs == dir_s && !(args.contains("O_NOFOLLOW") && args.contains("O_DIRECTORY")) {
+                    violations.push(line.clone());
+                }
+                if targets_dir {
+                    violations.push(line.clone());
+                }
+                continue;
+            }
+            if targets_dir {
+                violations.push(line.clone());
+            }
+            if via_fd && p.contains('/') && name != "symlinkat" {
+                // One component at a time.
+                violations.push(line.clone());
+            }
+        }
+        if via_fd && (mutating.contains(&name.as_str()) || writes) {
+            at_calls += 1;
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "path-based calls under {dir_s}:\n{}",
+        violations.join("\n")
+    );
+    // The trace did see the writer's work (so an empty violation list means something).
+    assert!(
+        at_calls >= 10,
+        "only {at_calls} fd-relative calls traced:\n{}",
+        lines.join("\n")
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("\"..data_tmp\"")
+            && l.contains("\"..data\"")
+            && l.contains("rename")),
+        "no ..data swap in the trace"
+    );
+}
+
+/// Parses one strace line (`PID name(args) = ret`, or the start of an unfinished call)
+/// into the syscall name and its raw argument text.
+fn regex_lite_call() -> impl Fn(&str) -> Option<(String, String)> {
+    |line: &str| {
+        let line = line.trim_start();
+        let rest = line.split_once(' ').map_or(line, |(pid, r)| {
+            if pid.bytes().all(|b| b.is_ascii_digit()) {
+                r
+            } else {
+                line
+            }
+        });
+        // strace pads the pid column.
+        let rest = rest.trim_start();
+        if rest.starts_with("<...") || rest.starts_with("+++") || rest.starts_with("---") {
+            return None;
+        }
+        let (name, args) = rest.split_once('(')?;
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return None;
+        }
+        let args = args
+            .rsplit_once(") =")
+            .map(|(a, _)| a)
+            .or_else(|| args.strip_suffix(" <unfinished ...>"))
+            .unwrap_or(args);
+        Some((name.to_owned(), args.to_owned()))
+    }
 }

@@ -172,8 +172,16 @@ async fn a_forbidden_list_falls_back_to_gets_and_is_reported() {
     let r = r.unwrap();
     assert_eq!((lists, gets), (1, 2), "the refused list, then GETs");
     assert_eq!(r.list_fallback, vec!["secret"]);
-    let status = keyvault_agent::telemetry::status::StatusDoc::for_report("demo", &r);
-    assert_eq!(status.list_fallback, vec!["secret".to_string()]);
+    // Surfaced in `/status` (runtime state; the file in the volume describes the set only).
+    let state = keyvault_agent::telemetry::status::SidecarState::new(
+        "demo".into(),
+        std::time::Duration::from_secs(60),
+        None,
+    );
+    state.succeeded(&r, None);
+    assert_eq!(state.doc().list_fallback, vec!["secret".to_string()]);
+    let public: serde_json::Value = serde_json::from_slice(&state.public_json()).unwrap();
+    assert_eq!(public["list_fallback"], serde_json::json!(["secret"]));
     assert!(
         metrics
             .encode()

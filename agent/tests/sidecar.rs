@@ -396,6 +396,9 @@ async fn unchanged_vault_causes_no_write() {
     let run = fx.start().await;
     let out = fx.out();
     eventually!(20, "first sync", data_target(&out).is_some());
+    // The swap shows before the cycle is counted: wait for the count, or a loaded machine
+    // counts the first (changed) cycle among the "three more".
+    eventually!(20, "first sync counted", run.refreshes().await >= 1.0);
     let target = data_target(&out).unwrap();
     let dirs = timestamped_dirs(&out);
     let r = run.refreshes().await;
@@ -472,6 +475,10 @@ async fn health_ready_metrics_and_status_endpoints() {
     assert_eq!(status["objects"][0]["version"].as_str().unwrap().len(), 32);
     // Hashes of (possibly low-entropy) secrets stay off the network...
     assert!(status["objects"][0].get("sha256").is_none(), "{status}");
+    assert!(
+        status["objects"][0].get("hmac_sha256").is_none(),
+        "{status}"
+    );
     assert!(status["next_refresh"].as_u64().is_some());
     assert!(
         !body.contains("first") && !body.contains("key-1"),
@@ -482,8 +489,13 @@ async fn health_ready_metrics_and_status_endpoints() {
     let on_disk: serde_json::Value =
         serde_json::from_str(&read(&fx.out(), "..status.json").unwrap()).unwrap();
     assert_eq!(on_disk["objects"][0]["id"], "secret/db-password");
-    // ...and are in the volume, next to the values.
-    assert_eq!(on_disk["objects"][0]["sha256"].as_str().unwrap().len(), 64);
+    // ...and are in the volume, next to the values, keyed (reference: threat-model.md rule 8).
+    assert_eq!(
+        on_disk["objects"][0]["hmac_sha256"].as_str().unwrap().len(),
+        64
+    );
+    // The file describes the published set; runtime fields are served at /status only.
+    assert!(on_disk["next_refresh"].is_null(), "{on_disk}");
     run.stop().await;
 }
 
@@ -502,6 +514,7 @@ async fn emulator_down_keeps_files_and_recovers_when_it_returns() {
     let out = fx.out();
     eventually!(20, "first sync", run.get("/readyz").await.0 == 200);
     let target = data_target(&out).unwrap();
+    let manifest = read(&out, "..status.json").unwrap();
 
     // Down: refreshes fail, files stay, still ready (no --max-staleness).
     emu.shutdown().await;
@@ -526,6 +539,9 @@ async fn emulator_down_keeps_files_and_recovers_when_it_returns() {
     );
     assert!(status["last_error"].as_str().is_some(), "{status}");
     assert_eq!(status["ready"], true, "{status}");
+    // The manifest describes the published set: failures do not rewrite it (reference:
+    // ISSUE9 item 8, ISSUE10 item 5); the error is at /status.
+    assert_eq!(read(&out, "..status.json").unwrap(), manifest);
 
     // Back on the same address and state: the next refresh succeeds and picks up a rotation.
     let emu = Emulator::builder()

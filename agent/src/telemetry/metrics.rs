@@ -444,7 +444,7 @@ mod tests {
             id: id.into(),
             version: version.into(),
             path: id.into(),
-            sha256: "00".into(),
+            digest: "00".into(),
             fetched_at: 1,
             not_after,
             expires: None,

@@ -1,7 +1,12 @@
 //! What the sidecar knows about itself, shared between the refresh loop (writer) and the
 //! health/status server (reader): liveness heartbeat, readiness, and the status manifest
-//! (object id, version, sha256, fetched-at, next refresh; never a value). Over HTTP the
-//! hashes are left out (see [`SidecarState::public_json`]).
+//! (object id, version, fetched-at, next refresh, last error; never a value, never a
+//! digest: see [`SidecarState::public_json`]).
+//!
+//! The same [`StatusDoc`] shape is the file `..status.json` in the volume
+//! ([`StatusDoc::for_set`]), which describes a published set and nothing else: it is
+//! written inside each new generation by [`crate::publish::Publisher`] and carries keyed
+//! digests (HMAC-SHA256), and its runtime fields (`next_refresh`, `last_error`) are null.
 //!
 //! Times used for decisions are `tokio::time::Instant`, so paused-clock tests drive them;
 //! wall-clock times appear only in the JSON for people and tools.
@@ -14,7 +19,8 @@ use tokio::time::Instant;
 
 use crate::sync::{ObjectStatus, SyncReport};
 
-/// The status manifest served at `/status` and written to `..status.json`.
+/// The status manifest served at `/status` (runtime state, no digests) and written to
+/// `..status.json` (the published set, with keyed digests).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct StatusDoc {
     /// The vault the plan reads from.
@@ -40,22 +46,26 @@ pub struct StatusDoc {
 }
 
 impl StatusDoc {
-    /// The manifest for one successful cycle without a schedule (`--once`), so that both
-    /// modes leave the same `..status.json` shape behind.
-    pub fn for_report(vault: &str, report: &SyncReport) -> Self {
+    /// The manifest of a published set, as written into its generation: what is mounted
+    /// and when it was published. Runtime fields (next refresh, last error, failures)
+    /// belong to `/status`, so a failed or unchanged refresh leaves the file alone.
+    pub fn for_set(
+        vault: &str,
+        data_dir: &str,
+        published_at: SystemTime,
+        objects: Vec<ObjectStatus>,
+    ) -> Self {
         StatusDoc {
             vault: vault.to_owned(),
             ready: true,
-            data_dir: match &report.outcome {
-                crate::writer::WriteOutcome::Published { data_dir } => Some(data_dir.clone()),
-                crate::writer::WriteOutcome::Unchanged => None,
-            },
-            last_sync: Some(unix(report.finished_at)),
+            data_dir: Some(data_dir.to_owned()),
+            last_sync: Some(unix(published_at)),
             next_refresh: None,
             last_error: None,
             consecutive_failures: 0,
-            objects: report.objects.clone(),
-            list_fallback: report.list_fallback.iter().map(|t| t.to_string()).collect(),
+            objects,
+            // Runtime state: only in `/status` (the file changes only with the set).
+            list_fallback: Vec::new(),
         }
     }
 
@@ -166,27 +176,16 @@ impl SidecarState {
         self.lock().doc.clone()
     }
 
-    /// The manifest as pretty JSON, as written to `..status.json` in the volume.
-    pub fn json(&self) -> Vec<u8> {
-        self.doc().to_json()
-    }
-
-    /// The manifest for the network (`/status`): without content hashes. A hash of a
-    /// low-entropy secret (a short password) lets anyone who can reach the port test
-    /// guesses offline; the version already says when content changed, and readers of
-    /// the volume, who may see the values anyway, get the hashes from `..status.json`.
+    /// The manifest for the network (`/status`): without digests. Even a keyed digest
+    /// says nothing a reader of `/status` needs (the version says when content changed),
+    /// and logs, `/status` and notifications carry names and versions only
+    /// (threat-model.md rule 8).
     pub fn public_json(&self) -> Vec<u8> {
-        let mut doc = serde_json::to_value(self.doc()).unwrap_or_default();
-        if let Some(objects) = doc.get_mut("objects").and_then(|o| o.as_array_mut()) {
-            for o in objects {
-                if let Some(o) = o.as_object_mut() {
-                    o.remove("sha256");
-                }
-            }
+        let mut doc = self.doc();
+        for o in &mut doc.objects {
+            o.digest.clear();
         }
-        let mut out = serde_json::to_vec_pretty(&doc).unwrap_or_default();
-        out.push(b'\n');
-        out
+        doc.to_json()
     }
 
     /// `/healthz`: the loop checked in on time.
@@ -262,7 +261,7 @@ mod tests {
                 id: "secret/a".into(),
                 version: "v1".into(),
                 path: "a".into(),
-                sha256: "ab".into(),
+                digest: "ab".into(),
                 fetched_at: 5,
                 not_after: None,
                 expires: None,
@@ -311,14 +310,22 @@ mod tests {
     fn status_json_has_no_values_only_metadata() {
         let s = SidecarState::new("demo".into(), Duration::from_secs(10), None);
         s.succeeded(&report(), Some("..x".into()));
-        let v: serde_json::Value = serde_json::from_slice(&s.json()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(
+            &StatusDoc::for_set("demo", "..x", SystemTime::now(), report().objects).to_json(),
+        )
+        .unwrap();
         assert_eq!(v["objects"][0]["id"], "secret/a");
-        assert_eq!(v["objects"][0]["sha256"], "ab");
+        assert_eq!(v["objects"][0]["hmac_sha256"], "ab");
+        assert!(v["objects"][0].get("sha256").is_none());
         assert_eq!(v["ready"], true);
+        assert_eq!(v["data_dir"], "..x");
+        assert!(v["next_refresh"].is_null() && v["last_error"].is_null());
         assert!(v["objects"][0].get("value").is_none());
+        // reference: threat-model.md rule 8 (/status carries names and versions only)
         let public: serde_json::Value = serde_json::from_slice(&s.public_json()).unwrap();
         assert_eq!(public["objects"][0]["id"], "secret/a");
         assert_eq!(public["objects"][0]["version"], "v1");
         assert!(public["objects"][0].get("sha256").is_none());
+        assert!(public["objects"][0].get("hmac_sha256").is_none());
     }
 }

@@ -69,6 +69,30 @@ pub enum WriterError {
         name: String,
     },
 
+    /// A name the writer reserves (`..status.json`, `..hmac.key`) is taken by a directory,
+    /// which the writer does not remove.
+    #[error(
+        "output directory {}: {name:?} is a directory, where the agent keeps a file of its own: remove it",
+        dir.display()
+    )]
+    Reserved {
+        /// The target directory.
+        dir: PathBuf,
+        /// The reserved name.
+        name: String,
+    },
+
+    /// An entry of the generation being written was replaced by someone else (a container
+    /// sharing the volume) before the swap; nothing was published.
+    #[error(
+        "{}: replaced by someone else while the agent was writing it (a container sharing the volume?); the previous set stays published",
+        path.display()
+    )]
+    Tampered {
+        /// The entry that changed.
+        path: PathBuf,
+    },
+
     /// `..data` exists but is not a symlink, so this directory is not an AtomicWriter layout.
     #[error(
         "output directory {}: ..data is not a symlink: point the agent at an empty directory or remove ..data",

@@ -174,6 +174,19 @@ fn data_link(target: &Path) -> String {
         .to_owned()
 }
 
+/// Writes `p` with a manifest whose body is `body` (whatever the generation).
+fn write_with_status(w: &AtomicWriter, p: &Payload, body: &[u8]) -> WriteOutcome {
+    let render = |_: &str| body.to_vec();
+    w.write_with(
+        p,
+        &WriteOptions {
+            status: Some(&render),
+            republish: false,
+        },
+    )
+    .unwrap()
+}
+
 fn published(outcome: WriteOutcome) -> String {
     match outcome {
         WriteOutcome::Published { data_dir } => data_dir,
@@ -382,8 +395,8 @@ fn paths_to_remove_catalogue() {
             .map(|p| ((*p).to_owned(), fp(b"x", 0o644)))
             .collect();
         w.write(&first).unwrap();
-        let old = dir.path().join(data_link(dir.path()));
-        let entries = walk(&old).unwrap();
+        let old = fs::File::open(dir.path().join(data_link(dir.path()))).unwrap();
+        let entries = walk(std::os::fd::AsFd::as_fd(&old)).unwrap();
         let actual = paths_to_remove(&validate_payload(&second).unwrap(), &entries);
         let expected: BTreeSet<String> = expected.iter().map(|s| (*s).to_owned()).collect();
         assert_eq!(actual, expected, "{name}");
@@ -795,8 +808,10 @@ fn create_user_visible_files_catalogue() {
             .collect();
         let clean = validate_payload(&p).unwrap();
         let top: BTreeSet<&str> = clean.keys().map(|k| paths::first_component(k)).collect();
-        let needed = w.check_visible_names(&top).unwrap();
-        w.link_visible(&needed).unwrap();
+        let root = fs::File::open(dir.path()).unwrap();
+        let root = std::os::fd::AsFd::as_fd(&root);
+        let needed = w.check_visible_names(root, &top).unwrap();
+        w.link_visible(root, &needed).unwrap();
         let mut made = Vec::new();
         for e in fs::read_dir(dir.path()).unwrap() {
             let n = e.unwrap().file_name().to_str().unwrap().to_owned();
@@ -889,8 +904,7 @@ fn orphaned_generations_are_collected() {
     let dir = tempdir();
     let t = dir.path();
     let w = writer(t);
-    w.write(&p644(&[("a", "1")])).unwrap();
-    w.write_status(b"{}").unwrap();
+    write_with_status(&w, &p644(&[("a", "1")]), b"{}");
     let orphan = t.join("..2020_01_01_00_00_00.42");
     fs::create_dir_all(orphan.join("nested")).unwrap();
     fs::write(orphan.join("nested/a"), "old").unwrap();
@@ -898,11 +912,13 @@ fn orphaned_generations_are_collected() {
     // Not ours: other hidden names and plain files are left alone.
     fs::create_dir(t.join("..keep-me")).unwrap();
 
+    fs::write(t.join("..hmac.key.123"), "partial").unwrap();
     // An unchanged write collects them too.
     assert_eq!(
         w.write(&p644(&[("a", "1")])).unwrap(),
         WriteOutcome::Unchanged
     );
+    assert!(!t.join("..hmac.key.123").exists());
     assert!(!orphan.exists());
     assert!(!t.join("..status.json.tmpXYZ").exists());
     assert!(t.join("..keep-me").is_dir());
@@ -910,10 +926,10 @@ fn orphaned_generations_are_collected() {
 
     let orphan2 = t.join("..2021_02_03_04_05_06.7");
     fs::create_dir(&orphan2).unwrap();
-    published(w.write(&p644(&[("a", "2")])).unwrap());
+    published(write_with_status(&w, &p644(&[("a", "2")]), b"{2}"));
     assert!(!orphan2.exists());
     assert!(t.join("..keep-me").is_dir());
-    assert_eq!(fs::read(t.join("..status.json")).unwrap(), b"{}");
+    assert_eq!(fs::read(t.join("..status.json")).unwrap(), b"{2}");
 }
 
 #[test]
@@ -1181,8 +1197,11 @@ fn owner_is_applied_and_an_owner_change_republishes() {
         assert_eq!((m.uid(), m.gid()), (uid, gid), "{f}");
     }
     assert_eq!(w.write(&p).unwrap(), WriteOutcome::Unchanged);
-    w.write_status(b"{}").unwrap();
+    write_with_status(&w, &p, b"{}");
     let m = fs::metadata(t.join("..status.json")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (uid, gid));
+    w.digest_key(0o600).unwrap();
+    let m = fs::symlink_metadata(t.join("..hmac.key")).unwrap();
     assert_eq!((m.uid(), m.gid()), (uid, gid));
 }
 
@@ -1203,8 +1222,8 @@ fn fsync_unless_tmpfs() {
     if is_tmpfs(dir.path()) {
         assert_eq!(auto.fsync_count(), 0);
     } else {
-        // 2 files, 2 directories, the target before and after the swap.
-        assert!(auto.fsync_count() >= 6, "{}", auto.fsync_count());
+        // One batched pass for the generation, the target after the swap.
+        assert_eq!(auto.fsync_count(), 2);
     }
     let n = auto.fsync_count();
     assert_eq!(auto.write(&p).unwrap(), WriteOutcome::Unchanged);
@@ -1214,50 +1233,78 @@ fn fsync_unless_tmpfs() {
         let shm = tempfile::tempdir_in("/dev/shm").unwrap();
         if is_tmpfs(shm.path()) {
             let w = AtomicWriter::new(shm.path());
-            w.write(&p).unwrap();
-            w.write_status(b"{}").unwrap();
+            write_with_status(&w, &p, b"{}");
+            w.digest_key(0o644).unwrap();
             assert_eq!(w.fsync_count(), 0, "fsync on tmpfs");
             let always = AtomicWriter::new(shm.path()).with_durability(Durability::Always);
             always.write(&p644(&[("a", "changed")])).unwrap();
-            // 1 file, the new directory, the target before and after the swap.
-            assert!(always.fsync_count() >= 4, "{}", always.fsync_count());
+            assert_eq!(always.fsync_count(), 2);
         }
     }
 
     let dir = tempdir();
     let never = AtomicWriter::new(dir.path()).with_durability(Durability::Never);
-    never.write(&p).unwrap();
-    never.write_status(b"{}").unwrap();
+    write_with_status(&never, &p, b"{}");
+    never.digest_key(0o644).unwrap();
     assert_eq!(never.fsync_count(), 0);
 }
 
 #[test]
-fn status_file_is_replaced_atomically_with_mode_0644() {
+fn status_file_is_inside_the_generation_and_linked_from_the_target() {
+    // reference: ISSUE9 item 8 (the manifest is atomic with the set)
     let dir = tempdir();
     let t = dir.path();
-    let w = AtomicWriter::new(t);
-    w.write_status(br#"{"objects":[]}"#).unwrap();
-    let ino1 = fs::metadata(t.join("..status.json")).unwrap().ino();
-    w.write_status(br#"{"objects":[1]}"#).unwrap();
-    let m = fs::metadata(t.join("..status.json")).unwrap();
+    let w = writer(t);
+    let p = p644(&[("a", "1")]);
+    let render = |data_dir: &str| format!("{{\"data_dir\":\"{data_dir}\"}}").into_bytes();
+    let opts = WriteOptions {
+        status: Some(&render),
+        republish: false,
+    };
+    let first = published(w.write_with(&p, &opts).unwrap());
+    let inside = t.join(&first).join("..status.json");
+    let m = fs::symlink_metadata(&inside).unwrap();
+    assert!(m.is_file());
     assert_eq!(m.mode() & 0o7777, 0o644);
-    assert_ne!(m.ino(), ino1, "replaced in place instead of renamed");
     assert_eq!(
-        fs::read(t.join("..status.json")).unwrap(),
-        br#"{"objects":[1]}"#
+        fs::read_link(t.join("..status.json")).unwrap(),
+        Path::new("..data/..status.json")
     );
-    let names: Vec<String> = fs::read_dir(t)
+    assert_eq!(
+        fs::read_to_string(t.join("..status.json")).unwrap(),
+        format!("{{\"data_dir\":\"{first}\"}}")
+    );
+    check_volume_contents(t, "with status", &p);
+
+    // Unchanged: nothing rewritten, the manifest included.
+    let before = snapshot(t);
+    assert_eq!(w.write_with(&p, &opts).unwrap(), WriteOutcome::Unchanged);
+    assert_eq!(snapshot(t), before);
+
+    // Metadata-only change: a new generation with the new manifest.
+    let forced = WriteOptions {
+        status: Some(&render),
+        republish: true,
+    };
+    let second = published(w.write_with(&p, &forced).unwrap());
+    assert_ne!(second, first);
+    assert!(
+        fs::read_to_string(t.join("..status.json"))
+            .unwrap()
+            .contains(&second)
+    );
+
+    // The manifest is not payload: a plain write of the same files does not remove it.
+    assert_eq!(w.write(&p).unwrap(), WriteOutcome::Unchanged);
+    let names: BTreeSet<String> = fs::read_dir(t)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_str().unwrap().to_owned())
         .collect();
-    assert_eq!(names, vec!["..status.json".to_owned()], "temporaries left");
-
-    // The status file is neither published data nor garbage.
-    let p = p644(&[("a", "1")]);
-    w.write(&p).unwrap();
-    check_volume_contents(t, "with status", &p);
-    assert_eq!(w.write(&p).unwrap(), WriteOutcome::Unchanged);
-    assert!(t.join("..status.json").is_file());
+    let want: BTreeSet<String> = ["..data", "..status.json", "a", second.as_str()]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    assert_eq!(names, want, "temporaries left");
 }
 
 #[test]
@@ -1352,7 +1399,7 @@ fn logs_name_paths_and_counts_never_contents() {
         w.write(&p644(&[("a", secret), ("d/b", secret)])).unwrap();
         fs::create_dir(t.join("..data_tmp")).unwrap();
         w.write(&p644(&[("a", "other")])).unwrap();
-        w.write_status(secret.as_bytes()).unwrap();
+        write_with_status(&w, &p644(&[("a", "third")]), secret.as_bytes());
         let _ = w.write_with_hook(&p644(&[("a", secret)]), |_| Err(io::Error::other("no")));
     });
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();

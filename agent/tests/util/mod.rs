@@ -382,6 +382,10 @@ fn collect(dir: &Path, prefix: &str, out: &mut BTreeMap<String, Vec<u8>>) {
     for e in std::fs::read_dir(dir).unwrap() {
         let e = e.unwrap();
         let name = e.file_name().to_string_lossy().into_owned();
+        // `..status.json` (the manifest) is the writer's, not published data.
+        if prefix.is_empty() && name.starts_with("..") {
+            continue;
+        }
         let rel = if prefix.is_empty() {
             name
         } else {
