@@ -106,6 +106,10 @@ e2e: ## pods (podman kube play) and compose against the emulator, on loopback
 bench: ## performance figures against the emulator (bench/run.sh)
 	bash bench/run.sh
 
+.PHONY: fleet
+fleet: ## fleet simulation: 200 sidecars x 50 secrets against one throttling emulator, list vs get detection
+	bash bench/fleet.sh $(FLEET_ARGS)
+
 .PHONY: bench-config
 bench-config: ## config parser limits: time to accept or refuse hostile and large inputs
 	$(CARGO) run --release --locked -p keyvault-agent --example config_limits
