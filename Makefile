@@ -19,7 +19,7 @@ EMULATOR_ADDR ?= 127.0.0.1:8443
 EMULATOR_STATE ?= build/emulator-state
 SEED ?= emulator/examples/seed.yaml
 # Podman settings that work on these machines (runc, cgroupfs, k8s-file logs): a copy of
-# kept in the repository (tests/e2e/containers.conf) so a fresh clone has it.
+# this machine's containers.conf, kept in the repository so a fresh clone has it.
 export CONTAINERS_CONF ?= $(CURDIR)/tests/e2e/containers.conf
 export IMAGE_TAG AGENT_IMAGE EMULATOR_IMAGE DEMO_IMAGE
 
