@@ -19,7 +19,7 @@ EMULATOR_ADDR ?= 127.0.0.1:8443
 EMULATOR_STATE ?= build/emulator-state
 SEED ?= emulator/examples/seed.yaml
 # Podman settings that work on these machines (runc, cgroupfs, k8s-file logs): a copy of
-# shared/podman/containers.conf kept in the repository so a fresh clone has it.
+# this machine's containers.conf, kept in the repository so a fresh clone has it.
 export CONTAINERS_CONF ?= $(CURDIR)/tests/e2e/containers.conf
 export IMAGE_TAG AGENT_IMAGE EMULATOR_IMAGE DEMO_IMAGE
 
@@ -52,6 +52,10 @@ lint: ## clippy with warnings as errors, all targets
 cargo-test: ## the Rust test suites of both crates
 	$(CARGO) test --workspace --locked
 
+.PHONY: doc-check
+doc-check: ## docs/ citations exist; README flags table and quoted errors match --help and the agent
+	$(CARGO) test --workspace --locked --test tests -- docs::
+
 .PHONY: sdk-test
 sdk-test: ## the emulator driven by the official Azure SDK for Python (tests/sdk)
 	bash tests/sdk/run.sh
@@ -65,6 +69,7 @@ deps: ## install system packages and Python venvs needed by the tests (idempoten
 test: ## CI: install deps, fmt, clippy, cargo test, SDK suite, manifest validation, e2e
 	$(MAKE) deps
 	$(MAKE) fmt-check
+	$(MAKE) doc-check
 	$(MAKE) lint
 	$(MAKE) cargo-test
 	$(MAKE) sdk-test

@@ -118,7 +118,7 @@ pub struct RunArgs {
     pub request_timeout: Duration,
 
     /// Key Vault requests in flight at most. Key Vault's limits are counted per vault per
-    /// 10 s; 8 concurrent requests stay far below them.
+    /// 10 s; the default stays far below them.
     #[arg(long, env = "KEYVAULT_AGENT_CONCURRENCY", default_value_t = crate::config::DEFAULT_CONCURRENCY,
           value_parser = concurrency, value_name = "N")]
     pub concurrency: usize,

@@ -2,7 +2,7 @@
 //! `AZURE_CLIENT_SECRET_FILE`, `AZURE_FEDERATED_TOKEN_FILE`, CA bundles.
 //!
 //! Such a path may point anywhere a manifest author or a neighbour container can reach, so
-//! (threat-model.md rule 1) a read must neither hang nor grow without bound:
+//! (docs/threat-model.md rule 1) a read must neither hang nor grow without bound:
 //! - the file is opened with `O_NONBLOCK`, so a FIFO with no writer cannot block the open;
 //! - the *opened* descriptor is `fstat`-ed and anything but a regular file (FIFO, socket,
 //!   device such as `/dev/zero`, directory) is refused, so nothing is swapped between check
@@ -163,7 +163,7 @@ pub fn read_to_string(path: &Path, limit: u64, what: &str) -> Result<String, Fil
 mod tests {
     use super::*;
 
-    // reference: threat-model.md rule 1 (files named by config: regular files only, bounded)
+    // reference: docs/threat-model.md rule 1 (files named by config: regular files only, bounded)
     #[test]
     fn fifo_is_refused_without_blocking() {
         let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //!
-//! Data flows one way (see `docs/architecture.md` of the shared reference):
+//! Data flows one way (see `docs/architecture.md`):
 //!
 //! ```text
 //! SecretProviderClass ─▶ config ─▶ Plan ─▶ keyvault (with auth) ─▶ convert ─▶ writer

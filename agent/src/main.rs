@@ -16,7 +16,7 @@ use keyvault_agent::signal;
 const RUNTIME_STOP: Duration = Duration::from_secs(2);
 
 fn main() -> ExitCode {
-    // First of all (threat-model.md rule 7): from here on SIGHUP never kills and an early
+    // First of all (docs/threat-model.md rule 7): from here on SIGHUP never kills and an early
     // SIGTERM is remembered, whatever phase the process is in.
     let signals = signal::install();
     keyvault_agent::error::exit_on_panic();

@@ -1,5 +1,5 @@
 //! Tells the application that a new set was published, once per swap however many objects
-//! changed (`peers.md` D.1 #2: coalesced notification; B.8: apps do not notice updates).
+//! changed (`docs/peers.md` §D.1 #2: coalesced notification; §B.8: apps do not notice updates).
 //!
 //! Three notifiers, any combination:
 //! - `--on-change-signal SIG` to the process named by `--signal-pidfile`, or found by
@@ -7,7 +7,7 @@
 //! - `--on-change-exec CMD`: runs a command (bounded by a timeout; its exit status is logged);
 //! - `--on-change-http URL`: POSTs a JSON summary (ids, versions and paths; never values nor
 //!   digests of them), with retries and backoff. Plain `http://` is refused for a host that
-//!   is not loopback unless `--on-change-http-insecure` (threat-model.md: nothing about the
+//!   is not loopback unless `--on-change-http-insecure` (docs/threat-model.md: nothing about the
 //!   secrets crosses the network in clear by default).
 //!
 //! Notifications run on their own task fed through a `watch` channel ([`Coalescer`]): if
@@ -896,7 +896,7 @@ mod tests {
         );
     }
 
-    // reference: threat-model.md rule 9 (issue 9 item 8: no plain http off the pod)
+    // reference: docs/threat-model.md rule 9 (issue 9 item 8: no plain http off the pod)
     #[test]
     fn plain_http_hook_is_refused_unless_loopback_or_opted_in() {
         let m = Metrics::new();
@@ -945,7 +945,7 @@ mod tests {
         }
     }
 
-    // reference: threat-model.md rule 9 (issue 9 item 8: no digests leave the pod)
+    // reference: docs/threat-model.md rule 9 (issue 9 item 8: no digests leave the pod)
     #[test]
     fn the_posted_summary_names_objects_and_versions_but_carries_no_digest() {
         let status = ObjectStatus {

@@ -5,7 +5,7 @@
 //!
 //! A publish turns a cycle's converted files into one payload plus the status manifest
 //! (`..status.json`) that describes it: keyed digests (HMAC-SHA256 under the volume's key,
-//! never a plain hash of a secret; threat-model.md rule 8), written inside the new
+//! never a plain hash of a secret; docs/threat-model.md rule 8), written inside the new
 //! generation before the swap, so the manifest is atomic with the set. The manifest
 //! describes the published set only: an unchanged or failed cycle does not rewrite it
 //! (runtime fields such as the next refresh and the last error are served at `/status`).

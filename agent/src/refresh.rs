@@ -1003,7 +1003,7 @@ mod tests {
         assert!(!h.lp.state.readiness().ok);
     }
 
-    // reference: threat-model.md rule 7 (SIGHUP coalesced: a burst of any size causes at
+    // reference: docs/threat-model.md rule 7 (SIGHUP coalesced: a burst of any size causes at
     // most one reload after the one in progress)
     #[tokio::test(start_paused = true)]
     async fn a_burst_of_reload_requests_causes_one_more_refresh_not_one_per_request() {
@@ -1026,7 +1026,7 @@ mod tests {
         assert_eq!(calls, 2, "the first sync plus one for the whole burst");
     }
 
-    // reference: threat-model.md rule 7 (a reload never stalls the refresh loop)
+    // reference: docs/threat-model.md rule 7 (a reload never stalls the refresh loop)
     #[test]
     fn a_config_read_that_never_finishes_does_not_stall_the_loop() {
         use std::os::unix::fs::OpenOptionsExt;

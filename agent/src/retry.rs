@@ -92,7 +92,7 @@ impl Backoff {
         }
     }
 
-    /// IMDS guidance (`protocol.md` §4): delta 2 s, max 60 s, 5 retries.
+    /// IMDS guidance (`docs/protocol.md` §4): delta 2 s, max 60 s, 5 retries.
     pub fn imds_default() -> Self {
         Self {
             base: Duration::from_secs(2),

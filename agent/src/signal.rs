@@ -3,7 +3,7 @@
 //! refresh ([`reload_requests`]). Everything else receives these as a future or a
 //! [`ReloadRequests`] handle, so tests drive the same code paths without real signals.
 //!
-//! [`install`] is the first thing `main` does (threat-model.md rule 7): until then a signal
+//! [`install`] is the first thing `main` does (docs/threat-model.md rule 7): until then a signal
 //! takes its default action, and SIGHUP's default is to terminate. From then on:
 //! - SIGTERM/SIGINT are remembered, even before anything waits for them: a sidecar told to
 //!   stop while it starts stops cleanly (exit 0) as soon as it can;
@@ -175,7 +175,7 @@ mod tests {
         assert_eq!(signal_name(64), "other");
     }
 
-    // reference: threat-model.md rule 7 (a burst of reload requests collapses to one)
+    // reference: docs/threat-model.md rule 7 (a burst of reload requests collapses to one)
     #[tokio::test(start_paused = true)]
     async fn a_burst_of_requests_is_one_pending_reload() {
         let r = ReloadRequests::new();

@@ -777,7 +777,7 @@ impl Syncer {
         Ok(vec![item])
     }
 
-    /// History mode (`reference-provider.md` §2.7, with its bugs fixed): exactly
+    /// History mode (`docs/reference-provider.md` §2.7, with its bugs fixed): exactly
     /// min(N, enabled) files, newest first, starting at the pinned version if any.
     async fn fetch_history(
         &self,
@@ -926,7 +926,7 @@ mod tests {
         }
     }
 
-    // reference: reference-provider.md §2.7 (TestGetLatestNKeyVaultObjects + [BUG] fixes)
+    // reference: docs/reference-provider.md §2.7 (TestGetLatestNKeyVaultObjects + [BUG] fixes)
     #[test]
     fn history_selection() {
         let t = 1_700_000_000;
@@ -968,7 +968,7 @@ mod tests {
         assert!(select_history(items, Some("new-disabled"), 2).is_err());
     }
 
-    // reference: threat-model.md rule 10 (a writer panic is a bug: exit 1, not exit 3), and
+    // reference: docs/threat-model.md rule 10 (a writer panic is a bug: exit 1, not exit 3), and
     // the previous set stays (the panic happens before the swap)
     #[tokio::test]
     async fn a_panicking_writer_is_an_internal_error() {
@@ -1033,7 +1033,7 @@ mod tests {
         assert!(m.lines().all(|l| l.starts_with("secret \"x\": ")), "{m}");
     }
 
-    // reference: threat-model.md rule 10 (every path maps to the documented exit code)
+    // reference: docs/threat-model.md rule 10 (every path maps to the documented exit code)
     #[tokio::test]
     async fn a_panicking_writer_task_is_an_internal_error_not_a_config_error() {
         let join = tokio::task::spawn_blocking(|| -> Result<(), ()> {

@@ -270,7 +270,7 @@ fn check_warns_about_misspelt_parameters_but_succeeds() {
     );
 }
 
-// reference: threat-model.md rule 4; issue 9 item 6 (names refused by `check`, all at once)
+// reference: docs/threat-model.md rule 4; issue 9 item 6 (names refused by `check`, all at once)
 #[test]
 fn check_refuses_invalid_names_versions_and_aliases_in_one_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -298,7 +298,7 @@ fn check_refuses_invalid_names_versions_and_aliases_in_one_run() {
     assert!(!err.contains('\u{202e}'));
 }
 
-// reference: threat-model.md rules 1 and 4 (config bounded and depth-limited before parsing)
+// reference: docs/threat-model.md rules 1 and 4 (config bounded and depth-limited before parsing)
 #[test]
 fn check_refuses_a_deep_config_with_one_error() {
     let dir = tempfile::tempdir().unwrap();

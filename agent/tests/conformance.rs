@@ -1,4 +1,4 @@
-//! Conformance: the reference provider's vectors (reference-provider.md §1.5, §2, §7) run end
+//! Conformance: the reference provider's vectors (docs/reference-provider.md §1.5, §2, §7) run end
 //! to end. The real agent (`run_once` in-process, or the built binary) talks to the
 //! in-process emulator over TLS with a real workload identity exchange (a minted service
 //! account token file, `AZURE_FEDERATED_TOKEN_FILE`, and the rest passed as an `Env` value,
@@ -55,13 +55,13 @@ const P256_GX: &str = "axfR8uEsQkf4vOblY6RA8ncDfYEt6zOg9KE5RdiYwpY";
 const P256_GY: &str = "T-NC4v4af5uO5-tKfA-eFivOM1drMV7Oy7ZAaDe_UfU";
 const RFC7517_A1_N: &str = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
 
-// reference: reference-provider.md §2.10 (EC P-256 generator point)
+// reference: docs/reference-provider.md §2.10 (EC P-256 generator point)
 const P256_GEN_PEM: &str = "-----BEGIN PUBLIC KEY-----\n\
 MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEaxfR8uEsQkf4vOblY6RA8ncDfYEt\n\
 6zOg9KE5RdiYwpZP40Li/hp/m47n60p8D54WK84zV2sxXs7LtkBoN79R9Q==\n\
 -----END PUBLIC KEY-----\n";
 
-// reference: reference-provider.md §2.10 (RFC 7517 A.1 RSA modulus, e=AQAB)
+// reference: docs/reference-provider.md §2.10 (RFC 7517 A.1 RSA modulus, e=AQAB)
 const RFC7517_A1_PEM: &str = "-----BEGIN PUBLIC KEY-----\n\
 MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA0vx7agoebGcQSuuPiLJX\n\
 ZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tS\n\
@@ -440,7 +440,7 @@ fn spc_path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-// reference: reference-provider.md §2.1 (verbatim, nothing trimmed, objectFormat ignored even
+// reference: docs/reference-provider.md §2.1 (verbatim, nothing trimmed, objectFormat ignored even
 // for an x-pkcs12 contentType without kid), §2.11 (plain value `secret1value`), §2.5 (every
 // unit-test vector, hex in both cases, base64 to arbitrary bytes), §7 (encoding after
 // conversion)
@@ -462,7 +462,7 @@ async fn plain_secrets_and_encodings_over_the_wire() {
             "objectName: b64-wrapped\nobjectType: secret\nobjectEncoding: base64",
             "objectName: unicode\nobjectType: secret",
             "objectName: large\nobjectType: secret",
-            // reference: reference-provider.md §1.5 (every string field is trimmed)
+            // reference: docs/reference-provider.md §1.5 (every string field is trimmed)
             "objectName: \"b64     \"\nobjectType: \"  secret\"\nobjectEncoding: \"base64   \"\nobjectAlias: \" trimmed \"",
         ],
         &[],
@@ -497,7 +497,7 @@ async fn plain_secrets_and_encodings_over_the_wire() {
     .collect();
     // Byte for byte, and nothing else in the set.
     assert_eq!(h.files(), want);
-    // reference: reference-provider.md §2.8 (ids and versions reported)
+    // reference: docs/reference-provider.md §2.8 (ids and versions reported)
     let s1 = report.objects.iter().find(|o| o.path == "secret1").unwrap();
     assert_eq!(s1.id, "secret/secret1");
     assert_eq!(s1.version.len(), 32);
@@ -505,8 +505,8 @@ async fn plain_secrets_and_encodings_over_the_wire() {
     assert_eq!(h.emu.counts().tokens(WI_CLIENT_ID), 1);
 }
 
-// reference: reference-provider.md §2.5 [BUG] (bad base64 errors were unwrapped), §7 (wrap
-// encoding errors with the object's identity), §6 item 9 (failure: old contents kept)
+// reference: docs/reference-provider.md §2.5 [BUG] (bad base64 errors were unwrapped), §7 (wrap
+// encoding errors with the object's identity), §6.9 (failure: old contents kept)
 #[test]
 fn bad_base64_fails_naming_the_object_and_leaves_the_directory_untouched() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -552,7 +552,7 @@ fn bad_base64_fails_naming_the_object_and_leaves_the_directory_untouched() {
     assert_eq!(raw(&h, "secret1"), b"secret1value");
 }
 
-// reference: reference-provider.md §1.5 (`objects` = `array:` → no error, no files), §6
+// reference: docs/reference-provider.md §1.5 (`objects` = `array:` → no error, no files), §6
 // (`..data` is published even for an empty set)
 #[tokio::test]
 async fn an_empty_object_list_is_not_an_error() {
@@ -565,7 +565,7 @@ async fn an_empty_object_list_is_not_an_error() {
     assert_eq!(h.emu.counts().route(keyvault_emulator::Route::SecretGet), 0);
 }
 
-// reference: reference-provider.md §2.5 (standard alphabet, padding required; Go's hex with
+// reference: docs/reference-provider.md §2.5 (standard alphabet, padding required; Go's hex with
 // `odd length`), [BUG] unwrapped errors: each failure names its object, the version fetched at
 // "latest" and Go's offset, and never echoes the value
 #[tokio::test]
@@ -609,7 +609,7 @@ async fn encoding_errors_over_the_wire_name_the_object() {
     }
 }
 
-// reference: reference-provider.md §2.2 (x-pkcs12 + pem: PKCS#8 key first, then the chain;
+// reference: docs/reference-provider.md §2.2 (x-pkcs12 + pem: PKCS#8 key first, then the chain;
 // x-pkcs12 + pfx: the base64 value verbatim; x-pem-file: verbatim whatever the format),
 // §2.6 PFX cases (1) and (2), §2.11 (kid + pkcs12/pem vectors)
 #[tokio::test]
@@ -684,7 +684,7 @@ async fn certificate_backed_secrets_convert_like_the_reference() {
     );
 }
 
-// reference: reference-provider.md §2.6 steps 2–6 and cases (a), (c), PFX case (2), over the
+// reference: docs/reference-provider.md §2.6 steps 2–6 and cases (a), (c), PFX case (2), over the
 // wire: the served PFX holds its bags in every order (and, for (c), incomplete); case (b) (RSA,
 // leaf without SKI) has no key to import and is covered by the convert unit tests
 #[tokio::test(flavor = "current_thread")]
@@ -767,7 +767,7 @@ async fn chain_ordering_over_the_wire() {
     assert!(warn.iter().all(|l| l.contains("WARN")), "{warn:?}");
 }
 
-// reference: reference-provider.md §2.3 (public key only, PKIX `PUBLIC KEY`; P-384/P-521,
+// reference: docs/reference-provider.md §2.3 (public key only, PKIX `PUBLIC KEY`; P-384/P-521,
 // EC-HSM/RSA-HSM), §2.10 (independent vectors, exact PEM)
 #[tokio::test]
 async fn keys_give_the_exact_public_key_pem() {
@@ -788,7 +788,7 @@ async fn keys_give_the_exact_public_key_pem() {
     assert_eq!(text(&raw(&h, "ec-p384")), text(fixture!("p384.pub")));
     assert_eq!(text(&raw(&h, "ec-p521")), text(fixture!("p521.pub")));
     assert_eq!(text(&raw(&h, "rsa-4096")), text(fixture!("rsa4096.pub")));
-    // reference: reference-provider.md §2.3 (the version is the last segment of `key.kid`)
+    // reference: docs/reference-provider.md §2.3 (the version is the last segment of `key.kid`)
     let kv = Reader::new(&h).await;
     let kid = kv.get("keys/ec-p384").await["key"]["kid"]
         .as_str()
@@ -803,7 +803,7 @@ async fn keys_give_the_exact_public_key_pem() {
     );
 }
 
-// reference: reference-provider.md §2.3 (`oct`: "key type 'oct' currently not supported")
+// reference: docs/reference-provider.md §2.3 (`oct`: "key type 'oct' currently not supported")
 #[tokio::test]
 async fn oct_keys_are_rejected_if_the_emulator_can_hold_one() {
     let seed = format!(
@@ -837,7 +837,7 @@ async fn oct_keys_are_rejected_if_the_emulator_can_hold_one() {
     assert!(!h.dir.join("..data").exists());
 }
 
-// reference: reference-provider.md §2.4 (leaf only: one CERTIFICATE block of the bundle's
+// reference: docs/reference-provider.md §2.4 (leaf only: one CERTIFICATE block of the bundle's
 // `cer`, no chain, no key)
 #[tokio::test]
 async fn cert_objects_are_the_leaf_only() {
@@ -871,7 +871,7 @@ async fn cert_objects_are_the_leaf_only() {
     assert_eq!(text(&raw(&h, "certs/demo.crt")), text(fixture!("demo.pem")));
 }
 
-// reference: reference-provider.md §2.7 (layout `<alias>/<index>`, newest first, disabled
+// reference: docs/reference-provider.md §2.7 (layout `<alias>/<index>`, newest first, disabled
 // skipped, start version; [BUG] N+1 files and a silently missing start version), §2.8 (ids
 // `<type>/<name>/<index>`), §7 (exactly min(N, available); error for a missing start)
 #[tokio::test]
@@ -928,7 +928,7 @@ async fn history_mode_conformance() {
         .collect();
     assert_eq!(h.files(), want);
 
-    // reference: reference-provider.md §1.4 (in history mode `latest` means the newest)
+    // reference: docs/reference-provider.md §1.4 (in history mode `latest` means the newest)
     run(&["objectName: hist\nobjectType: secret\nobjectVersion: latest\nobjectVersionHistory: 2"])
         .await
         .unwrap();
@@ -938,7 +938,7 @@ async fn history_mode_conformance() {
         .collect();
     assert_eq!(h.files(), want);
 
-    // reference: reference-provider.md §1.4 (single-version mode: objectVersion sent as is)
+    // reference: docs/reference-provider.md §1.4 (single-version mode: objectVersion sent as is)
     run(&[&format!(
         "objectName: hist\nobjectType: secret\nobjectVersion: {HIST_V_A}\nobjectAlias: pinned"
     )])
@@ -971,7 +971,7 @@ async fn history_mode_conformance() {
     }
 }
 
-// reference: reference-provider.md §2.7 (history for every object type: versions are listed
+// reference: docs/reference-provider.md §2.7 (history for every object type: versions are listed
 // with `id` or `kid`, each converted like a single version), §2.8 (`<type>/<name>/<index>`)
 #[tokio::test]
 async fn history_mode_for_keys_certificates_and_certificate_backed_secrets() {
@@ -1009,7 +1009,7 @@ async fn history_mode_for_keys_certificates_and_certificate_backed_secrets() {
     );
 }
 
-// reference: reference-provider.md §1.4 [BUG]s and §7 (reject invalid filePermission, unknown
+// reference: docs/reference-provider.md §1.4 [BUG]s and §7 (reject invalid filePermission, unknown
 // objectType at validation time, duplicate paths, file/directory collisions), §1.5 (format,
 // encoding and file name vectors): every problem listed at once, exit 3, no request sent
 #[test]
@@ -1100,7 +1100,7 @@ fn invalid_plans_fail_before_any_request_with_every_problem_listed() {
     assert_eq!(h.snapshot(), before, "directory untouched");
 }
 
-// reference: reference-provider.md §1.4 (`filePermission`, base 8, default 0644), §1.5
+// reference: docs/reference-provider.md §1.4 (`filePermission`, base 8, default 0644), §1.5
 // ("0600" → 0600, "" → 0644), §6 (AtomicWriter `..data` layout); `ls -L` semantics
 #[tokio::test]
 async fn file_modes_and_the_atomic_writer_layout() {
@@ -1153,7 +1153,7 @@ async fn file_modes_and_the_atomic_writer_layout() {
     assert_eq!(real.permissions().mode() & 0o7777, 0o600);
 }
 
-// reference: reference-provider.md §2.7 (a name becomes a directory in history mode) and §6
+// reference: docs/reference-provider.md §2.7 (a name becomes a directory in history mode) and §6
 // (each sync publishes the whole set: names that leave the set disappear); a name may switch
 // between file and directory from one sync to the next
 #[tokio::test]
@@ -1232,7 +1232,7 @@ fn run_binary_with_umask(
     cmd.output().expect("run keyvault-agent")
 }
 
-// reference: reference-provider.md §1.4 (`filePermission`, default 0644) and §6: modes are
+// reference: docs/reference-provider.md §1.4 (`filePermission`, default 0644) and §6: modes are
 // exact whatever the process umask (the driver chmods explicitly)
 #[test]
 fn modes_are_exact_under_a_restrictive_umask() {
@@ -1304,7 +1304,7 @@ fn pem_bodies(pem: &[u8]) -> Vec<String> {
     pem_ders(pem).iter().map(|d| STANDARD.encode(d)).collect()
 }
 
-// reference: reference-provider.md §7 (cheap change detection): every conversion is
+// reference: docs/reference-provider.md §7 (cheap change detection): every conversion is
 // deterministic, so a second sync of the whole conformance set over the wire publishes nothing
 // (a PFX built with random salts would swap `..data` on every refresh)
 #[tokio::test]
@@ -1335,7 +1335,7 @@ async fn a_second_sync_of_the_whole_set_changes_nothing() {
 }
 
 // No secret value, private key, access token or service-account token in any log line
-// (common brief; reference-provider.md §4 logging), over the whole conformance seed at trace
+// (common brief; docs/reference-provider.md §4 logging), over the whole conformance seed at trace
 #[test]
 fn no_secret_reaches_the_binarys_output_at_trace_level() {
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -3,7 +3,7 @@
 //! (SIGHUP never kills, bursts coalesce, SIGTERM ends cleanly), and every exit code the
 //! binary can produce in a test, checked against the documented table.
 //!
-//! reference: threat-model.md rules 6 (bounded listeners), 7 (signals), 10 (exit codes).
+//! reference: docs/threat-model.md rules 6 (bounded listeners), 7 (signals), 10 (exit codes).
 //!
 //! `KEYVAULT_AGENT_TEST_BIN` runs these tests against another build of the binary (that is
 //! how they were shown to fail on the previous main).
@@ -242,7 +242,7 @@ fn flood_size(wanted: usize) -> usize {
     n
 }
 
-// reference: threat-model.md rule 6
+// reference: docs/threat-model.md rule 6
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_flood_leaves_healthz_answering_and_the_refresh_unaffected() {
     let h = Harness::start().await;
@@ -318,7 +318,7 @@ async fn an_idle_flood_leaves_healthz_answering_and_the_refresh_unaffected() {
     assert_eq!(agent.exit().await.code(), Some(0), "{}", agent.log());
 }
 
-// reference: threat-model.md rule 7 (SIGHUP before the first sync never kills)
+// reference: docs/threat-model.md rule 7 (SIGHUP before the first sync never kills)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_at_startup_never_kills_and_sigterm_then_exits_zero() {
     let h = Harness::start().await;
@@ -343,7 +343,7 @@ async fn sighup_at_startup_never_kills_and_sigterm_then_exits_zero() {
     assert_eq!(status.code(), Some(0), "{status:?}\n{}", agent.log());
 }
 
-// reference: threat-model.md rule 7 (SIGTERM in the first millisecond is a clean stop)
+// reference: docs/threat-model.md rule 7 (SIGTERM in the first millisecond is a clean stop)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_at_startup_ends_the_sidecar_with_zero() {
     let h = Harness::start().await;
@@ -357,7 +357,7 @@ async fn sigterm_at_startup_ends_the_sidecar_with_zero() {
     assert_eq!(status.code(), Some(0), "{status:?}\n{}", agent.log());
 }
 
-// reference: threat-model.md rule 7 (in --once, SIGHUP is ignored)
+// reference: docs/threat-model.md rule 7 (in --once, SIGHUP is ignored)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_ignores_sighup_and_ends_with_its_own_exit_code() {
     let h = Harness::start().await;
@@ -389,7 +389,7 @@ async fn once_ignores_sighup_and_ends_with_its_own_exit_code() {
     assert_eq!(status.code(), Some(6), "{status:?}\n{}", agent.log());
 }
 
-// reference: threat-model.md rules 7 and 10 (--once stopped by SIGTERM: documented 143)
+// reference: docs/threat-model.md rules 7 and 10 (--once stopped by SIGTERM: documented 143)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_stopped_by_sigterm_exits_143_and_publishes_nothing() {
     let h = Harness::start().await;
@@ -416,7 +416,7 @@ async fn once_stopped_by_sigterm_exits_143_and_publishes_nothing() {
     assert!(!h.dir.join("..data").exists());
 }
 
-// reference: threat-model.md rules 7 and 10 (`check` stopped by SIGTERM: documented 143)
+// reference: docs/threat-model.md rules 7 and 10 (`check` stopped by SIGTERM: documented 143)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_stuck_on_a_fifo_stops_on_sigterm_with_143() {
     let h = Harness::start().await;
@@ -445,7 +445,7 @@ async fn check_stuck_on_a_fifo_stops_on_sigterm_with_143() {
     );
 }
 
-// reference: threat-model.md rule 7 (a SIGHUP burst of any size: at most one more reload)
+// reference: docs/threat-model.md rule 7 (a SIGHUP burst of any size: at most one more reload)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_sighups_causes_at_most_two_refreshes() {
     let h = Harness::start().await;
@@ -479,7 +479,7 @@ async fn a_burst_of_sighups_causes_at_most_two_refreshes() {
     );
 }
 
-// reference: threat-model.md rule 10 (a --listen bind failure has its own documented code)
+// reference: docs/threat-model.md rule 10 (a --listen bind failure has its own documented code)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listen_address_in_use_exits_9_naming_the_flag() {
     let h = Harness::start().await;
@@ -497,7 +497,7 @@ async fn a_listen_address_in_use_exits_9_naming_the_flag() {
     );
 }
 
-// reference: threat-model.md rule 9 (no plain http off the pod unless told)
+// reference: docs/threat-model.md rule 9 (no plain http off the pod unless told)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_http_hook_off_loopback_is_a_configuration_error() {
     let h = Harness::start().await;
@@ -520,7 +520,7 @@ async fn a_plain_http_hook_off_loopback_is_a_configuration_error() {
     assert!(!log.contains("token=abc"), "{log}");
 }
 
-// reference: threat-model.md rule 10 (one table: error.rs, README, --help)
+// reference: docs/threat-model.md rule 10 (one table: error.rs, README, --help)
 #[test]
 fn the_exit_code_table_is_the_same_in_the_code_the_readme_and_help() {
     use keyvault_agent::error::EXIT_CODES;

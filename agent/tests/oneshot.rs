@@ -31,7 +31,7 @@ fn begin_blocks(pem: &str) -> Vec<&str> {
         .collect()
 }
 
-// reference: reference-provider.md §2.1–§2.5, §2.8; protocol.md §2, §3.2
+// reference: docs/reference-provider.md §2.1–§2.5, §2.8; docs/protocol.md §2, §3.2
 #[tokio::test]
 async fn workload_identity_end_to_end_over_tls_with_every_conversion() {
     let logs = LogCapture::start();
@@ -99,7 +99,7 @@ async fn workload_identity_end_to_end_over_tls_with_every_conversion() {
     // Same manifest shape as the sidecar's: one entry per output file, no values.
     assert_eq!(status["objects"].as_array().unwrap().len(), 9);
     assert_eq!(status["ready"], true);
-    // Keyed digests only (reference: threat-model.md rule 8): HMAC-SHA256 under the
+    // Keyed digests only (reference: docs/threat-model.md rule 8): HMAC-SHA256 under the
     // volume's key, never the plain SHA-256 of a value.
     let on_disk = status["objects"][0]["hmac_sha256"].as_str().unwrap();
     assert_eq!(on_disk, db.digest);
@@ -158,7 +158,7 @@ async fn workload_identity_end_to_end_over_tls_with_every_conversion() {
     );
 }
 
-// reference: protocol.md §2.2 (verify_challenge_resource; aka.ms/azsdk/blog/vault-uri)
+// reference: docs/protocol.md §2.2 (verify_challenge_resource; aka.ms/azsdk/blog/vault-uri)
 #[tokio::test]
 async fn a_vault_host_outside_the_challenge_resource_never_gets_a_token() {
     let h = Harness::with_builder(
@@ -246,7 +246,7 @@ async fn client_secret_flow_and_bad_secret_message() {
     logs.assert_absent(&[SP_SECRET, "wrong-secret-value", "s3cr3t-db-password-value"]);
 }
 
-// reference: reference-provider.md §2.7 (with the N+1 and missing-start-version bugs fixed)
+// reference: docs/reference-provider.md §2.7 (with the N+1 and missing-start-version bugs fixed)
 #[tokio::test]
 async fn history_mode_writes_exactly_the_enabled_versions_newest_first() {
     let h = Harness::start().await;
@@ -297,7 +297,7 @@ async fn history_mode_writes_exactly_the_enabled_versions_newest_first() {
     assert_eq!(h.snapshot(), before);
 }
 
-// reference: reference-provider.md §4 (fail closed, nothing written) — but every object named
+// reference: docs/reference-provider.md §4 (fail closed, nothing written) — but every object named
 #[tokio::test]
 async fn failures_name_every_object_and_leave_the_directory_untouched() {
     let logs = LogCapture::start();
@@ -364,7 +364,7 @@ async fn failures_name_every_object_and_leave_the_directory_untouched() {
     logs.assert_absent(SECRET_VALUES);
 }
 
-// reference: protocol.md §1.8
+// reference: docs/protocol.md §1.8
 #[tokio::test]
 async fn throttling_with_retry_after_is_waited_out() {
     let h = Harness::start().await;
@@ -635,7 +635,7 @@ async fn a_missing_or_empty_token_file_is_named() {
     assert_eq!(h.emu.counts().route(Route::Token), 0);
 }
 
-// reference: protocol.md §1.5 (nextLink with another api-version, replaced by ours)
+// reference: docs/protocol.md §1.5 (nextLink with another api-version, replaced by ours)
 #[tokio::test]
 async fn history_follows_next_links_across_pages() {
     let h = Harness::with_builder(
@@ -680,7 +680,7 @@ async fn an_expired_service_account_token_says_the_file_is_stale() {
     assert_eq!(e.exit_code(), EXIT_AUTH);
 }
 
-// reference: protocol.md §3.5
+// reference: docs/protocol.md §3.5
 #[tokio::test]
 async fn entra_throttling_and_outages_are_retried() {
     let h = Harness::start().await;
@@ -708,7 +708,7 @@ async fn entra_throttling_and_outages_are_retried() {
     assert_eq!(h.file("db-password"), "s3cr3t-db-password-value");
 }
 
-// reference: threat-model.md rule 10 ("a non-zero exit means the directory is as it was"),
+// reference: docs/threat-model.md rule 10 ("a non-zero exit means the directory is as it was"),
 // ISSUE9 item 8 (the manifest is written inside the new generation before the swap)
 #[test]
 fn a_manifest_that_cannot_be_written_fails_the_run_and_changes_nothing() {
@@ -760,7 +760,7 @@ fn strace() -> Option<std::path::PathBuf> {
         .find(|p| p.is_file())
 }
 
-// reference: threat-model.md "How to prove it" (a syscall trace shows no mutating call on a
+// reference: docs/threat-model.md "How to prove it" (a syscall trace shows no mutating call on a
 // path under the output dir that is not relative to a directory fd)
 #[test]
 fn a_traced_run_mutates_the_output_dir_only_through_directory_fds() {

@@ -2,8 +2,8 @@
 //! rotation, the three notifiers, backoff that keeps the published set, reload, signals,
 //! and the health/metrics/status endpoints.
 //!
-//! reference: peers.md §B.2 (rotation), §B.8 (apps noticing changes), §D.1 (coalesced
-//! notification, Retry-After-aware backoff), §E; atomic-writer.md (the `..data` layout).
+//! reference: docs/peers.md §B.2 (rotation), §B.8 (apps noticing changes), §D.1 (coalesced
+//! notification, Retry-After-aware backoff), §B; docs/atomic-writer.md (the `..data` layout).
 //!
 //! Tests run on a real clock with short intervals and await conditions (never fixed
 //! sleeps), except the Retry-After test, which runs the loop on a paused clock while the
@@ -489,7 +489,7 @@ async fn health_ready_metrics_and_status_endpoints() {
     let on_disk: serde_json::Value =
         serde_json::from_str(&read(&fx.out(), "..status.json").unwrap()).unwrap();
     assert_eq!(on_disk["objects"][0]["id"], "secret/db-password");
-    // ...and are in the volume, next to the values, keyed (reference: threat-model.md rule 8).
+    // ...and are in the volume, next to the values, keyed (reference: docs/threat-model.md rule 8).
     assert_eq!(
         on_disk["objects"][0]["hmac_sha256"].as_str().unwrap().len(),
         64

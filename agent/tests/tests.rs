@@ -3,6 +3,7 @@
 
 mod config_cli; // `check`, flags/env, exit codes, every config problem reported at once
 mod conformance; // reference vectors end to end over TLS
+mod docs; // citations point into docs/, README flags and quoted errors match the binary
 mod edge; // the binary's edge: health flood, signals, exit codes, hook URL policy
 mod hostile; // hostile servers: absurd waits, huge/endless/slow bodies, resets, nxdomain
 mod oneshot; // `--once` end to end: identities, conversions over the wire, no partial sets

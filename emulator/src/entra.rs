@@ -1,6 +1,6 @@
 //! The Entra ID token endpoint (`POST /{tenant}/oauth2/v2.0/token`, client credentials with a
 //! federated assertion or a client secret), the tenant metadata MSAL reads first, and Entra's
-//! AADSTS error bodies (protocol.md §3).
+//! AADSTS error bodies (docs/protocol.md §3).
 
 // Handlers return the exact wire error as `Err(Response)` and exit early with `?`; boxing
 // every error response would only add noise.

@@ -1,6 +1,6 @@
 //! The IMDS managed-identity token endpoint (`GET /metadata/identity/oauth2/token`), served on the
 //! plain-HTTP listener (as real IMDS) and on the HTTPS one, with IMDS's string-typed fields and
-//! `{"error","error_description"}` bodies (protocol.md §4).
+//! `{"error","error_description"}` bodies (docs/protocol.md §4).
 
 // Handlers return the exact wire error as `Err(Response)` and exit early with `?`; boxing
 // every error response would only add noise.

@@ -1,5 +1,5 @@
 //! The Key Vault data plane: secrets, keys, certificates and deleted secrets, with Key Vault's
-//! URL shapes, JSON bodies, paging, headers and error bodies (protocol.md §1–2).
+//! URL shapes, JSON bodies, paging, headers and error bodies (docs/protocol.md §1–2).
 
 // Handlers return the exact wire error as `Err(Response)` and exit early with `?`; boxing
 // every error response would only add noise.

@@ -2,7 +2,7 @@
 //! fleet of agents hitting one emulated vault meets the same wall a real vault puts up
 //! (429 `Throttled` with `Retry-After`).
 //!
-//! Default limits, per vault per 10 s (protocol.md §1.8, from Microsoft's "Azure Key Vault
+//! Default limits, per vault per 10 s (docs/protocol.md §1.8, from Microsoft's "Azure Key Vault
 //! service limits" page, resource type vault):
 //!
 //! | family | limit | published figure it stands for |

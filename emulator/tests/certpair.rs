@@ -1,7 +1,7 @@
 //! Certificate imports whose chain is not leaf-first, or whose private key belongs to no
 //! certificate in the upload: the emulator must pick the certificate matching the key as the
 //! leaf (as Key Vault does) and refuse a key that matches none.
-//! reference: protocol.md §1.4
+//! reference: docs/protocol.md §1.4
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};

@@ -1,5 +1,5 @@
 //! Data-plane auth, api-version handling, errors, headers and paging.
-//! reference: protocol.md §1.1, §1.5, §1.6, §2.1
+//! reference: docs/protocol.md §1.1, §1.5, §1.6, §2.1
 
 use std::time::Duration;
 

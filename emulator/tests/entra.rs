@@ -1,5 +1,5 @@
 //! Entra token endpoint: workload identity assertions and client secrets, with AADSTS errors.
-//! reference: protocol.md §3.2–3.4
+//! reference: docs/protocol.md §3.2–3.4
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Faults (status, throttle with/without Retry-After, latency, drop) and counters, through the
 //! builder and through the loopback-only admin API.
-//! reference: protocol.md §1.6 (Throttled), §3.5, §4
+//! reference: docs/protocol.md §1.6 (Throttled), §3.5, §4
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! Shape fidelity: for each official example payload, the emulator's answer to the same
 //! operation has every field the example has, with the same JSON type.
-//! reference: shared/fixtures/keyvault/README.md (copied into tests/fixtures/keyvault/)
+//! reference: emulator/tests/fixtures/keyvault/README.md
 
 use serde_json::Value;
 

@@ -1,5 +1,5 @@
 //! IMDS: Metadata header, string-typed expiry, identity selection and error shapes.
-//! reference: protocol.md §4
+//! reference: docs/protocol.md §4
 
 use crate::common::*;
 

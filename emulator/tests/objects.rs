@@ -1,6 +1,6 @@
 //! Writes and object shapes: set/update/delete secrets, create/import keys, import certificates
 //! (PEM, password-less and password-protected PFX), certificate-backed keys and secrets.
-//! reference: protocol.md §1.3, §1.4
+//! reference: docs/protocol.md §1.3, §1.4
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};

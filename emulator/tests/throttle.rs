@@ -1,6 +1,6 @@
 //! Throttling like Key Vault: per-vault token buckets per operation family, 429 `Throttled`
 //! with `Retry-After`, counted; configurable from the builder, the seed and the admin API.
-//! reference: protocol.md §1.6 (Throttled body), §1.8 (limits per vault per 10 s)
+//! reference: docs/protocol.md §1.6 (Throttled body), §1.8 (limits per vault per 10 s)
 
 use keyvault_emulator::{Emulator, RequestKind, Route, ThrottleConfig};
 use serde_json::json;

@@ -8,7 +8,7 @@ Only three kinds of change, generated as a kustomize overlay on top of a shipped
   `KEYVAULT_AGENT_IMDS_ENDPOINT`, and `--listen` moves from 0.0.0.0:9090 to a free loopback port
   (pods share the host network here);
 - what the azure-workload-identity webhook injects into pods labelled
-  `azure.workload.identity/use: "true"` (reference: shared/docs/protocol.md §3.6): AZURE_CLIENT_ID
+  `azure.workload.identity/use: "true"` (reference: docs/protocol.md §3.6): AZURE_CLIENT_ID
   (from the ServiceAccount annotation), AZURE_TENANT_ID, AZURE_AUTHORITY_HOST,
   AZURE_FEDERATED_TOKEN_FILE and the token volume, here a hostPath with a token minted by
   `keyvault-emulator token` instead of a projected service-account token.

@@ -2,7 +2,7 @@
 
 Schema validation is done by kubernetes-validate in `make validate-manifests`; these tests check
 what a schema cannot: the hardening and the shape each pattern promises in the README.
-reference: shared/docs/reference-provider.md §3 (identity modes), issue 5 (manifests list).
+reference: docs/reference-provider.md §3 (identity modes), issue 5 (manifests list).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Each test renders a pattern from manifests/overlays with the e2e overlay (overlay.py: images,
 endpoints and the workload-identity webhook's injections only), applies the podman 4.3
 compatibility rewrite (podman.py) and checks what the operator's manual promises.
-reference: shared/docs/protocol.md §3.6 (webhook injection), reference-provider.md §3 and §6.
+reference: docs/protocol.md §3.6 (webhook injection), docs/reference-provider.md §3 and §6.
 """
 
 from __future__ import annotations

@@ -18,5 +18,5 @@ def assert_kv_error(excinfo: pytest.ExceptionInfo, status: int, code: str, inner
     assert err.error.code == code, f"error.code {err.error.code!r}: {err.message}"
     if inner is not None:
         assert (err.error.innererror or {}).get("code") == inner, f"innererror {err.error.innererror!r}"
-    # Every Key Vault response carries a request id (protocol.md §1.6).
+    # Every Key Vault response carries a request id (docs/protocol.md §1.6).
     assert err.response.headers.get("x-ms-request-id"), "x-ms-request-id missing"

@@ -1,6 +1,6 @@
 """Entra, the cluster token issuer, IMDS and the vault's challenge, as the official SDK sees them.
 
-reference: shared/docs/protocol.md §2 (challenge), §3.4 (AADSTS errors), §4 (IMDS), §1.6 (403).
+reference: docs/protocol.md §2 (challenge), §3.4 (AADSTS errors), §4 (IMDS), §1.6 (403).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def test_first_request_to_a_vault_may_be_a_write(azure, wi_credential):
 
 
 def test_default_credential_with_webhook_injected_environment(azure, emulator, monkeypatch):
-    # Exactly the variables the AKS workload-identity webhook injects (protocol.md §3.6),
+    # Exactly the variables the AKS workload-identity webhook injects (docs/protocol.md §3.6),
     # authority host with its trailing slash.
     monkeypatch.setenv("AZURE_CLIENT_ID", WORKLOAD_CLIENT_ID)
     monkeypatch.setenv("AZURE_TENANT_ID", emulator.tenant_id)
@@ -223,7 +223,7 @@ def test_imds_unknown_identity_is_credential_unavailable(azure):
     credential = azure.managed_identity(client_id=UNKNOWN_CLIENT_ID)
     with pytest.raises(CredentialUnavailableError) as excinfo:
         azure.secrets(credential).get_secret("seeded")
-    # IMDS answers 400 invalid_request "Identity not found" (protocol.md §4); azure-identity
+    # IMDS answers 400 invalid_request "Identity not found" (docs/protocol.md §4); azure-identity
     # reports that as "no identity assigned", i.e. CredentialUnavailableError.
     assert "invalid_request" in excinfo.value.message
     assert "Identity not found" in excinfo.value.message
@@ -247,7 +247,7 @@ def test_imds_requires_metadata_header(emulator):
     )
     assert ok.status_code == 200, ok.text
     body = ok.json()
-    # IMDS sends every number as a string (protocol.md §4).
+    # IMDS sends every number as a string (docs/protocol.md §4).
     assert isinstance(body["expires_on"], str) and isinstance(body["expires_in"], str)
     assert body["token_type"] == "Bearer"
 

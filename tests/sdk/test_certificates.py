@@ -1,7 +1,7 @@
 """Certificates through azure-keyvault-certificates, and their backing secret and key.
 
 Inputs are built with `cryptography` (PFX unencrypted, AES-256/PBES2 and legacy 3DES/PBES1;
-PEM key + chain). reference: shared/docs/protocol.md §1.3 (CertificateBundle), §1.4 (a
+PEM key + chain). reference: docs/protocol.md §1.3 (CertificateBundle), §1.4 (a
 certificate read as a secret and as a key).
 """
 
@@ -77,7 +77,7 @@ def _check_certificate_bundle(cert, name: str, leaf: x509.Certificate, vault_url
     base = vault_url.rstrip("/")
     version = cert.properties.version
     assert cert.id == f"{base}/certificates/{name}/{version}"
-    # The addressable key and secret share the certificate's name and version (protocol.md §1.4).
+    # The addressable key and secret share the certificate's name and version (docs/protocol.md §1.4).
     assert cert.key_id == f"{base}/keys/{name}/{version}"
     assert cert.secret_id == f"{base}/secrets/{name}/{version}"
     assert cert.properties.not_before == leaf.not_valid_before_utc

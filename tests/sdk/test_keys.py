@@ -1,6 +1,6 @@
 """Keys through azure-keyvault-keys: create RSA and EC, import a JWK, get, list versions.
 
-reference: shared/docs/protocol.md §1.3 (KeyBundle: public JWK only, base64url members).
+reference: docs/protocol.md §1.3 (KeyBundle: public JWK only, base64url members).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Proves the fault shapes are ones the official SDK recognises as transient: 429 `Throttled`
 with `Retry-After` (honoured), 503, and a dropped connection, on the vault, on Entra's token
-endpoint and on IMDS. reference: shared/docs/protocol.md §1.8, §3.5, §4.
+endpoint and on IMDS. reference: docs/protocol.md §1.8, §3.5, §4.
 """
 
 from __future__ import annotations

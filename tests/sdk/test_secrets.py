@@ -1,6 +1,6 @@
 """Secrets through azure-keyvault-secrets: the calls keyvault-agent makes, and the ones tests seed with.
 
-reference: shared/docs/protocol.md §1.2 (URL shapes), §1.3 (SecretBundle), §1.5 (paging), §1.6 (errors),
+reference: docs/protocol.md §1.2 (URL shapes), §1.3 (SecretBundle), §1.5 (paging), §1.6 (errors),
 §1.7 (disabled objects).
 """
 
@@ -74,7 +74,7 @@ def test_list_secrets_pages_and_has_no_values(secret_client: SecretClient, uniqu
     assert names <= set(by_name)
     assert "seeded" in by_name
     assert len(pages.urls) >= 2
-    # GetSecrets items are versionless ids (protocol.md §1.3 SecretItem).
+    # GetSecrets items are versionless ids (docs/protocol.md §1.3 SecretItem).
     assert by_name[next(iter(names))].version is None
 
 
@@ -155,7 +155,7 @@ def test_missing_secret_and_missing_version_are_not_found(secret_client: SecretC
 
 
 def test_invalid_name_is_bad_parameter(secret_client: SecretClient):
-    # Names are ^[0-9a-zA-Z-]+$ (protocol.md §1.1); the service answers 400 BadParameter.
+    # Names are ^[0-9a-zA-Z-]+$ (docs/protocol.md §1.1); the service answers 400 BadParameter.
     with pytest.raises(HttpResponseError) as excinfo:
         secret_client.set_secret("not_a_valid_name", "v")
     assert_kv_error(excinfo, 400, "BadParameter")

@@ -1,5 +1,5 @@
 //! Client secret (development, the `nodePublishSecretRef` analogue): the plain
-//! client-credentials grant (`protocol.md` §3.2).
+//! client-credentials grant (`docs/protocol.md` §3.2).
 
 use std::time::Duration;
 

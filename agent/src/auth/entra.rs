@@ -1,4 +1,4 @@
-//! The Entra token endpoint (`POST {authority}/{tenant}/oauth2/v2.0/token`, `protocol.md`
+//! The Entra token endpoint (`POST {authority}/{tenant}/oauth2/v2.0/token`, `docs/protocol.md`
 //! §3) shared by the workload identity and client secret flows, and the translation of its
 //! AADSTS errors into messages that say what to fix.
 

@@ -1,4 +1,4 @@
-//! Managed identity through IMDS (`protocol.md` §4): `GET
+//! Managed identity through IMDS (`docs/protocol.md` §4): `GET
 //! {endpoint}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=…[&client_id=…]`
 //! with `Metadata: true`, over the proxy-less client. 404, 410, 429 and 5xx are transient
 //! (IMDS is updating or throttling) and retried with IMDS's own backoff.

@@ -5,8 +5,8 @@
 //! We deliberately do not use the `azure_identity` crate: its workload identity credential
 //! caches the federated token file for 600 s (a rotated file is not picked up, which ends in
 //! AADSTS700024), and its managed identity credential hard-codes the IMDS address
-//! (`protocol.md` §6), so neither `KEYVAULT_AGENT_IMDS_ENDPOINT` nor the emulator could be
-//! used. The three flows are small, well-specified form POSTs / GETs (`protocol.md` §3, §4).
+//! (`docs/protocol.md` §6), so neither `KEYVAULT_AGENT_IMDS_ENDPOINT` nor the emulator could be
+//! used. The three flows are small, well-specified form POSTs / GETs (`docs/protocol.md` §3, §4).
 
 pub mod cache;
 pub mod client_secret;

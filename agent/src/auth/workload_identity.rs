@@ -1,5 +1,5 @@
 //! Workload identity: exchange the projected service-account token for an Entra access
-//! token (client-assertion flow, `protocol.md` §3.2).
+//! token (client-assertion flow, `docs/protocol.md` §3.2).
 //!
 //! The token file is re-read for every exchange: the kubelet rotates it, and a cached copy
 //! is exactly what produces AADSTS700024 in long-running pods.

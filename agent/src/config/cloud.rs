@@ -1,4 +1,4 @@
-//! Clouds and the vault URL (`reference-provider.md` §3, `protocol.md` §5).
+//! Clouds and the vault URL (`docs/reference-provider.md` §3, `docs/protocol.md` §5).
 //!
 //! Names match go-autorest's `EnvironmentFromName`: case-insensitive, with its aliases
 //! (`AzureCloud`, `AzureUSGovernment`). `AzureStackCloud` reads the reference's JSON file
@@ -234,7 +234,7 @@ pub(crate) fn vault_url_override(params: &Parameters, errs: &mut Vec<ConfigError
 mod tests {
     use super::*;
 
-    // reference: reference-provider.md §3 (cloud table) and TestGetVaultURL
+    // reference: docs/reference-provider.md §3 (cloud table) and TestGetVaultURL
     #[test]
     fn vault_urls_for_every_built_in_cloud() {
         for (name, url) in [
@@ -281,7 +281,7 @@ mod tests {
         assert_eq!(c.keyvault_resource, "https://vault.azure.net");
     }
 
-    // reference: reference-provider.md §1.2 (cloudName error text, upper-cased name)
+    // reference: docs/reference-provider.md §1.2 (cloudName error text, upper-cased name)
     #[test]
     fn unknown_cloud_has_the_autorest_text() {
         assert_eq!(
@@ -290,7 +290,7 @@ mod tests {
         );
     }
 
-    // reference: reference-provider.md §1.2 (vault name texts)
+    // reference: docs/reference-provider.md §1.2 (vault name texts)
     #[test]
     fn vault_name_rules() {
         assert_eq!(

@@ -12,7 +12,7 @@
 //!
 //! The tenant (`tenantID`, else the deprecated `tenantId`, else `AZURE_TENANT_ID`) is
 //! required for workload identity and client secret. The reference also requires it for
-//! managed identity, which never uses it (`reference-provider.md` §3); we do not.
+//! managed identity, which never uses it (`docs/reference-provider.md` §3); we do not.
 //! `usePodIdentity` and `useAzureTokenProxy` are parsed with the reference's texts and then
 //! refused: aad-pod-identity is retired, and identity binding needs the API-server proxy of
 //! the CSI driver's node plugin.
@@ -382,7 +382,7 @@ mod tests {
         );
     }
 
-    // reference: reference-provider.md §3 ("SPC parameters clientID/tenantID should override
+    // reference: docs/reference-provider.md §3 ("SPC parameters clientID/tenantID should override
     // the env vars"); §1.5 (tenantID wins over tenantId)
     #[test]
     fn parameters_override_env_and_tenant_id_spellings() {
@@ -555,7 +555,7 @@ mod tests {
         );
     }
 
-    // reference: reference-provider.md §1.5 (parameter getters; identity-binding tests)
+    // reference: docs/reference-provider.md §1.5 (parameter getters; identity-binding tests)
     #[test]
     fn mode_booleans_use_reference_texts() {
         for (name, msg) in [
@@ -596,7 +596,7 @@ mod tests {
         assert!(id.is_none());
     }
 
-    // reference: reference-provider.md §1.5 identity-binding tests. The reference answers
+    // reference: docs/reference-provider.md §1.5 identity-binding tests. The reference answers
     // `useAzureTokenProxy: true` without clientID with `clientID is required`, and without
     // tokens with `service account tokens are required for identity binding`; we refuse the
     // mode itself in both cases (deliberate difference). The SA token map and

@@ -1,5 +1,5 @@
 //! Size, nesting-depth, token-count and alias limits checked on raw YAML text *before* it
-//! reaches the YAML parser (threat-model.md rules 1 and 4).
+//! reaches the YAML parser (docs/threat-model.md rules 1 and 4).
 //!
 //! libyaml (under `serde_yaml`) spends time quadratic in the nesting depth (64k levels took
 //! 38.6 s), a few microseconds per token (4 MiB of `x,` took seconds), and replays anchored
@@ -454,7 +454,7 @@ mod tests {
         s
     }
 
-    // reference: threat-model.md rule 4 (cap depth before parsing)
+    // reference: docs/threat-model.md rule 4 (cap depth before parsing)
     #[test]
     fn sixty_four_thousand_levels_are_refused_before_parsing() {
         for text in [
@@ -533,7 +533,7 @@ mod tests {
         }
     }
 
-    // reference: threat-model.md rule 4 (YAML anchors/aliases, "billion laughs")
+    // reference: docs/threat-model.md rule 4 (YAML anchors/aliases, "billion laughs")
     #[test]
     fn aliases_are_refused() {
         let laughs = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b]\n";

@@ -1,7 +1,7 @@
 //! Turns a SecretProviderClass (plus flags and environment) into a validated [`Plan`].
 //!
 //! Parsing follows the Azure provider exactly (names, defaults, trimming, boolean parsing,
-//! error texts and precedence; `reference-provider.md` §1) and fixes its validation bugs.
+//! error texts and precedence; `docs/reference-provider.md` §1) and fixes its validation bugs.
 //! This module never touches the network; the only files it reads are the configuration
 //! file itself, an Azure Stack cloud file (`cloudEnvFileName`) and a client-secret file
 //! (`AZURE_CLIENT_SECRET_FILE`). The federated token file is deliberately *not* read here:
@@ -143,7 +143,7 @@ impl ObjectSpec {
     }
 }
 
-/// A cloud's endpoints (the go-autorest table of `reference-provider.md` §3, or an Azure
+/// A cloud's endpoints (the go-autorest table of `docs/reference-provider.md` §3, or an Azure
 /// Stack JSON file).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cloud {
@@ -720,7 +720,7 @@ pub fn from_parameters(
 ) -> Result<Plan, ConfigErrors> {
     let mut errs: Vec<ConfigError> = Vec::new();
 
-    // reference-provider.md §1.2 order: booleans → exclusivity → keyvaultName → tenant →
+    // docs/reference-provider.md §1.2 order: booleans → exclusivity → keyvaultName → tenant →
     // cloud → auth → objects → vault name. Pod name/namespace are not required here.
     let modes = identity::Modes::parse(params, &mut errs);
     let vault_name = params.get("keyvaultName");

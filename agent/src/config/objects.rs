@@ -1,5 +1,5 @@
 //! The `objects` parameter: an outer YAML mapping whose `array` is a list of strings, each a
-//! YAML (or JSON) document describing one Key Vault object (`reference-provider.md` §1.3–1.4).
+//! YAML (or JSON) document describing one Key Vault object (`docs/reference-provider.md` §1.3–1.4).
 //!
 //! Parsing mirrors the reference's yaml.v3 decoding: string fields take the literal scalar
 //! text (`filePermission: 0755` is the text `0755`, an octal mode), `objectVersionHistory`
@@ -355,7 +355,7 @@ fn validate_object(
 }
 
 /// The reference's `validateObjectFormat`, with the `pfx`/type check made
-/// case-insensitive (reference-provider.md §1.4 [BUG]).
+/// case-insensitive (docs/reference-provider.md §1.4 [BUG]).
 pub(crate) fn validate_object_format(
     format: &str,
     object_type: &str,
@@ -472,7 +472,7 @@ pub fn validate_path(path: &str) -> Result<(), ObjectProblem> {
 }
 
 /// `filePermission` parsed like Go `strconv.ParseInt(s, 8, 32)`, but an invalid value is an
-/// error instead of mode 0 (reference-provider.md §1.4 [BUG]), and only `0`–`0777` is a mode.
+/// error instead of mode 0 (docs/reference-provider.md §1.4 [BUG]), and only `0`–`0777` is a mode.
 pub(crate) fn file_permission(value: &str, default: u32) -> Result<u32, ObjectProblem> {
     if value.is_empty() {
         return Ok(default);
@@ -664,7 +664,7 @@ mod tests {
         s
     }
 
-    // reference: reference-provider.md §1.5 validateObjectFormat
+    // reference: docs/reference-provider.md §1.5 validateObjectFormat
     #[test]
     fn object_format_vectors() {
         assert_eq!(validate_object_format("", "cert"), Ok(ObjectFormat::Pem));
@@ -691,7 +691,7 @@ mod tests {
         assert_eq!(validate_object_format("PEM", "key"), Ok(ObjectFormat::Pem));
     }
 
-    // reference: reference-provider.md §1.4 [BUG] the pfx/type check was case-sensitive
+    // reference: docs/reference-provider.md §1.4 [BUG] the pfx/type check was case-sensitive
     #[test]
     fn upper_case_pfx_with_cert_is_rejected() {
         assert_eq!(
@@ -704,7 +704,7 @@ mod tests {
         );
     }
 
-    // reference: reference-provider.md §1.5 validateObjectEncoding
+    // reference: docs/reference-provider.md §1.5 validateObjectEncoding
     #[test]
     fn object_encoding_vectors() {
         assert_eq!(
@@ -737,7 +737,7 @@ mod tests {
         );
     }
 
-    // reference: reference-provider.md §1.5 validateFileName
+    // reference: docs/reference-provider.md §1.5 validateFileName
     #[test]
     fn file_name_vectors() {
         let msg = |n: &str| validate_file_name(n).map_err(|e| e.to_string());
@@ -763,7 +763,7 @@ mod tests {
         assert_eq!(msg("dir/file"), Ok(()));
     }
 
-    // reference: reference-provider.md §1.4 (driver path rules) and atomic-writer.md §A.4
+    // reference: docs/reference-provider.md §1.4 (driver path rules) and docs/atomic-writer.md §A.4
     #[test]
     fn driver_path_rules() {
         let msg = |n: &str| validate_path(n).map_err(|e| e.to_string());
@@ -788,7 +788,7 @@ mod tests {
         assert_eq!(msg(&ok), Ok(()));
     }
 
-    // reference: reference-provider.md §1.5 file permission vectors
+    // reference: docs/reference-provider.md §1.5 file permission vectors
     #[test]
     fn file_permission_vectors() {
         assert_eq!(file_permission("0600", 0o644), Ok(0o600));
@@ -800,7 +800,7 @@ mod tests {
         assert_eq!(file_permission("+0440", 0o644), Ok(0o440));
     }
 
-    // reference: reference-provider.md §1.4 [BUG] invalid filePermission written as mode 0
+    // reference: docs/reference-provider.md §1.4 [BUG] invalid filePermission written as mode 0
     #[test]
     fn invalid_file_permissions_are_rejected() {
         for v in ["0900", "900", "rw", "0x1ff", "6 4 4"] {
@@ -826,7 +826,7 @@ mod tests {
         }
     }
 
-    // reference: reference-provider.md §1.3 (yaml.v3 keeps the literal text `0755`)
+    // reference: docs/reference-provider.md §1.3 (yaml.v3 keeps the literal text `0755`)
     #[test]
     fn unquoted_octal_permission_is_octal() {
         let (specs, errs) = run(&objects(&[
@@ -846,7 +846,7 @@ mod tests {
         assert_eq!(specs[0].mode, 0o644);
     }
 
-    // reference: reference-provider.md §1.5 whitespace trimming (int field untouched)
+    // reference: docs/reference-provider.md §1.5 whitespace trimming (int field untouched)
     #[test]
     fn string_fields_are_trimmed() {
         let o = raw(
@@ -858,7 +858,7 @@ mod tests {
         assert_eq!(o.object_version_history.0, 3);
     }
 
-    // reference: reference-provider.md §1.5 object-level helpers (file name, ids)
+    // reference: docs/reference-provider.md §1.5 object-level helpers (file name, ids)
     #[test]
     fn file_name_and_ids() {
         let (specs, errs) = run(&objects(&[
@@ -899,7 +899,7 @@ mod tests {
         assert!(!specs[4].is_history());
     }
 
-    // reference: reference-provider.md §1.4 [BUG] objectType only checked at fetch time
+    // reference: docs/reference-provider.md §1.4 [BUG] objectType only checked at fetch time
     #[test]
     fn unknown_object_type_is_rejected_at_validation() {
         let (specs, errs) = run(&objects(&["objectName: a\nobjectType: Secret"]));
@@ -914,7 +914,7 @@ mod tests {
         assert_eq!(errs.len(), 1);
     }
 
-    // reference: reference-provider.md §1.4 (wrapped error example)
+    // reference: docs/reference-provider.md §1.4 (wrapped error example)
     #[test]
     fn errors_are_wrapped_with_the_object_identity() {
         let (_, errs) = run(&objects(&[
@@ -975,7 +975,7 @@ mod tests {
         );
     }
 
-    // reference: reference-provider.md §1.3 (yaml.v3 shapes and texts)
+    // reference: docs/reference-provider.md §1.3 (yaml.v3 shapes and texts)
     #[test]
     fn objects_yaml_shapes() {
         // Bare list.
@@ -1010,7 +1010,7 @@ mod tests {
         assert_eq!(specs.len(), 1);
     }
 
-    // reference: reference-provider.md §1.3 (quoted objectVersionHistory fails; index in text)
+    // reference: docs/reference-provider.md §1.3 (quoted objectVersionHistory fails; index in text)
     #[test]
     fn element_errors_carry_the_index() {
         let (_, errs) = run(&objects(&[
@@ -1081,7 +1081,7 @@ mod tests {
         assert_eq!(errs, ["objects is not set"]);
     }
 
-    // [BUG] reference-provider.md §1.4: duplicate output paths (the driver keeps the last)
+    // [BUG] docs/reference-provider.md §1.4: duplicate output paths (the driver keeps the last)
     #[test]
     fn duplicate_paths_are_rejected() {
         let (specs, errs) = run(&objects(&[
@@ -1135,7 +1135,7 @@ mod tests {
         assert!(errs.is_empty(), "{errs:?}");
     }
 
-    // [BUG] reference-provider.md §1.4: file/directory collisions only failed in the writer
+    // [BUG] docs/reference-provider.md §1.4: file/directory collisions only failed in the writer
     #[test]
     fn file_directory_collisions_are_rejected() {
         // alias `a` + history object `a/0`.
@@ -1223,7 +1223,7 @@ mod tests {
         assert!(errs.is_empty(), "{errs:?}");
     }
 
-    // reference: threat-model.md rule 4; reference-provider.md §1.4 (objectName not validated
+    // reference: docs/threat-model.md rule 4; docs/reference-provider.md §1.4 (objectName not validated
     // by the reference: `.`/`..` send `GET /secrets/`). Stricter than the reference.
     #[test]
     fn object_names_follow_key_vault_rules() {
@@ -1294,7 +1294,7 @@ mod tests {
         );
     }
 
-    // reference: threat-model.md rule 4 (aliases as safe relative paths)
+    // reference: docs/threat-model.md rule 4 (aliases as safe relative paths)
     #[test]
     fn aliases_with_control_bidi_or_zero_width_characters_are_refused() {
         let bad = [

@@ -4,7 +4,7 @@
 //! CSI driver, or just its `spec.parameters` map. Values are read as the *literal scalar
 //! text* (so `useVMManagedIdentity: true` unquoted works, as the API server would force it to
 //! be quoted anyway) and every value is whitespace-trimmed when read, like the reference's
-//! getters (`reference-provider.md` §1.1). Keys are case-sensitive; unknown keys are ignored.
+//! getters (`docs/reference-provider.md` §1.1). Keys are case-sensitive; unknown keys are ignored.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -44,7 +44,7 @@ impl Parameters {
     /// SecretProviderClass; the other documents are ignored. The error is one line saying
     /// what to fix.
     pub fn from_yaml(text: &str) -> Result<Parameters, String> {
-        // Size, depth and aliases before the parser sees the text (threat-model.md rule 4).
+        // Size, depth and aliases before the parser sees the text (docs/threat-model.md rule 4).
         super::limits::check(text).map_err(|e| e.to_string())?;
         // Syntax first, through generic values, so YAML errors and shape errors read
         // differently; then the chosen document again, typed, to keep literal scalar text.
@@ -319,7 +319,7 @@ impl<'de> Visitor<'de> for TextVisitor {
 mod tests {
     use super::*;
 
-    // reference: reference-provider.md §1.1 (Go strconv.ParseBool; empty means false)
+    // reference: docs/reference-provider.md §1.1 (Go strconv.ParseBool; empty means false)
     #[test]
     fn parse_bool_matches_go() {
         for t in ["1", "t", "T", "TRUE", "true", "True"] {
@@ -333,7 +333,7 @@ mod tests {
         }
     }
 
-    // reference: reference-provider.md §1.5 (parameter getters trim every string parameter)
+    // reference: docs/reference-provider.md §1.5 (parameter getters trim every string parameter)
     #[test]
     fn get_trims_and_defaults_to_empty() {
         let p = Parameters::from_pairs([("keyvaultName", " test "), ("cloudName", "\ttest\n")]);

@@ -195,7 +195,7 @@ fn keyvault_url_overrides_the_vault_host_but_the_name_is_still_checked() {
     );
 }
 
-// reference: reference-provider.md §1.5 GetSecretsStoreObjectContent error cases, in order.
+// reference: docs/reference-provider.md §1.5 GetSecretsStoreObjectContent error cases, in order.
 // Pod name/namespace are not required (the agent runs in the pod), so the first two rows
 // do not apply; every other row's error must be the first one we report.
 #[test]
@@ -282,7 +282,7 @@ fn reference_error_precedence_table() {
     // Row 13 (Key Vault unreachable) is a fetch error, not a configuration one.
 }
 
-// reference: reference-provider.md §1.5 parameter getters (trimming)
+// reference: docs/reference-provider.md §1.5 parameter getters (trimming)
 #[test]
 fn parameters_are_trimmed() {
     let settings = Settings::with_defaults("spc.yaml", "/out");
@@ -554,7 +554,7 @@ fn indent(text: &str, by: usize) -> String {
         .collect()
 }
 
-// reference: threat-model.md rule 4 (depth capped before parsing; 64k levels took 38.6 s)
+// reference: docs/threat-model.md rule 4 (depth capped before parsing; 64k levels took 38.6 s)
 #[test]
 fn sixty_four_thousand_levels_are_refused_with_the_depth_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -630,7 +630,7 @@ fn deep_objects_parameter_and_elements_are_refused() {
     );
 }
 
-// reference: threat-model.md rule 4 (YAML anchors/aliases: "billion laughs")
+// reference: docs/threat-model.md rule 4 (YAML anchors/aliases: "billion laughs")
 #[test]
 fn billion_laughs_is_refused_before_expansion() {
     let dir = tempfile::tempdir().unwrap();
@@ -648,7 +648,7 @@ fn billion_laughs_is_refused_before_expansion() {
     );
 }
 
-// reference: threat-model.md rule 1 (config file bounded, regular files only)
+// reference: docs/threat-model.md rule 1 (config file bounded, regular files only)
 #[test]
 fn oversized_config_file_is_refused_by_size() {
     let dir = tempfile::tempdir().unwrap();
@@ -719,7 +719,7 @@ fn cloud_env_file_must_be_a_small_regular_file() {
     );
 }
 
-// reference: threat-model.md rule 4; issue 9 item 6 (all name problems in one run)
+// reference: docs/threat-model.md rule 4; issue 9 item 6 (all name problems in one run)
 #[test]
 fn name_problems_of_every_object_are_reported_in_one_run() {
     let objects = "array:\n  - |\n    objectName: ..\n    objectAlias: a\n    objectType: secret\n  - |\n    objectName: b\n    objectType: secret\n    objectVersion: 1234\n  - '{\"objectName\": \"c\", \"objectAlias\": \"evil\\u202etxt\", \"objectType\": \"secret\"}'\n  - |\n    objectName: ok\n    objectType: secret\n";
@@ -743,7 +743,7 @@ fn name_problems_of_every_object_are_reported_in_one_run() {
 
 // ---- Property tests (fuzzing) of the config parser (issue 9 item 10) ----
 
-// reference: threat-model.md "How to prove it" (fuzz the config parser). Whatever the
+// reference: docs/threat-model.md "How to prove it" (fuzz the config parser). Whatever the
 // bytes, loading ends in a plan or a list of one-line problems, never a panic; and the
 // pre-scan never lets a document deeper than the limit through.
 mod props {

@@ -1,4 +1,4 @@
-//! Certificate chain ordering for the PFX→PEM path (`reference-provider.md` §2.6), step by
+//! Certificate chain ordering for the PFX→PEM path (`docs/reference-provider.md` §2.6), step by
 //! step as the reference does it: parents by SubjectKeyId = AuthorityKeyId only (no DN match,
 //! no signature check), the first certificate that is nobody's parent is the leaf, and an
 //! incomplete walk falls back to the original order with a warning.

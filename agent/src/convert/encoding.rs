@@ -1,4 +1,4 @@
-//! `objectEncoding` decoding (`reference-provider.md` §2.5), applied last to a secret's bytes.
+//! `objectEncoding` decoding (`docs/reference-provider.md` §2.5), applied last to a secret's bytes.
 //!
 //! The decoders follow Go's `encoding/base64` (`StdEncoding`) and `encoding/hex` exactly, because
 //! the reference uses them: base64 is the standard alphabet with padding required, `\r` and `\n`
@@ -156,7 +156,7 @@ mod tests {
         go_base64_decode(s.as_bytes())
     }
 
-    // reference: reference-provider.md §2.5 (unit-test vectors)
+    // reference: docs/reference-provider.md §2.5 (unit-test vectors)
     #[test]
     fn reference_vectors() {
         let cases: [(&str, ObjectEncoding, &str); 4] = [
@@ -179,7 +179,7 @@ mod tests {
         }
     }
 
-    // reference: reference-provider.md §2.5 (standard alphabet, padding required)
+    // reference: docs/reference-provider.md §2.5 (standard alphabet, padding required)
     #[test]
     fn base64_matches_go_std_encoding() {
         assert_eq!(b64("").unwrap(), b"");

@@ -1,4 +1,4 @@
-//! Key material: JWK public keys to SubjectPublicKeyInfo (`reference-provider.md` §2.3), and
+//! Key material: JWK public keys to SubjectPublicKeyInfo (`docs/reference-provider.md` §2.3), and
 //! private keys normalised to the PKCS#8 bytes Go's `x509.MarshalPKCS8PrivateKey` produces
 //! (§2.2), so our PEM output is byte-identical to the reference's.
 

@@ -1,5 +1,5 @@
 //! Pure conversions from Key Vault bundles to the exact bytes the reference writes
-//! (`reference-provider.md` §2). No I/O.
+//! (`docs/reference-provider.md` §2). No I/O.
 //!
 //! - Plain secrets: the value verbatim (§2.1).
 //! - Certificate-backed secrets (§2.2), by exact `contentType`: PEM verbatim; PKCS#12 verbatim

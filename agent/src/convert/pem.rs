@@ -1,4 +1,4 @@
-//! PEM exactly as Go's `encoding/pem` writes and reads it (`reference-provider.md` §2).
+//! PEM exactly as Go's `encoding/pem` writes and reads it (`docs/reference-provider.md` §2).
 //!
 //! Output: `-----BEGIN T-----\n`, headers only if the block has some, base64 wrapped at 64
 //! columns, `-----END T-----\n`; no blank lines between blocks. Input is parsed as leniently as
@@ -180,7 +180,7 @@ fn decode_one(mut data: &[u8]) -> Option<(Block, &[u8])> {
 }
 
 /// Splits PEM text into (certificates, everything else), each block re-encoded, order kept.
-/// The reference does this for its `.crt`/`.key` side files (`reference-provider.md` §2.2).
+/// The reference does this for its `.crt`/`.key` side files (`docs/reference-provider.md` §2.2).
 pub fn split_cert_and_key(data: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let mut certs = Vec::new();
     let mut keys = Vec::new();
@@ -198,7 +198,7 @@ pub fn split_cert_and_key(data: &[u8]) -> (Vec<u8>, Vec<u8>) {
 mod tests {
     use super::*;
 
-    // reference: reference-provider.md §2.4 (`cer` = "test")
+    // reference: docs/reference-provider.md §2.4 (`cer` = "test")
     #[test]
     fn encodes_like_go() {
         assert_eq!(

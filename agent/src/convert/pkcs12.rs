@@ -1,6 +1,6 @@
 //! PKCS#12 (PFX) in both directions, always with the empty password Key Vault uses.
 //!
-//! Reading (`reference-provider.md` §2.2) goes through `p12-keystore`, which handles the legacy
+//! Reading (`docs/reference-provider.md` §2.2) goes through `p12-keystore`, which handles the legacy
 //! PBE-SHA1-3DES and PBE-SHA1-RC2-40 schemes as well as PBES2 (PBKDF2 + AES-CBC, the OpenSSL 3
 //! default that the reference cannot read) and SHA-1/SHA-2 MACs.
 //!

@@ -1,4 +1,4 @@
-//! Conformance tests for the conversions (`reference-provider.md` §2). Fixtures are generated
+//! Conformance tests for the conversions (`docs/reference-provider.md` §2). Fixtures are generated
 //! by `agent/tests/fixtures/convert/generate.sh` (OpenSSL 3) and rcgen.
 
 use std::sync::{Arc, Mutex};
@@ -104,7 +104,7 @@ fn capture_logs<T>(f: impl FnOnce() -> T) -> (T, String) {
 
 // ---------------------------------------------------------------- §2.1, §2.11 secrets
 
-// reference: reference-provider.md §2.11 (plain value), §2.1
+// reference: docs/reference-provider.md §2.11 (plain value), §2.1
 #[test]
 fn plain_secret_is_verbatim() {
     let s = secret_spec(ObjectFormat::Pem);
@@ -119,7 +119,7 @@ fn plain_secret_is_verbatim() {
     );
 }
 
-// reference: reference-provider.md §2.1 (objectFormat ignored without kid, issue #273)
+// reference: docs/reference-provider.md §2.1 (objectFormat ignored without kid, issue #273)
 #[test]
 fn plain_secret_ignores_format_and_content_type() {
     let value = STANDARD.encode(fixture!("demo-3des.pfx"));
@@ -131,7 +131,7 @@ fn plain_secret_ignores_format_and_content_type() {
     assert_eq!(run(&secret_spec(ObjectFormat::Pem), &f), value.as_bytes());
 }
 
-// reference: reference-provider.md §2.11 (kid + PEM content type: same text)
+// reference: docs/reference-provider.md §2.11 (kid + PEM content type: same text)
 #[test]
 fn pem_certificate_secret_is_verbatim() {
     let value = text(&cat(&[fixture!("demo.pem"), fixture!("demo-pkcs8.key")])).to_owned();
@@ -144,7 +144,7 @@ fn pem_certificate_secret_is_verbatim() {
     assert_eq!(run(&secret_spec(ObjectFormat::Pem), &f), odd.as_bytes());
 }
 
-// reference: reference-provider.md §2.11 (kid + pkcs12 + pfx: base64 unchanged), §2.2
+// reference: docs/reference-provider.md §2.11 (kid + pkcs12 + pfx: base64 unchanged), §2.2
 #[test]
 fn pkcs12_secret_with_pfx_format_is_verbatim_base64() {
     let f = pfx_secret(fixture!("demo-legacy.pfx"));
@@ -162,7 +162,7 @@ fn pkcs12_secret_with_pfx_format_is_verbatim_base64() {
     assert_eq!(run(&s, &f), fixture!("demo-legacy.pfx"));
 }
 
-// reference: reference-provider.md §2.11 (kid + pkcs12 + pem or no format: key then cert),
+// reference: docs/reference-provider.md §2.11 (kid + pkcs12 + pem or no format: key then cert),
 // §2.6 PFX case (1): one RSA-2048 v1 certificate, Windows CSP attribute, legacy ciphers.
 #[test]
 fn pkcs12_secret_to_pem_key_first_then_certificate() {
@@ -177,7 +177,7 @@ fn pkcs12_secret_to_pem_key_first_then_certificate() {
     }
 }
 
-// reference: reference-provider.md §2.6 PFX case (2): EC P-256 key, leaf foo, intermediate-ca,
+// reference: docs/reference-provider.md §2.6 PFX case (2): EC P-256 key, leaf foo, intermediate-ca,
 // root-ca (bags leaf, root, intermediate) gives key, leaf, intermediate, root.
 #[test]
 fn pkcs12_ec_chain_to_pem_in_chain_order() {
@@ -200,7 +200,7 @@ fn pkcs12_ec_chain_to_pem_in_chain_order() {
     }
 }
 
-// reference: reference-provider.md §2.11 (errors: value nil, id nil, kid + pkcs12 "invalid")
+// reference: docs/reference-provider.md §2.11 (errors: value nil, id nil, kid + pkcs12 "invalid")
 #[test]
 fn secret_errors() {
     let s = secret_spec(ObjectFormat::Pem);
@@ -230,7 +230,7 @@ fn secret_errors() {
     );
 }
 
-// reference: reference-provider.md §2.2 (unknown content type; missing one crashed the reference)
+// reference: docs/reference-provider.md §2.2 (unknown content type; missing one crashed the reference)
 #[test]
 fn unknown_or_missing_content_type_with_kid_is_an_error() {
     let s = secret_spec(ObjectFormat::Pem);
@@ -246,7 +246,7 @@ fn unknown_or_missing_content_type_with_kid_is_an_error() {
     assert!(e.starts_with("unknown content type ''"), "{e}");
 }
 
-// reference: reference-provider.md §2.2 (PKCS#1, PKCS#8 and SEC1 keys become PKCS#8)
+// reference: docs/reference-provider.md §2.2 (PKCS#1, PKCS#8 and SEC1 keys become PKCS#8)
 #[test]
 fn private_keys_normalise_to_go_pkcs8() {
     let rsa_pkcs8 = der_of(fixture!("demo-pkcs8.key"));
@@ -299,7 +299,7 @@ fn assert_every_order_gives(chain_leaf_first: &[Vec<u8>]) {
     }
 }
 
-// reference: reference-provider.md §2.6 (a): EC root, intermediate, leaf; all 6 orders
+// reference: docs/reference-provider.md §2.6 (a): EC root, intermediate, leaf; all 6 orders
 #[test]
 fn chain_ec_three_all_orders() {
     let chain = ders(&[
@@ -311,7 +311,7 @@ fn chain_ec_three_all_orders() {
     assert_every_order_gives(&chain);
 }
 
-// reference: reference-provider.md §2.6 (b): RSA test-ca, test-int1, test-int2, test-leaf
+// reference: docs/reference-provider.md §2.6 (b): RSA test-ca, test-int1, test-int2, test-leaf
 // (leaf without SKI); every order gives leaf, int2, int1, root.
 #[test]
 fn chain_rsa_four_leaf_without_ski_all_orders() {
@@ -325,7 +325,7 @@ fn chain_rsa_four_leaf_without_ski_all_orders() {
     assert_every_order_gives(&chain);
 }
 
-// reference: reference-provider.md §2.6 (c) and step 5: missing intermediate keeps the input
+// reference: docs/reference-provider.md §2.6 (c) and step 5: missing intermediate keeps the input
 // byte for byte and logs the warning with the object name only.
 #[test]
 fn chain_incomplete_keeps_original_order_and_warns() {
@@ -375,7 +375,7 @@ fn rcgen_cert(
     params.signed_by(key, &issuer).unwrap().der().to_vec()
 }
 
-// reference: reference-provider.md §2.6 steps 3 and 4 (`no leaf found`, cycle, issue #1051)
+// reference: docs/reference-provider.md §2.6 steps 3 and 4 (`no leaf found`, cycle, issue #1051)
 #[test]
 fn chain_errors_no_leaf_and_cycle() {
     let key = rcgen::KeyPair::generate().unwrap();
@@ -399,7 +399,7 @@ fn chain_errors_no_leaf_and_cycle() {
     );
 }
 
-// reference: reference-provider.md §2.6 step 2 (first matching parent wins; no DN matching)
+// reference: docs/reference-provider.md §2.6 step 2 (first matching parent wins; no DN matching)
 #[test]
 fn chain_matches_by_key_identifiers_only() {
     let key = rcgen::KeyPair::generate().unwrap();
@@ -448,7 +448,7 @@ fn key_spec() -> ObjectSpec {
 const P256_GX: &str = "axfR8uEsQkf4vOblY6RA8ncDfYEt6zOg9KE5RdiYwpY";
 const P256_GY: &str = "T-NC4v4af5uO5-tKfA-eFivOM1drMV7Oy7ZAaDe_UfU";
 
-// reference: reference-provider.md §2.10 (EC P-256 generator point, exact PEM)
+// reference: docs/reference-provider.md §2.10 (EC P-256 generator point, exact PEM)
 #[test]
 fn key_ec_p256_generator_vector() {
     let want = "-----BEGIN PUBLIC KEY-----\n\
@@ -463,7 +463,7 @@ MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEaxfR8uEsQkf4vOblY6RA8ncDfYEt\n\
 
 const RFC7517_A1_N: &str = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
 
-// reference: reference-provider.md §2.10 (RFC 7517 A.1 RSA modulus, e=AQAB, exact PEM)
+// reference: docs/reference-provider.md §2.10 (RFC 7517 A.1 RSA modulus, e=AQAB, exact PEM)
 #[test]
 fn key_rsa_rfc7517_vector() {
     let want = "-----BEGIN PUBLIC KEY-----\n\
@@ -484,7 +484,7 @@ gwIDAQAB\n\
     assert_eq!(text(&got), want);
 }
 
-// reference: reference-provider.md §2.3 (P-384, P-521, RSA-4096 match OpenSSL's PEM exactly)
+// reference: docs/reference-provider.md §2.3 (P-384, P-521, RSA-4096 match OpenSSL's PEM exactly)
 #[test]
 fn keys_match_openssl_public_key_pem() {
     use spki::DecodePublicKey;
@@ -523,7 +523,7 @@ fn keys_match_openssl_public_key_pem() {
     assert_eq!(text(&got), text(fixture!("rsa4096.pub")));
 }
 
-// reference: reference-provider.md §2.3 (P-256K, oct/oct-HSM, point not on the curve), §2.9
+// reference: docs/reference-provider.md §2.3 (P-256K, oct/oct-HSM, point not on the curve), §2.9
 #[test]
 fn key_errors() {
     let s = key_spec();
@@ -591,7 +591,7 @@ fn cert_spec() -> ObjectSpec {
     spec(ObjectType::Cert, ObjectFormat::Pem, ObjectEncoding::Utf8)
 }
 
-// reference: reference-provider.md §2.4 (`cer` = "test" vector; nil cer / id)
+// reference: docs/reference-provider.md §2.4 (`cer` = "test" vector; nil cer / id)
 #[test]
 fn certificate_object() {
     let id = Some("https://kv.vault.azure.net/certificates/c1/v1");
@@ -622,7 +622,7 @@ fn certificate_object() {
 
 // ---------------------------------------------------------------- §2.5 encoding at convert level
 
-// reference: reference-provider.md §2.5 (applied to secrets only, after conversion)
+// reference: docs/reference-provider.md §2.5 (applied to secrets only, after conversion)
 #[test]
 fn encoding_applies_to_secrets_only() {
     let s = spec(
@@ -672,7 +672,7 @@ fn pfx_from(value: &[u8]) -> Vec<u8> {
     STANDARD.decode(out).expect("standard base64 output")
 }
 
-// reference: reference-provider.md §2.2 (pem + pfx; issue #1945)
+// reference: docs/reference-provider.md §2.2 (pem + pfx; issue #1945)
 #[test]
 fn pem_to_pfx_round_trips() {
     let pfx = pfx_from(fixture!("foo-kv.pem"));
@@ -763,7 +763,7 @@ fn pem_to_pfx_errors() {
 
 // ---------------------------------------------------------------- side-file split (§2.2, §2.11)
 
-// reference: reference-provider.md §2.11 TestSplitCertAndKey
+// reference: docs/reference-provider.md §2.11 TestSplitCertAndKey
 #[test]
 fn split_cert_and_key_keeps_order() {
     let key = fixture!("demo-pkcs8.key");
@@ -865,7 +865,7 @@ fn errors_are_lowercase_and_never_transient() {
 
 // ---------------------------------------------------------------- null-password PFX
 
-// reference: reference-provider.md §2.6 PFX case (1): the reference's Windows-CSP PFX uses the
+// reference: docs/reference-provider.md §2.6 PFX case (1): the reference's Windows-CSP PFX uses the
 // null password (no KDF bytes), which Go's pkcs12 retries after the "00 00" one.
 #[test]
 fn null_password_pfx_is_read_like_go() {
@@ -926,7 +926,7 @@ fn tampered_pfx_is_rejected() {
 
 // ---------------------------------------------------------------- property tests (fuzzing)
 
-// reference: threat-model.md "How to prove it" (fuzz every parser of outside bytes); issue 9
+// reference: docs/threat-model.md "How to prove it" (fuzz every parser of outside bytes); issue 9
 // item 10. Every conversion takes bytes a vault (or whoever answers in its place) chose:
 // whatever they are, the result is `Ok` or a `ConvertError`, never a panic. Case counts
 // are bounded so each property runs in a few seconds in `cargo test`.

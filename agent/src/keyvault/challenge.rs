@@ -1,5 +1,5 @@
 //! The Key Vault 401 challenge (`WWW-Authenticate: Bearer authorization="…", resource="…"`,
-//! `protocol.md` §2) and the resource check the official SDKs apply before sending a token.
+//! `docs/protocol.md` §2) and the resource check the official SDKs apply before sending a token.
 
 use url::Url;
 
@@ -120,7 +120,7 @@ pub fn host_matches(request_host: &str, resource_host: &str) -> bool {
 mod tests {
     use super::*;
 
-    // reference: protocol.md §2.1
+    // reference: docs/protocol.md §2.1
     #[test]
     fn parses_the_recorded_forms() {
         let c = parse(r#"Bearer authorization="https://login.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47", resource="https://vault.azure.net""#).unwrap();
@@ -146,7 +146,7 @@ mod tests {
         assert_eq!(parse(""), None);
     }
 
-    // reference: protocol.md §2.2 (verify_challenge_resource)
+    // reference: docs/protocol.md §2.2 (verify_challenge_resource)
     #[test]
     fn host_check_accepts_subdomains_only() {
         assert_eq!(

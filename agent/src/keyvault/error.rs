@@ -1,5 +1,5 @@
 //! Key Vault failures, classified on status + `error.code` + `innererror.code` (never on the
-//! message text, `protocol.md` §1.6), with messages that say what to fix.
+//! message text, `docs/protocol.md` §1.6), with messages that say what to fix.
 
 use std::time::Duration;
 
@@ -256,7 +256,7 @@ pub(crate) fn classify(status: u16, body: &[u8], t: ObjectType, vault: &str) -> 
 mod tests {
     use super::*;
 
-    // reference: protocol.md §1.6
+    // reference: docs/protocol.md §1.6
     #[test]
     fn classifies_by_status_code_and_inner_code() {
         let disabled = br#"{"error":{"code":"Forbidden","message":"Operation get is not allowed on a disabled secret.","innererror":{"code":"SecretDisabled"}}}"#;

@@ -1,7 +1,7 @@
 //! Collection lists (`GET /secrets`, `/keys`, `/certificates`, `maxresults=25`) reduced to
 //! what change detection compares: each object's current-version attributes (and `x5t` for
 //! certificates), keyed by name. A list page costs one request for 25 objects, against one
-//! GET per object (`protocol.md` §1.3, §1.5).
+//! GET per object (`docs/protocol.md` §1.3, §1.5).
 
 use std::collections::HashMap;
 

@@ -3,7 +3,7 @@
 //! URLs and api-version, the 401 challenge and its resource check, paging, retries with
 //! backoff and `Retry-After`, and mapping of error bodies into [`KeyVaultError`].
 //!
-//! Challenge flow (`protocol.md` §2): the first request goes out without a token; the 401's
+//! Challenge flow (`docs/protocol.md` §2): the first request goes out without a token; the 401's
 //! `WWW-Authenticate` names the resource, whose host must cover the vault host before any
 //! token is requested for it (the SDKs' `verify_challenge_resource`). The scope is then
 //! cached for the client's lifetime. A 401 to a token clears that token once and retries.
@@ -33,7 +33,7 @@ use crate::retry::Backoff;
 use crate::telemetry::metrics::{Metrics, Outcome};
 use model::{CertificateBundle, Fetched, KeyBundle, ListPage, SecretBundle, VersionItem};
 
-/// Default api-version (`protocol.md` §1.1).
+/// Default api-version (`docs/protocol.md` §1.1).
 pub const DEFAULT_API_VERSION: &str = "2025-07-01";
 
 /// Tunables of a [`KeyVaultClient`].

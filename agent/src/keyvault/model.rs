@@ -1,4 +1,4 @@
-//! Wire types of the Key Vault REST API (`protocol.md` §1.3, `fixtures/keyvault/`).
+//! Wire types of the Key Vault REST API (`docs/protocol.md` §1.3, `emulator/tests/fixtures/keyvault/`).
 //!
 //! Every field is optional because the reference treats missing fields as errors at
 //! conversion time (`secret value is nil`, ...) and we want the same messages.

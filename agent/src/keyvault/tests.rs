@@ -235,7 +235,7 @@ fn soon() -> Instant {
     Instant::now() + Duration::from_secs(20)
 }
 
-// reference: protocol.md §2.1, §2.2
+// reference: docs/protocol.md §2.1, §2.2
 #[tokio::test]
 async fn challenge_then_token_then_cached_scope() {
     let srv = Server::start("https://vault.localhost").await;
@@ -276,7 +276,7 @@ async fn challenge_then_token_then_cached_scope() {
     assert_eq!(kv.requests(), 3);
 }
 
-// reference: protocol.md §2.2 (verify_challenge_resource; aka.ms/azsdk/blog/vault-uri)
+// reference: docs/protocol.md §2.2 (verify_challenge_resource; aka.ms/azsdk/blog/vault-uri)
 #[tokio::test]
 async fn a_look_alike_vault_never_receives_a_token() {
     let srv = Server::start("https://vault.localhost").await;
@@ -386,7 +386,7 @@ async fn maps_refusals_without_retrying() {
     );
 }
 
-// reference: protocol.md §1.5
+// reference: docs/protocol.md §1.5
 #[tokio::test]
 async fn follows_next_links_with_our_api_version_and_auth() {
     let srv = Server::start("https://vault.localhost").await;

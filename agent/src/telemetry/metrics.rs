@@ -3,7 +3,7 @@
 //! Every label value comes from a closed set (object type, outcome class, identity mode,
 //! refresh result, error class) or from the plan (object ids), so the number of series is
 //! bounded by the configuration, never by traffic. Names follow the CSI driver and Azure
-//! provider where they have an equivalent (`peers.md` B.6, E): a per-object request
+//! provider where they have an equivalent (`docs/peers.md` §B.6, §E): a per-object request
 //! histogram, a refresh counter by result, an error counter by class, last-success and
 //! expiry gauges.
 

@@ -7,7 +7,7 @@
 //! - `/metrics`: Prometheus text format.
 //! - `/status`: the status manifest as JSON (ids, versions, times; never values nor hashes).
 //!
-//! Anyone in the pod network can connect, so the server is bounded (threat-model.md rule 6):
+//! Anyone in the pod network can connect, so the server is bounded (docs/threat-model.md rule 6):
 //! HTTP/1 only, request heads limited in size ([`Limits::max_header_bytes`]) and in time
 //! ([`Limits::header_read_timeout`], counted from the connection's start or the previous
 //! response, so it closes a slowloris and is also the keep-alive idle limit), a connection
@@ -587,7 +587,7 @@ mod tests {
         n
     }
 
-    // reference: threat-model.md rule 6 (the health port survives a connection flood)
+    // reference: docs/threat-model.md rule 6 (the health port survives a connection flood)
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_idle_flood_leaves_healthz_answering_within_the_connection_cap() {
         let flood = flood_size(1500);
@@ -632,7 +632,7 @@ mod tests {
         task.abort();
     }
 
-    // reference: threat-model.md rule 6 (slowloris)
+    // reference: docs/threat-model.md rule 6 (slowloris)
     #[tokio::test]
     async fn a_header_dribbled_slowly_is_closed_after_the_header_timeout() {
         let limits = Limits {
@@ -674,7 +674,7 @@ mod tests {
         task.abort();
     }
 
-    // reference: threat-model.md rule 6 (idle keep-alive connections are closed)
+    // reference: docs/threat-model.md rule 6 (idle keep-alive connections are closed)
     #[tokio::test]
     async fn a_keep_alive_connection_with_nothing_in_flight_is_closed_when_idle() {
         let limits = Limits {
@@ -698,7 +698,7 @@ mod tests {
         task.abort();
     }
 
-    // reference: threat-model.md rule 6 (the header timeout also bounds keep-alive waits)
+    // reference: docs/threat-model.md rule 6 (the header timeout also bounds keep-alive waits)
     #[tokio::test]
     async fn a_keep_alive_connection_waiting_for_its_next_request_gets_the_header_timeout() {
         let limits = Limits {

@@ -179,7 +179,7 @@ impl SidecarState {
     /// The manifest for the network (`/status`): without digests. Even a keyed digest
     /// says nothing a reader of `/status` needs (the version says when content changed),
     /// and logs, `/status` and notifications carry names and versions only
-    /// (threat-model.md rule 8).
+    /// (docs/threat-model.md rule 8).
     pub fn public_json(&self) -> Vec<u8> {
         let mut doc = self.doc();
         for o in &mut doc.objects {
@@ -321,7 +321,7 @@ mod tests {
         assert_eq!(v["data_dir"], "..x");
         assert!(v["next_refresh"].is_null() && v["last_error"].is_null());
         assert!(v["objects"][0].get("value").is_none());
-        // reference: threat-model.md rule 8 (/status carries names and versions only)
+        // reference: docs/threat-model.md rule 8 (/status carries names and versions only)
         let public: serde_json::Value = serde_json::from_slice(&s.public_json()).unwrap();
         assert_eq!(public["objects"][0]["id"], "secret/a");
         assert_eq!(public["objects"][0]["version"], "v1");

@@ -4,7 +4,7 @@
 //! low-entropy secret (a short password) can be reversed offline by guessing. A keyed digest
 //! keeps the property tools need (equal contents give equal digests, so a change is visible)
 //! without that side channel, as long as the key is no more readable than the secrets
-//! (threat-model.md rule 8). The key lives in the volume (`..hmac.key`) so that the init
+//! (docs/threat-model.md rule 8). The key lives in the volume (`..hmac.key`) so that the init
 //! container and the sidecar, two processes, produce the same digests.
 //!
 //! HMAC is written out here over `sha2` 0.10 (the generation the crate already uses) instead

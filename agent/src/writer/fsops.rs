@@ -1,6 +1,6 @@
 //! File-system calls relative to directory descriptors, never following a symlink.
 //!
-//! The output directory is shared with containers we do not trust (threat-model.md rule 5):
+//! The output directory is shared with containers we do not trust (docs/threat-model.md rule 5):
 //! anything in it may be swapped for a symlink at any moment, so no call here takes a path
 //! with more than one component, and none follows a symlink in its last one (`O_NOFOLLOW`,
 //! `AT_SYMLINK_NOFOLLOW`, `O_CREAT|O_EXCL`, `unlinkat`, `renameat`, `symlinkat`,

@@ -1,4 +1,4 @@
-//! The writer against a hostile neighbour sharing the volume (threat-model.md rule 5), the
+//! The writer against a hostile neighbour sharing the volume (docs/threat-model.md rule 5), the
 //! manifest and its key (rule 8, ISSUE9 item 8), and the write path that scales (ISSUE10
 //! item 5): unchanged sets cost no read, unchanged files are linked, one batched sync.
 
@@ -151,7 +151,7 @@ fn symlink(target: &Path, link: &Path) {
 
 #[test]
 fn swaps_before_a_write_never_reach_outside() {
-    // reference: threat-model.md rule 5
+    // reference: docs/threat-model.md rule 5
     let cases = [
         "nested dir of the published generation",
         "the published generation",
@@ -242,7 +242,7 @@ fn write_while_swapping(t: &Path, swap: Swap) -> (Result<WriteOutcome, WriterErr
 
 #[test]
 fn swaps_during_a_write_never_reach_outside() {
-    // reference: threat-model.md rule 5 ("whatever a neighbour swaps in, during a write")
+    // reference: docs/threat-model.md rule 5 ("whatever a neighbour swaps in, during a write")
     struct Case {
         name: &'static str,
         swap: fn(&Path, &Path, Stage<'_>) -> bool,
@@ -461,7 +461,7 @@ fn a_failed_manifest_leaves_the_old_set() {
 
 #[test]
 fn digest_key_is_made_once_at_the_strictest_mode_and_reused() {
-    // reference: threat-model.md rule 8 (keyed MACs at the strictest mode of the set)
+    // reference: docs/threat-model.md rule 8 (keyed MACs at the strictest mode of the set)
     let dir = tempfile::tempdir().unwrap();
     let t = dir.path();
     let k1 = writer(t).digest_key(0o644 & 0o600).unwrap();

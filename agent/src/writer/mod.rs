@@ -23,7 +23,7 @@
 //! you should read again; if it did not change, that is a bug. Watch the target
 //! *directory* for `..data` being created or moved in, not the files.
 //!
-//! # The volume is shared ground (threat-model.md rule 5)
+//! # The volume is shared ground (docs/threat-model.md rule 5)
 //!
 //! A neighbour container may write the volume and swap anything in it for a symlink at any
 //! moment. So the target directory is opened once (`O_DIRECTORY|O_NOFOLLOW`; its own path is
@@ -55,7 +55,7 @@
 //! bytes made once per volume with `O_EXCL`, at the strictest mode of the set, owned by the
 //! configured owner, and reused by later runs so the init container and the sidecar agree.
 //!
-//! # Beyond upstream (`atomic-writer.md` §E)
+//! # Beyond upstream (`docs/atomic-writer.md` §B)
 //!
 //! - modes (and the owner, when one is set) are compared as well as bytes, so a mode-only
 //!   change is published;

@@ -33,7 +33,7 @@ fn listing(dir: &Path) -> Vec<(PathBuf, u32)> {
 
 #[test]
 fn a_neighbour_swapping_directories_for_symlinks_mid_write_never_gets_a_file() {
-    // reference: threat-model.md rule 5 (CVE-2017-1002101, CVE-2021-25741: writes that
+    // reference: docs/threat-model.md rule 5 (CVE-2017-1002101, CVE-2021-25741: writes that
     // follow a symlink a container swapped in)
     let base = tempfile::tempdir().unwrap();
     let t = base.path().join("volume");

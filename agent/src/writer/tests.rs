@@ -1,5 +1,5 @@
 //! Unit tests of the writer: the upstream AtomicWriter test catalogue, ported case by case
-//! (`atomic-writer.md` §A.7), then one test per gap we fix (§E) and per failure path.
+//! (`docs/atomic-writer.md` §A.7), then one test per gap we fix (§B) and per failure path.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -199,7 +199,7 @@ fn published(outcome: WriteOutcome) -> String {
 
 #[test]
 fn new_atomic_writer() {
-    // reference: atomic-writer.md §A.7 TestNewAtomicWriter
+    // reference: docs/atomic-writer.md §A.7 TestNewAtomicWriter
     let dir = tempdir();
     AtomicWriter::open(dir.path()).expect("existing target dir");
 
@@ -219,7 +219,7 @@ fn new_atomic_writer() {
 
 #[test]
 fn validate_path_catalogue() {
-    // reference: atomic-writer.md §A.7 TestValidatePath
+    // reference: docs/atomic-writer.md §A.7 TestValidatePath
     let cases: &[(&str, String, bool)] = &[
         ("valid 1", "i/am/well/behaved.txt".into(), true),
         (
@@ -250,7 +250,7 @@ fn validate_path_catalogue() {
 
 #[test]
 fn validate_path_error_texts() {
-    // reference: atomic-writer.md §A.4 (current texts, v1.20 and later)
+    // reference: docs/atomic-writer.md §A.4 (current texts, v1.20 and later)
     let cases: &[(String, &str)] = &[
         ("".into(), "invalid path: must not be empty: \"\""),
         (
@@ -302,7 +302,7 @@ type RemoveCase = (
 
 #[test]
 fn paths_to_remove_catalogue() {
-    // reference: atomic-writer.md §A.7 TestPathsToRemove
+    // reference: docs/atomic-writer.md §A.7 TestPathsToRemove
     let cases: &[RemoveCase] = &[
         (
             "simple",
@@ -417,7 +417,7 @@ fn mystery_binary() -> Vec<u8> {
 
 #[test]
 fn write_once_catalogue() {
-    // reference: atomic-writer.md §A.7 TestWriteOnce
+    // reference: docs/atomic-writer.md §A.7 TestWriteOnce
     let bin = mystery_binary();
     let cases: Vec<(&str, Payload, bool)> = vec![
         (
@@ -531,7 +531,7 @@ fn write_once_catalogue() {
 
 #[test]
 fn update_catalogue() {
-    // reference: atomic-writer.md §A.7 TestUpdate
+    // reference: docs/atomic-writer.md §A.7 TestUpdate
     let base = || p644(&[("foo/bar.txt", "foo"), ("bar/zab.txt", "bar")]);
     let deep = || {
         p644(&[
@@ -631,7 +631,7 @@ fn update_catalogue() {
 
 #[test]
 fn multiple_updates_catalogue() {
-    // reference: atomic-writer.md §A.7 TestMultipleUpdates
+    // reference: docs/atomic-writer.md §A.7 TestMultipleUpdates
     let sub2 = |suffix: &str| {
         let s = suffix.to_owned();
         vec![
@@ -735,7 +735,7 @@ fn multiple_updates_catalogue() {
 
 #[test]
 fn validate_payload_catalogue() {
-    // reference: atomic-writer.md §A.7 TestValidatePayload
+    // reference: docs/atomic-writer.md §A.7 TestValidatePayload
     let keys = |p: &Payload| validate_payload(p).map(|c| c.keys().cloned().collect::<Vec<_>>());
     let cases: Vec<(&str, Payload, Option<&[&str]>)> = vec![
         (
@@ -784,7 +784,7 @@ fn validate_payload_catalogue() {
 
 #[test]
 fn create_user_visible_files_catalogue() {
-    // reference: atomic-writer.md §A.7 TestCreateUserVisibleFiles
+    // reference: docs/atomic-writer.md §A.7 TestCreateUserVisibleFiles
     let cases: &[(&str, &[&str], &[&str])] = &[
         ("simple path", &["foo", "bar"], &["foo", "bar"]),
         (
@@ -831,11 +831,11 @@ fn create_user_visible_files_catalogue() {
 }
 
 // ---------------------------------------------------------------------------------------
-// §E: the gaps we fix, and the tests §A.7 says upstream lacks
+// §B: the gaps we fix, and the tests §A.7 says upstream lacks
 
 #[test]
 fn mode_only_change_republishes() {
-    // reference: atomic-writer.md §A.3 step 4 (upstream compares bytes only), §E
+    // reference: docs/atomic-writer.md §A.3 step 4 (upstream compares bytes only), §B
     let dir = tempdir();
     let w = writer(dir.path());
     let first = published(w.write(&payload(&[("tls.key", b"k", 0o644)])).unwrap());
@@ -848,7 +848,7 @@ fn mode_only_change_republishes() {
 
 #[test]
 fn unchanged_write_touches_nothing() {
-    // reference: reference-provider.md §6.4 (skip if unchanged, mtimes untouched)
+    // reference: docs/reference-provider.md §6.4 (skip if unchanged, mtimes untouched)
     let dir = tempdir();
     let w = writer(dir.path());
     let p = payload(&[("a", b"1", 0o644), ("d/b", b"2", 0o400)]);
@@ -880,7 +880,7 @@ fn content_change_of_same_length_republishes() {
 
 #[test]
 fn stale_data_tmp_is_cleared() {
-    // reference: atomic-writer.md §A.5 (a crash between steps 8 and 9 wedges upstream)
+    // reference: docs/atomic-writer.md §A.5 (a crash between steps 8 and 9 wedges upstream)
     for as_dir in [false, true] {
         let dir = tempdir();
         let w = writer(dir.path());
@@ -900,7 +900,7 @@ fn stale_data_tmp_is_cleared() {
 
 #[test]
 fn orphaned_generations_are_collected() {
-    // reference: atomic-writer.md §A.5 (orphans of a crash between steps 5 and 9)
+    // reference: docs/atomic-writer.md §A.5 (orphans of a crash between steps 5 and 9)
     let dir = tempdir();
     let t = dir.path();
     let w = writer(t);
@@ -934,7 +934,7 @@ fn orphaned_generations_are_collected() {
 
 #[test]
 fn empty_payload_creates_data_link() {
-    // reference: atomic-writer.md §A.2 (PR #57422: ..data even for an empty payload)
+    // reference: docs/atomic-writer.md §A.2 (PR #57422: ..data even for an empty payload)
     let dir = tempdir();
     let w = writer(dir.path());
     let data_dir = published(w.write(&Payload::new()).unwrap());
@@ -946,7 +946,7 @@ fn empty_payload_creates_data_link() {
 
 #[test]
 fn missing_visible_links_are_recreated_when_data_is_current() {
-    // reference: atomic-writer.md §A.3 step 4 (kubernetes#121472, PR #122807)
+    // reference: docs/atomic-writer.md §A.3 step 4 (kubernetes#121472, PR #122807)
     let dir = tempdir();
     let w = writer(dir.path());
     let p = p644(&[("a", "1"), ("d/b", "2")]);
@@ -978,7 +978,7 @@ fn stale_visible_links_are_removed_and_foreign_entries_kept() {
 
 #[test]
 fn name_taken_by_a_regular_file_is_refused_before_writing() {
-    // reference: atomic-writer.md §A.5 "Non-symlink entries" (upstream skips silently)
+    // reference: docs/atomic-writer.md §A.5 "Non-symlink entries" (upstream skips silently)
     let dir = tempdir();
     let t = dir.path();
     let w = writer(t);
@@ -1049,7 +1049,7 @@ fn invalid_payloads_are_refused_before_any_write() {
 
 #[test]
 fn a_failing_hook_leaves_the_previous_set() {
-    // reference: atomic-writer.md §A.3 steps 7-8 (failure before the swap)
+    // reference: docs/atomic-writer.md §A.3 steps 7-8 (failure before the swap)
     let dir = tempdir();
     let t = dir.path();
     let w = writer(t);
@@ -1076,7 +1076,7 @@ fn a_failing_hook_leaves_the_previous_set() {
 
 #[test]
 fn a_failing_swap_leaves_the_previous_set_and_the_next_write_recovers() {
-    // reference: atomic-writer.md §A.3 step 8 (creating ..data_tmp fails)
+    // reference: docs/atomic-writer.md §A.3 step 8 (creating ..data_tmp fails)
     let dir = tempdir();
     let t = dir.path();
     let w = writer(t);
@@ -1102,7 +1102,7 @@ fn a_failing_swap_leaves_the_previous_set_and_the_next_write_recovers() {
 
 #[test]
 fn a_failure_after_the_swap_rolls_back() {
-    // reference: atomic-writer.md §A.3 step 10 (visible links are made after the swap)
+    // reference: docs/atomic-writer.md §A.3 step 10 (visible links are made after the swap)
     let dir = tempdir();
     let t = dir.path();
     let w = writer(t);
@@ -1159,7 +1159,7 @@ fn data_that_is_not_a_symlink_is_refused() {
 
 #[test]
 fn exact_modes_whatever_the_umask_and_setid_bits_survive() {
-    // reference: reference-provider.md §6.5 (write, then chmod to the exact mode)
+    // reference: docs/reference-provider.md §6.5 (write, then chmod to the exact mode)
     let dir = tempdir();
     let p = payload(&[
         ("a", b"x", 0o4750),
@@ -1172,7 +1172,7 @@ fn exact_modes_whatever_the_umask_and_setid_bits_survive() {
 
 #[test]
 fn owner_is_applied_and_an_owner_change_republishes() {
-    // reference: reference-provider.md §6.6 [GAP] (chown to the pod's user)
+    // reference: docs/reference-provider.md §6.6 [GAP] (chown to the pod's user)
     let dir = tempdir();
     let t = dir.path();
     let me = rustix::process::geteuid().as_raw();
@@ -1213,7 +1213,7 @@ fn is_tmpfs(p: &Path) -> bool {
 
 #[test]
 fn fsync_unless_tmpfs() {
-    // reference: atomic-writer.md §A.5 (no fsync upstream), §E
+    // reference: docs/atomic-writer.md §A.5 (no fsync upstream), §B
     let p = p644(&[("a", "1"), ("d/b", "2")]);
 
     let dir = tempdir();
@@ -1309,7 +1309,7 @@ fn status_file_is_inside_the_generation_and_linked_from_the_target() {
 
 #[test]
 fn data_dir_names_have_the_upstream_shape() {
-    // reference: atomic-writer.md §A.2 (MkdirTemp with "..2006_01_02_15_04_05.")
+    // reference: docs/atomic-writer.md §A.2 (MkdirTemp with "..2006_01_02_15_04_05.")
     let dir = tempdir();
     let name = published(writer(dir.path()).write(&p644(&[("a", "1")])).unwrap());
     assert!(is_data_dir_name(&name), "{name}");
