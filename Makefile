@@ -48,6 +48,10 @@ fmt-check: ## check formatting (what CI runs)
 lint: ## clippy with warnings as errors, all targets
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
+.PHONY: doc
+doc: ## API docs of both crates, warnings (broken intra-doc links...) as errors
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --locked
+
 .PHONY: cargo-test
 cargo-test: ## the Rust test suites of both crates
 	$(CARGO) test --workspace --locked
@@ -55,6 +59,10 @@ cargo-test: ## the Rust test suites of both crates
 .PHONY: doc-check
 doc-check: ## docs/ citations exist; README flags table and quoted errors match --help and the agent
 	$(CARGO) test --workspace --locked --test tests -- docs::
+
+.PHONY: arch-check
+arch-check: ## fail on a cycle between top-level modules (agent/tests/arch.rs)
+	$(CARGO) test -p keyvault-agent --locked --test arch
 
 .PHONY: sdk-test
 sdk-test: ## the emulator driven by the official Azure SDK for Python (tests/sdk)
@@ -66,11 +74,13 @@ deps: ## install system packages and Python venvs needed by the tests (idempoten
 	bash scripts/venv.sh $(E2E_VENV) tests/e2e/requirements.txt
 
 .PHONY: test
-test: ## CI: install deps, fmt, clippy, cargo test, SDK suite, manifest validation, e2e
+test: ## CI: install deps, fmt, clippy, arch-check, doc, cargo test, SDK suite, manifest validation, e2e
 	$(MAKE) deps
 	$(MAKE) fmt-check
 	$(MAKE) doc-check
 	$(MAKE) lint
+	$(MAKE) arch-check
+	$(MAKE) doc
 	$(MAKE) cargo-test
 	$(MAKE) sdk-test
 	$(MAKE) validate-manifests

@@ -30,29 +30,9 @@ use crate::config::ObjectType;
 use crate::keyvault::list::Fingerprint;
 use crate::keyvault::model::Fetched;
 
-/// How changes of latest objects are detected (`--change-detection`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ChangeDetection {
-    /// Collection lists, GETs only for changed objects (default).
-    #[default]
-    List,
-    /// One GET per object per refresh (the reference behaviour).
-    Get,
-}
-
-impl std::str::FromStr for ChangeDetection {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "list" | "on" => Ok(ChangeDetection::List),
-            "get" | "off" => Ok(ChangeDetection::Get),
-            other => Err(format!(
-                "change detection {other:?}: use list (default) or get (one GET per object per refresh)"
-            )),
-        }
-    }
-}
+// The setting itself belongs to the configuration (which this module reads); re-exported so
+// `detect::ChangeDetection` keeps working.
+pub use crate::config::{ChangeDetection, DEFAULT_FULL_SWEEP_EVERY};
 
 /// Detection settings of a syncer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,9 +42,6 @@ pub struct Detection {
     /// Every Nth refresh fetches every latest object (0 = never).
     pub full_sweep_every: u32,
 }
-
-/// Default of `--full-sweep-every`.
-pub const DEFAULT_FULL_SWEEP_EVERY: u32 = 10;
 
 impl Default for Detection {
     fn default() -> Self {

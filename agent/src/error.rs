@@ -15,46 +15,12 @@
 //! | 9 | the `--listen` address could not be bound (in use, or not permitted) |
 //! | 130, 143 | `--once` or `check` stopped by SIGINT (130) or SIGTERM (143) before it finished |
 
-/// Exit code: success.
-pub const EXIT_OK: i32 = 0;
-/// Exit code: internal error (a bug, e.g. a panic; or the runtime could not start).
-pub const EXIT_INTERNAL: i32 = 1;
-/// Exit code: command-line usage error.
-pub const EXIT_USAGE: i32 = 2;
-/// Exit code: invalid configuration.
-pub const EXIT_CONFIG: i32 = 3;
-/// Exit code: authentication failed.
-pub const EXIT_AUTH: i32 = 4;
-/// Exit code: Key Vault refused an object.
-pub const EXIT_OBJECT: i32 = 5;
-/// Exit code: unavailable / throttled until the deadline.
-pub const EXIT_UNAVAILABLE: i32 = 6;
-/// Exit code: conversion failed.
-pub const EXIT_CONVERT: i32 = 7;
-/// Exit code: writing failed.
-pub const EXIT_WRITE: i32 = 8;
-/// Exit code: the health server's `--listen` address could not be bound.
-pub const EXIT_LISTEN: i32 = 9;
-/// Exit code base for `--once` or `check` stopped by a signal: 128 + the signal number, as a shell
-/// reports a process killed by it (SIGINT 130, SIGTERM 143).
-pub const EXIT_SIGNAL_BASE: i32 = 128;
-
-/// Every documented exit code and its one-line meaning, in table order (the README and
-/// `--help` list the same).
-pub const EXIT_CODES: &[(i32, &str)] = &[
-    (EXIT_OK, "success"),
-    (EXIT_INTERNAL, "internal error (a bug, e.g. a panic)"),
-    (EXIT_USAGE, "command-line usage error"),
-    (EXIT_CONFIG, "invalid configuration"),
-    (EXIT_AUTH, "authentication failed"),
-    (EXIT_OBJECT, "Key Vault refused an object"),
-    (EXIT_UNAVAILABLE, "Key Vault or Entra unavailable"),
-    (EXIT_CONVERT, "an object's content could not be converted"),
-    (EXIT_WRITE, "the output directory could not be written"),
-    (EXIT_LISTEN, "the --listen address could not be bound"),
-    (130, "--once or check stopped by SIGINT"),
-    (143, "--once or check stopped by SIGTERM"),
-];
+// The codes live in `report` (with the precedence that maps a failed cycle to one of them), so
+// the low modules that need a code do not import this edge module.
+pub use crate::report::{
+    EXIT_AUTH, EXIT_CODES, EXIT_CONFIG, EXIT_CONVERT, EXIT_INTERNAL, EXIT_LISTEN, EXIT_OBJECT,
+    EXIT_OK, EXIT_SIGNAL_BASE, EXIT_UNAVAILABLE, EXIT_USAGE, EXIT_WRITE,
+};
 
 /// Everything that can end a run.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +30,7 @@ pub enum Error {
     Config(#[from] crate::config::ConfigErrors),
     /// A sync failed.
     #[error(transparent)]
-    Sync(#[from] crate::sync::SyncError),
+    Sync(#[from] crate::report::SyncError),
     /// The health server could not bind its address.
     #[error(
         "--listen {addr}: cannot bind the health server: {source}; pick another address or use --listen off"

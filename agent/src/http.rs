@@ -48,11 +48,9 @@ pub enum HttpError {
     Build(String),
 }
 
-/// Default limit of one Key Vault response body (`--max-response-size`): a secret is at
-/// most 25 KiB, and a page of 25 versions a few KiB.
-pub const DEFAULT_MAX_RESPONSE_SIZE: u64 = 4 * 1024 * 1024;
-/// Default limit of one Entra or IMDS response body (`--max-token-response-size`).
-pub const DEFAULT_MAX_TOKEN_RESPONSE_SIZE: u64 = 1024 * 1024;
+// The defaults are settings (the configuration owns them and this module reads the
+// configuration); re-exported under their old path.
+pub use crate::config::{DEFAULT_MAX_RESPONSE_SIZE, DEFAULT_MAX_TOKEN_RESPONSE_SIZE};
 /// Largest HTTP/2 response header list accepted (hyper's default is 16 KiB; Key Vault's
 /// headers are about 1 KiB).
 pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;

@@ -30,8 +30,8 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::config::NotifySettings;
-use crate::sync::ObjectStatus;
-use crate::telemetry::metrics::Metrics;
+use crate::metrics::Metrics;
+use crate::report::ObjectStatus;
 
 /// How long an `--on-change-exec` command may run before it is killed.
 pub const EXEC_TIMEOUT: Duration = Duration::from_secs(30);

@@ -13,7 +13,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use crate::sync::ObjectStatus;
+use crate::report::ObjectStatus;
 use crate::telemetry::status::StatusDoc;
 use crate::writer::{
     AtomicWriter, FileProjection, Payload, WriteOptions, WriteOutcome, WriterError,

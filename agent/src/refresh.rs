@@ -39,12 +39,13 @@ use tracing::Instrument;
 
 use crate::config::{self, ConfigErrors, Env, Plan, Settings};
 use crate::error::Error;
+use crate::metrics::{Metrics, RefreshResult};
 use crate::notify::{ChangeEvent, Coalescer, Notifier};
 use crate::publish::Publisher;
+use crate::report::{ObjectStatus, SyncError, SyncReport};
 use crate::retry::{Failures, deadline_in, jittered};
 use crate::signal::ReloadRequests;
-use crate::sync::{ObjectStatus, SyncError, SyncReport, Syncer};
-use crate::telemetry::metrics::{Metrics, RefreshResult};
+use crate::sync::Syncer;
 use crate::telemetry::server::{Limits, Server};
 use crate::telemetry::status::SidecarState;
 use crate::writer::WriteOutcome;
@@ -446,7 +447,10 @@ impl Loop {
                 } else {
                     RefreshResult::Unchanged
                 });
-                self.metrics.synced(report.finished_at, &report.objects);
+                self.metrics.synced(
+                    report.finished_at,
+                    report.objects.iter().map(ObjectStatus::mounted),
+                );
                 self.state.succeeded(&report, data_dir.clone());
                 let mut delay = jittered(self.settings.interval, self.settings.jitter);
                 // An object expiring before the next look is looked at before it expires.

@@ -107,7 +107,7 @@ pub fn exit_on_shutdown() {
 
 fn exit_for(sig: i32) -> ! {
     eprintln!("error: stopped by {}", signal_name(sig));
-    std::process::exit(crate::error::EXIT_SIGNAL_BASE.saturating_add(sig))
+    std::process::exit(crate::report::EXIT_SIGNAL_BASE.saturating_add(sig))
 }
 
 fn hub() -> Option<&'static Hub> {

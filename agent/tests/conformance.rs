@@ -1212,8 +1212,12 @@ fn run_binary_with_umask(
     env: &[(String, String)],
     umask: u32,
 ) -> std::process::Output {
-    use std::os::unix::process::CommandExt;
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_keyvault-agent"));
+    // The shell sets the umask and execs the agent, instead of an `unsafe` pre_exec hook (the
+    // workspace forbids unsafe code).
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(format!("umask {umask:03o} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_keyvault-agent"));
     cmd.env_clear()
         .env("SSL_CERT_FILE", h.emu.ca_file())
         .env(
@@ -1222,13 +1226,6 @@ fn run_binary_with_umask(
         )
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)));
-    // SAFETY: umask(2) is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(move || {
-            rustix::process::umask(rustix::fs::Mode::from_bits_truncate(umask));
-            Ok(())
-        });
-    }
     cmd.output().expect("run keyvault-agent")
 }
 

@@ -1,5 +1,8 @@
 //! keyvault-agent integration tests: one binary, one module per concern, shared helpers in
 //! `util`. Every test runs the shipping code against the in-process emulator over TLS.
+// Deadlines in tests may use `Instant + Duration`: a panic here is a failed test, and the
+// workspace's no-panicking-time-arithmetic lints are for the shipping code.
+#![allow(clippy::arithmetic_side_effects, clippy::unchecked_time_subtraction)]
 
 mod config_cli; // `check`, flags/env, exit codes, every config problem reported at once
 mod conformance; // reference vectors end to end over TLS

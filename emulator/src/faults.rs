@@ -53,7 +53,8 @@ impl Route {
         let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let get = method == http::Method::GET;
         match segs.as_slice() {
-            ["metadata", "identity", "oauth2", "token"] => Route::Imds,
+            ["metadata", "identity", "oauth2", "token"]
+            | ["metadata", "identity", "oauth2", "token", ""] => Route::Imds,
             [_, "oauth2", "v2.0", "token"] | [_, "oauth2", "token"] => Route::Token,
             ["issuer", ..] | [_, "v2.0", ".well-known", ..] | [_, "discovery", ..] => {
                 Route::Discovery

@@ -163,5 +163,9 @@ async fn token(
 
 /// IMDS routes.
 pub fn routes() -> Router<Arc<Shared>> {
-    Router::new().route("/metadata/identity/oauth2/token", get(token))
+    // The JavaScript SDK's ManagedIdentityCredential calls the path with a trailing slash;
+    // IMDS answers both.
+    Router::new()
+        .route("/metadata/identity/oauth2/token", get(token))
+        .route("/metadata/identity/oauth2/token/", get(token))
 }

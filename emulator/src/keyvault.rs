@@ -182,6 +182,70 @@ pub fn vault_for_host(host: &str, vaults: &[String]) -> Option<String> {
     vaults.first().cloned()
 }
 
+/// The Key Vault operation (REST API name) a request addresses when Key Vault has it and this
+/// emulator does not implement it: such requests are answered as unsupported instead of
+/// falling through to the object routes (where `contacts` or `rotationpolicy` would read as
+/// an object name or version).
+pub fn unimplemented_operation(method: &Method, segs: &[&str]) -> Option<&'static str> {
+    let m = method.as_str();
+    let op = match (m, segs) {
+        ("GET", ["certificates", "contacts"]) => "GetCertificateContacts",
+        ("PUT", ["certificates", "contacts"]) => "SetCertificateContacts",
+        ("DELETE", ["certificates", "contacts"]) => "DeleteCertificateContacts",
+        ("GET", ["certificates", "issuers"] | ["certificates", "issuers", ""]) => {
+            "GetCertificateIssuers"
+        }
+        ("GET", ["certificates", "issuers", _]) => "GetCertificateIssuer",
+        ("PUT", ["certificates", "issuers", _]) => "SetCertificateIssuer",
+        ("PATCH", ["certificates", "issuers", _]) => "UpdateCertificateIssuer",
+        ("DELETE", ["certificates", "issuers", _]) => "DeleteCertificateIssuer",
+        ("PATCH", ["certificates", _, "policy"]) => "UpdateCertificatePolicy",
+        ("PATCH", ["certificates", _, "pending"]) => "UpdateCertificateOperation",
+        ("DELETE", ["certificates", _, "pending"]) => "DeleteCertificateOperation",
+        ("POST", ["certificates", _, "pending", "merge"]) => "MergeCertificate",
+        ("POST", ["certificates", _, "backup"]) => "BackupCertificate",
+        ("POST", ["certificates", "restore"]) => "RestoreCertificate",
+        ("POST", ["secrets", _, "backup"]) => "BackupSecret",
+        ("POST", ["secrets", "restore"]) => "RestoreSecret",
+        ("POST", ["keys", _, "backup"]) => "BackupKey",
+        ("POST", ["keys", "restore"]) => "RestoreKey",
+        ("POST", ["keys", _, "rotate"]) => "RotateKey",
+        ("GET", ["keys", _, "rotationpolicy"]) => "GetKeyRotationPolicy",
+        ("PUT", ["keys", _, "rotationpolicy"]) => "UpdateKeyRotationPolicy",
+        ("POST", ["keys", _, "release"] | ["keys", _, _, "release"]) => "Release",
+        ("GET", ["keys", _, _, "attestation"]) => "GetKeyAttestation",
+        ("POST", ["keys", _, _, op]) => match *op {
+            "encrypt" => "Encrypt",
+            "decrypt" => "Decrypt",
+            "sign" => "Sign",
+            "verify" => "Verify",
+            "wrapkey" => "WrapKey",
+            "unwrapkey" => "UnwrapKey",
+            _ => return None,
+        },
+        ("POST", ["rng"]) => "GetRandomBytes",
+        ("GET", ["settings"]) => "GetSettings",
+        ("GET", ["settings", _]) => "GetSetting",
+        ("PATCH", ["settings", _]) => "UpdateSetting",
+        _ => return None,
+    };
+    Some(op)
+}
+
+/// Key Vault's error envelope for an operation this emulator does not implement: 501, so no
+/// client mistakes it for a missing object (404) or its own mistake (400), and the message
+/// names the operation.
+fn not_implemented(operation: &str, method: &Method, path: &str) -> Response {
+    error(
+        StatusCode::NOT_IMPLEMENTED,
+        "NotImplemented",
+        &format!(
+            "The operation {operation} ({method} {path}) is not implemented by this Key Vault emulator."
+        ),
+        None,
+    )
+}
+
 /// Entry point for every data-plane request (the router's fallback on the HTTPS listener).
 pub async fn handle(
     State(s): State<Arc<Shared>>,
@@ -267,6 +331,11 @@ async fn dispatch(s: Arc<Shared>, method: Method, uri: Uri, headers: HeaderMap, 
     let path = uri.path().to_string();
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let m = &method;
+    // Before the object arms: `GET /certificates/contacts` is an operation, not a
+    // certificate named "contacts" (`/certificates/contacts/` is the certificate).
+    if let Some(operation) = unimplemented_operation(m, &segs) {
+        return Err(not_implemented(operation, m, &path));
+    }
     match segs.as_slice() {
         ["secrets"] | ["secrets", ""] if m == Method::GET => ctx.list_secrets(&path),
         ["secrets", n, "versions"] if m == Method::GET => ctx.list_secret_versions(n, &path),

@@ -567,9 +567,21 @@ pub fn generate_certificate(spec: &GenerateSpec, ca: Option<(&str, &str)>) -> Re
     };
     let mut params = rcgen::CertificateParams::new(spec.dns_names.clone()).map_err(cert_err)?;
     params.distinguished_name = parse_dn(&spec.subject)?;
+    // The validity comes from a seed file or a create request: checked, so an absurd one is a
+    // refused request, not a panic of the server.
     let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::hours(1);
-    params.not_after = now + time::Duration::days(i64::from(spec.validity_days.max(1)));
+    let out_of_range = || {
+        MaterialError::Certificate(format!(
+            "a validity of {} days ends past the year 9999: use fewer",
+            spec.validity_days
+        ))
+    };
+    params.not_before = now
+        .checked_sub(time::Duration::hours(1))
+        .ok_or_else(out_of_range)?;
+    params.not_after = now
+        .checked_add(time::Duration::days(i64::from(spec.validity_days.max(1))))
+        .ok_or_else(out_of_range)?;
     params.key_usages = vec![
         rcgen::KeyUsagePurpose::DigitalSignature,
         rcgen::KeyUsagePurpose::KeyEncipherment,
@@ -631,6 +643,19 @@ mod tests {
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
         let back = CertMaterial::from_pem(&pem).unwrap();
         assert_eq!(back.chain, m.chain);
+    }
+
+    #[test]
+    fn an_absurd_validity_is_refused_not_a_panic() {
+        let spec = GenerateSpec {
+            subject: "CN=forever".into(),
+            dns_names: vec![],
+            validity_days: u32::MAX,
+            rsa_bits: None,
+            curve: Curve::P256,
+        };
+        let e = generate_certificate(&spec, None).unwrap_err();
+        assert!(e.to_string().contains("past the year 9999"), "{e}");
     }
 
     #[test]

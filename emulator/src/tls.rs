@@ -51,6 +51,16 @@ fn read(path: &Path) -> Result<String, Error> {
     std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
 }
 
+/// From a day ago (clock skew) to `days` ahead; checked arithmetic, so a broken clock is an
+/// error rather than a panic.
+fn validity(days: i64) -> Result<(time::OffsetDateTime, time::OffsetDateTime), Error> {
+    let now = time::OffsetDateTime::now_utc();
+    let range = now
+        .checked_sub(time::Duration::days(1))
+        .zip(now.checked_add(time::Duration::days(days)));
+    range.ok_or_else(|| Error::State(format!("the clock ({now}) leaves no {days}-day validity")))
+}
+
 fn rcgen_err(what: &str) -> impl Fn(rcgen::Error) -> Error + '_ {
     move |e| Error::State(format!("{what}: {e}"))
 }
@@ -98,9 +108,7 @@ pub fn load_or_create(dir: &Path, hostnames: &[String]) -> Result<TlsMaterial, E
             rcgen::KeyUsagePurpose::CrlSign,
             rcgen::KeyUsagePurpose::DigitalSignature,
         ];
-        let now = time::OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::days(1);
-        params.not_after = now + time::Duration::days(3650);
+        (params.not_before, params.not_after) = validity(3650)?;
         let cert = params.self_signed(&key).map_err(rcgen_err("signing ca"))?;
         let (cert_pem, key_pem) = (cert.pem(), key.serialize_pem());
         write_private(&ca_key_file, key_pem.as_bytes())?;
@@ -132,9 +140,7 @@ pub fn load_or_create(dir: &Path, hostnames: &[String]) -> Result<TlsMaterial, E
             .distinguished_name
             .push(rcgen::DnType::CommonName, "localhost");
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-        let now = time::OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::days(1);
-        params.not_after = now + time::Duration::days(825);
+        (params.not_before, params.not_after) = validity(825)?;
         let cert = params
             .signed_by(&key, &issuer)
             .map_err(rcgen_err("signing server certificate"))?;

@@ -135,3 +135,24 @@ async fn imds_is_also_served_on_the_https_listener() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+// reference: protocol.md §4 (the JavaScript SDK's ManagedIdentityCredential calls
+// `/metadata/identity/oauth2/token/`, with a trailing slash; issue 13)
+#[tokio::test]
+async fn the_token_path_with_a_trailing_slash_is_served_too() {
+    let emu = start().await;
+    let c = plain_client();
+    let r = c
+        .get(format!(
+            "{}metadata/identity/oauth2/token/?api-version=2018-02-01&resource=https://vault.localhost",
+            emu.imds_endpoint()
+        ))
+        .header("Metadata", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["access_token"].is_string(), "{body}");
+    assert_eq!(emu.counts().route(keyvault_emulator::Route::Imds), 1);
+}

@@ -21,9 +21,9 @@ use tokio::time::Instant;
 
 use crate::config::Identity;
 use crate::http::HttpClients;
+use crate::metrics::Metrics;
 use crate::retry::Backoff;
 use crate::secret::SecretString;
-use crate::telemetry::metrics::Metrics;
 
 /// An Entra access token. `Debug` redacts it.
 #[derive(Debug, Clone)]

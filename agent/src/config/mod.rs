@@ -359,7 +359,7 @@ pub struct Settings {
     /// Largest Entra/IMDS response body accepted, in bytes (`--max-token-response-size`).
     pub max_token_response_size: u64,
     /// How changes of latest objects are detected (`--change-detection`).
-    pub change_detection: crate::detect::ChangeDetection,
+    pub change_detection: ChangeDetection,
     /// Every Nth refresh fetches every latest object (`--full-sweep-every`, 0 = never).
     pub full_sweep_every: u32,
 }
@@ -383,10 +383,42 @@ impl Settings {
             notify: NotifySettings::default(),
             imds_endpoint: Url::parse(DEFAULT_IMDS_ENDPOINT).expect("valid default IMDS URL"),
             shutdown_grace: Duration::from_secs(10),
-            max_response_size: crate::http::DEFAULT_MAX_RESPONSE_SIZE,
-            max_token_response_size: crate::http::DEFAULT_MAX_TOKEN_RESPONSE_SIZE,
-            change_detection: crate::detect::ChangeDetection::List,
-            full_sweep_every: crate::detect::DEFAULT_FULL_SWEEP_EVERY,
+            max_response_size: DEFAULT_MAX_RESPONSE_SIZE,
+            max_token_response_size: DEFAULT_MAX_TOKEN_RESPONSE_SIZE,
+            change_detection: ChangeDetection::List,
+            full_sweep_every: DEFAULT_FULL_SWEEP_EVERY,
+        }
+    }
+}
+
+/// Default limit of one Key Vault response body (`--max-response-size`): a secret is at
+/// most 25 KiB, and a page of 25 versions a few KiB.
+pub const DEFAULT_MAX_RESPONSE_SIZE: u64 = 4 * 1024 * 1024;
+/// Default limit of one Entra or IMDS response body (`--max-token-response-size`).
+pub const DEFAULT_MAX_TOKEN_RESPONSE_SIZE: u64 = 1024 * 1024;
+/// Default of `--full-sweep-every`.
+pub const DEFAULT_FULL_SWEEP_EVERY: u32 = 10;
+
+/// How changes of latest objects are detected (`--change-detection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChangeDetection {
+    /// Collection lists, GETs only for changed objects (default).
+    #[default]
+    List,
+    /// One GET per object per refresh (the reference behaviour).
+    Get,
+}
+
+impl std::str::FromStr for ChangeDetection {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "list" | "on" => Ok(ChangeDetection::List),
+            "get" | "off" => Ok(ChangeDetection::Get),
+            other => Err(format!(
+                "change detection {other:?}: use list (default) or get (one GET per object per refresh)"
+            )),
         }
     }
 }

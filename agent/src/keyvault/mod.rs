@@ -29,8 +29,8 @@ pub use error::KeyVaultError;
 use crate::auth::{AccessToken, Credential};
 use crate::config::ObjectType;
 use crate::http::HttpClients;
+use crate::metrics::{Metrics, Outcome};
 use crate::retry::Backoff;
-use crate::telemetry::metrics::{Metrics, Outcome};
 use model::{CertificateBundle, Fetched, KeyBundle, ListPage, SecretBundle, VersionItem};
 
 /// Default api-version (`docs/protocol.md` §1.1).

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::sync::{ObjectStatus, SyncReport};
+use crate::report::{ObjectStatus, SyncReport};
 
 /// The status manifest served at `/status` (runtime state, no digests) and written to
 /// `..status.json` (the published set, with keyed digests).

@@ -18,6 +18,21 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// What the metrics keep about one mounted object (labels and gauges; never a value): a view
+/// of [`crate::report::ObjectStatus`] (`ObjectStatus::mounted`), so this module, used by the
+/// Key Vault and token clients, does not depend on the report built above them.
+#[derive(Debug, Clone, Copy)]
+pub struct MountedObject<'a> {
+    /// Reference object id (`secret/name`).
+    pub id: &'a str,
+    /// Key Vault version.
+    pub version: &'a str,
+    /// Certificate `notAfter` (Unix seconds).
+    pub not_after: Option<i64>,
+    /// The version's `exp` attribute (Unix seconds).
+    pub expires: Option<i64>,
+}
+
 /// Outcome class of a Key Vault or token request (bounded label values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
@@ -367,7 +382,8 @@ impl Metrics {
 
     /// A successful sync at `at`: records the time and replaces the per-object series with
     /// what is mounted now (objects removed from the plan disappear).
-    pub fn synced(&self, at: SystemTime, objects: &[crate::sync::ObjectStatus]) {
+    pub fn synced<'a>(&self, at: SystemTime, objects: impl IntoIterator<Item = MountedObject<'a>>) {
+        let objects: Vec<MountedObject<'a>> = objects.into_iter().collect();
         self.last_success.set(unix(at));
         let _guard = self
             .objects_lock
@@ -375,22 +391,24 @@ impl Metrics {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.object_info.clear();
         self.cert_not_after.clear();
-        for o in objects {
+        for o in &objects {
             self.object_info
                 .get_or_create(&ObjectLabels {
-                    id: o.id.clone(),
-                    version: o.version.clone(),
+                    id: o.id.to_owned(),
+                    version: o.version.to_owned(),
                 })
                 .set(1);
             if let Some(not_after) = o.not_after {
                 self.cert_not_after
-                    .get_or_create(&IdLabels { id: o.id.clone() })
+                    .get_or_create(&IdLabels {
+                        id: o.id.to_owned(),
+                    })
                     .set(not_after);
             }
         }
         *self.expiries.lock().unwrap_or_else(|p| p.into_inner()) = objects
             .iter()
-            .filter_map(|o| Some((o.id.clone(), o.expires?)))
+            .filter_map(|o| Some((o.id.to_owned(), o.expires?)))
             .collect();
     }
 
@@ -437,15 +455,11 @@ fn unix(at: SystemTime) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::ObjectStatus;
 
-    fn status(id: &str, version: &str, not_after: Option<i64>) -> ObjectStatus {
-        ObjectStatus {
-            id: id.into(),
-            version: version.into(),
-            path: id.into(),
-            digest: "00".into(),
-            fetched_at: 1,
+    fn status<'a>(id: &'a str, version: &'a str, not_after: Option<i64>) -> MountedObject<'a> {
+        MountedObject {
+            id,
+            version,
             not_after,
             expires: None,
         }
@@ -461,7 +475,7 @@ mod tests {
         m.notification("exec", true);
         m.synced(
             UNIX_EPOCH + Duration::from_secs(1_800_000_000),
-            &[status("cert/web", "v1", Some(1_900_000_000))],
+            [status("cert/web", "v1", Some(1_900_000_000))],
         );
         let text = m.encode();
         for needle in [
@@ -514,7 +528,7 @@ mod tests {
         let now = unix(SystemTime::now());
         let mut o = status("secret/a", "v1", None);
         o.expires = Some(now + 3600);
-        m.synced(SystemTime::now(), &[o, status("secret/b", "v1", None)]);
+        m.synced(SystemTime::now(), [o, status("secret/b", "v1", None)]);
         let text = m.encode();
         let line = text
             .lines()
@@ -539,8 +553,8 @@ mod tests {
     #[test]
     fn object_series_follow_the_mounted_set() {
         let m = Metrics::new();
-        m.synced(SystemTime::now(), &[status("secret/a", "v1", None)]);
-        m.synced(SystemTime::now(), &[status("secret/a", "v2", None)]);
+        m.synced(SystemTime::now(), [status("secret/a", "v1", None)]);
+        m.synced(SystemTime::now(), [status("secret/a", "v2", None)]);
         let text = m.encode();
         assert!(text.contains("version=\"v2\""), "{text}");
         assert!(

@@ -1,0 +1,305 @@
+//! What a sync cycle reports, and the process exit code it maps to.
+//!
+//! The outcome of one cycle (what is mounted per output file, or every object that failed)
+//! is read by the sidecar loop, the status server, the metrics, the notifiers and `main`;
+//! keeping it here, apart from the fetch/convert/write machinery in [`crate::sync`], lets
+//! those readers depend on data instead of on the pipeline (no `sync` ↔ `telemetry` cycle).
+//! The exit codes (table in [`crate::error`], the README and `--help`) and their precedence
+//! for a failed cycle live here for the same reason.
+
+use std::time::{Duration, SystemTime};
+
+use crate::auth::AuthError;
+use crate::keyvault::KeyVaultError;
+use crate::metrics::MountedObject;
+use crate::writer::{WriteOutcome, WriterError};
+
+/// Exit codes, documented in [`crate::error`] (and re-exported there).
+/// Exit code: success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: internal error (a bug, e.g. a panic; or the runtime could not start).
+pub const EXIT_INTERNAL: i32 = 1;
+/// Exit code: command-line usage error.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code: invalid configuration.
+pub const EXIT_CONFIG: i32 = 3;
+/// Exit code: authentication failed.
+pub const EXIT_AUTH: i32 = 4;
+/// Exit code: Key Vault refused an object.
+pub const EXIT_OBJECT: i32 = 5;
+/// Exit code: unavailable / throttled until the deadline.
+pub const EXIT_UNAVAILABLE: i32 = 6;
+/// Exit code: conversion failed.
+pub const EXIT_CONVERT: i32 = 7;
+/// Exit code: writing failed.
+pub const EXIT_WRITE: i32 = 8;
+/// Exit code: the health server's `--listen` address could not be bound.
+pub const EXIT_LISTEN: i32 = 9;
+/// Exit code base for `--once` or `check` stopped by a signal: 128 + the signal number, as a shell
+/// reports a process killed by it (SIGINT 130, SIGTERM 143).
+pub const EXIT_SIGNAL_BASE: i32 = 128;
+
+/// Every documented exit code and its one-line meaning, in table order (the README and
+/// `--help` list the same).
+pub const EXIT_CODES: &[(i32, &str)] = &[
+    (EXIT_OK, "success"),
+    (EXIT_INTERNAL, "internal error (a bug, e.g. a panic)"),
+    (EXIT_USAGE, "command-line usage error"),
+    (EXIT_CONFIG, "invalid configuration"),
+    (EXIT_AUTH, "authentication failed"),
+    (EXIT_OBJECT, "Key Vault refused an object"),
+    (EXIT_UNAVAILABLE, "Key Vault or Entra unavailable"),
+    (EXIT_CONVERT, "an object's content could not be converted"),
+    (EXIT_WRITE, "the output directory could not be written"),
+    (EXIT_LISTEN, "the --listen address could not be bound"),
+    (130, "--once or check stopped by SIGINT"),
+    (143, "--once or check stopped by SIGTERM"),
+];
+
+/// What is mounted for one output file's object.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ObjectStatus {
+    /// Reference object id (`secret/name` or `secret/name/0`).
+    pub id: String,
+    /// Key Vault version.
+    pub version: String,
+    /// Output path relative to the target dir.
+    pub path: String,
+    /// HMAC-SHA256 (hex) of the file contents under the volume's key (`..hmac.key`), as
+    /// written to `..status.json`; never a plain hash, never a value. Empty until the set
+    /// is published, and left out of anything serialised when empty (`/status` and
+    /// notifications clear it).
+    #[serde(rename = "hmac_sha256", skip_serializing_if = "String::is_empty")]
+    pub digest: String,
+    /// When it was fetched (Unix seconds).
+    pub fetched_at: u64,
+    /// Certificate `notAfter` (Unix seconds), when the object is or holds a certificate.
+    pub not_after: Option<i64>,
+    /// The version's `exp` attribute (Unix seconds), when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<i64>,
+}
+
+impl ObjectStatus {
+    /// The labels and gauges the metrics keep for this object.
+    pub fn mounted(&self) -> MountedObject<'_> {
+        MountedObject {
+            id: &self.id,
+            version: &self.version,
+            not_after: self.not_after,
+            expires: self.expires,
+        }
+    }
+}
+
+/// Result of a successful cycle.
+#[derive(Debug, Clone)]
+pub struct SyncReport {
+    /// Whether files were swapped.
+    pub outcome: WriteOutcome,
+    /// Status per output file, in plan order.
+    pub objects: Vec<ObjectStatus>,
+    /// Key Vault HTTP requests sent this cycle (challenge probes and retries included;
+    /// pinned versions are served from memory).
+    pub requests: usize,
+    /// Wall time of the cycle.
+    pub duration: Duration,
+    /// When the cycle finished.
+    pub finished_at: SystemTime,
+    /// Object types whose list was refused (403), so their changes are detected by GETs
+    /// (`secret`, `key`, `cert`).
+    pub list_fallback: Vec<&'static str>,
+    /// The next refresh should start within this, because a latest object expires (`exp`)
+    /// before the normal schedule would look again.
+    pub refresh_within: Option<Duration>,
+}
+
+/// Why one object failed.
+#[derive(Debug, Clone)]
+pub enum FailureKind {
+    /// Key Vault (or the token for it).
+    KeyVault(KeyVaultError),
+    /// The content could not be converted.
+    Convert(String),
+    /// History mode: the start version is not among the enabled versions.
+    StartVersion(String),
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FailureKind::KeyVault(e) => write!(f, "{e}"),
+            FailureKind::Convert(m) => write!(f, "{m}"),
+            FailureKind::StartVersion(v) => write!(
+                f,
+                "start version {v} is not among the enabled versions: check objectVersion"
+            ),
+        }
+    }
+}
+
+/// One failed object, e.g. `secret "db-password" (version 3f2a…): not found ...`.
+#[derive(Debug, Clone)]
+pub struct ObjectFailure {
+    /// The object's label.
+    pub label: String,
+    /// What went wrong.
+    pub kind: FailureKind,
+}
+
+impl std::fmt::Display for ObjectFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.label, self.kind)
+    }
+}
+
+/// A failed cycle; nothing was published.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The HTTP client or identity could not be set up (configuration).
+    #[error("{0}")]
+    Setup(String),
+    /// One or more objects failed; all are listed, one per line.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Objects(Vec<ObjectFailure>),
+    /// The overall deadline passed.
+    #[error("the sync did not finish within --timeout ({}s)", .0.as_secs())]
+    Deadline(Duration),
+    /// Publishing failed; the previous set is intact.
+    #[error("writing {dir}: {source}")]
+    Write {
+        /// Target directory.
+        dir: String,
+        /// Why.
+        source: WriterError,
+    },
+    /// A bug: a task of the cycle panicked or was cancelled (exit 1, not a config error).
+    #[error("internal error (a bug): {0}")]
+    Internal(String),
+}
+
+impl SyncError {
+    /// The writer's blocking task did not return (it panicked): a bug, reported as one.
+    pub fn writer_task(e: tokio::task::JoinError) -> Self {
+        let what = if e.is_panic() {
+            "panicked"
+        } else {
+            "was cancelled"
+        };
+        SyncError::Internal(format!(
+            "the writer task {what}; the previously published set is intact"
+        ))
+    }
+
+    /// Whether retrying later may succeed (throttling, 5xx, network, deadline).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SyncError::Objects(fs) => fs
+                .iter()
+                .all(|f| matches!(&f.kind, FailureKind::KeyVault(e) if e.is_transient())),
+            SyncError::Deadline(_) => true,
+            SyncError::Setup(_) | SyncError::Write { .. } | SyncError::Internal(_) => false,
+        }
+    }
+
+    /// Server-requested delay before the next attempt (`Retry-After`), if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SyncError::Objects(fs) => fs
+                .iter()
+                .filter_map(|f| match &f.kind {
+                    FailureKind::KeyVault(e) => e.retry_after(),
+                    _ => None,
+                })
+                .max(),
+            _ => None,
+        }
+    }
+
+    /// Process exit code for `--once` (see [`crate::error`]): authentication beats object
+    /// refusals, which beat conversion failures, which beat unavailability.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SyncError::Setup(_) => EXIT_CONFIG,
+            SyncError::Internal(_) => EXIT_INTERNAL,
+            SyncError::Write { .. } => EXIT_WRITE,
+            SyncError::Deadline(_) => EXIT_UNAVAILABLE,
+            SyncError::Objects(fs) => fs
+                .iter()
+                .map(|f| match &f.kind {
+                    FailureKind::KeyVault(KeyVaultError::Auth(a)) if !a.is_transient() => {
+                        if matches!(a, AuthError::Config { .. } | AuthError::TokenFile { .. }) {
+                            EXIT_CONFIG
+                        } else {
+                            EXIT_AUTH
+                        }
+                    }
+                    FailureKind::KeyVault(KeyVaultError::Tls { .. }) => EXIT_CONFIG,
+                    FailureKind::KeyVault(e) if e.is_transient() => EXIT_UNAVAILABLE,
+                    FailureKind::KeyVault(_) | FailureKind::StartVersion(_) => EXIT_OBJECT,
+                    FailureKind::Convert(_) => EXIT_CONVERT,
+                })
+                .min_by_key(|c| match *c {
+                    EXIT_CONFIG => 0,
+                    EXIT_AUTH => 1,
+                    EXIT_OBJECT => 2,
+                    EXIT_CONVERT => 3,
+                    _ => 4,
+                })
+                .unwrap_or(EXIT_UNAVAILABLE),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_table() {
+        let f = |kind| ObjectFailure {
+            label: "secret \"x\"".into(),
+            kind,
+        };
+        let nf = FailureKind::KeyVault(KeyVaultError::NotFound {
+            code: "SecretNotFound".into(),
+        });
+        let thr = FailureKind::KeyVault(KeyVaultError::Throttled {
+            retry_after: Some(Duration::from_secs(7)),
+        });
+        let auth = FailureKind::KeyVault(KeyVaultError::Auth(AuthError::Rejected {
+            mode: "workload_identity",
+            message: "no".into(),
+        }));
+        let e = SyncError::Objects(vec![f(thr.clone())]);
+        assert_eq!(e.exit_code(), EXIT_UNAVAILABLE);
+        assert!(e.is_transient());
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+        let e = SyncError::Objects(vec![f(thr.clone()), f(nf.clone())]);
+        assert_eq!(e.exit_code(), EXIT_OBJECT);
+        assert!(!e.is_transient());
+        let e = SyncError::Objects(vec![f(nf), f(auth), f(FailureKind::Convert("bad".into()))]);
+        assert_eq!(e.exit_code(), EXIT_AUTH);
+        assert_eq!(
+            SyncError::Objects(vec![f(FailureKind::Convert("bad pfx".into()))]).exit_code(),
+            EXIT_CONVERT
+        );
+        let m = e.to_string();
+        assert_eq!(m.lines().count(), 3, "{m}");
+        assert!(m.lines().all(|l| l.starts_with("secret \"x\": ")), "{m}");
+    }
+
+    // reference: threat-model.md rule 10 (every path maps to the documented exit code)
+    #[tokio::test]
+    async fn a_panicking_writer_task_is_an_internal_error_not_a_config_error() {
+        let join = tokio::task::spawn_blocking(|| -> Result<(), ()> {
+            std::panic::panic_any("writer bug")
+        })
+        .await
+        .unwrap_err();
+        let e = SyncError::writer_task(join);
+        assert_eq!(e.exit_code(), EXIT_INTERNAL);
+        assert!(!e.is_transient());
+        assert!(e.to_string().contains("writer task panicked"), "{e}");
+    }
+}
