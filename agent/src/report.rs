@@ -289,7 +289,7 @@ mod tests {
         assert!(m.lines().all(|l| l.starts_with("secret \"x\": ")), "{m}");
     }
 
-    // reference: threat-model.md rule 10 (every path maps to the documented exit code)
+    // reference: docs/threat-model.md rule 10 (every path maps to the documented exit code)
     #[tokio::test]
     async fn a_panicking_writer_task_is_an_internal_error_not_a_config_error() {
         let join = tokio::task::spawn_blocking(|| -> Result<(), ()> {

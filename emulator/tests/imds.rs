@@ -136,7 +136,7 @@ async fn imds_is_also_served_on_the_https_listener() {
     assert_eq!(r.status(), 200);
 }
 
-// reference: protocol.md §4 (the JavaScript SDK's ManagedIdentityCredential calls
+// reference: docs/protocol.md §4 (the JavaScript SDK's ManagedIdentityCredential calls
 // `/metadata/identity/oauth2/token/`, with a trailing slash; issue 13)
 #[tokio::test]
 async fn the_token_path_with_a_trailing_slash_is_served_too() {
