@@ -52,6 +52,7 @@ pub mod publish;
 pub mod refresh;
 pub mod retry;
 pub mod secret;
+pub mod shape;
 pub mod signal;
 pub mod sync;
 pub mod telemetry;

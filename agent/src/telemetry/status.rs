@@ -43,6 +43,19 @@ pub struct StatusDoc {
     /// per object (grant list permission to save requests).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub list_fallback: Vec<String>,
+    /// Optional objects (`objectOptional: "true"`) missing or disabled in the vault: not
+    /// mounted, not an error. Published as soon as they appear.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub absent: Vec<AbsentObject>,
+}
+
+/// An optional object that is not in the vault (404) or is disabled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AbsentObject {
+    /// Reference object id (`secret/name`).
+    pub id: String,
+    /// The output path it would have.
+    pub path: String,
 }
 
 impl StatusDoc {
@@ -66,7 +79,14 @@ impl StatusDoc {
             objects,
             // Runtime state: only in `/status` (the file changes only with the set).
             list_fallback: Vec::new(),
+            absent: Vec::new(),
         }
+    }
+
+    /// The set's optional objects that are absent.
+    pub fn with_absent(mut self, absent: Vec<AbsentObject>) -> Self {
+        self.absent = absent;
+        self
     }
 
     /// Pretty JSON with a trailing newline.
@@ -117,6 +137,7 @@ impl SidecarState {
                     consecutive_failures: 0,
                     objects: Vec::new(),
                     list_fallback: Vec::new(),
+                    absent: Vec::new(),
                 },
                 alive_until: crate::retry::deadline_in(startup),
                 last_success: None,
@@ -148,6 +169,7 @@ impl SidecarState {
         doc.consecutive_failures = 0;
         doc.objects = report.objects.clone();
         doc.list_fallback = report.list_fallback.iter().map(|t| t.to_string()).collect();
+        doc.absent = report.absent.clone();
     }
 
     /// A failed cycle; what is published stays.
@@ -270,6 +292,7 @@ mod tests {
             duration: Duration::from_millis(3),
             finished_at: SystemTime::now(),
             list_fallback: Vec::new(),
+            absent: Vec::new(),
             refresh_within: None,
         }
     }
