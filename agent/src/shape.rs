@@ -59,13 +59,17 @@ pub fn json_pointer(data: &[u8], pointer: &str) -> Result<SecretBytes, ShapeErro
         });
     }
     // serde_json's default recursion limit (128) bounds the depth.
-    let doc: serde_json::Value =
-        serde_json::from_slice(data).map_err(|e| ShapeError::NotJson {
-            pointer: pointer.to_owned(),
-            // serde_json's messages quote no input, but keep only the position to be sure.
-            reason: format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column())
-                .to_ascii_lowercase(),
-        })?;
+    let doc: serde_json::Value = serde_json::from_slice(data).map_err(|e| ShapeError::NotJson {
+        pointer: pointer.to_owned(),
+        // serde_json's messages quote no input, but keep only the position to be sure.
+        reason: format!(
+            "{:?} error at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+        .to_ascii_lowercase(),
+    })?;
     let value = doc.pointer(pointer).ok_or_else(|| ShapeError::NoValue {
         pointer: pointer.to_owned(),
     })?;
@@ -160,7 +164,10 @@ mod tests {
         let e = json_pointer(b"hunter2-not-json", "/db/password").unwrap_err();
         assert!(matches!(e, ShapeError::NotJson { .. }), "{e}");
         let m = e.to_string();
-        assert!(m.contains("\"/db/password\"") && !m.contains("hunter2"), "{m}");
+        assert!(
+            m.contains("\"/db/password\"") && !m.contains("hunter2"),
+            "{m}"
+        );
         let e = json_pointer(br#"{"db":{"user":"hunter2"}}"#, "/db/password").unwrap_err();
         let m = e.to_string();
         assert!(m.contains("no value") && !m.contains("hunter2"), "{m}");

@@ -498,7 +498,8 @@ impl Syncer {
                 status: it.status,
             })
             .collect();
-        let mut absent = std::mem::take(&mut *cycle.absent.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut absent =
+            std::mem::take(&mut *cycle.absent.lock().unwrap_or_else(|p| p.into_inner()));
         absent.sort_by_key(|(i, _)| *i);
         let absent: Vec<AbsentObject> = absent.into_iter().map(|(_, a)| a).collect();
         self.metrics
@@ -601,7 +602,11 @@ impl Syncer {
             tracing::debug!(refresh = n, "full sweep: fetching every latest object");
             return Detected::default();
         }
-        let absent = self.absent.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let absent = self
+            .absent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let vault = self.vault_key();
         let mut by_type: HashMap<ObjectType, HashSet<String>> = HashMap::new();
         for s in self

@@ -660,16 +660,22 @@ pub enum ObjectProblem {
     #[error("objectOptional must be \"true\" or \"false\", not {0:?}")]
     InvalidOptional(String),
     /// `objectJsonPointer` is not an RFC 6901 pointer.
-    #[error("objectJsonPointer {0:?} is not a JSON pointer: it must be empty or start with '/' (RFC 6901)")]
+    #[error(
+        "objectJsonPointer {0:?} is not a JSON pointer: it must be empty or start with '/' (RFC 6901)"
+    )]
     InvalidJsonPointer(String),
     /// `objectJsonPointer` on something that is not a plain secret.
-    #[error("objectJsonPointer is only supported for objectType: secret without objectVersionHistory or objectLayout")]
+    #[error(
+        "objectJsonPointer is only supported for objectType: secret without objectVersionHistory or objectLayout"
+    )]
     JsonPointerNotSecret,
     /// `objectLayout` is not a known layout.
     #[error("invalid objectLayout: {0:?}, should be tls or empty")]
     InvalidLayout(String),
     /// `objectLayout: tls` where no private key can be found.
-    #[error("objectLayout: tls is only supported for objectType: cert or secret (pem), without objectVersionHistory")]
+    #[error(
+        "objectLayout: tls is only supported for objectType: cert or secret (pem), without objectVersionHistory"
+    )]
     TlsLayoutType,
     /// Two objects write the same file.
     #[error(

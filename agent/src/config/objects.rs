@@ -421,7 +421,10 @@ fn extensions(
     let t = raw.object_type.0.as_str();
     let pfx = raw.object_format.0.eq_ignore_ascii_case("pfx");
     if layout == ObjectLayout::Tls
-        && (is_history || !(t == "cert" || t == "secret") || pfx || !raw.object_encoding.0.is_empty())
+        && (is_history
+            || !(t == "cert" || t == "secret")
+            || pfx
+            || !raw.object_encoding.0.is_empty())
     {
         problems.push(ObjectProblem::TlsLayoutType);
     }
