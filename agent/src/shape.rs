@@ -41,6 +41,11 @@ pub enum ShapeError {
         "objectLayout tls: the object holds {0} private keys, need exactly 1: use a certificate with an exportable key (or a pem secret with one key)"
     )]
     KeyCount(usize),
+    /// The private key belongs to none of the certificates.
+    #[error(
+        "objectLayout tls: the private key matches no certificate of the chain: import the certificate together with its own key"
+    )]
+    KeyMismatch,
     /// The TLS layout needs a certificate.
     #[error("objectLayout tls: the object holds no certificate")]
     NoCertificate,
@@ -107,15 +112,16 @@ pub fn tls(object: &str, data: &[u8]) -> Result<[SecretBytes; 3], ShapeError> {
     let key = key::PrivateKey::parse(&keys[0]).map_err(conv)?;
     let pkcs8 = key.to_pkcs8().map_err(conv)?;
     let mut ordered = chain::order_or_keep(object, certs).map_err(conv)?;
-    // The leaf is the certificate of the key when one matches, else the chain's leaf.
-    let leaf = key
-        .public_spki()
-        .and_then(|spki| {
-            ordered
-                .iter()
-                .position(|c| crate::convert::cert_spki(c).as_deref() == Some(spki.as_slice()))
-        })
-        .unwrap_or(0);
+    // The leaf is the certificate of the key. A key matching none of the certificates would
+    // make a server that fails every handshake: refused. (Keys whose public half we cannot
+    // derive, e.g. Ed25519, take the chain's leaf.)
+    let leaf = match key.public_spki() {
+        Some(spki) => ordered
+            .iter()
+            .position(|c| crate::convert::cert_spki(c).as_deref() == Some(spki.as_slice()))
+            .ok_or(ShapeError::KeyMismatch)?,
+        None => 0,
+    };
     let leaf = ordered.remove(leaf);
     let mut crt = Vec::new();
     pem::encode_into(&mut crt, &Block::new(pem::CERTIFICATE, leaf));
@@ -157,6 +163,68 @@ mod tests {
         assert_eq!(get("/db/tags"), r#"["a","b"]"#);
         assert_eq!(get("/db/tags/1"), "b");
         assert_eq!(get("/a~1b/~0"), "true");
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/convert/");
+        std::fs::read(format!("{dir}{name}")).unwrap()
+    }
+
+    fn count(pem: &[u8]) -> usize {
+        pem::decode_all(pem).len()
+    }
+
+    // reference: issue 11 item 5 (tls.crt leaf then chain, ca.crt the chain's CAs)
+    #[test]
+    fn tls_orders_leaf_first_and_puts_the_cas_in_ca_crt() {
+        // Stored out of order: root, key, leaf, intermediate.
+        let mut input = fixture("foo-root.pem");
+        input.extend(fixture("foo.key"));
+        input.extend(fixture("foo-leaf.pem"));
+        input.extend(fixture("foo-int.pem"));
+        let [crt, key, ca] = tls("foo", &input).unwrap();
+        let certs = pem::decode_all(crt.expose());
+        assert_eq!(certs.len(), 3);
+        assert_eq!(
+            certs[0].der,
+            pem::decode_all(&fixture("foo-leaf.pem"))[0].der
+        );
+        assert_eq!(
+            certs[1].der,
+            pem::decode_all(&fixture("foo-int.pem"))[0].der
+        );
+        assert_eq!(
+            certs[2].der,
+            pem::decode_all(&fixture("foo-root.pem"))[0].der
+        );
+        assert_eq!(count(ca.expose()), 2, "intermediate and root");
+        assert_eq!(pem::decode_all(key.expose())[0].kind, pem::PRIVATE_KEY);
+        // Without the root in the vault, ca.crt holds the intermediate only.
+        let mut no_root = fixture("foo.key");
+        no_root.extend(fixture("foo-leaf.pem"));
+        no_root.extend(fixture("foo-int.pem"));
+        let [crt, _, ca] = tls("foo", &no_root).unwrap();
+        assert_eq!((count(crt.expose()), count(ca.expose())), (2, 1));
+    }
+
+    // reference: issue 11 items 5 and 6 (a key must match its leaf)
+    #[test]
+    fn tls_refuses_a_key_of_another_certificate_and_key_counts() {
+        let mut input = fixture("demo.key");
+        input.extend(fixture("foo-leaf.pem"));
+        assert_eq!(tls("x", &input).unwrap_err(), ShapeError::KeyMismatch);
+        assert_eq!(
+            tls("x", &fixture("foo-leaf.pem")).unwrap_err(),
+            ShapeError::KeyCount(0)
+        );
+        let mut two = fixture("foo.key");
+        two.extend(fixture("demo.key"));
+        two.extend(fixture("foo-leaf.pem"));
+        assert_eq!(tls("x", &two).unwrap_err(), ShapeError::KeyCount(2));
+        assert_eq!(
+            tls("x", &fixture("foo.key")).unwrap_err(),
+            ShapeError::NoCertificate
+        );
     }
 
     #[test]
