@@ -94,6 +94,25 @@ spec:
         - |
           objectName: ec-key
           objectType: key
+        # keyvault-agent extensions (the CSI provider ignores these keys):
+        # one value out of a JSON secret,
+        - |
+          objectName: app-config
+          objectType: secret
+          objectAlias: db/password
+          objectJsonPointer: /db/password
+        # a certificate as tls.crt / tls.key / ca.crt (kubernetes.io/tls),
+        - |
+          objectName: api-tls
+          objectType: cert
+          objectAlias: api-tls
+          objectLayout: tls
+          filePermission: "0600"
+        # and an object that may be missing: skipped with a warning, shown as absent.
+        - |
+          objectName: feature-flag
+          objectType: secret
+          objectOptional: "true"
 SPC
 say "the SecretProviderClass"
 sed 's/^/  /' "$work/secretproviderclass.yaml"
@@ -138,6 +157,7 @@ data="$(readlink -f "$out/..data")"
 done
 if [ -f "$out/..status.json" ]; then
     echo "  ..status.json (the set's manifest, for tools): $(wc -c < "$out/..status.json" | tr -d ' ') bytes of object ids, versions and keyed digests (HMAC-SHA256)"
+    python3 -c 'import json,sys; print("".join("  absent (optional, not in the vault): %s -> %s\n" % (a["id"], a["path"]) for a in json.load(open(sys.argv[1])).get("absent", [])), end="")' "$out/..status.json"
 fi
 
 say "done: the emulator is stopped and $work removed"

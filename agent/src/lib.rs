@@ -54,6 +54,7 @@ pub mod refresh;
 pub mod report;
 pub mod retry;
 pub mod secret;
+pub mod shape;
 pub mod signal;
 pub mod sync;
 pub mod telemetry;

@@ -164,6 +164,7 @@ pub struct Metrics {
     /// `exp` per mounted object id, turned into seconds-to-expiry at each scrape.
     expiries: Mutex<Vec<(String, i64)>>,
     notifications: Family<ClassLabels, Counter<u64, AtomicU64>>,
+    absent: Family<IdLabels, Gauge>,
     /// Serialises the clear-then-set of the per-object families so a scrape never sees a
     /// half-updated set (the families themselves are individually locked).
     objects_lock: Mutex<()>,
@@ -268,7 +269,14 @@ impl Default for Metrics {
             "Application notifications by notifier and result",
             notifications.clone(),
         );
+        let absent = Family::<IdLabels, Gauge>::default();
+        registry.register(
+            "object_absent",
+            "Optional objects (objectOptional) missing or disabled in the vault at the last sync (value is always 1)",
+            absent.clone(),
+        );
         Self {
+            absent,
             registry,
             kv_duration,
             kv_queue_wait,
@@ -410,6 +418,20 @@ impl Metrics {
             .iter()
             .filter_map(|o| Some((o.id.to_owned(), o.expires?)))
             .collect();
+    }
+
+    /// The optional objects missing at the last sync (replaces the previous set).
+    pub fn absent(&self, ids: &[String]) {
+        let _guard = self
+            .objects_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.absent.clear();
+        for id in ids {
+            self.absent
+                .get_or_create(&IdLabels { id: id.clone() })
+                .set(1);
+        }
     }
 
     /// Prometheus text exposition format (OpenMetrics 1.0 text, which Prometheus parses).

@@ -13,7 +13,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use crate::report::ObjectStatus;
+use crate::report::{AbsentObject, ObjectStatus};
 use crate::telemetry::status::StatusDoc;
 use crate::writer::{
     AtomicWriter, FileProjection, Payload, WriteOptions, WriteOutcome, WriterError,
@@ -40,6 +40,7 @@ pub struct Prepared {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Described {
     vault: String,
+    absent: Vec<String>,
     objects: Vec<(String, String, String, String, Option<i64>)>,
 }
 
@@ -90,6 +91,17 @@ impl Publisher {
         vault: &str,
         items: Vec<Prepared>,
     ) -> Result<(WriteOutcome, Vec<ObjectStatus>), WriterError> {
+        self.publish_with_absent(vault, items, Vec::new())
+    }
+
+    /// Like [`publish`](Self::publish); the manifest also lists the optional objects that
+    /// are `absent` from the vault.
+    pub fn publish_with_absent(
+        &self,
+        vault: &str,
+        items: Vec<Prepared>,
+        absent: Vec<AbsentObject>,
+    ) -> Result<(WriteOutcome, Vec<ObjectStatus>), WriterError> {
         let strictest = items
             .iter()
             .map(|i| i.file.mode)
@@ -110,6 +122,7 @@ impl Publisher {
         }
         let described = Described {
             vault: vault.to_owned(),
+            absent: absent.iter().map(|a| a.id.clone()).collect(),
             objects: objects
                 .iter()
                 .map(|o| {
@@ -131,7 +144,9 @@ impl Publisher {
         let republish = last.as_ref().is_some_and(|d| *d != described);
         let published_at = SystemTime::now();
         let render = |data_dir: &str| {
-            StatusDoc::for_set(vault, data_dir, published_at, objects.clone()).to_json()
+            StatusDoc::for_set(vault, data_dir, published_at, objects.clone())
+                .with_absent(absent.clone())
+                .to_json()
         };
         let outcome = self.inner.writer.write_with(
             &payload,

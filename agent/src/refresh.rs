@@ -687,6 +687,7 @@ mod tests {
                         duration: self.latency,
                         finished_at: std::time::SystemTime::now(),
                         list_fallback: Vec::new(),
+                        absent: Vec::new(),
                         refresh_within: self.within,
                     }),
                     Err(e) => Err(failure(&e)),

@@ -112,6 +112,17 @@ pub struct SyncReport {
     /// The next refresh should start within this, because a latest object expires (`exp`)
     /// before the normal schedule would look again.
     pub refresh_within: Option<Duration>,
+    /// Optional objects missing or disabled in the vault (not mounted).
+    pub absent: Vec<AbsentObject>,
+}
+
+/// An optional object that is not in the vault (404) or is disabled.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AbsentObject {
+    /// Reference object id (`secret/name`).
+    pub id: String,
+    /// The output path it would have.
+    pub path: String,
 }
 
 /// Why one object failed.

@@ -19,7 +19,7 @@ use futures::future::join_all;
 use tokio::time::Instant;
 
 use crate::auth::Credential;
-use crate::config::{ObjectSpec, ObjectType, Plan, Settings};
+use crate::config::{ObjectLayout, ObjectSpec, ObjectType, Plan, Settings};
 use crate::detect::{ChangeDetection, Detection, FetchCache, Latest, Pages, Step};
 use crate::http::{HttpClients, HttpOptions};
 use crate::keyvault::list::{Fingerprint, Listing};
@@ -29,11 +29,37 @@ use crate::publish::{Prepared, Publisher};
 // The cycle's outcome types live in `report` (so telemetry, notify and main need not import
 // the sync machinery); re-exported here so `sync::SyncReport` etc. keep working.
 use crate::metrics::Metrics;
-pub use crate::report::{FailureKind, ObjectFailure, ObjectStatus, SyncError, SyncReport};
+pub use crate::report::{
+    AbsentObject, FailureKind, ObjectFailure, ObjectStatus, SyncError, SyncReport,
+};
 use crate::secret::SecretBytes;
 use crate::writer::{AtomicWriter, FileProjection, WriteOutcome};
 
 type FetchKey = (ObjectType, String, Option<String>);
+
+/// What listing found before the fetches of a cycle.
+#[derive(Default)]
+struct Detected {
+    unchanged: HashSet<(ObjectType, String)>,
+    still_absent: HashSet<(ObjectType, String)>,
+}
+
+/// The Key Vault type an object is read as: a certificate in the TLS layout is read through
+/// its backing secret, the only place its private key is.
+fn fetch_type(spec: &ObjectSpec) -> ObjectType {
+    match (spec.object_type, spec.layout) {
+        (ObjectType::Cert, ObjectLayout::Tls) => ObjectType::Secret,
+        (t, _) => t,
+    }
+}
+
+/// Whether `e` means an optional object is simply not there (404, or disabled).
+fn is_absence(e: &KeyVaultError) -> bool {
+    matches!(
+        e,
+        KeyVaultError::NotFound { .. } | KeyVaultError::Disabled { .. }
+    )
+}
 
 /// How long before a latest object's `exp` it is fetched again (not trusted to a list).
 pub const EXPIRY_LEAD: Duration = Duration::from_secs(60);
@@ -47,14 +73,21 @@ struct Cycle {
     /// Latest objects (type, lowercase name) whose list entry shows no change since their
     /// cached fetch: served from the cache.
     unchanged: HashSet<(ObjectType, String)>,
+    /// Optional objects absent last cycle that the list still shows missing or disabled:
+    /// absent again without a GET.
+    still_absent: HashSet<(ObjectType, String)>,
+    /// Optional objects found absent this cycle, in plan order once sorted.
+    absent: Mutex<Vec<(usize, AbsentObject)>>,
 }
 
 impl Cycle {
-    fn new(deadline: Instant, unchanged: HashSet<(ObjectType, String)>) -> Self {
+    fn new(deadline: Instant, detected: Detected) -> Self {
         Self {
             deadline,
             gets: Mutex::new(HashMap::new()),
-            unchanged,
+            unchanged: detected.unchanged,
+            still_absent: detected.still_absent,
+            absent: Mutex::new(Vec::new()),
         }
     }
 
@@ -95,6 +128,9 @@ pub struct Syncer {
     metrics: Arc<Metrics>,
     /// Objects in progress at once (`--concurrency`).
     concurrency: usize,
+    /// Optional objects (fetch type, lowercase name) absent at the last look: warned
+    /// about once, re-checked by the list when there is one.
+    absent: Mutex<HashSet<(ObjectType, String)>>,
 }
 
 fn unix_now() -> u64 {
@@ -178,6 +214,7 @@ impl Syncer {
             list_forbidden: Mutex::new(HashSet::new()),
             metrics,
             concurrency,
+            absent: Mutex::new(HashSet::new()),
         })
     }
 
@@ -215,8 +252,8 @@ impl Syncer {
         if n == 0 {
             self.forget_unplanned();
         }
-        let unchanged = self.detect_unchanged(n, deadline).await;
-        let cycle = Cycle::new(deadline, unchanged);
+        let detected = self.detect_unchanged(n, deadline).await;
+        let cycle = Cycle::new(deadline, detected);
         // Every request already stops at the deadline; this is the backstop.
         // A bounded pipeline: at most --concurrency objects are in progress, so an object's
         // request future is built only when a permit is free, and memory does not grow with
@@ -277,14 +314,22 @@ impl Syncer {
                 status: it.status,
             })
             .collect();
+        let mut absent =
+            std::mem::take(&mut *cycle.absent.lock().unwrap_or_else(|p| p.into_inner()));
+        absent.sort_by_key(|(i, _)| *i);
+        let absent: Vec<AbsentObject> = absent.into_iter().map(|(_, a)| a).collect();
+        self.metrics
+            .absent(&absent.iter().map(|a| a.id.clone()).collect::<Vec<_>>());
         let publisher = self.publisher.clone();
         let vault = self.plan.vault_name.clone();
         let dir = || self.writer().target_dir().display().to_string();
-        let (outcome, objects) =
-            tokio::task::spawn_blocking(move || publisher.publish(&vault, prepared))
-                .await
-                .map_err(SyncError::writer_task)?
-                .map_err(|source| SyncError::Write { dir: dir(), source })?;
+        let in_manifest = absent.clone();
+        let (outcome, objects) = tokio::task::spawn_blocking(move || {
+            publisher.publish_with_absent(&vault, prepared, in_manifest)
+        })
+        .await
+        .map_err(SyncError::writer_task)?
+        .map_err(|source| SyncError::Write { dir: dir(), source })?;
         Ok(SyncReport {
             outcome,
             objects,
@@ -293,6 +338,7 @@ impl Syncer {
             finished_at: SystemTime::now(),
             list_fallback: self.list_fallback(),
             refresh_within: self.refresh_within(&objects_exp),
+            absent,
         })
     }
 
@@ -319,7 +365,7 @@ impl Syncer {
             .objects
             .iter()
             .filter(|s| s.version.is_none() && !s.is_history())
-            .map(|s| (s.object_type, s.name.to_ascii_lowercase()))
+            .map(|s| (fetch_type(s), s.name.to_ascii_lowercase()))
             .collect();
         let history: HashSet<(ObjectType, &str)> = self
             .plan
@@ -362,15 +408,21 @@ impl Syncer {
 
     /// Lists each object type where that is cheaper than GETs (see [`crate::detect`]) and
     /// returns the latest objects whose cached fetch is still current.
-    async fn detect_unchanged(&self, n: u64, deadline: Instant) -> HashSet<(ObjectType, String)> {
+    async fn detect_unchanged(&self, n: u64, deadline: Instant) -> Detected {
         let mut unchanged = HashSet::new();
+        let mut still_absent = HashSet::new();
         if self.detection.mode == ChangeDetection::Get {
-            return unchanged;
+            return Detected::default();
         }
         if self.detection.is_sweep(n) {
             tracing::debug!(refresh = n, "full sweep: fetching every latest object");
-            return unchanged;
+            return Detected::default();
         }
+        let absent = self
+            .absent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let vault = self.vault_key();
         let mut by_type: HashMap<ObjectType, HashSet<String>> = HashMap::new();
         for s in self
@@ -380,7 +432,7 @@ impl Syncer {
             .filter(|s| s.version.is_none() && !s.is_history())
         {
             by_type
-                .entry(s.object_type)
+                .entry(fetch_type(s))
                 .or_default()
                 .insert(s.name.to_ascii_lowercase());
         }
@@ -393,7 +445,10 @@ impl Syncer {
             if forbidden {
                 return None;
             }
-            let have = self.cache.has_latest(vault, t, names);
+            // An absent optional object is worth comparing with the list too: its
+            // absence is what the list confirms.
+            let have = self.cache.has_latest(vault, t, names)
+                || names.iter().any(|n| absent.contains(&(t, n.clone())));
             match crate::detect::step(names.len(), self.cache.pages(vault, t), have) {
                 Step::GetAll => None,
                 Step::List(budget) => Some(async move {
@@ -422,6 +477,10 @@ impl Syncer {
                         if current {
                             same += 1;
                             unchanged.insert((t, name.clone()));
+                        }
+                        let gone = entries.get(name).is_none_or(|f| f.enabled == Some(false));
+                        if gone && absent.contains(&(t, name.clone())) {
+                            still_absent.insert((t, name.clone()));
                         }
                     }
                     self.metrics.objects_unchanged(t.as_str(), same);
@@ -452,7 +511,10 @@ impl Syncer {
                 }
             }
         }
-        unchanged
+        Detected {
+            unchanged,
+            still_absent,
+        }
     }
 
     /// GET one version: from memory when it is pinned and was fetched before, or when it is
@@ -526,6 +588,13 @@ impl Syncer {
             label: label.to_owned(),
             kind: FailureKind::Convert(e.to_string()),
         })?;
+        let data = match &spec.json_pointer {
+            Some(p) => crate::shape::json_pointer(data.expose(), p).map_err(|e| ObjectFailure {
+                label: label.to_owned(),
+                kind: FailureKind::Convert(e.to_string()),
+            })?,
+            None => data,
+        };
         let version = fetched
             .version()
             .or(requested)
@@ -555,7 +624,48 @@ impl Syncer {
         spec: &ObjectSpec,
         cycle: &Cycle,
     ) -> (usize, Result<Vec<Item>, Vec<ObjectFailure>>) {
-        (i, self.fetch_object(spec, cycle).await)
+        let key = (fetch_type(spec), spec.name.to_ascii_lowercase());
+        let r = if spec.optional && cycle.still_absent.contains(&key) {
+            Err(vec![])
+        } else {
+            self.fetch_object(spec, cycle).await
+        };
+        if !spec.optional {
+            return (i, r);
+        }
+        let absent_now = match &r {
+            Err(fs) => fs
+                .iter()
+                .all(|f| matches!(&f.kind, FailureKind::KeyVault(e) if is_absence(e))),
+            Ok(_) => false,
+        };
+        let mut known = self.absent.lock().unwrap_or_else(|p| p.into_inner());
+        if !absent_now {
+            if known.remove(&key) {
+                tracing::info!(object = %spec.id(), path = %spec.path, "optional object is in the vault again: publishing it");
+            }
+            return (i, r);
+        }
+        if known.insert(key) {
+            let why = match &r {
+                Err(fs) if !fs.is_empty() => fs[0].kind.to_string(),
+                _ => "not in the vault".to_owned(),
+            };
+            tracing::warn!(object = %spec.id(), path = %spec.path, reason = %why, "optional object is absent (missing or disabled): skipping it; it is published when it appears");
+        }
+        drop(known);
+        cycle
+            .absent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((
+                i,
+                AbsentObject {
+                    id: spec.id(),
+                    path: spec.path.clone(),
+                },
+            ));
+        (i, Ok(Vec::new()))
     }
 
     async fn fetch_object(
@@ -567,8 +677,19 @@ impl Syncer {
             return self.fetch_history(spec, cycle).await;
         }
         let label = spec.label();
+        // A certificate in the TLS layout is read as its backing secret (key and chain).
+        let as_secret;
+        let read_as = if fetch_type(spec) != spec.object_type {
+            as_secret = ObjectSpec {
+                object_type: fetch_type(spec),
+                ..spec.clone()
+            };
+            &as_secret
+        } else {
+            spec
+        };
         let (fetched, at) = self
-            .fetch_version(spec, spec.version.as_deref(), cycle)
+            .fetch_version(read_as, spec.version.as_deref(), cycle)
             .await
             .map_err(|e| {
                 vec![ObjectFailure {
@@ -582,7 +703,7 @@ impl Syncer {
             _ => label,
         };
         let item = Self::item(
-            spec,
+            read_as,
             &label,
             spec.id(),
             spec.path.clone(),
@@ -591,7 +712,36 @@ impl Syncer {
             at,
         )
         .map_err(|f| vec![f])?;
+        if spec.layout == ObjectLayout::Tls {
+            return Self::tls_items(spec, &label, item).map_err(|f| vec![f]);
+        }
         Ok(vec![item])
+    }
+
+    /// The TLS layout: one converted PEM (key and chain) becomes `tls.crt`, `tls.key` and
+    /// `ca.crt` under the object's path.
+    fn tls_items(spec: &ObjectSpec, label: &str, item: Item) -> Result<Vec<Item>, ObjectFailure> {
+        let files =
+            crate::shape::tls(&spec.name, item.data.expose()).map_err(|e| ObjectFailure {
+                label: label.to_owned(),
+                kind: FailureKind::Convert(e.to_string()),
+            })?;
+        Ok(crate::shape::TLS_FILES
+            .iter()
+            .zip(files)
+            .map(|(name, data)| {
+                let path = format!("{}/{name}", spec.path);
+                Item {
+                    status: ObjectStatus {
+                        path: path.clone(),
+                        ..item.status.clone()
+                    },
+                    path,
+                    data,
+                    mode: item.mode,
+                }
+            })
+            .collect())
     }
 
     /// History mode (`docs/reference-provider.md` §2.7, with its bugs fixed): exactly

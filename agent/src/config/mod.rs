@@ -88,6 +88,17 @@ pub enum ObjectEncoding {
     Base64,
 }
 
+/// `objectLayout` (an agent extension; the CSI provider ignores the key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ObjectLayout {
+    /// Empty: one file at the output path (the reference's layout).
+    #[default]
+    File,
+    /// `tls`: a directory at the output path holding `tls.crt` (leaf then chain), `tls.key`
+    /// and `ca.crt`, the `kubernetes.io/tls` convention.
+    Tls,
+}
+
 /// One validated object of the SecretProviderClass `objects` array.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectSpec {
@@ -109,6 +120,14 @@ pub struct ObjectSpec {
     pub path: String,
     /// File mode (`filePermission`, default 0o644).
     pub mode: u32,
+    /// `objectOptional: "true"` (agent extension): a missing or disabled object is skipped
+    /// with a warning and reported as absent instead of failing the set.
+    pub optional: bool,
+    /// `objectJsonPointer` (agent extension, RFC 6901): write only the value at this pointer
+    /// of the secret's JSON content. `None` when empty.
+    pub json_pointer: Option<String>,
+    /// `objectLayout` (agent extension).
+    pub layout: ObjectLayout,
 }
 
 impl ObjectSpec {
@@ -121,6 +140,18 @@ impl ObjectSpec {
     /// Object id of the `index`-th version in history mode.
     pub fn history_id(&self, index: usize) -> String {
         format!("{}/{}/{}", self.object_type.as_str(), self.name, index)
+    }
+
+    /// The agent extensions in effect, for `check` (`, optional, json pointer "/a"`).
+    fn extras(&self) -> String {
+        let mut s = String::new();
+        if let Some(p) = &self.json_pointer {
+            s.push_str(&format!(", json pointer {p:?}"));
+        }
+        if self.optional {
+            s.push_str(", optional");
+        }
+        s
     }
 
     /// Whether this object is in history mode.
@@ -266,12 +297,21 @@ impl Plan {
                     o.history,
                     o.mode
                 ));
+            } else if o.layout == ObjectLayout::Tls {
+                lines.push(format!(
+                    "{}{version} -> {p}/tls.crt, {p}/tls.key, {p}/ca.crt (tls layout, mode {:04o}){}",
+                    o.id(),
+                    o.mode,
+                    o.extras(),
+                    p = o.path,
+                ));
             } else {
                 lines.push(format!(
-                    "{}{version} -> {} (mode {:04o})",
+                    "{}{version} -> {} (mode {:04o}){}",
                     o.id(),
                     o.path,
-                    o.mode
+                    o.mode,
+                    o.extras()
                 ));
             }
         }
@@ -648,6 +688,27 @@ pub enum ObjectProblem {
         /// The character, as `U+202E`.
         ch: String,
     },
+    /// `objectOptional` is not `true` or `false`.
+    #[error("objectOptional must be \"true\" or \"false\", not {0:?}")]
+    InvalidOptional(String),
+    /// `objectJsonPointer` is not an RFC 6901 pointer.
+    #[error(
+        "objectJsonPointer {0:?} is not a JSON pointer: it must be empty or start with '/' (RFC 6901)"
+    )]
+    InvalidJsonPointer(String),
+    /// `objectJsonPointer` on something that is not a plain secret.
+    #[error(
+        "objectJsonPointer is only supported for objectType: secret without objectVersionHistory or objectLayout"
+    )]
+    JsonPointerNotSecret,
+    /// `objectLayout` is not a known layout.
+    #[error("invalid objectLayout: {0:?}, should be tls or empty")]
+    InvalidLayout(String),
+    /// `objectLayout: tls` where no private key can be found.
+    #[error(
+        "objectLayout: tls is only supported for objectType: cert or secret (pem), without objectVersionHistory"
+    )]
+    TlsLayoutType,
     /// Two objects write the same file.
     #[error(
         "output path {path:?} is also written by {other}: give one of them a different objectAlias"

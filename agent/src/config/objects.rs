@@ -16,8 +16,8 @@ use serde::de::{self, Deserializer, Visitor};
 
 use super::params::{Parameters, Text, one_line};
 use super::{
-    ConfigError, DEFAULT_FILE_MODE, ObjectEncoding, ObjectFormat, ObjectProblem, ObjectSpec,
-    ObjectType,
+    ConfigError, DEFAULT_FILE_MODE, ObjectEncoding, ObjectFormat, ObjectLayout, ObjectProblem,
+    ObjectSpec, ObjectType,
 };
 
 /// Longest path the AtomicWriter accepts.
@@ -45,6 +45,14 @@ pub(crate) struct RawObject {
     pub object_encoding: Text,
     #[serde(rename = "filePermission")]
     pub file_permission: Text,
+    // Agent extensions: the reference unmarshals into a struct without these fields, so it
+    // ignores them and one SecretProviderClass serves both.
+    #[serde(rename = "objectOptional")]
+    pub object_optional: Text,
+    #[serde(rename = "objectJsonPointer")]
+    pub object_json_pointer: Text,
+    #[serde(rename = "objectLayout")]
+    pub object_layout: Text,
 }
 
 impl RawObject {
@@ -58,6 +66,8 @@ impl RawObject {
             &mut self.object_format,
             &mut self.object_encoding,
             &mut self.file_permission,
+            &mut self.object_optional,
+            &mut self.object_layout,
         ] {
             let t = f.0.trim();
             if t.len() != f.0.len() {
@@ -241,20 +251,44 @@ pub(crate) fn from_parameters(params: &Parameters, errs: &mut Vec<ConfigError>) 
     // Every object with a valid path takes part in the collision check, even when another
     // of its fields is wrong, so one run reports everything.
     let mut outputs = Vec::with_capacity(raws.len());
+    // A TLS layout object owns three files under its path, checked like three objects.
+    let tls_files: Vec<Vec<String>> = raws
+        .iter()
+        .map(|r| match r.object_layout.0.eq_ignore_ascii_case("tls") {
+            true => crate::shape::TLS_FILES
+                .iter()
+                .map(|f| format!("{}/{f}", r.file_name()))
+                .collect(),
+            false => Vec::new(),
+        })
+        .collect();
     for (index, raw) in raws.iter().enumerate() {
         let mut problems = Vec::new();
         let spec = validate_object(index, raw, &mut problems);
         let ok = problems.is_empty();
         let lines: Vec<ConfigError> = problems.into_iter().map(|p| raw.wrap(index, p)).collect();
         let history = raw.object_version_history.0;
-        outputs.push(Out {
-            raw,
-            path: validate_path(raw.file_name())
-                .is_ok()
-                .then(|| raw.file_name()),
-            history: (history > 1).then_some(history as u32),
-            errs: lines,
-        });
+        let valid = validate_path(raw.file_name()).is_ok();
+        if tls_files[index].is_empty() {
+            outputs.push(Out {
+                raw,
+                index,
+                path: valid.then(|| raw.file_name()),
+                history: (history > 1).then_some(history as u32),
+                errs: lines,
+            });
+        } else {
+            let mut lines = Some(lines);
+            for f in &tls_files[index] {
+                outputs.push(Out {
+                    raw,
+                    index,
+                    path: valid.then_some(f.as_str()),
+                    history: None,
+                    errs: lines.take().unwrap_or_default(),
+                });
+            }
+        }
         if let Some(spec) = spec.filter(|_| ok) {
             specs.push(spec);
         }
@@ -270,6 +304,8 @@ pub(crate) fn from_parameters(params: &Parameters, errs: &mut Vec<ConfigError>) 
 /// One object's output for the collision check, with its problems so far.
 struct Out<'a> {
     raw: &'a RawObject,
+    /// Index of the object in `objects.array`.
+    index: usize,
     /// `None` when the path itself is invalid (already reported).
     path: Option<&'a str>,
     /// `Some(n)` in history mode.
@@ -335,6 +371,7 @@ fn validate_object(
 
     let history = raw.object_version_history.0;
     let is_history = history > 1;
+    let (optional, json_pointer, layout) = extensions(raw, is_history, problems);
     let version = match raw.object_version.0.as_str() {
         "" => None,
         // In history mode `latest` means "start at the newest"; in single-version mode the
@@ -351,7 +388,60 @@ fn validate_object(
         encoding: encoding.ok()?,
         path: path.to_owned(),
         mode: mode.ok()?,
+        optional,
+        json_pointer,
+        layout,
     })
+}
+
+/// The agent's extension keys (`objectOptional`, `objectJsonPointer`, `objectLayout`).
+fn extensions(
+    raw: &RawObject,
+    is_history: bool,
+    problems: &mut Vec<ObjectProblem>,
+) -> (bool, Option<String>, ObjectLayout) {
+    let optional = match raw.object_optional.0.to_ascii_lowercase().as_str() {
+        "" | "false" => false,
+        "true" => true,
+        _ => {
+            problems.push(ObjectProblem::InvalidOptional(shorten(
+                &raw.object_optional.0,
+            )));
+            false
+        }
+    };
+    let layout = match raw.object_layout.0.to_ascii_lowercase().as_str() {
+        "" => ObjectLayout::File,
+        "tls" => ObjectLayout::Tls,
+        _ => {
+            problems.push(ObjectProblem::InvalidLayout(shorten(&raw.object_layout.0)));
+            ObjectLayout::File
+        }
+    };
+    let t = raw.object_type.0.as_str();
+    let pfx = raw.object_format.0.eq_ignore_ascii_case("pfx");
+    if layout == ObjectLayout::Tls
+        && (is_history
+            || !(t == "cert" || t == "secret")
+            || pfx
+            || !raw.object_encoding.0.is_empty())
+    {
+        problems.push(ObjectProblem::TlsLayoutType);
+    }
+    // Not trimmed: a pointer's reference tokens may hold spaces.
+    let pointer = raw.object_json_pointer.0.as_str();
+    let json_pointer = if pointer.is_empty() {
+        None
+    } else if !pointer.starts_with('/') {
+        problems.push(ObjectProblem::InvalidJsonPointer(shorten(pointer)));
+        None
+    } else {
+        if t != "secret" || is_history || layout != ObjectLayout::File {
+            problems.push(ObjectProblem::JsonPointerNotSecret);
+        }
+        Some(pointer.to_owned())
+    };
+    (optional, json_pointer, layout)
 }
 
 /// The reference's `validateObjectFormat`, with the `pfx`/type check made
@@ -594,7 +684,7 @@ fn check_collisions(outs: &mut [Out<'_>]) {
 
         match problem {
             Some(p) => {
-                let e = outs[i].raw.wrap(i, p);
+                let e = outs[i].raw.wrap(outs[i].index, p);
                 outs[i].errs.push(e);
             }
             None => {

@@ -14,9 +14,9 @@
 //! PEM output is byte-identical to Go's `encoding/pem`, and re-encoded private keys to Go's
 //! `x509.MarshalPKCS8PrivateKey`, so files match the reference's byte for byte.
 
-mod chain;
+pub(crate) mod chain;
 mod encoding;
-mod key;
+pub(crate) mod key;
 mod null_password;
 pub mod pem;
 mod pkcs12;
@@ -264,7 +264,7 @@ fn pem_to_pfx(value: &[u8]) -> Result<Vec<u8>, ConvertError> {
     Ok(STANDARD.encode(pfx).into_bytes())
 }
 
-fn cert_spki(der: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn cert_spki(der: &[u8]) -> Option<Vec<u8>> {
     use x509_parser::prelude::{FromDer, X509Certificate};
     let (_, cert) = X509Certificate::from_der(der).ok()?;
     Some(cert.tbs_certificate.subject_pki.raw.to_vec())

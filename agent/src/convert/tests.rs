@@ -36,6 +36,9 @@ fn spec(object_type: ObjectType, format: ObjectFormat, encoding: ObjectEncoding)
         encoding,
         path: "secret1".into(),
         mode: 0o644,
+        optional: false,
+        json_pointer: None,
+        layout: Default::default(),
     }
 }
 

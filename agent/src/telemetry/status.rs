@@ -43,7 +43,13 @@ pub struct StatusDoc {
     /// per object (grant list permission to save requests).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub list_fallback: Vec<String>,
+    /// Optional objects (`objectOptional: "true"`) missing or disabled in the vault: not
+    /// mounted, not an error. Published as soon as they appear.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub absent: Vec<AbsentObject>,
 }
+
+pub use crate::report::AbsentObject;
 
 impl StatusDoc {
     /// The manifest of a published set, as written into its generation: what is mounted
@@ -66,7 +72,14 @@ impl StatusDoc {
             objects,
             // Runtime state: only in `/status` (the file changes only with the set).
             list_fallback: Vec::new(),
+            absent: Vec::new(),
         }
+    }
+
+    /// The set's optional objects that are absent.
+    pub fn with_absent(mut self, absent: Vec<AbsentObject>) -> Self {
+        self.absent = absent;
+        self
     }
 
     /// Pretty JSON with a trailing newline.
@@ -117,6 +130,7 @@ impl SidecarState {
                     consecutive_failures: 0,
                     objects: Vec::new(),
                     list_fallback: Vec::new(),
+                    absent: Vec::new(),
                 },
                 alive_until: crate::retry::deadline_in(startup),
                 last_success: None,
@@ -148,6 +162,7 @@ impl SidecarState {
         doc.consecutive_failures = 0;
         doc.objects = report.objects.clone();
         doc.list_fallback = report.list_fallback.iter().map(|t| t.to_string()).collect();
+        doc.absent = report.absent.clone();
     }
 
     /// A failed cycle; what is published stays.
@@ -270,6 +285,7 @@ mod tests {
             duration: Duration::from_millis(3),
             finished_at: SystemTime::now(),
             list_fallback: Vec::new(),
+            absent: Vec::new(),
             refresh_within: None,
         }
     }
