@@ -8,8 +8,9 @@ use crate::convert::pem::{self, Block};
 use crate::convert::{chain, key};
 use crate::secret::SecretBytes;
 
-/// The files of the TLS layout, in the order [`tls`] returns them.
-pub const TLS_FILES: [&str; 3] = ["tls.crt", "tls.key", "ca.crt"];
+/// The files of the TLS layout, in the order [`tls`] returns them (defined in `config`,
+/// which checks output paths for collisions without depending on the conversions).
+pub use crate::config::TLS_FILES;
 
 /// Largest JSON document the pointer is applied to; Key Vault secrets are at most 25 KiB,
 /// this bounds what a hostile vault can make the parser hold.

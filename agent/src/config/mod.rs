@@ -88,6 +88,10 @@ pub enum ObjectEncoding {
     Base64,
 }
 
+/// The files of the TLS layout (`objectLayout: tls`) under the object's path, in the order
+/// the conversion returns them.
+pub const TLS_FILES: [&str; 3] = ["tls.crt", "tls.key", "ca.crt"];
+
 /// `objectLayout` (an agent extension; the CSI provider ignores the key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ObjectLayout {

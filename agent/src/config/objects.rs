@@ -255,7 +255,7 @@ pub(crate) fn from_parameters(params: &Parameters, errs: &mut Vec<ConfigError>) 
     let tls_files: Vec<Vec<String>> = raws
         .iter()
         .map(|r| match r.object_layout.0.eq_ignore_ascii_case("tls") {
-            true => crate::shape::TLS_FILES
+            true => super::TLS_FILES
                 .iter()
                 .map(|f| format!("{}/{f}", r.file_name()))
                 .collect(),
