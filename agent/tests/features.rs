@@ -195,7 +195,7 @@ async fn json_pointers_share_one_fetch_and_write_single_values() {
 }
 
 // reference: issue 11 item 2 (an error names object and pointer, never the value);
-// threat-model.md (no secret in any message)
+// docs/threat-model.md rule 8 (no secret in any message)
 #[tokio::test]
 async fn a_missing_pointer_or_a_non_json_secret_is_an_error_without_the_value() {
     let h = Harness::with_seed(SEED_FEATURES).await;
