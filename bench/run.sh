@@ -32,7 +32,7 @@ if [ "$build" = 1 ]; then
 fi
 
 echo "== publish path (agent/examples/publish_bench.rs)"
-target/release/examples/publish_bench "${PUBLISH_BENCH_DIR:-/var/tmp}"
+timeout 300 target/release/examples/publish_bench "${PUBLISH_BENCH_DIR:-/var/tmp}"
 echo
 echo "== requests per unchanged refresh (agent/examples/request_budget.rs)"
 timeout 240 target/release/examples/request_budget 50 500 2000
