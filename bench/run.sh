@@ -4,7 +4,11 @@
 #   - CPU time (utime+stime) the agent uses during a 60 s idle window between refreshes;
 #   - the writer's publish path (agent/examples/publish_bench.rs): 1,000 and 5,000 files on a
 #     disk-backed dir (PUBLISH_BENCH_DIR, default /var/tmp) and on tmpfs (/dev/shm), an
-#     unchanged refresh of 2,000 files, and one changed file in 2,000.
+#     unchanged refresh of 2,000 files, and one changed file in 2,000;
+#   - requests per unchanged refresh, get against list detection, for N in {50, 500, 2,000}
+#     latest secrets in a vault of 3N (agent/examples/request_budget.rs);
+#   - peak RSS of the agent at 5,000 secrets, --once and sidecar, allocator defaults and
+#     MALLOC_ARENA_MAX=2 (bench/rss.py; the emulator runs with --throttle off).
 # Targets: < 10 MiB RSS, < 20 ms CPU; disk within 1.5x of tmpfs at 1,000 files; one changed
 # object rewrites one file. Everything runs on loopback with port 0.
 #
@@ -23,13 +27,28 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$build" = 1 ]; then
-  cargo build --release -p keyvault-agent -p keyvault-emulator --locked --example publish_bench
+  cargo build --release -p keyvault-agent -p keyvault-emulator --locked --bins \
+    --example publish_bench --example request_budget
 fi
 
-target/release/examples/publish_bench "${PUBLISH_BENCH_DIR:-/var/tmp}"
+echo "== publish path (agent/examples/publish_bench.rs)"
+timeout 300 target/release/examples/publish_bench "${PUBLISH_BENCH_DIR:-/var/tmp}"
 echo
+echo "== requests per unchanged refresh (agent/examples/request_budget.rs)"
+timeout 240 target/release/examples/request_budget 50 500 2000
+echo
+echo "== peak RSS at 5,000 objects (bench/rss.py)"
+rss=0
+timeout 300 python3 bench/rss.py \
+  --agent target/release/keyvault-agent \
+  --emulator target/release/keyvault-emulator || rss=$?
+echo
+echo "== sidecar idle figures (bench/sidecar.py)"
+side=0
 
-exec python3 bench/sidecar.py \
+python3 bench/sidecar.py \
   --agent target/release/keyvault-agent \
   --emulator target/release/keyvault-emulator \
-  "${args[@]+"${args[@]}"}"
+  "${args[@]+"${args[@]}"}" || side=$?
+# A missed target fails the run, after every figure is printed.
+exit $(( rss != 0 || side != 0 ))
