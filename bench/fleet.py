@@ -316,8 +316,15 @@ def main() -> int:
             f"{r['rss_mean_mib']:.1f} MiB",
             f"{r['rss_max_mib']:.1f} MiB",
         ]))
-    ok = all(r["rotated"] == r["agents"] and r["exit_nonzero"] == 0 for r in results)
+    # The agents must all exit cleanly; the rotation and 429 goals apply to list detection (the
+    # default): `get` is the reference behaviour, shown for comparison.
+    ok = all(r["exit_nonzero"] == 0 for r in results)
     on = [r for r in results if r["detection"] == "list"]
+    for r in on:
+        if r["rotated"] != r["agents"]:
+            print(f"fleet: only {r['rotated']}/{r['agents']} agents published the rotation",
+                  file=sys.stderr)
+            ok = False
     if on and on[0]["throttled"] != 0:
         print("fleet: list detection on still saw 429s", file=sys.stderr)
         ok = False
