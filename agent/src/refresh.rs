@@ -286,7 +286,7 @@ impl Sidecar {
             cycle,
             state,
             coalescer,
-            published: Vec::new(),
+            published: Arc::default(),
             first: true,
             reload_deadline: RELOAD_DEADLINE,
         };
@@ -317,7 +317,7 @@ struct Loop {
     /// Delivers change notifications, when any notifier is configured.
     coalescer: Option<Coalescer>,
     /// What the last successful cycle reported, to name the objects that changed.
-    published: Vec<ObjectStatus>,
+    published: Arc<Vec<ObjectStatus>>,
     /// No cycle has succeeded yet (wording of log lines).
     first: bool,
     /// How long a reload may read and parse before it is abandoned.
@@ -591,12 +591,28 @@ impl Loop {
 
 /// Ids whose version or contents differ between two reports (new ids included).
 fn changed_ids(before: &[ObjectStatus], after: &[ObjectStatus]) -> Vec<String> {
+    // A set, not a scan per object: at thousands of objects a nested scan is millions of
+    // string comparisons per refresh.
+    let known: std::collections::HashSet<(&str, &str, &str, &str)> = before
+        .iter()
+        .map(|b| {
+            (
+                b.id.as_str(),
+                b.path.as_str(),
+                b.version.as_str(),
+                b.digest.as_str(),
+            )
+        })
+        .collect();
     after
         .iter()
         .filter(|a| {
-            !before.iter().any(|b| {
-                b.id == a.id && b.path == a.path && b.version == a.version && b.digest == a.digest
-            })
+            !known.contains(&(
+                a.id.as_str(),
+                a.path.as_str(),
+                a.version.as_str(),
+                a.digest.as_str(),
+            ))
         })
         .map(|a| a.id.clone())
         .collect()
@@ -682,7 +698,7 @@ mod tests {
                 match next {
                     Ok(outcome) => Ok(SyncReport {
                         outcome,
-                        objects: vec![obj("secret/a", "1", "x")],
+                        objects: Arc::new(vec![obj("secret/a", "1", "x")]),
                         requests: 1,
                         duration: self.latency,
                         finished_at: std::time::SystemTime::now(),
@@ -765,7 +781,7 @@ mod tests {
                 None,
             )),
             coalescer: Some(coalescer),
-            published: Vec::new(),
+            published: Arc::default(),
             first: true,
             reload_deadline: RELOAD_DEADLINE,
             settings,

@@ -10,7 +10,7 @@
 //! request semaphore bounds the rest (history mode's per-version GETs count against it).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -63,7 +63,7 @@ fn is_absence(e: &KeyVaultError) -> bool {
 
 /// How long before a latest object's `exp` it is fetched again (not trusted to a list).
 pub const EXPIRY_LEAD: Duration = Duration::from_secs(60);
-type FetchResult = Result<(Fetched, u64), KeyVaultError>;
+type FetchResult = Result<(Arc<Fetched>, u64), KeyVaultError>;
 
 /// Per-cycle state: the deadline, and one shared GET per distinct (type, name, version), so
 /// an object mounted twice (e.g. as PEM and as PFX) is fetched once.
@@ -101,6 +101,31 @@ impl Cycle {
     }
 }
 
+/// Object futures alive at once (built and not yet dropped) and the most seen: the proof
+/// that the pipeline builds a request future only when a slot is free (issue 10 item 6).
+#[derive(Debug, Default)]
+struct InFlight {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// Counts one live object future; dropping it (completion or cancellation) uncounts it.
+struct InFlightGuard<'a>(&'a InFlight);
+
+impl InFlight {
+    fn enter(&self) -> InFlightGuard<'_> {
+        let now = self.now.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        self.peak.fetch_max(now, Ordering::Relaxed);
+        InFlightGuard(self)
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// One output file ready to publish.
 struct Item {
     path: String,
@@ -131,6 +156,8 @@ pub struct Syncer {
     /// Optional objects (fetch type, lowercase name) absent at the last look: warned
     /// about once, re-checked by the list when there is one.
     absent: Mutex<HashSet<(ObjectType, String)>>,
+    /// Object futures alive at once (see [`InFlight`]).
+    in_flight: InFlight,
 }
 
 fn unix_now() -> u64 {
@@ -215,7 +242,14 @@ impl Syncer {
             metrics,
             concurrency,
             absent: Mutex::new(HashSet::new()),
+            in_flight: InFlight::default(),
         })
+    }
+
+    /// The most object futures that were alive at once in any cycle so far: at most
+    /// `--concurrency`, however many objects the plan has.
+    pub fn peak_in_flight(&self) -> usize {
+        self.in_flight.peak.load(Ordering::Relaxed)
     }
 
     /// The plan.
@@ -266,7 +300,7 @@ impl Syncer {
             loop {
                 while running.len() < self.concurrency {
                     match pending.next() {
-                        Some((i, spec)) => running.push(self.fetch_indexed(i, spec, &cycle)),
+                        Some((i, spec)) => running.push(self.tracked(i, spec, &cycle)),
                         None => break,
                     }
                 }
@@ -276,16 +310,28 @@ impl Syncer {
                 }
             }
             done.sort_unstable_by_key(|(i, _)| *i);
-            done.into_iter().map(|(_, r)| r).collect::<Vec<_>>()
+            done
         })
         .await
         .map_err(|_| SyncError::Deadline(self.timeout))?;
 
-        let mut items = Vec::new();
+        // The cycle's shared GETs hold every fetched bundle: let them go before the
+        // publish, the moment the most memory is in use.
+        drop(cycle.gets);
+        // Straight into what the publisher takes: one list of files, no intermediate
+        // copies (at thousands of objects each copy is megabytes).
+        let mut prepared: Vec<Prepared> = Vec::with_capacity(fetched.len());
         let mut failures = Vec::new();
-        for r in fetched {
+        for (_, r) in fetched {
             match r {
-                Ok(mut v) => items.append(&mut v),
+                Ok(v) => prepared.extend(v.into_iter().map(|it| Prepared {
+                    path: it.path,
+                    file: FileProjection {
+                        data: it.data,
+                        mode: it.mode,
+                    },
+                    status: it.status,
+                })),
                 Err(mut f) => failures.append(&mut f),
             }
         }
@@ -303,19 +349,7 @@ impl Syncer {
             .filter_map(|s| self.cache.latest(self.vault_key(), s.object_type, &s.name))
             .filter_map(|l| l.fingerprint.exp)
             .collect();
-        let prepared: Vec<Prepared> = items
-            .into_iter()
-            .map(|it| Prepared {
-                path: it.path,
-                file: FileProjection {
-                    data: it.data,
-                    mode: it.mode,
-                },
-                status: it.status,
-            })
-            .collect();
-        let mut absent =
-            std::mem::take(&mut *cycle.absent.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut absent = cycle.absent.into_inner().unwrap_or_else(|p| p.into_inner());
         absent.sort_by_key(|(i, _)| *i);
         let absent: Vec<AbsentObject> = absent.into_iter().map(|(_, a)| a).collect();
         self.metrics
@@ -332,7 +366,7 @@ impl Syncer {
         .map_err(|source| SyncError::Write { dir: dir(), source })?;
         Ok(SyncReport {
             outcome,
-            objects,
+            objects: Arc::new(objects),
             requests: self.client.requests().saturating_sub(before),
             duration: started.elapsed(),
             finished_at: SystemTime::now(),
@@ -547,10 +581,11 @@ impl Syncer {
         let cell = cycle.cell((t, spec.name.clone(), version.map(str::to_owned)));
         cell.get_or_init(|| async {
             let sent_at = unix_now();
-            let fetched = self
-                .client
-                .get(t, &spec.name, version, cycle.deadline)
-                .await?;
+            let fetched = Arc::new(
+                self.client
+                    .get(t, &spec.name, version, cycle.deadline)
+                    .await?,
+            );
             let at = unix_now();
             match version {
                 Some(v) => self
@@ -616,6 +651,22 @@ impl Syncer {
             data,
             mode: spec.mode,
         })
+    }
+
+    /// [`fetch_indexed`](Self::fetch_indexed), counted in [`InFlight`] from the moment the
+    /// future is built (not first polled) until it is dropped.
+    fn tracked<'a>(
+        &'a self,
+        i: usize,
+        spec: &'a ObjectSpec,
+        cycle: &'a Cycle,
+    ) -> impl std::future::Future<Output = (usize, Result<Vec<Item>, Vec<ObjectFailure>>)> + 'a
+    {
+        let guard = self.in_flight.enter();
+        async move {
+            let _guard = guard;
+            self.fetch_indexed(i, spec, cycle).await
+        }
     }
 
     async fn fetch_indexed(
