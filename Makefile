@@ -76,13 +76,17 @@ arch-check: ## fail on a cycle between top-level modules (agent/tests/arch.rs)
 sdk-test: ## the emulator driven by the official Azure SDK for Python (tests/sdk)
 	bash tests/sdk/run.sh
 
+.PHONY: sdk-node-test
+sdk-node-test: ## the emulator driven by the official Azure SDKs for JavaScript (tests/sdk-node; npm ci)
+	bash tests/sdk-node/run.sh
+
 .PHONY: deps
 deps: ## install system packages and Python venvs needed by the tests (idempotent)
 	bash scripts/install-deps.sh
 	bash scripts/venv.sh $(E2E_VENV) tests/e2e/requirements.txt
 
 .PHONY: test
-test: ## CI: install deps, fmt, clippy, arch-check, doc, cargo test, SDK suite, manifests, e2e, compose (podman, docker)
+test: ## CI: install deps, fmt, clippy, arch-check, doc, cargo test, SDK suites (Python, Node), manifests, e2e, compose (podman, docker)
 	$(MAKE) deps
 	$(MAKE) fmt-check
 	$(MAKE) doc-check
@@ -91,6 +95,7 @@ test: ## CI: install deps, fmt, clippy, arch-check, doc, cargo test, SDK suite, 
 	$(MAKE) doc
 	$(MAKE) cargo-test
 	$(MAKE) sdk-test
+	$(MAKE) sdk-node-test
 	$(MAKE) validate-manifests
 	$(MAKE) e2e
 	$(MAKE) compose-test ENGINE=podman
