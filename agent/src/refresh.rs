@@ -100,8 +100,9 @@ impl Cycle for Syncer {
 }
 
 /// Builds a [`Cycle`] for a plan (at startup and on each reload).
-pub type CycleFactory =
-    Arc<dyn Fn(Plan, &Settings, Arc<Metrics>) -> Result<Box<dyn Cycle>, SyncError> + Send + Sync>;
+pub type CycleFactory = Arc<
+    dyn Fn(Arc<Plan>, &Settings, Arc<Metrics>) -> Result<Box<dyn Cycle>, SyncError> + Send + Sync,
+>;
 
 /// Real syncers, all publishing through `publisher` (one writer per output directory for
 /// the life of the process, whatever the reloads) and sharing one fetch cache (a reload
@@ -208,7 +209,7 @@ impl Sidecar {
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<(), Error> {
         let settings = self.settings.clone();
-        let plan = config::load(&settings, &self.env).map_err(Error::Config)?;
+        let plan = Arc::new(config::load(&settings, &self.env).map_err(Error::Config)?);
         let notifier = Notifier::new(&settings.notify, &settings.ca_files, self.metrics.clone())
             .map_err(|e| Error::Config(ConfigErrors(vec![e.to_string().into()])))?;
         let cycle = (self.factory)(plan.clone(), &settings, self.metrics.clone())?;
@@ -307,7 +308,7 @@ struct Loop {
     /// Builds the cycle for a reloaded plan.
     factory: CycleFactory,
     /// The plan in effect (replaced only by a valid reload).
-    plan: Plan,
+    plan: Arc<Plan>,
     /// The cycle for `plan`.
     cycle: Box<dyn Cycle>,
     /// Liveness, readiness and the status manifest, read by the health server.
@@ -561,6 +562,7 @@ impl Loop {
                 return false;
             }
         };
+        let plan = Arc::new(plan);
         if plan == self.plan {
             tracing::debug!("configuration unchanged");
             return false;

@@ -138,7 +138,9 @@ struct Item {
 /// between cycles.
 #[derive(Debug)]
 pub struct Syncer {
-    plan: Plan,
+    /// Shared with the sidecar loop (which compares it with reloaded configurations), not
+    /// copied: at thousands of objects a plan is megabytes.
+    plan: Arc<Plan>,
     client: KeyVaultClient,
     credential: Credential,
     publisher: Publisher,
@@ -169,14 +171,18 @@ fn unix_now() -> u64 {
 
 impl Syncer {
     /// Builds the HTTP client, credential and a publisher of its own for `plan`.
-    pub fn new(plan: Plan, settings: &Settings, metrics: Arc<Metrics>) -> Result<Self, SyncError> {
+    pub fn new(
+        plan: impl Into<Arc<Plan>>,
+        settings: &Settings,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, SyncError> {
         Self::with_publisher(plan, settings, metrics, Publisher::for_dir(&settings.dir))
     }
 
     /// Like [`new`](Self::new), publishing through `publisher` (the sidecar keeps one per
     /// output directory across reloads).
     pub fn with_publisher(
-        plan: Plan,
+        plan: impl Into<Arc<Plan>>,
         settings: &Settings,
         metrics: Arc<Metrics>,
         publisher: Publisher,
@@ -212,13 +218,14 @@ impl Syncer {
 
     /// Builds a syncer from explicit parts (custom backoff, shared clients).
     pub fn with_parts(
-        plan: Plan,
+        plan: impl Into<Arc<Plan>>,
         http: HttpClients,
         publisher: Publisher,
         timeout: Duration,
         opts: KeyVaultOptions,
         metrics: Arc<Metrics>,
     ) -> Result<Self, SyncError> {
+        let plan = plan.into();
         let concurrency = opts.concurrency.max(1);
         let credential = Credential::new(&plan.identity, http.clone(), metrics.clone())
             .map_err(|e| SyncError::Setup(e.to_string()))?;
