@@ -60,6 +60,10 @@ lint: ## clippy with warnings as errors, all targets
 doc: ## API docs of both crates, warnings (broken intra-doc links...) as errors
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --locked
 
+.PHONY: deny
+deny: ## dependency policy (deny.toml): licences, bans, sources, advisories from the snapshot
+	CARGO=$(CARGO) bash scripts/deny.sh
+
 .PHONY: cargo-test
 cargo-test: ## the Rust test suites of both crates
 	$(CARGO) test --workspace --locked
@@ -86,13 +90,14 @@ deps: ## install system packages and Python venvs needed by the tests (idempoten
 	bash scripts/venv.sh $(E2E_VENV) tests/e2e/requirements.txt
 
 .PHONY: test
-test: ## CI: install deps, fmt, clippy, arch-check, doc, cargo test, SDK suites (Python, Node), manifests, e2e, compose (podman, docker)
+test: ## CI: install deps, fmt, clippy, arch-check, doc, deny, cargo test, SDK suites (Python, Node), manifests, e2e, compose (podman, docker)
 	$(MAKE) deps
 	$(MAKE) fmt-check
 	$(MAKE) doc-check
 	$(MAKE) lint
 	$(MAKE) arch-check
 	$(MAKE) doc
+	$(MAKE) deny
 	$(MAKE) cargo-test
 	$(MAKE) sdk-test
 	$(MAKE) sdk-node-test
