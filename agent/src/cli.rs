@@ -90,7 +90,13 @@ pub struct MigrateArgs {
     /// `native-sidecar` (Kubernetes 1.29+: an initContainer with restartPolicy Always that
     /// holds the app until the first sync, then refreshes), `sidecar` (init container plus a
     /// classic sidecar container, for older clusters).
-    #[arg(long, env = "KEYVAULT_AGENT_MIGRATE_MODE", value_enum, default_value = "native-sidecar", value_name = "MODE")]
+    #[arg(
+        long,
+        env = "KEYVAULT_AGENT_MIGRATE_MODE",
+        value_enum,
+        default_value = "native-sidecar",
+        value_name = "MODE"
+    )]
     pub mode: crate::migrate::Mode,
 
     /// Image of the agent containers.

@@ -26,7 +26,9 @@ fn fixture(name: &str) -> String {
         .collect();
     pairs.sort_by_key(|(n, _)| std::cmp::Reverse(n.len()));
     for (n, v) in pairs {
-        text = text.replace(&format!("${{{n}}}"), v).replace(&format!("${n}"), v);
+        text = text
+            .replace(&format!("${{{n}}}"), v)
+            .replace(&format!("${n}"), v);
     }
     text
 }
@@ -138,7 +140,10 @@ fn spc_texts(input: &str) -> Vec<(String, String)> {
         .filter(|d| d.contains("kind: SecretProviderClass"))
         .map(|d| {
             let v: Value = serde_yaml::from_str(d).unwrap();
-            (name(&v).to_owned(), v["spec"]["provider"].as_str().unwrap_or("").to_owned())
+            (
+                name(&v).to_owned(),
+                v["spec"]["provider"].as_str().unwrap_or("").to_owned(),
+            )
         })
         .collect()
 }
@@ -181,7 +186,8 @@ fn every_fixture_converts_in_every_mode_with_no_azure_csi_volume_left() {
                         .as_str()
                         .unwrap();
                     assert!(
-                        !azure.iter().any(|a| a == class) || f == "driver-namespaced-deployment.yaml",
+                        !azure.iter().any(|a| a == class)
+                            || f == "driver-namespaced-deployment.yaml",
                         "{f} {mode}: csi volume for azure class {class} left"
                     );
                 }
@@ -204,15 +210,23 @@ fn every_fixture_converts_in_every_mode_with_no_azure_csi_volume_left() {
                         .unwrap();
                     let cm_name = cfg["configMap"]["name"].as_str().unwrap();
                     let cm = find(&run.docs, "ConfigMap", cm_name);
-                    let spc: Value =
-                        serde_yaml::from_str(cm["data"]["secretproviderclass.yaml"].as_str().unwrap())
-                            .unwrap();
+                    let spc: Value = serde_yaml::from_str(
+                        cm["data"]["secretproviderclass.yaml"].as_str().unwrap(),
+                    )
+                    .unwrap();
                     assert_eq!(spc["spec"]["provider"].as_str(), Some("azure"));
                     assert_eq!(format!("keyvault-agent-{}", name(&spc)), cm_name);
                     assert_eq!(mounts[1]["readOnly"].as_bool(), Some(true));
                     let args = strs(&a["args"]);
-                    assert!(args.iter().any(|x| x.starts_with("--config=/etc/keyvault-agent")), "{args:?}");
-                    assert_eq!(a["securityContext"]["readOnlyRootFilesystem"].as_bool(), Some(true));
+                    assert!(
+                        args.iter()
+                            .any(|x| x.starts_with("--config=/etc/keyvault-agent")),
+                        "{args:?}"
+                    );
+                    assert_eq!(
+                        a["securityContext"]["readOnlyRootFilesystem"].as_bool(),
+                        Some(true)
+                    );
                     // Application mounts of the emptyDir are read-only.
                     for c in containers(spec) {
                         if c["image"].as_str() == Some("keyvault-agent:0.1.0") {
@@ -234,20 +248,35 @@ fn every_fixture_converts_in_every_mode_with_no_azure_csi_volume_left() {
                     }
                     "native-sidecar" => {
                         assert_eq!(first_init["restartPolicy"].as_str(), Some("Always"));
-                        assert_eq!(first_init["startupProbe"]["httpGet"]["path"].as_str(), Some("/readyz"));
+                        assert_eq!(
+                            first_init["startupProbe"]["httpGet"]["path"].as_str(),
+                            Some("/readyz")
+                        );
                     }
                     _ => {
                         assert!(first_args.contains(&"--once"));
                         let ends = matches!(kind(d), "Job" | "CronJob");
-                        let sidecar = seq(&spec["containers"])
-                            .iter()
-                            .any(|c| c["name"].as_str().is_some_and(|n| n.starts_with("keyvault-agent")));
-                        assert_eq!(sidecar, !ends, "{f} {}: a classic sidecar only where the pod does not end", name(d));
+                        let sidecar = seq(&spec["containers"]).iter().any(|c| {
+                            c["name"]
+                                .as_str()
+                                .is_some_and(|n| n.starts_with("keyvault-agent"))
+                        });
+                        assert_eq!(
+                            sidecar,
+                            !ends,
+                            "{f} {}: a classic sidecar only where the pod does not end",
+                            name(d)
+                        );
                     }
                 }
             }
             let expect_none = f == "driver-gcp-pod.yaml";
-            assert_eq!(converted_pods == 0, expect_none, "{f} {mode}: {}", run.stdout);
+            assert_eq!(
+                converted_pods == 0,
+                expect_none,
+                "{f} {mode}: {}",
+                run.stdout
+            );
         }
     }
 }
@@ -257,16 +286,30 @@ fn every_fixture_converts_in_every_mode_with_no_azure_csi_volume_left() {
 fn workload_identity_label_and_service_account_are_kept_or_added() {
     let run = migrate(&fixture("provider-workload-identity-pod.yaml"), &[]);
     let pod = find(&run.docs, "Pod", "busybox-secrets-store-inline-wi");
-    assert_eq!(pod["spec"]["serviceAccountName"].as_str(), Some("workload-identity-sa"));
+    assert_eq!(
+        pod["spec"]["serviceAccountName"].as_str(),
+        Some("workload-identity-sa")
+    );
     // The CSI driver fetched the token itself; the agent needs the webhook's injection.
-    assert_eq!(pod["metadata"]["labels"]["azure.workload.identity/use"].as_str(), Some("true"));
-    assert!(run.stdout.contains("label azure.workload.identity/use: \"true\" added"), "{}", run.stdout);
+    assert_eq!(
+        pod["metadata"]["labels"]["azure.workload.identity/use"].as_str(),
+        Some("true")
+    );
+    assert!(
+        run.stdout
+            .contains("label azure.workload.identity/use: \"true\" added"),
+        "{}",
+        run.stdout
+    );
 
     let run = migrate(&fixture("own-statefulset-daemonset.yaml"), &[]);
     let sts = find(&run.docs, "StatefulSet", "db");
     let t = &sts["spec"]["template"];
     assert_eq!(t["spec"]["serviceAccountName"].as_str(), Some("db"));
-    assert_eq!(t["metadata"]["labels"]["azure.workload.identity/use"].as_str(), Some("true"));
+    assert_eq!(
+        t["metadata"]["labels"]["azure.workload.identity/use"].as_str(),
+        Some("true")
+    );
     assert_eq!(t["metadata"]["labels"]["app"].as_str(), Some("db"));
 
     // Managed identity needs no label.
@@ -295,19 +338,40 @@ fn env_from_synced_secrets_is_rewritten_to_exec() {
             "10000"
         ]
     );
-    let env_names: Vec<&str> = seq(&c["env"]).iter().filter_map(|e| e["name"].as_str()).collect();
+    let env_names: Vec<&str> = seq(&c["env"])
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
     assert!(!env_names.contains(&"SECRET_USERNAME"), "{env_names:?}");
     // nodePublishSecretRef becomes the client-secret identity, for the agent and exec.
     assert_eq!(env_names, ["AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"]);
-    assert!(seq(&c["volumeMounts"]).iter().any(|m| m["mountPath"].as_str() == Some("/etc/keyvault-agent")));
-    assert!(run.stderr.contains("must contain the agent binary at /usr/local/bin/keyvault-agent"), "{}", run.stderr);
+    assert!(
+        seq(&c["volumeMounts"])
+            .iter()
+            .any(|m| m["mountPath"].as_str() == Some("/etc/keyvault-agent"))
+    );
+    assert!(
+        run.stderr
+            .contains("must contain the agent binary at /usr/local/bin/keyvault-agent"),
+        "{}",
+        run.stderr
+    );
 
     let run = migrate(&fixture("own-cronjob-job.yaml"), &["--exec-path", "/kva"]);
     let cj = find(&run.docs, "CronJob", "nightly-report");
     let c = &seq(&cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"])[0];
     assert_eq!(
         strs(&c["command"]),
-        ["/kva", "exec", "--config", "/etc/keyvault-agent/secretproviderclass.yaml", "--env", "REPORT_API_TOKEN=api-token", "--", "/app/report"]
+        [
+            "/kva",
+            "exec",
+            "--config",
+            "/etc/keyvault-agent/secretproviderclass.yaml",
+            "--env",
+            "REPORT_API_TOKEN=api-token",
+            "--",
+            "/app/report"
+        ]
     );
     assert_eq!(strs(&c["args"]), ["--since", "24h"], "args are kept");
     assert_eq!(seq(&c["env"]).len(), 1, "LOG_LEVEL stays: {c:?}");
@@ -316,7 +380,14 @@ fn env_from_synced_secrets_is_rewritten_to_exec() {
     assert!(c["envFrom"].is_null(), "{c:?}");
     assert_eq!(
         strs(&c["command"])[4..],
-        ["--env", "API_TOKEN=api-token", "--env", "SMTP_PASSWORD=smtp-password", "--", "/app/send"]
+        [
+            "--env",
+            "API_TOKEN=api-token",
+            "--env",
+            "SMTP_PASSWORD=smtp-password",
+            "--",
+            "/app/send"
+        ]
     );
 }
 
@@ -331,19 +402,40 @@ fn a_container_without_command_is_flagged_and_left_alone() {
         .find(|c| c["name"].as_str() == Some("db"))
         .unwrap();
     assert!(c["command"].is_null());
-    assert_eq!(c["env"][0]["valueFrom"]["secretKeyRef"]["name"].as_str(), Some("db-credentials"));
+    assert_eq!(
+        c["env"][0]["valueFrom"]["secretKeyRef"]["name"].as_str(),
+        Some("db-credentials")
+    );
     let flagged = "container db: env DB_PASSWORD come from Secret db-credentials";
-    assert!(run.stderr.contains(&format!("warning: StatefulSet data/db: {flagged}")), "{}", run.stderr);
-    let doc = run.stdout.split("\n---\n").find(|d| d.contains("kind: StatefulSet")).unwrap();
-    assert!(doc.starts_with("# Converted by `keyvault-agent migrate`"), "{doc}");
+    assert!(
+        run.stderr
+            .contains(&format!("warning: StatefulSet data/db: {flagged}")),
+        "{}",
+        run.stderr
+    );
+    let doc = run
+        .stdout
+        .split("\n---\n")
+        .find(|d| d.contains("kind: StatefulSet"))
+        .unwrap();
+    assert!(
+        doc.starts_with("# Converted by `keyvault-agent migrate`"),
+        "{doc}"
+    );
     assert!(doc.contains(&format!("# WARNING: {flagged}")), "{doc}");
     // The agent goes before the init container that reads the files, on a free port.
     let inits = seq(&sts["spec"]["template"]["spec"]["initContainers"]);
     assert_eq!(inits[0]["name"].as_str(), Some("keyvault-agent"));
     assert_eq!(inits[1]["name"].as_str(), Some("schema"));
-    assert!(strs(&inits[0]["args"]).contains(&"--listen=0.0.0.0:9091"), "9090 is the app's");
+    assert!(
+        strs(&inits[0]["args"]).contains(&"--listen=0.0.0.0:9091"),
+        "9090 is the app's"
+    );
     // Not converted: printed back byte for byte.
-    let service = input.split("\n---\n").find(|d| d.contains("kind: Service")).unwrap();
+    let service = input
+        .split("\n---\n")
+        .find(|d| d.contains("kind: Service"))
+        .unwrap();
     assert!(run.stdout.contains(service.trim_end()), "{}", run.stdout);
 }
 
@@ -353,7 +445,10 @@ fn several_classes_get_one_agent_each_and_other_providers_pass_through() {
     let run = migrate(&fixture("driver-multiple-spc-pod.yaml"), &[]);
     let pod = find(&run.docs, "Pod", "secrets-store-inline-multiple-crd");
     let spec = &pod["spec"];
-    let names: Vec<&str> = agents(spec).iter().filter_map(|a| a["name"].as_str()).collect();
+    let names: Vec<&str> = agents(spec)
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
     assert_eq!(names, ["keyvault-agent", "keyvault-agent-2"]);
     let ports: Vec<u64> = agents(spec)
         .iter()
@@ -371,12 +466,20 @@ fn several_classes_get_one_agent_each_and_other_providers_pass_through() {
     let input = fixture("driver-gcp-pod.yaml");
     let run = migrate(&input, &[]);
     assert_eq!(run.stdout.replace("---\n", ""), input.replace("---\n", ""));
-    assert!(run.stderr.contains("uses provider \"gcp\", not azure: left unchanged"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("uses provider \"gcp\", not azure: left unchanged"),
+        "{}",
+        run.stderr
+    );
 
     // The class is looked up in the pod's namespace: in `default` it is not azure.
     let input = fixture("driver-namespaced-deployment.yaml");
     let run = migrate(&input, &[]);
-    assert!(agents(&find(&run.docs, "Deployment", "busybox-deployment")["spec"]["template"]["spec"]).is_empty());
+    assert!(
+        agents(&find(&run.docs, "Deployment", "busybox-deployment")["spec"]["template"]["spec"])
+            .is_empty()
+    );
     assert!(run.stderr.contains("invalidprovider"), "{}", run.stderr);
     let run = migrate(&input, &["-n", "test-ns"]);
     let d = find(&run.docs, "Deployment", "busybox-deployment");
@@ -391,7 +494,9 @@ fn several_classes_get_one_agent_each_and_other_providers_pass_through() {
 #[test]
 fn the_ingress_tls_secret_and_the_config_map_text_are_reported() {
     let input = fixture("provider-ingress-tls-deployment.yaml");
-    let run = migrate(&input, &[]);
+    // The shape of the provider's docs/sample/ingress-controller-tls/ingress.yaml.
+    let ingress = "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: ingress-tls\nspec:\n  tls:\n  - hosts: [demo.test.com]\n    secretName: ingress-tls-csi\n  rules:\n  - host: demo.test.com\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: busybox-one, port: {number: 80}}}}\n";
+    let run = migrate(&format!("{input}{ingress}"), &[]);
     assert!(
         run.stderr.contains("Ingress ingress-tls: its TLS Secret ingress-tls-csi was synced by secretObjects of SecretProviderClass azure-tls"),
         "{}",
@@ -411,12 +516,21 @@ fn bad_input_exits_3_naming_every_broken_document() {
     let run = migrate("kind: Pod\n---\na: [\n---\nb: {\n", &[]);
     assert_eq!(run.code, Some(3));
     assert!(run.stdout.is_empty());
-    assert_eq!(run.stderr.matches("error: -: document").count(), 2, "{}", run.stderr);
+    assert_eq!(
+        run.stderr.matches("error: -: document").count(),
+        2,
+        "{}",
+        run.stderr
+    );
     let run = migrate("a: &x [1]\nb: *x\n", &[]);
     assert_eq!(run.code, Some(3));
     assert!(run.stderr.contains("alias"), "{}", run.stderr);
     let big = "a: b\n".repeat((4 << 20) / 5 + 1);
     let run = migrate(&big, &[]);
     assert_eq!(run.code, Some(3));
-    assert!(run.stderr.contains("larger than the limit"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("larger than the limit"),
+        "{}",
+        run.stderr
+    );
 }

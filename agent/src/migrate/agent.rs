@@ -95,10 +95,7 @@ pub fn container(spec: &Spec<'_>) -> Value {
         );
         let probe = |path: &str, period: u64, failures: Option<u64>| {
             let mut p = map([
-                (
-                    "httpGet",
-                    map([("path", s(path)), ("port", s(port_name))]),
-                ),
+                ("httpGet", map([("path", s(path)), ("port", s(port_name))])),
                 ("periodSeconds", Value::from(period)),
             ]);
             if let (Some(f), Some(m)) = (failures, p.as_mapping_mut()) {
@@ -117,10 +114,7 @@ pub fn container(spec: &Spec<'_>) -> Value {
     put(
         "resources",
         map([
-            (
-                "requests",
-                map([("cpu", s("10m")), ("memory", s("16Mi"))]),
-            ),
+            ("requests", map([("cpu", s("10m")), ("memory", s("16Mi"))])),
             ("limits", map([("memory", s("64Mi"))])),
         ]),
     );
@@ -128,7 +122,10 @@ pub fn container(spec: &Spec<'_>) -> Value {
     put(
         "volumeMounts",
         Value::Sequence(vec![
-            map([("name", s(spec.secrets_volume)), ("mountPath", s(AGENT_DIR))]),
+            map([
+                ("name", s(spec.secrets_volume)),
+                ("mountPath", s(AGENT_DIR)),
+            ]),
             config_mount(spec.config_volume, spec.config_dir),
         ]),
     );
@@ -152,10 +149,7 @@ pub fn credentials_env(secret: &str) -> Value {
             ("name", s(env)),
             (
                 "valueFrom",
-                map([(
-                    "secretKeyRef",
-                    map([("name", s(secret)), ("key", s(key))]),
-                )]),
+                map([("secretKeyRef", map([("name", s(secret)), ("key", s(key))]))]),
             ),
         ])
     };

@@ -3,7 +3,7 @@
 //!
 //! For every Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job and CronJob whose pod
 //! mounts a `csi` volume of `secrets-store.csi.k8s.io` naming a SecretProviderClass of the
-//! input with `provider: azure` (see [`pod`]):
+//! input with `provider: azure` (see `pod.rs`):
 //! - the volume becomes an `emptyDir` (`medium: Memory`) with the same name, so application
 //!   mounts keep their paths (made read-only);
 //! - the agent joins as an init container, a native sidecar or a classic sidecar
@@ -72,7 +72,11 @@ pub fn read_input(source: &Path) -> Result<String, String> {
 pub fn convert(text: &str, opts: &Options) -> Result<Converted, Vec<String>> {
     let docs = stream::parse(text)?;
     let mut warnings = Vec::new();
-    let spcs = spc::index(docs.iter().map(|d| &d.value), &opts.namespace, &mut warnings);
+    let spcs = spc::index(
+        docs.iter().map(|d| &d.value),
+        &opts.namespace,
+        &mut warnings,
+    );
 
     let mut values: Vec<Option<Value>> = vec![None; docs.len()];
     let mut comments: Vec<Vec<String>> = vec![Vec::new(); docs.len()];
@@ -195,7 +199,11 @@ pub fn convert(text: &str, opts: &Options) -> Result<Converted, Vec<String>> {
 fn template_path(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
         "Pod" => &[],
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "ReplicationController"
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "ReplicationController"
         | "Job" => &["spec", "template"],
         "CronJob" => &["spec", "jobTemplate", "spec", "template"],
         _ => return None,
@@ -220,10 +228,15 @@ fn describe(v: &Value) -> String {
 
 /// The comment block of a converted document.
 fn header(notes: &[String], warnings: &[String]) -> Vec<String> {
-    let mut lines =
-        vec!["# Converted by `keyvault-agent migrate` from the Secrets Store CSI driver:".to_owned()];
+    let mut lines = vec![
+        "# Converted by `keyvault-agent migrate` from the Secrets Store CSI driver:".to_owned(),
+    ];
     lines.extend(notes.iter().map(|n| format!("# - {}", one_line(n))));
-    lines.extend(warnings.iter().map(|w| format!("# WARNING: {}", one_line(w))));
+    lines.extend(
+        warnings
+            .iter()
+            .map(|w| format!("# WARNING: {}", one_line(w))),
+    );
     lines
 }
 

@@ -280,7 +280,12 @@ impl Names {
             if let Some(name) = str_at(c, &["name"]) {
                 n.containers.insert(name.to_owned());
             }
-            for p in c.get("ports").and_then(Value::as_sequence).into_iter().flatten() {
+            for p in c
+                .get("ports")
+                .and_then(Value::as_sequence)
+                .into_iter()
+                .flatten()
+            {
                 if let Some(name) = str_at(p, &["name"]) {
                     n.port_names.insert(name.to_owned());
                 }
@@ -473,7 +478,10 @@ fn rewrite_env(spec: &mut Mapping, targets: &[Target<'_>], opts: &Options, out: 
             {
                 for e in creds {
                     let name = str_at(&e, &["name"]).map(str::to_owned);
-                    if !env.iter().any(|x| str_at(x, &["name"]).map(str::to_owned) == name) {
+                    if !env
+                        .iter()
+                        .any(|x| str_at(x, &["name"]).map(str::to_owned) == name)
+                    {
                         env.push(e);
                     }
                 }

@@ -67,7 +67,9 @@ pub fn read(doc: &Value, index: usize, warnings: &mut Vec<String>) -> Option<Spc
     if str_at(doc, &["kind"]) != Some("SecretProviderClass") {
         return None;
     }
-    let name = str_at(doc, &["metadata", "name"]).unwrap_or_default().to_owned();
+    let name = str_at(doc, &["metadata", "name"])
+        .unwrap_or_default()
+        .to_owned();
     let api = str_at(doc, &["apiVersion"]).unwrap_or_default();
     if !API_VERSIONS.contains(&api) {
         warnings.push(format!(

@@ -116,7 +116,8 @@ mod tests {
     // reference: issue 11 item 7 (objects not converted pass through unchanged)
     #[test]
     fn documents_are_cut_at_markers_only() {
-        let text = "# lead\na: 1\n---\nb: |\n  --- not a marker\n  x\n--- # c\nc: 3\n...\n--- {d: 4}\n";
+        let text =
+            "# lead\na: 1\n---\nb: |\n  --- not a marker\n  x\n--- # c\nc: 3\n...\n--- {d: 4}\n";
         let docs = split(text);
         let bodies: Vec<&str> = docs.iter().map(|(_, b)| b.as_str()).collect();
         assert_eq!(

@@ -162,18 +162,40 @@ fn is_plain_safe(t: &str) -> bool {
         || t.ends_with([' ', ':'])
         || t.contains(": ")
         || t.contains(" -")
-        || !(first.is_ascii_alphanumeric() || "/._".contains(first) || (first == '-' && t.len() > 1 && !t.starts_with("- ")))
+        || !(first.is_ascii_alphanumeric()
+            || "/._".contains(first)
+            || (first == '-' && t.len() > 1 && !t.starts_with("- ")))
     {
         return false;
     }
     // Numbers in any notation (ints, floats, octal, hex, binary, sexagesimal, `1_000`).
-    if t.chars().all(|c| c.is_ascii_hexdigit() || "+-._:xXoO".contains(c)) {
+    let mut chars = t.chars();
+    let numeric_start = match (chars.next(), chars.next()) {
+        (Some(c), _) if c.is_ascii_digit() => true,
+        (Some('+' | '-' | '.'), Some(c)) => c.is_ascii_digit() || c == '.',
+        _ => false,
+    };
+    if numeric_start
+        && t.chars()
+            .all(|c| c.is_ascii_hexdigit() || "+-._:xXoO".contains(c))
+    {
         return false;
     }
     let lower = t.to_ascii_lowercase();
     !matches!(
         lower.as_str(),
-        "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null" | ".inf" | ".nan"
+        "y" | "n"
+            | "yes"
+            | "no"
+            | "on"
+            | "off"
+            | "true"
+            | "false"
+            | "null"
+            | ".inf"
+            | "-.inf"
+            | "+.inf"
+            | ".nan"
     )
 }
 
@@ -182,12 +204,17 @@ fn literal(t: &str, indent: usize) -> Option<String> {
     if !t.contains('\n') || t.starts_with([' ', '\n']) {
         return None;
     }
-    if t.chars().any(|c| (c.is_control() && c != '\n' && c != '\t') || c == '\u{feff}') {
+    if t.chars()
+        .any(|c| (c.is_control() && c != '\n' && c != '\t') || c == '\u{feff}')
+    {
         return None;
     }
     let body = t.trim_end_matches('\n');
     // A line of blanks only would be read as indentation.
-    if body.split('\n').any(|l| !l.is_empty() && l.trim().is_empty()) {
+    if body
+        .split('\n')
+        .any(|l| !l.is_empty() && l.trim().is_empty())
+    {
         return None;
     }
     let trailing = t.len().saturating_sub(body.len());
@@ -196,7 +223,11 @@ fn literal(t: &str, indent: usize) -> Option<String> {
         1 => "|",
         _ => "|+",
     });
-    for line in t.split('\n').take(body.split('\n').count().saturating_add(trailing.saturating_sub(1))) {
+    for line in t.split('\n').take(
+        body.split('\n')
+            .count()
+            .saturating_add(trailing.saturating_sub(1)),
+    ) {
         out.push('\n');
         if !line.is_empty() {
             out.extend(std::iter::repeat_n(' ', indent));
