@@ -124,13 +124,19 @@ render-manifests: ## render every kustomize overlay into build/manifests/
 	bash scripts/render-manifests.sh build/manifests
 
 .PHONY: validate-manifests
-validate-manifests: ## render every overlay and validate it offline against Kubernetes schemas
+validate-manifests: ## render every overlay, and migrate's output on the CSI fixtures, and validate them offline against Kubernetes schemas
 	bash scripts/venv.sh $(E2E_VENV) tests/e2e/requirements.txt
 	bash scripts/render-manifests.sh build/manifests
 	$(E2E_VENV)/bin/python -m pytest -q tests/e2e/test_manifests.py
 	for v in $(KUBERNETES_VERSIONS); do \
 	  $(E2E_VENV)/bin/kubernetes-validate --strict --quiet -k $$v build/manifests/*.yaml; \
 	  echo "validate-manifests: build/manifests/*.yaml valid for Kubernetes $$v"; \
+	done
+	# `keyvault-agent migrate` on the reference repositories' examples, in every --mode.
+	bash scripts/render-migrated.sh build/manifests-migrated
+	for v in $(KUBERNETES_VERSIONS); do \
+	  $(E2E_VENV)/bin/kubernetes-validate --strict --quiet -k $$v build/manifests-migrated/*.yaml; \
+	  echo "validate-manifests: build/manifests-migrated/*.yaml valid for Kubernetes $$v"; \
 	done
 
 .PHONY: e2e

@@ -77,6 +77,9 @@ pub enum Command {
     /// probed as 127.0.0.1): exit 0 when ready, 1 when not or unreachable. For container
     /// health checks in images without a shell (compose: `test: ["CMD", "/keyvault-agent", "probe"]`).
     Probe(ProbeArgs),
+    /// Convert manifests that mount the Secrets Store CSI driver (provider azure) into ones
+    /// that run the agent; prints the converted YAML stream on stdout, warnings on stderr.
+    Migrate(MigrateArgs),
 }
 
 /// `probe` flags.
@@ -85,6 +88,54 @@ pub struct ProbeArgs {
     /// The sidecar's health server address (default: --listen / KEYVAULT_AGENT_LISTEN).
     #[arg(long, value_parser = listen, value_name = "ADDR")]
     pub listen: Option<Listen>,
+}
+
+/// `migrate` flags.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Manifest stream to convert (Pods, Deployments, StatefulSets, DaemonSets, Jobs,
+    /// CronJobs and their SecretProviderClasses), or `-` for stdin.
+    #[arg(value_name = "FILE|-", default_value = "-")]
+    pub input: PathBuf,
+
+    /// How the agent joins each pod: `init` (one sync before the app starts, no rotation),
+    /// `native-sidecar` (Kubernetes 1.29+: an initContainer with restartPolicy Always that
+    /// holds the app until the first sync, then refreshes), `sidecar` (init container plus a
+    /// classic sidecar container, for older clusters).
+    #[arg(
+        long,
+        env = "KEYVAULT_AGENT_MIGRATE_MODE",
+        value_enum,
+        default_value = "native-sidecar",
+        value_name = "MODE"
+    )]
+    pub mode: crate::migrate::Mode,
+
+    /// Image of the agent containers.
+    #[arg(long, env = "KEYVAULT_AGENT_MIGRATE_IMAGE", default_value = crate::migrate::DEFAULT_IMAGE, value_name = "IMAGE")]
+    pub image: String,
+
+    /// Path of the agent binary inside application images, used when an env var from a
+    /// synced Secret is rewritten to `keyvault-agent exec`.
+    #[arg(long, env = "KEYVAULT_AGENT_MIGRATE_EXEC_PATH", default_value = crate::migrate::DEFAULT_EXEC_PATH, value_name = "PATH")]
+    pub exec_path: String,
+
+    /// Namespace of objects that name none, used to match pods with their
+    /// SecretProviderClass.
+    #[arg(long, short = 'n', env = "KEYVAULT_AGENT_MIGRATE_NAMESPACE", default_value = crate::migrate::DEFAULT_NAMESPACE, value_name = "NAMESPACE")]
+    pub namespace: String,
+}
+
+impl MigrateArgs {
+    /// The conversion's options.
+    pub fn options(&self) -> crate::migrate::Options {
+        crate::migrate::Options {
+            mode: self.mode,
+            image: self.image.trim().to_owned(),
+            exec_path: self.exec_path.trim().to_owned(),
+            namespace: self.namespace.trim().to_owned(),
+        }
+    }
 }
 
 /// `check` flags.
@@ -257,6 +308,18 @@ impl Cli {
         }
     }
 
+    /// Takes the `migrate` subcommand out of the command line, if it is the one given: it
+    /// needs none of the sync settings.
+    pub fn take_migrate(&mut self) -> Option<MigrateArgs> {
+        match self.command.take() {
+            Some(Command::Migrate(m)) => Some(m),
+            other => {
+                self.command = other;
+                None
+            }
+        }
+    }
+
     /// Cross-flag validation and mapping into [`Settings`]. `env` supplies `SSL_CERT_FILE`.
     /// Every problem is returned at once, one line each, without the `error: ` prefix.
     pub fn into_invocation(self, env: &Env) -> Result<Invocation, Vec<String>> {
@@ -268,6 +331,11 @@ impl Cli {
             Some(Command::Probe(_)) => {
                 return Err(vec![
                     "probe: takes only --listen (it syncs nothing)".to_owned(),
+                ]);
+            }
+            Some(Command::Migrate(_)) => {
+                return Err(vec![
+                    "migrate takes no sync settings: run it through Cli::take_migrate".to_owned(),
                 ]);
             }
             None if r.once => (Mode::Once, r.config),

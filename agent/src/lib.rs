@@ -30,6 +30,7 @@
 //! - [`notify`]: tells the application that a new set was published.
 //! - [`telemetry`]: logs, the sidecar's status, and the health/status HTTP server.
 //! - [`signal`]: the one place that listens for SIGTERM, SIGINT and SIGHUP.
+//! - [`migrate`]: converts CSI-driver manifests into ones that run the agent (`migrate`).
 #![forbid(unsafe_code)]
 // No arithmetic on durations, instants or system times may panic (issue 9): the lints are set
 // for the workspace in Cargo.toml (`[workspace.lints]`); unit tests opt out here.
@@ -48,6 +49,7 @@ pub mod files;
 pub mod http;
 pub mod keyvault;
 pub mod metrics;
+pub mod migrate;
 pub mod notify;
 pub mod publish;
 pub mod refresh;

@@ -22,9 +22,12 @@ fn main() -> ExitCode {
     keyvault_agent::error::exit_on_panic();
 
     // Usage errors exit 2; --help and --version exit 0 (clap's own codes).
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     if let Some(listen) = cli.probe_listen() {
         return probe(listen);
+    }
+    if let Some(args) = cli.take_migrate() {
+        return code(migrate(&args));
     }
     let env = Env::from_process();
     let invocation = match cli.into_invocation(&env) {
@@ -121,6 +124,43 @@ fn probe(listen: keyvault_agent::cli::Listen) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             code(EXIT_INTERNAL)
+        }
+    }
+}
+
+/// `migrate`: the converted stream on stdout, warnings and errors on stderr. An input that
+/// cannot be read or parsed is a configuration error (exit 3); warnings do not change the
+/// exit code.
+fn migrate(args: &keyvault_agent::cli::MigrateArgs) -> i32 {
+    use std::io::Write;
+    let result = keyvault_agent::migrate::read_input(&args.input)
+        .map_err(|e| vec![e])
+        .and_then(|text| keyvault_agent::migrate::convert(&text, &args.options()));
+    match result {
+        Ok(converted) => {
+            for w in &converted.warnings {
+                eprintln!("warning: {w}");
+            }
+            let mut stdout = std::io::stdout().lock();
+            if let Err(e) = stdout
+                .write_all(converted.yaml.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                eprintln!("error: cannot write the converted manifests to stdout: {e}");
+                return keyvault_agent::error::EXIT_WRITE;
+            }
+            eprintln!(
+                "migrate: {} document(s) converted, {} warning(s)",
+                converted.converted,
+                converted.warnings.len()
+            );
+            EXIT_OK
+        }
+        Err(problems) => {
+            for p in problems {
+                eprintln!("error: {}: {p}", args.input.display());
+            }
+            keyvault_agent::error::EXIT_CONFIG
         }
     }
 }

@@ -10,6 +10,7 @@ mod docs; // citations point into docs/, README flags and quoted errors match th
 mod edge; // the binary's edge: health flood, signals, exit codes, hook URL policy
 mod features; // issue 11: optional objects, JSON pointers, TLS layout (once and sidecar)
 mod hostile; // hostile servers: absurd waits, huge/endless/slow bodies, resets, nxdomain
+mod migrate; // `migrate`: CSI-driver manifests converted, on the reference repositories' examples
 mod oneshot; // `--once` end to end: identities, conversions over the wire, no partial sets
 mod scale; // request budget: list-based change detection, sweep, 403 fallback, pinned across reloads
 mod sidecar; // refresh, rotation, notifiers, reload, signals, health/metrics/status
