@@ -25,7 +25,10 @@
 //! - `usePodIdentity` and `useAzureTokenProxy` are parsed, then refused with a hint;
 //! - `cloudEnvFileName` is read at load time (relative to the config file), never stored in
 //!   a process-wide env var; `keyvaultURL` overrides the vault URL;
-//! - unknown or misspelt parameters produce warnings instead of silence.
+//! - unknown or misspelt parameters and object keys produce warnings (with a did-you-mean,
+//!   `names`) instead of silence;
+//! - parse errors are in our words (`usePodIdentity "tru": not a boolean`), not Go's
+//!   `strconv.ParseBool: ...` texts that the reference prints.
 
 mod cloud;
 mod identity;
