@@ -805,7 +805,7 @@ pub fn load_with_warnings(
         reason,
     })?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
-    let warnings = params::warnings(&params);
+    let warnings = warnings(&params);
     let plan = from_parameters(&params, base_dir, settings, env)
         .map_err(|e| with_suggestions(e, &warnings))?;
     Ok((plan, warnings))
@@ -895,7 +895,7 @@ pub fn check_offline(settings: &Settings, env: &Env, strict: bool) -> Checked {
         }
     };
     let base_dir = path.parent().unwrap_or(Path::new("."));
-    let warnings = params::warnings(&params);
+    let warnings = warnings(&params);
     let first = from_parameters(&params, base_dir, settings, env);
     let chose_a_secret = ["AZURE_CLIENT_SECRET", "AZURE_CLIENT_SECRET_FILE"]
         .iter()
@@ -935,6 +935,13 @@ pub fn check_offline(settings: &Settings, env: &Env, strict: bool) -> Checked {
         );
     }
     Checked::new(second, warnings, notes)
+}
+
+/// Remarks on parameters and object keys (unknown, misspelt, deprecated, without effect).
+fn warnings(params: &Parameters) -> Vec<String> {
+    let mut out = params::warnings(params);
+    out.extend(objects::unknown_keys(params.get("objects")));
+    out
 }
 
 /// A failed configuration with the did-you-mean warnings added as problems: a misspelt key

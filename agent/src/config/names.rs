@@ -2,8 +2,8 @@
 //! the ones it should not.
 //!
 //! Parameters are listed in [`PARAMETERS`]; add a new one there. Object keys are not listed:
-//! they are read off the fields of `objects::RawObject` (serde's own field list), so a field
-//! added there is known here without a second edit.
+//! `objects` reads them off the fields of its `RawObject` with [`struct_fields`] (serde's own
+//! field list), so a field added there is known without a second edit.
 
 use serde::de::{self, Deserializer, Visitor};
 
@@ -26,11 +26,6 @@ pub(crate) const PARAMETERS: &[&str] = &[
 /// Parameters the reference accepts and ignores without a word.
 pub(crate) const IGNORED_PARAMETERS: &[&str] =
     &["resourceGroup", "subscriptionId", "secretProviderClass"];
-
-/// The keys of one `objects.array` element (every field of `RawObject`).
-pub(crate) fn object_keys() -> &'static [&'static str] {
-    struct_fields::<super::objects::RawObject>()
-}
 
 /// The known name closest to `name`, when it is close enough to be a slip: the same but
 /// for case, or within a small edit distance (two edits, fewer for short names).
@@ -55,7 +50,7 @@ pub(crate) fn did_you_mean(name: &str, known: &[&'static str]) -> Option<&'stati
 
 /// The field names serde's derive gives a struct, read by asking it to deserialize from a
 /// deserializer that only records them.
-fn struct_fields<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str] {
+pub(crate) fn struct_fields<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str] {
     struct Fields<'a>(&'a mut &'static [&'static str]);
     impl<'de> Deserializer<'de> for Fields<'_> {
         type Error = de::value::Error;
@@ -100,8 +95,18 @@ mod tests {
         assert_eq!(did_you_mean("tenantid", PARAMETERS), Some("tenantID"));
         assert_eq!(did_you_mean("objcts", PARAMETERS), Some("objects"));
         assert_eq!(did_you_mean("somethingElse", PARAMETERS), None);
-        let keys = object_keys();
-        assert!(keys.contains(&"objectName") && keys.contains(&"objectVersionHistory"));
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Object {
+            #[serde(rename = "objectName")]
+            name: String,
+            #[serde(rename = "objectType")]
+            object_type: String,
+            #[serde(rename = "objectAlias")]
+            alias: String,
+        }
+        let keys = struct_fields::<Object>();
+        assert_eq!(keys, ["objectName", "objectType", "objectAlias"]);
         assert_eq!(did_you_mean("objectname", keys), Some("objectName"));
         assert_eq!(did_you_mean("objectTyp", keys), Some("objectType"));
         assert_eq!(did_you_mean("objectAlais", keys), Some("objectAlias"));

@@ -247,7 +247,7 @@ pub(crate) fn unknown_keys(objects: &str) -> Vec<String> {
     let Ok(outer) = serde_yaml::from_str::<StringArray>(objects) else {
         return out;
     };
-    let known = super::names::object_keys();
+    let known = super::names::struct_fields::<RawObject>();
     for (index, element) in outer.array.unwrap_or_default().iter().enumerate() {
         if super::limits::check_within(&element.0, &mut budget).is_err() {
             break;

@@ -174,7 +174,6 @@ pub(crate) fn warnings(params: &Parameters) -> Vec<String> {
             out.push(format!("unknown parameter {key:?} is ignored"));
         }
     }
-    out.extend(super::objects::unknown_keys(params.get("objects")));
     if !params.get("tenantId").is_empty() && params.get("tenantID").is_empty() {
         out.push("parameter \"tenantId\" is deprecated: use \"tenantID\"".to_owned());
     }

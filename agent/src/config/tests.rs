@@ -237,7 +237,7 @@ fn reference_error_precedence_table() {
     );
     assert_eq!(
         errs.iter().find(|e| e.starts_with("cloudName")).unwrap(),
-        "cloudName AzureCloud1 is not valid, error: autorest/azure: There is no cloud environment matching the name \"AZURECLOUD1\""
+        "cloudName AzureCloud1 is not valid, error: there is no cloud named \"AzureCloud1\": use one of AzurePublicCloud, AzureUSGovernmentCloud, AzureChinaCloud, AzureGermanCloud (or AzureStackCloud with cloudEnvFileName)"
     );
     // Row 8: vmMI, no objects.
     let errs = params_errors(&[vault, tid, vm], &none);
@@ -316,7 +316,7 @@ fn every_problem_is_reported_in_one_run_in_precedence_order() {
         errs,
         [
             "useVMManagedIdentity \"yes\": not a boolean: use \"true\" or \"false\"",
-            "cloudName AzureMoonCloud is not valid, error: autorest/azure: There is no cloud environment matching the name \"AZUREMOONCLOUD\"",
+            "cloudName AzureMoonCloud is not valid, error: there is no cloud named \"AzureMoonCloud\": use one of AzurePublicCloud, AzureUSGovernmentCloud, AzureChinaCloud, AzureGermanCloud (or AzureStackCloud with cloudEnvFileName)",
             "failed to get objectType:secret, objectName:secret1, objectVersion:: invalid objectFormat: pkcs, should be PEM or PFX",
             "failed to get objectType:Secret, objectName:secret2, objectVersion:: Invalid vaultObjectTypes. Should be secret, key, or cert",
             "failed to get objectType:Secret, objectName:secret2, objectVersion:: filePermission \"0900\": not an octal number: use a mode such as \"0644\" or \"0440\"",
