@@ -145,6 +145,13 @@ pub struct CheckArgs {
     /// before `check`).
     #[arg(long, env = "KEYVAULT_AGENT_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    /// Also fail (exit 3) when this environment has no identity: without it, a missing
+    /// AZURE_CLIENT_ID / AZURE_TENANT_ID / AZURE_FEDERATED_TOKEN_FILE is a note, because the
+    /// workload identity webhook injects them only into the pod.
+    #[arg(long, env = "KEYVAULT_AGENT_CHECK_STRICT", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub strict: bool,
 }
 
 /// Flags of the sync modes (init container and sidecar).
@@ -296,6 +303,11 @@ pub struct Invocation {
     pub mode: Mode,
     /// Every setting, flags and environment applied.
     pub settings: Settings,
+    /// Remarks on the command line that did not stop it (a clamped value), one line each,
+    /// printed as `note: ...`.
+    pub notes: Vec<String>,
+    /// `check --strict`: a problem `check` would only note fails the check.
+    pub strict: bool,
 }
 
 impl Cli {
@@ -325,8 +337,8 @@ impl Cli {
     pub fn into_invocation(self, env: &Env) -> Result<Invocation, Vec<String>> {
         let r = self.run;
         let mut errs = Vec::new();
-        let (mode, config) = match self.command {
-            Some(Command::Check(c)) => (Mode::Check, c.config.or(r.config)),
+        let (mode, config, strict) = match self.command {
+            Some(Command::Check(c)) => (Mode::Check, c.config.or(r.config), c.strict),
             // `main` answers `probe` before this (see `Cli::probe_listen`): it syncs nothing.
             Some(Command::Probe(_)) => {
                 return Err(vec![
@@ -338,8 +350,8 @@ impl Cli {
                     "migrate takes no sync settings: run it through Cli::take_migrate".to_owned(),
                 ]);
             }
-            None if r.once => (Mode::Once, r.config),
-            None => (Mode::Run, r.config),
+            None if r.once => (Mode::Once, r.config, false),
+            None => (Mode::Run, r.config, false),
         };
         if config.is_none() {
             errs.push("--config FILE (or KEYVAULT_AGENT_CONFIG) is required".to_owned());
@@ -388,12 +400,18 @@ impl Cli {
                 humantime::format_duration(r.interval)
             ));
         }
-        if r.request_timeout > r.timeout {
-            errs.push(format!(
-                "--request-timeout ({}) must not exceed --timeout ({})",
-                humantime::format_duration(r.request_timeout),
+        // A request can never outlive the sync it belongs to: clamp (with a note) instead of
+        // refusing, so `--timeout 20s` alone works with the 30s request default.
+        let mut notes = Vec::new();
+        let mut request_timeout = r.request_timeout;
+        if request_timeout > r.timeout {
+            notes.push(format!(
+                "--request-timeout ({}) is longer than --timeout ({}): each request is limited to {} instead",
+                humantime::format_duration(request_timeout),
+                humantime::format_duration(r.timeout),
                 humantime::format_duration(r.timeout)
             ));
+            request_timeout = r.timeout;
         }
         if r.api_version.trim().is_empty() {
             errs.push("--api-version must not be empty".to_owned());
@@ -408,7 +426,7 @@ impl Cli {
             api_version: r.api_version.trim().to_owned(),
             concurrency: r.concurrency,
             timeout: r.timeout,
-            request_timeout: r.request_timeout,
+            request_timeout,
             ca_files,
             interval: r.interval,
             jitter: r.jitter,
@@ -429,7 +447,12 @@ impl Cli {
             change_detection: r.change_detection,
             full_sweep_every: r.full_sweep_every,
         };
-        Ok(Invocation { mode, settings })
+        Ok(Invocation {
+            mode,
+            settings,
+            notes,
+            strict,
+        })
     }
 }
 
@@ -672,13 +695,29 @@ mod tests {
             "/nonexistent/ca.pem",
         ])
         .unwrap_err();
-        assert_eq!(errs.len(), 6, "{errs:#?}");
+        assert_eq!(errs.len(), 5, "{errs:#?}");
         assert!(errs[0].starts_with("--config FILE"));
         assert!(errs[1].starts_with("--dir DIR"));
         assert!(errs[2].starts_with("CA file \"/nonexistent/ca.pem\""));
         assert!(errs[3].contains("--signal-pidfile and --signal-process"));
         assert!(errs[4].starts_with("--max-staleness (1m) must be longer than --interval (5m)"));
-        assert!(errs[5].starts_with("--request-timeout (3m) must not exceed --timeout (2m)"));
+    }
+
+    // reference: issue 12 item 4 (timeouts clamp each other with a note)
+    #[test]
+    fn a_request_timeout_longer_than_the_sync_is_clamped_with_a_note() {
+        let inv = invocation(&["--config", "c", "--dir", "d", "--timeout", "20s"]).unwrap();
+        assert_eq!(inv.settings.timeout, Duration::from_secs(20));
+        assert_eq!(inv.settings.request_timeout, Duration::from_secs(20));
+        assert_eq!(
+            inv.notes,
+            [
+                "--request-timeout (30s) is longer than --timeout (20s): each request is limited to 20s instead"
+            ]
+        );
+        let inv = invocation(&["--config", "c", "--dir", "d"]).unwrap();
+        assert!(inv.notes.is_empty(), "{:?}", inv.notes);
+        assert_eq!(inv.settings.request_timeout, Duration::from_secs(30));
     }
 
     #[test]

@@ -40,6 +40,9 @@ fn main() -> ExitCode {
             return code(EXIT_USAGE);
         }
     };
+    for note in &invocation.notes {
+        eprintln!("note: {note}");
+    }
     init_logging();
     if let Err(e) = signals {
         tracing::error!(error = %e, "cannot install the signal handlers; SIGHUP will terminate");
@@ -49,13 +52,19 @@ fn main() -> ExitCode {
     let result = match invocation.mode {
         Mode::Check => {
             signal::exit_on_shutdown();
-            config::load_with_warnings(&settings, &env)
-                .map(|(plan, warnings)| {
-                    for w in warnings {
-                        eprintln!("warning: {w}");
-                    }
+            let checked = config::check_offline(&settings, &env, invocation.strict);
+            for w in &checked.warnings {
+                eprintln!("warning: {w}");
+            }
+            for n in &checked.notes {
+                eprintln!("note: {n}");
+            }
+            let summary = checked.summary();
+            checked
+                .result
+                .map(|_| {
                     println!("config ok: {}", settings.config_file.display());
-                    for line in plan.summary() {
+                    for line in summary {
                         println!("{line}");
                     }
                 })

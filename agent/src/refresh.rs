@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -460,10 +460,13 @@ impl Loop {
                 }
                 self.state
                     .scheduled(delay.saturating_sub(started.elapsed()));
+                // The message stays fixed (log queries match it); the objects are a field.
+                let changed_list = describe_changes(&self.published, &report.objects);
                 tracing::info!(
                     objects = report.objects.len(),
                     changed = data_dir.is_some(),
                     changed_objects = changed.len(),
+                    changed_list = %changed_list,
                     requests = report.requests,
                     duration_ms = report.duration.as_millis() as u64,
                     next_in = %humantime::format_duration(Duration::from_secs(delay.as_secs())),
@@ -516,6 +519,13 @@ impl Loop {
                     } else {
                         "refresh failed; keeping the published set"
                     }
+                );
+                // Said at info too, so a sidecar at the default level is never silent
+                // about when it tries again.
+                tracing::info!(
+                    retry = self.backoff.attempt,
+                    "{}",
+                    retry_message(self.backoff.attempt, delay, SystemTime::now())
                 );
                 delay
             }
@@ -618,6 +628,37 @@ fn changed_ids(before: &[ObjectStatus], after: &[ObjectStatus]) -> Vec<String> {
         })
         .map(|a| a.id.clone())
         .collect()
+}
+
+/// How many changed objects a change log line names before `and N more`.
+const CHANGED_NAMES: usize = 10;
+
+/// The objects that changed between two reports, with their new versions, for the log:
+/// `secret/db@3f2a..., cert/tls@9c1e...` (at most [`CHANGED_NAMES`], then `and N more`).
+fn describe_changes(before: &[ObjectStatus], after: &[ObjectStatus]) -> String {
+    let changed: Vec<String> = after
+        .iter()
+        .filter(|a| {
+            !before.iter().any(|b| {
+                b.id == a.id && b.path == a.path && b.version == a.version && b.digest == a.digest
+            })
+        })
+        .map(|a| format!("{}@{}", a.id, a.version))
+        .collect();
+    crate::report::name_list(&changed, CHANGED_NAMES)
+}
+
+/// `retry 3 at 2024-05-01T10:00:07Z (in 7s)`: when the sidecar tries again after its
+/// `n`th consecutive failure.
+fn retry_message(n: u32, delay: Duration, now: SystemTime) -> String {
+    let at = now
+        .checked_add(delay)
+        .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+        .unwrap_or_else(|| "later".to_owned());
+    format!(
+        "retry {n} at {at} (in {})",
+        humantime::format_duration(Duration::from_millis(delay.as_millis() as u64))
+    )
 }
 
 /// Short fixed error class for the `errors_total` metric.
@@ -1109,6 +1150,31 @@ mod tests {
             not_after: None,
             expires: None,
         }
+    }
+
+    #[test]
+    // reference: issue 12 item 4 (change log lines name objects and versions, bounded)
+    fn change_lines_name_objects_and_versions_bounded() {
+        let before = vec![obj("secret/a", "v1", "x"), obj("secret/b", "v1", "y")];
+        let after = vec![obj("secret/a", "v2", "z"), obj("secret/b", "v1", "y")];
+        assert_eq!(describe_changes(&before, &after), "secret/a@v2");
+        let many: Vec<ObjectStatus> = (0..25)
+            .map(|i| obj(&format!("secret/s{i}"), "v9", "d"))
+            .collect();
+        let line = describe_changes(&[], &many);
+        assert!(line.starts_with("secret/s0@v9, secret/s1@v9, "), "{line}");
+        assert!(line.ends_with("secret/s9@v9 and 15 more"), "{line}");
+        assert_eq!(line.matches('@').count(), 10, "{line}");
+    }
+
+    #[test]
+    // reference: issue 12 item 4 (the sidecar logs each retry with the next attempt time)
+    fn retry_lines_give_the_next_attempt_time() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            retry_message(3, Duration::from_secs(7), now),
+            "retry 3 at 2023-11-14T22:13:27Z (in 7s)"
+        );
     }
 
     #[test]

@@ -166,14 +166,55 @@ impl std::fmt::Display for ObjectFailure {
     }
 }
 
+/// How many object labels a grouped failure line names before `and N more`.
+pub const GROUP_NAMES: usize = 3;
+
+/// One line per distinct cause, in the order causes first appear. A cause that hit one
+/// object reads `secret "x": cause`; one that hit several names the first
+/// [`GROUP_NAMES`] objects and counts the rest.
+pub fn group_failures(failures: &[ObjectFailure]) -> Vec<String> {
+    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+    for f in failures {
+        let cause = f.kind.to_string();
+        match groups.iter_mut().find(|(c, _)| *c == cause) {
+            Some((_, labels)) => labels.push(&f.label),
+            None => groups.push((cause, vec![&f.label])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(cause, labels)| match labels.as_slice() {
+            [one] => format!("{one}: {cause}"),
+            _ => format!(
+                "{} objects ({}): {cause}",
+                labels.len(),
+                name_list(&labels, GROUP_NAMES)
+            ),
+        })
+        .collect()
+}
+
+/// `a, b, c and 47 more` (at most `max` names), or all of them when they fit.
+pub fn name_list<S: AsRef<str>>(names: &[S], max: usize) -> String {
+    let shown: Vec<&str> = names.iter().take(max).map(AsRef::as_ref).collect();
+    let rest = names.len().saturating_sub(shown.len());
+    if rest == 0 {
+        shown.join(", ")
+    } else {
+        format!("{} and {rest} more", shown.join(", "))
+    }
+}
+
 /// A failed cycle; nothing was published.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     /// The HTTP client or identity could not be set up (configuration).
     #[error("{0}")]
     Setup(String),
-    /// One or more objects failed; all are listed, one per line.
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    /// One or more objects failed. Each distinct cause is one line, naming the objects it
+    /// hit (`50 objects (secret "a", secret "b", secret "c" and 47 more): ...`), so one
+    /// identity problem is not repeated once per object.
+    #[error("{}", group_failures(.0).join("\n"))]
     Objects(Vec<ObjectFailure>),
     /// The overall deadline passed.
     #[error("the sync did not finish within --timeout ({}s)", .0.as_secs())]
@@ -300,6 +341,39 @@ mod tests {
         let m = e.to_string();
         assert_eq!(m.lines().count(), 3, "{m}");
         assert!(m.lines().all(|l| l.starts_with("secret \"x\": ")), "{m}");
+    }
+
+    // reference: issue 12 item 4 (one failing cause printed once, with the affected objects)
+    #[test]
+    fn one_cause_for_many_objects_is_one_line() {
+        let auth = || {
+            FailureKind::KeyVault(KeyVaultError::Auth(AuthError::Rejected {
+                mode: "workload_identity",
+                message: "AADSTS70021: no matching federated identity record".into(),
+            }))
+        };
+        let mut fs: Vec<ObjectFailure> = (0..50)
+            .map(|i| ObjectFailure {
+                label: format!("secret \"s{i}\""),
+                kind: auth(),
+            })
+            .collect();
+        fs.push(ObjectFailure {
+            label: "cert \"tls\"".into(),
+            kind: FailureKind::Convert("not a certificate".into()),
+        });
+        let m = SyncError::Objects(fs).to_string();
+        let lines: Vec<&str> = m.lines().collect();
+        assert_eq!(lines.len(), 2, "{m}");
+        assert!(
+            lines[0].starts_with(
+                "50 objects (secret \"s0\", secret \"s1\", secret \"s2\" and 47 more): "
+            ),
+            "{m}"
+        );
+        assert_eq!(lines[0].matches("AADSTS70021").count(), 1, "{m}");
+        assert_eq!(lines[1], "cert \"tls\": not a certificate");
+        assert_eq!(name_list(&["a", "b"], 3), "a, b");
     }
 
     // reference: docs/threat-model.md rule 10 (every path maps to the documented exit code)

@@ -1069,9 +1069,9 @@ fn invalid_plans_fail_before_any_request_with_every_problem_listed() {
         .count();
     assert_eq!(errors, 18, "{stderr}");
     for needle in [
-        "objectName:perm, objectVersion:: file permission must be a valid octal number",
-        "objectName:perm2, objectVersion:: file permission must be a valid octal number",
-        "objectName:perm3, objectVersion:: file permission must be a valid octal number: strconv.ParseInt: parsing \"900\": invalid syntax",
+        "objectName:perm, objectVersion:: filePermission \"0900\": not an octal number",
+        "objectName:perm2, objectVersion:: filePermission \"rw\": not an octal number",
+        "objectName:perm3, objectVersion:: filePermission \"900\": not an octal number: use a mode such as \"0644\" or \"0440\"",
         "failed to get objectType:Secret, objectName:typ, objectVersion:: Invalid vaultObjectTypes. Should be secret, key, or cert",
         "output path \"same\" is also written by",
         "output path \"h/0\" collides with \"h\"",

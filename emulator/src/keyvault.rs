@@ -70,6 +70,16 @@ pub fn error(status: StatusCode, code: &str, message: &str, inner: Option<&str>)
 /// The Key Vault error a fault with `status` answers with.
 pub fn fault_error(status: u16, retry_after: Option<u64>) -> Response {
     let st = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    // An injected 403 is what Key Vault's network rules answer (the one 403 the data plane
+    // cannot produce by itself), so the agent's firewall hint can be exercised.
+    if status == 403 {
+        return error(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "Client address is not authorized and caller is not a trusted service. Injected fault.",
+            Some("ForbiddenByFirewall"),
+        );
+    }
     let (code, msg) = match status {
         429 => (
             "Throttled",
@@ -77,7 +87,6 @@ pub fn fault_error(status: u16, retry_after: Option<u64>) -> Response {
         ),
         400 => ("BadParameter", "Injected fault."),
         401 => ("Unauthorized", "Injected fault."),
-        403 => ("Forbidden", "Injected fault."),
         404 => ("NotFound", "Injected fault."),
         409 => ("Conflict", "Injected fault."),
         503 => (

@@ -56,7 +56,8 @@ const CLOUDS: [(&str, &str, &str, &str); 6] = [
 ];
 
 /// A built-in cloud by name (case-insensitive; empty means `AzurePublicCloud`).
-/// `AzureStackCloud` is not built in: it needs its file. The error is the go-autorest text.
+/// `AzureStackCloud` is not built in: it needs its file. The error lists the names (in our
+/// words, not go-autorest's).
 pub fn cloud_by_name(name: &str) -> Result<Cloud, String> {
     let upper = if name.is_empty() {
         "AZUREPUBLICCLOUD".to_owned()
@@ -67,7 +68,12 @@ pub fn cloud_by_name(name: &str) -> Result<Cloud, String> {
         .iter()
         .find(|(key, ..)| *key == upper)
         .ok_or_else(|| {
-            format!("autorest/azure: There is no cloud environment matching the name {upper:?}")
+            let mut names: Vec<&str> = CLOUDS.iter().map(|(_, c, ..)| *c).collect();
+            names.dedup();
+            format!(
+                "there is no cloud named {name:?}: use one of {} (or AzureStackCloud with cloudEnvFileName)",
+                names.join(", ")
+            )
         })?;
     Ok(Cloud {
         name: (*canonical).to_owned(),
@@ -281,12 +287,12 @@ mod tests {
         assert_eq!(c.keyvault_resource, "https://vault.azure.net");
     }
 
-    // reference: docs/reference-provider.md §1.2 (cloudName error text, upper-cased name)
+    // reference: docs/reference-provider.md §1.2 (cloudName is refused); issue 12 item 4 (our words)
     #[test]
-    fn unknown_cloud_has_the_autorest_text() {
+    fn unknown_cloud_lists_the_known_names() {
         assert_eq!(
             cloud_by_name("AzureCloud1").unwrap_err(),
-            "autorest/azure: There is no cloud environment matching the name \"AZURECLOUD1\""
+            "there is no cloud named \"AzureCloud1\": use one of AzurePublicCloud, AzureUSGovernmentCloud, AzureChinaCloud, AzureGermanCloud (or AzureStackCloud with cloudEnvFileName)"
         );
     }
 

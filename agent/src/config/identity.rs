@@ -561,11 +561,11 @@ mod tests {
         for (name, msg) in [
             (
                 "usePodIdentity",
-                "failed to parse usePodIdentity flag, error: strconv.ParseBool: parsing \"tru\": invalid syntax",
+                "usePodIdentity \"tru\": not a boolean: use \"true\" or \"false\"",
             ),
             (
                 "useVMManagedIdentity",
-                "failed to parse useVMManagedIdentity flag, error: strconv.ParseBool: parsing \"tru\": invalid syntax",
+                "useVMManagedIdentity \"tru\": not a boolean: use \"true\" or \"false\"",
             ),
         ] {
             let (id, errs) = pick(
@@ -577,7 +577,7 @@ mod tests {
         }
         let (_, errs) = pick(&[("useAzureTokenProxy", "invalid-value")], &Env::default());
         assert!(
-            errs[0].starts_with("failed to parse useAzureTokenProxy"),
+            errs[0].starts_with("useAzureTokenProxy \"invalid-value\": not a boolean"),
             "{errs:?}"
         );
         let (_, errs) = pick(

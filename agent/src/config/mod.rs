@@ -25,11 +25,15 @@
 //! - `usePodIdentity` and `useAzureTokenProxy` are parsed, then refused with a hint;
 //! - `cloudEnvFileName` is read at load time (relative to the config file), never stored in
 //!   a process-wide env var; `keyvaultURL` overrides the vault URL;
-//! - unknown or misspelt parameters produce warnings instead of silence.
+//! - unknown or misspelt parameters and object keys produce warnings (with a did-you-mean,
+//!   `names`) instead of silence;
+//! - parse errors are in our words (`usePodIdentity "tru": not a boolean`), not Go's
+//!   `strconv.ParseBool: ...` texts that the reference prints.
 
 mod cloud;
 mod identity;
 pub mod limits;
+mod names;
 mod objects;
 mod params;
 
@@ -502,10 +506,9 @@ pub enum ConfigError {
     /// A required parameter is missing (`keyvaultName is not provided`, reference text).
     #[error("{0} is not provided")]
     Missing(&'static str),
-    /// A boolean parameter is not a Go `strconv.ParseBool` value (reference text).
-    #[error(
-        "failed to parse {name} flag, error: strconv.ParseBool: parsing {value:?}: invalid syntax"
-    )]
+    /// A boolean parameter is not a boolean (the values Go `strconv.ParseBool` accepts; the
+    /// message is ours, not Go's).
+    #[error("{name} {value:?}: not a boolean: use \"true\" or \"false\"")]
     Bool {
         /// Parameter name.
         name: &'static str,
@@ -553,8 +556,8 @@ pub enum ConfigError {
     /// The `objects` string could not be parsed (reference text prefix).
     #[error("failed to yaml unmarshal objects, error: {0}")]
     ObjectsYaml(String),
-    /// One element of `objects.array` could not be parsed (reference text).
-    #[error("unmarshal failed for keyVaultObjects at index {index}, error: {reason}")]
+    /// One element of `objects.array` could not be parsed.
+    #[error("objects[{index}]: {reason}")]
     ObjectYaml {
         /// Zero-based element index.
         index: usize,
@@ -655,7 +658,7 @@ pub enum ObjectProblem {
     #[error("invalid path: must be less than or equal to 4096 characters")]
     PathTooLong,
     /// `filePermission` is not an octal mode (the reference writes mode 0 instead).
-    #[error("file permission must be a valid octal number: {0}")]
+    #[error("filePermission {0}")]
     FilePermission(String),
     /// `objectName` is empty (the reference would send an empty name to Key Vault).
     #[error("objectName must not be empty")]
@@ -802,8 +805,152 @@ pub fn load_with_warnings(
         reason,
     })?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
-    let plan = from_parameters(&params, base_dir, settings, env)?;
-    Ok((plan, params::warnings(&params)))
+    let warnings = warnings(&params);
+    let plan = from_parameters(&params, base_dir, settings, env)
+        .map_err(|e| with_suggestions(e, &warnings))?;
+    Ok((plan, warnings))
+}
+
+/// Values `check` stands in for the identity variables the workload identity webhook
+/// injects into the pod only (so a laptop or CI run has none of them).
+const WEBHOOK_STAND_INS: [(&str, &str); 3] = [
+    ("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000000"),
+    ("AZURE_TENANT_ID", "00000000-0000-0000-0000-000000000000"),
+    (
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "/var/run/secrets/azure/tokens/azure-identity-token",
+    ),
+];
+
+/// What `keyvault-agent check` found.
+#[derive(Debug)]
+pub struct Checked {
+    /// The plan, or every problem (without those demoted to notes).
+    pub result: Result<Plan, ConfigErrors>,
+    /// Ignored or misspelt parameters and object keys.
+    pub warnings: Vec<String>,
+    /// Problems that only mean this environment is not the pod's (no identity variables):
+    /// printed as notes, not failures, unless `--strict`.
+    pub notes: Vec<String>,
+}
+
+impl Checked {
+    /// A failed result carries the did-you-mean warnings as problems (and not twice).
+    fn new(
+        result: Result<Plan, ConfigErrors>,
+        mut warnings: Vec<String>,
+        notes: Vec<String>,
+    ) -> Self {
+        let result = result.map_err(|e| with_suggestions(e, &warnings));
+        if result.is_err() {
+            warnings.retain(|w| !w.contains("did you mean"));
+        }
+        Checked {
+            result,
+            warnings,
+            notes,
+        }
+    }
+
+    /// What `check` prints for a valid plan: [`Plan::summary`], with the identity line
+    /// saying it comes from the pod when this environment had none.
+    pub fn summary(&self) -> Vec<String> {
+        let Ok(plan) = &self.result else {
+            return Vec::new();
+        };
+        let mut lines = plan.summary();
+        if !self.notes.is_empty()
+            && let Some(line) = lines.get_mut(1)
+        {
+            *line = "identity: workload identity from the pod's environment (not set here, see the note)".into();
+        }
+        lines
+    }
+}
+
+/// `keyvault-agent check`: validates offline. A configuration whose only problems are the
+/// missing identity variables of the workload identity webhook (checked again with stand-ins
+/// for them) is valid, with those problems as notes; `strict` keeps them errors.
+pub fn check_offline(settings: &Settings, env: &Env, strict: bool) -> Checked {
+    let path = &settings.config_file;
+    let params =
+        match crate::files::read_to_string(path, crate::files::MAX_CONFIG_FILE, "config file") {
+            Err(e) => Err(ConfigError::Read {
+                path: path.clone(),
+                reason: e.to_string(),
+            }),
+            Ok(text) => Parameters::from_yaml(&text).map_err(|reason| ConfigError::File {
+                path: path.clone(),
+                reason,
+            }),
+        };
+    let params = match params {
+        Ok(p) => p,
+        Err(e) => {
+            return Checked {
+                result: Err(e.into()),
+                warnings: Vec::new(),
+                notes: Vec::new(),
+            };
+        }
+    };
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    let warnings = warnings(&params);
+    let first = from_parameters(&params, base_dir, settings, env);
+    let chose_a_secret = ["AZURE_CLIENT_SECRET", "AZURE_CLIENT_SECRET_FILE"]
+        .iter()
+        .any(|k| env.get(k).is_some_and(|v| !v.trim().is_empty()));
+    let errs = match first {
+        Ok(plan) => {
+            return Checked {
+                result: Ok(plan),
+                warnings,
+                notes: Vec::new(),
+            };
+        }
+        Err(errs) if strict || chose_a_secret => {
+            return Checked::new(Err(errs), warnings, Vec::new());
+        }
+        Err(errs) => errs,
+    };
+    let mut stand_in = env.clone();
+    for (k, v) in WEBHOOK_STAND_INS {
+        if env.get(k).is_none_or(|x| x.trim().is_empty()) {
+            stand_in.0.insert(k.to_owned(), v.to_owned());
+        }
+    }
+    let second = from_parameters(&params, base_dir, settings, &stand_in);
+    let remaining: &[ConfigError] = match &second {
+        Ok(_) => &[],
+        Err(e) => &e.0,
+    };
+    let mut notes: Vec<String> = errs
+        .iter()
+        .filter(|e| !remaining.contains(e))
+        .map(ToString::to_string)
+        .collect();
+    if !notes.is_empty() {
+        notes.push(
+            "this environment has no workload identity variables (the webhook sets AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE in the pod only): the rest was checked as if it had; use check --strict to fail instead".into(),
+        );
+    }
+    Checked::new(second, warnings, notes)
+}
+
+/// Remarks on parameters and object keys (unknown, misspelt, deprecated, without effect).
+fn warnings(params: &Parameters) -> Vec<String> {
+    let mut out = params::warnings(params);
+    out.extend(objects::unknown_keys(params.get("objects")));
+    out
+}
+
+/// A failed configuration with the did-you-mean warnings added as problems: a misspelt key
+/// is most likely why something required is missing, so it is said with the errors.
+fn with_suggestions(mut errs: ConfigErrors, warnings: &[String]) -> ConfigErrors {
+    for w in warnings.iter().filter(|w| w.contains("did you mean")) {
+        errs.0.push(ConfigError::Other(w.clone()));
+    }
+    errs
 }
 
 /// Validates a parameters map (already extracted from its file) into a [`Plan`].

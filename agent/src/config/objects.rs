@@ -115,35 +115,27 @@ impl<'de> Deserialize<'de> for Int32 {
         impl<'de> Visitor<'de> for V {
             type Value = i32;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an int32")
+                f.write_str("a number")
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<i32, E> {
-                i32::try_from(v)
-                    .map_err(|_| E::custom(format!("cannot unmarshal !!int `{v}` into int32")))
+                i32::try_from(v).map_err(|_| E::custom(too_big(v)))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<i32, E> {
-                i32::try_from(v)
-                    .map_err(|_| E::custom(format!("cannot unmarshal !!int `{v}` into int32")))
+                i32::try_from(v).map_err(|_| E::custom(too_big(v)))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<i32, E> {
                 // yaml.v3 stores a float that fits, truncated.
                 if v.is_finite() && v >= f64::from(i32::MIN) && v <= f64::from(i32::MAX) {
                     Ok(v as i32)
                 } else {
-                    Err(E::custom(format!(
-                        "cannot unmarshal !!float `{v}` into int32"
-                    )))
+                    Err(E::custom(too_big(v)))
                 }
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<i32, E> {
-                Err(E::custom(format!(
-                    "cannot unmarshal !!bool `{v}` into int32"
-                )))
+                Err(E::custom(not_a_number(v)))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<i32, E> {
-                Err(E::custom(format!(
-                    "cannot unmarshal !!str `{v}` into int32"
-                )))
+                Err(E::custom(not_a_number(format!("{v:?}"))))
             }
             fn visit_unit<E: de::Error>(self) -> Result<i32, E> {
                 Ok(0)
@@ -155,14 +147,24 @@ impl<'de> Deserialize<'de> for Int32 {
                 d.deserialize_any(V)
             }
             fn visit_map<A: de::MapAccess<'de>>(self, _m: A) -> Result<i32, A::Error> {
-                Err(de::Error::custom("cannot unmarshal !!map into int32"))
+                Err(de::Error::custom(not_a_number("a mapping")))
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, _s: A) -> Result<i32, A::Error> {
-                Err(de::Error::custom("cannot unmarshal !!seq into int32"))
+                Err(de::Error::custom(not_a_number("a list")))
             }
         }
         d.deserialize_any(V).map(Int32)
     }
+}
+
+/// Our words for a value `objectVersionHistory` cannot take (the only integer field; serde
+/// puts the field name in front).
+fn not_a_number(v: impl fmt::Display) -> String {
+    format!("{v} is not a number: use a whole number of versions such as 3 (unquoted)")
+}
+
+fn too_big(v: impl fmt::Display) -> String {
+    format!("{v} is too large: use a whole number of versions from 0 to 2147483647")
 }
 
 #[derive(Deserialize)]
@@ -229,7 +231,44 @@ fn parse_element(text: &str) -> Result<RawObject, String> {
     }
     serde_yaml::from_str::<Option<RawObject>>(text)
         .map(Option::unwrap_or_default)
-        .map_err(|e| format!("yaml: unmarshal errors: {}", one_line(e)))
+        .map_err(one_line)
+}
+
+/// Warnings for keys of `objects` elements the agent does not read (the reference ignores
+/// them silently), with a did-you-mean for slips: `objects[0]: unknown key "objectname" is
+/// ignored: did you mean "objectName"?`. Nothing when the string does not parse (that is
+/// an error reported elsewhere).
+pub(crate) fn unknown_keys(objects: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut budget = super::limits::MAX_TOKENS;
+    if objects.trim().is_empty() || super::limits::check_within(objects, &mut budget).is_err() {
+        return out;
+    }
+    let Ok(outer) = serde_yaml::from_str::<StringArray>(objects) else {
+        return out;
+    };
+    let known = super::names::struct_fields::<RawObject>();
+    for (index, element) in outer.array.unwrap_or_default().iter().enumerate() {
+        if super::limits::check_within(&element.0, &mut budget).is_err() {
+            break;
+        }
+        let Ok(serde_yaml::Value::Mapping(m)) = serde_yaml::from_str(&element.0) else {
+            continue;
+        };
+        for key in m.keys().filter_map(serde_yaml::Value::as_str) {
+            if known.contains(&key) {
+                continue;
+            }
+            let key = one_line(key);
+            out.push(match super::names::did_you_mean(&key, known) {
+                Some(k) => {
+                    format!("objects[{index}]: unknown key {key:?} is ignored: did you mean {k:?}?")
+                }
+                None => format!("objects[{index}]: unknown key {key:?} is ignored"),
+            });
+        }
+    }
+    out
 }
 
 /// Reads and validates the `objects` parameter, pushing every problem onto `errs`.
@@ -569,7 +608,7 @@ pub(crate) fn file_permission(value: &str, default: u32) -> Result<u32, ObjectPr
     }
     let syntax = || {
         ObjectProblem::FilePermission(format!(
-            "strconv.ParseInt: parsing {value:?}: invalid syntax"
+            "{value:?}: not an octal number: use a mode such as \"0644\" or \"0440\""
         ))
     };
     let (negative, digits) = match value.as_bytes()[0] {
@@ -585,12 +624,12 @@ pub(crate) fn file_permission(value: &str, default: u32) -> Result<u32, ObjectPr
         .filter(|v| *v <= i64::from(i32::MAX));
     let Some(mode) = parsed else {
         return Err(ObjectProblem::FilePermission(format!(
-            "strconv.ParseInt: parsing {value:?}: value out of range"
+            "{value:?}: not a file mode between 0000 and 0777"
         )));
     };
     if negative && mode != 0 || mode > 0o777 {
         return Err(ObjectProblem::FilePermission(format!(
-            "{value:?} is not a file mode between 0000 and 0777"
+            "{value:?}: not a file mode between 0000 and 0777"
         )));
     }
     Ok(mode as u32)
@@ -895,23 +934,21 @@ mod tests {
     fn invalid_file_permissions_are_rejected() {
         for v in ["0900", "900", "rw", "0x1ff", "6 4 4"] {
             let e = file_permission(v, 0o644).unwrap_err().to_string();
+            // reference: issue 12 item 4 (our words, not Go's strconv.ParseInt)
             assert_eq!(
                 e,
                 format!(
-                    "file permission must be a valid octal number: strconv.ParseInt: parsing {v:?}: invalid syntax"
+                    "filePermission {v:?}: not an octal number: use a mode such as \"0644\" or \"0440\""
                 )
             );
         }
         let e = file_permission("777777777777", 0o644)
             .unwrap_err()
             .to_string();
-        assert!(e.ends_with("value out of range"), "{e}");
+        assert!(e.ends_with("not a file mode between 0000 and 0777"), "{e}");
         for v in ["-1", "1000", "4755"] {
             let e = file_permission(v, 0o644).unwrap_err().to_string();
-            assert!(
-                e.starts_with("file permission must be a valid octal number: "),
-                "{e}"
-            );
+            assert!(e.starts_with("filePermission "), "{e}");
             assert!(e.contains("between 0000 and 0777"), "{e}");
         }
     }
@@ -1046,9 +1083,7 @@ mod tests {
             format!("{pre}objectEncoding only supported for objectType: secret")
         );
         assert_eq!(errs[2], format!("{pre}file name must be a relative path"));
-        assert!(errs[3].starts_with(&format!(
-            "{pre}file permission must be a valid octal number"
-        )));
+        assert!(errs[3].starts_with(&format!("{pre}filePermission \"")));
         assert!(
             errs[4].contains("objectName:x") && errs[4].ends_with("Should be secret, key, or cert")
         );
@@ -1083,7 +1118,7 @@ mod tests {
         // Elements that are mappings, not strings.
         let (_, errs) = run("array:\n  - objectName: a\n");
         assert!(
-            errs[0].contains("cannot unmarshal !!map into string"),
+            errs[0].contains("expected a text value, found a mapping"),
             "{errs:?}"
         );
         // Syntax error.
@@ -1111,23 +1146,20 @@ mod tests {
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(
             errs[0].starts_with(
-                "unmarshal failed for keyVaultObjects at index 1, error: yaml: unmarshal errors: "
+                "objects[1]: objectVersionHistory: \"5\" is not a number: use a whole number"
             ),
             "{}",
             errs[0]
         );
+        // reference: issue 12 item 4 (no foreign-language error text reaches the user)
         assert!(
-            errs[0].contains("cannot unmarshal !!str `5` into int32"),
+            !errs[0].contains("int32") && !errs[0].contains("unmarshal"),
             "{}",
             errs[0]
         );
+        assert!(errs[1].starts_with("objects[2]: "), "{}", errs[1]);
         assert!(
-            errs[1].starts_with("unmarshal failed for keyVaultObjects at index 2, error: "),
-            "{}",
-            errs[1]
-        );
-        assert!(
-            errs[1].contains("cannot unmarshal !!seq into string"),
+            errs[1].contains("expected a text value, found a list"),
             "{}",
             errs[1]
         );

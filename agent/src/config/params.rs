@@ -148,24 +148,7 @@ impl Parameters {
     }
 }
 
-/// Parameters the reference reads (and `keyvaultURL`, ours).
-const KNOWN: [&str; 12] = [
-    "keyvaultName",
-    "keyvaultURL",
-    "tenantID",
-    "tenantId",
-    "objects",
-    "cloudName",
-    "cloudEnvFileName",
-    "usePodIdentity",
-    "useVMManagedIdentity",
-    "userAssignedIdentityID",
-    "clientID",
-    "useAzureTokenProxy",
-];
-
-/// Parameters the reference accepts and ignores without a word.
-const IGNORED: [&str; 3] = ["resourceGroup", "subscriptionId", "secretProviderClass"];
+use super::names::{IGNORED_PARAMETERS as IGNORED, PARAMETERS as KNOWN, did_you_mean};
 
 /// Non-fatal remarks on the parameters: keys that differ from a known one only by case
 /// (keys are case-sensitive, so `tenantid` is silently ignored by the reference), other
@@ -177,12 +160,16 @@ pub(crate) fn warnings(params: &Parameters) -> Vec<String> {
         if KNOWN.contains(&key) {
             continue;
         }
-        if let Some(known) = KNOWN.iter().find(|k| k.eq_ignore_ascii_case(key)) {
+        if IGNORED.contains(&key) || key.starts_with("csi.storage.k8s.io/") {
+            out.push(format!("parameter {key:?} is ignored"));
+        } else if let Some(known) = KNOWN.iter().find(|k| k.eq_ignore_ascii_case(key)) {
             out.push(format!(
                 "parameter {key:?} is ignored: keys are case-sensitive, did you mean {known:?}?"
             ));
-        } else if IGNORED.contains(&key) || key.starts_with("csi.storage.k8s.io/") {
-            out.push(format!("parameter {key:?} is ignored"));
+        } else if let Some(known) = did_you_mean(key, KNOWN) {
+            out.push(format!(
+                "unknown parameter {key:?} is ignored: did you mean {known:?}?"
+            ));
         } else {
             out.push(format!("unknown parameter {key:?} is ignored"));
         }
@@ -228,11 +215,11 @@ pub(crate) fn one_line(e: impl fmt::Display) -> String {
     e.to_string()
         .replace(
             "invalid type: map, expected a string",
-            "cannot unmarshal !!map into string",
+            "expected a text value, found a mapping",
         )
         .replace(
             "invalid type: sequence, expected a string",
-            "cannot unmarshal !!seq into string",
+            "expected a text value, found a list",
         )
         .lines()
         .map(str::trim)
@@ -308,10 +295,10 @@ impl<'de> Visitor<'de> for TextVisitor {
         d.deserialize_str(TextVisitor)
     }
     fn visit_map<A: MapAccess<'de>>(self, _map: A) -> Result<String, A::Error> {
-        Err(de::Error::custom("cannot unmarshal !!map into string"))
+        Err(de::Error::custom("expected a text value, found a mapping"))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, _seq: A) -> Result<String, A::Error> {
-        Err(de::Error::custom("cannot unmarshal !!seq into string"))
+        Err(de::Error::custom("expected a text value, found a list"))
     }
 }
 
@@ -487,6 +474,6 @@ spec:
         let e = Parameters::from_yaml("a: [\n").unwrap_err();
         assert!(!e.contains('\n'), "{e}");
         let e = Parameters::from_yaml("objects:\n  array: []\n").unwrap_err();
-        assert!(e.contains("cannot unmarshal !!map into string"), "{e}");
+        assert!(e.contains("expected a text value, found a mapping"), "{e}");
     }
 }

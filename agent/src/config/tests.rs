@@ -221,12 +221,12 @@ fn reference_error_precedence_table() {
     let errs = params_errors(&[vault, tid, ("usePodIdentity", "tru")], &none);
     assert_eq!(
         errs[0],
-        "failed to parse usePodIdentity flag, error: strconv.ParseBool: parsing \"tru\": invalid syntax"
+        "usePodIdentity \"tru\": not a boolean: use \"true\" or \"false\""
     );
     let errs = params_errors(&[vault, tid, ("useVMManagedIdentity", "tru")], &none);
     assert_eq!(
         errs[0],
-        "failed to parse useVMManagedIdentity flag, error: strconv.ParseBool: parsing \"tru\": invalid syntax"
+        "useVMManagedIdentity \"tru\": not a boolean: use \"true\" or \"false\""
     );
     // Row 7: unknown cloud.
     let errs = params_errors(&[vault, tid, ("cloudName", "AzureCloud1")], &none);
@@ -237,7 +237,7 @@ fn reference_error_precedence_table() {
     );
     assert_eq!(
         errs.iter().find(|e| e.starts_with("cloudName")).unwrap(),
-        "cloudName AzureCloud1 is not valid, error: autorest/azure: There is no cloud environment matching the name \"AZURECLOUD1\""
+        "cloudName AzureCloud1 is not valid, error: there is no cloud named \"AzureCloud1\": use one of AzurePublicCloud, AzureUSGovernmentCloud, AzureChinaCloud, AzureGermanCloud (or AzureStackCloud with cloudEnvFileName)"
     );
     // Row 8: vmMI, no objects.
     let errs = params_errors(&[vault, tid, vm], &none);
@@ -315,11 +315,11 @@ fn every_problem_is_reported_in_one_run_in_precedence_order() {
     assert_eq!(
         errs,
         [
-            "failed to parse useVMManagedIdentity flag, error: strconv.ParseBool: parsing \"yes\": invalid syntax",
-            "cloudName AzureMoonCloud is not valid, error: autorest/azure: There is no cloud environment matching the name \"AZUREMOONCLOUD\"",
+            "useVMManagedIdentity \"yes\": not a boolean: use \"true\" or \"false\"",
+            "cloudName AzureMoonCloud is not valid, error: there is no cloud named \"AzureMoonCloud\": use one of AzurePublicCloud, AzureUSGovernmentCloud, AzureChinaCloud, AzureGermanCloud (or AzureStackCloud with cloudEnvFileName)",
             "failed to get objectType:secret, objectName:secret1, objectVersion:: invalid objectFormat: pkcs, should be PEM or PFX",
             "failed to get objectType:Secret, objectName:secret2, objectVersion:: Invalid vaultObjectTypes. Should be secret, key, or cert",
-            "failed to get objectType:Secret, objectName:secret2, objectVersion:: file permission must be a valid octal number: strconv.ParseInt: parsing \"0900\": invalid syntax",
+            "failed to get objectType:Secret, objectName:secret2, objectVersion:: filePermission \"0900\": not an octal number: use a mode such as \"0644\" or \"0440\"",
             "failed to get objectType:secret, objectName:dup, objectVersion:: output path \"secret1\" is also written by objectType:secret, objectName:secret1: give one of them a different objectAlias",
             "failed to get objectType:secret, objectName:escape, objectVersion:: file name must not contain '..'",
             "failed to get vault: Invalid vault name: \"kv_bad\", must match [-a-zA-Z0-9]{3,24}",
@@ -625,7 +625,7 @@ fn deep_objects_parameter_and_elements_are_refused() {
     );
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(
-        errs[0].starts_with("unmarshal failed for keyVaultObjects at index 0, error: the object nests collections deeper than the limit of 64 levels at line 1, column "),
+        errs[0].starts_with("objects[0]: the object nests collections deeper than the limit of 64 levels at line 1, column "),
         "{errs:?}"
     );
 }
@@ -989,4 +989,100 @@ mod props {
             }
         }
     }
+}
+
+/// Writes `text` as a config file in a fresh directory.
+fn config_file(text: &str) -> (tempfile::TempDir, Settings) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spc.yaml");
+    std::fs::write(&path, text).unwrap();
+    let settings = Settings::with_defaults(path, "/out");
+    (dir, settings)
+}
+
+const WI_SPC: &str = "keyvaultName: kv1\nclientID: c\nobjects: |\n  array:\n    - |\n      objectName: db\n      objectType: secret\n";
+
+// reference: issue 12 item 4 (`check` validates offline; a missing identity is a note unless --strict)
+#[test]
+fn check_notes_a_missing_identity_env_and_strict_fails_on_it() {
+    let (_d, settings) = config_file(WI_SPC);
+    let checked = check_offline(&settings, &Env::default(), false);
+    let plan = checked.result.as_ref().expect("valid offline");
+    assert_eq!(plan.objects.len(), 1);
+    // The tenant and the token file come from the webhook: both noted, neither an error.
+    assert_eq!(checked.notes.len(), 3, "{:?}", checked.notes);
+    assert!(
+        checked.notes[0].starts_with("tenantId is not provided"),
+        "{:?}",
+        checked.notes
+    );
+    assert!(
+        checked.notes[1].contains("AZURE_FEDERATED_TOKEN_FILE is not"),
+        "{:?}",
+        checked.notes
+    );
+    assert!(
+        checked.notes[2].contains("check --strict"),
+        "{:?}",
+        checked.notes
+    );
+    let summary = checked.summary();
+    assert!(
+        summary[1].contains("from the pod's environment"),
+        "{summary:?}"
+    );
+    assert!(
+        !summary.iter().any(|l| l.contains("00000000")),
+        "{summary:?}"
+    );
+
+    let strict = check_offline(&settings, &Env::default(), true);
+    assert!(strict.notes.is_empty());
+    let errs = strict.result.unwrap_err().messages();
+    assert_eq!(errs.len(), 2, "{errs:?}");
+
+    // With the webhook's variables the check is clean, strict or not.
+    let full = check_offline(&settings, &wi_env(), true);
+    assert!(full.result.is_ok() && full.notes.is_empty());
+
+    // A real problem next to the missing identity is still an error (exit 3), and only it.
+    let (_d, settings) = config_file(&WI_SPC.replace("objectType: secret", "objectType: secrets"));
+    let checked = check_offline(&settings, &Env::default(), false);
+    let errs = checked.result.unwrap_err().messages();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].ends_with("Should be secret, key, or cert"),
+        "{errs:?}"
+    );
+    assert_eq!(checked.notes.len(), 3, "{:?}", checked.notes);
+}
+
+// reference: issue 12 item 4 (unknown parameters and object keys get a did-you-mean)
+#[test]
+fn misspelt_keys_are_suggested_with_the_errors_they_cause() {
+    let (_d, settings) = config_file(&WI_SPC.replace("keyvaultName", "keyVaultName"));
+    let checked = check_offline(&settings, &wi_env(), false);
+    let errs = checked.result.unwrap_err().messages();
+    assert_eq!(
+        errs,
+        [
+            "keyvaultName is not provided",
+            "parameter \"keyVaultName\" is ignored: keys are case-sensitive, did you mean \"keyvaultName\"?"
+        ]
+    );
+    // Said once: not repeated as a warning.
+    assert!(checked.warnings.is_empty(), "{:?}", checked.warnings);
+
+    let (_d, settings) = config_file(&WI_SPC.replace(
+        "objectType: secret",
+        "objectType: secret\n      objectAlais: db.txt\n      colour: red",
+    ));
+    let (_, warnings) = load_with_warnings(&settings, &wi_env()).unwrap();
+    assert_eq!(
+        warnings,
+        [
+            "objects[0]: unknown key \"objectAlais\" is ignored: did you mean \"objectAlias\"?",
+            "objects[0]: unknown key \"colour\" is ignored",
+        ]
+    );
 }

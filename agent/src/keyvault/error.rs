@@ -17,6 +17,15 @@ pub enum KeyVaultError {
         /// `SecretNotFound`, `KeyNotFound`, ...
         code: String,
     },
+    /// 404 `VaultNotFound`: the host answers, but serves no vault by that name. The object is
+    /// not the problem: the vault name or URL is.
+    #[error(
+        "no vault {vault} at this address (VaultNotFound): the vault is wrong, not the object; check keyvaultName and keyvaultURL / cloudName"
+    )]
+    VaultNotFound {
+        /// `keyvaultName`.
+        vault: String,
+    },
     /// 403 with `*Disabled`: the version is disabled.
     #[error("is disabled in the vault ({code}): enable it, or pin an enabled objectVersion")]
     Disabled {
@@ -193,6 +202,9 @@ fn rbac_role(t: ObjectType) -> &'static str {
 pub(crate) fn classify(status: u16, body: &[u8], t: ObjectType, vault: &str) -> KeyVaultError {
     let (code, inner, message) = parse_body(body);
     match status {
+        404 if code == "VaultNotFound" => KeyVaultError::VaultNotFound {
+            vault: vault.to_owned(),
+        },
         404 => KeyVaultError::NotFound {
             code: if code.is_empty() { "404".into() } else { code },
         },
@@ -255,6 +267,108 @@ pub(crate) fn classify(status: u16, body: &[u8], t: ObjectType, vault: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The codes the README's troubleshooting table names: Key Vault's (`SecretNotFound`,
+    /// `ForbiddenByRbac`, ...) and Entra's (`AADSTS70021`).
+    fn readme_codes() -> Vec<String> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let section = readme
+            .split("## Troubleshooting")
+            .nth(1)
+            .expect("README has a Troubleshooting section");
+        let section = section.split("\n## ").next().unwrap();
+        let mut codes = std::collections::BTreeSet::new();
+        for cell in section.split('`').skip(1).step_by(2) {
+            let word = cell.trim();
+            let kv = word.chars().all(|c| c.is_ascii_alphabetic())
+                && (word.ends_with("NotFound")
+                    || word.ends_with("Disabled")
+                    || word.starts_with("ForbiddenBy"));
+            let entra = word
+                .strip_prefix("AADSTS")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if kv || entra {
+                codes.insert(word.to_owned());
+            }
+        }
+        codes.into_iter().collect()
+    }
+
+    // reference: issue 12 item 4 (every code in the README's troubleshooting table is produced
+    // by the emulator and has its own hint in the agent)
+    #[test]
+    fn every_troubleshooting_code_is_emulated_and_hinted() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let read_dir = |d: &str| -> String {
+            let mut all = String::new();
+            for e in std::fs::read_dir(root.join(d)).unwrap() {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "rs") {
+                    all.push_str(&std::fs::read_to_string(p).unwrap());
+                }
+            }
+            all
+        };
+        let emulator = read_dir("emulator/src");
+        let auth = read_dir("agent/src/auth");
+        let codes = readme_codes();
+        assert!(codes.len() >= 8, "{codes:?}");
+        let mut problems = Vec::new();
+        for code in &codes {
+            let number = code.strip_prefix("AADSTS");
+            let emulated = match number {
+                Some(n) => emulator.contains(n),
+                None => emulator.contains(&format!("\"{code}\"")),
+            };
+            if !emulated {
+                problems.push(format!("{code}: the emulator never produces it"));
+            }
+            let hinted = match number {
+                // An arm of the Entra translations (`700016 =>`, `Some(70021 | ...`).
+                Some(n) => [format!("{n} =>"), format!("Some({n}"), format!("| {n}")]
+                    .iter()
+                    .any(|arm| auth.contains(arm.as_str())),
+                None => {
+                    let (status, body) = if code.ends_with("NotFound") {
+                        (
+                            404,
+                            format!(r#"{{"error":{{"code":"{code}","message":"m"}}}}"#),
+                        )
+                    } else {
+                        (
+                            403,
+                            format!(
+                                r#"{{"error":{{"code":"Forbidden","message":"m","innererror":{{"code":"{code}"}}}}}}"#
+                            ),
+                        )
+                    };
+                    let m =
+                        classify(status, body.as_bytes(), ObjectType::Secret, "kv1").to_string();
+                    m.contains(code.as_str()) && !m.ends_with(": m")
+                }
+            };
+            if !hinted {
+                problems.push(format!("{code}: the agent has no hint of its own for it"));
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    // reference: issue 12 item 4 (the VaultNotFound hint points at the vault, not the object)
+    #[test]
+    fn vault_not_found_blames_the_vault_not_the_object() {
+        let body =
+            br#"{"error":{"code":"VaultNotFound","message":"No vault is served for host x."}}"#;
+        let e = classify(404, body, ObjectType::Secret, "kv1");
+        assert!(matches!(&e, KeyVaultError::VaultNotFound { vault } if vault == "kv1"));
+        let m = e.to_string();
+        assert!(
+            m.contains("check keyvaultName") && !m.contains("objectName"),
+            "{m}"
+        );
+        assert!(!e.is_transient());
+    }
 
     // reference: docs/protocol.md §1.6
     #[test]

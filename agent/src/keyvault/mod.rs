@@ -516,7 +516,9 @@ impl KeyVaultClient {
             self.record(
                 t,
                 match err {
-                    KeyVaultError::NotFound { .. } => Outcome::NotFound,
+                    KeyVaultError::NotFound { .. } | KeyVaultError::VaultNotFound { .. } => {
+                        Outcome::NotFound
+                    }
                     KeyVaultError::Disabled { .. } | KeyVaultError::Forbidden { .. } => {
                         Outcome::Forbidden
                     }
