@@ -119,13 +119,15 @@ pub fn step(n_latest: usize, pages: Option<Pages>, have_cache: bool) -> Step {
 }
 
 type PinKey = (String, ObjectType, String, String);
+/// One vault's latest objects by (type, lowercase name).
+type LatestByObject = HashMap<(ObjectType, String), Latest>;
 
 /// Fetched objects kept between cycles and across reloads.
 #[derive(Debug, Default)]
 pub struct FetchCache {
     pinned: Mutex<HashMap<PinKey, (Arc<Fetched>, u64)>>,
     /// By vault URL, then (type, lowercase name): the URL is not repeated per object.
-    latest: Mutex<HashMap<String, HashMap<(ObjectType, String), Latest>>>,
+    latest: Mutex<HashMap<String, LatestByObject>>,
     pages: Mutex<HashMap<(String, ObjectType), Pages>>,
 }
 

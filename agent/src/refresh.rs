@@ -805,7 +805,7 @@ mod tests {
             let n = n.clone();
             async move { n.lock().unwrap().push(e.data_dir) }
         });
-        let plan = test_plan();
+        let plan = Arc::new(test_plan());
         let lp = Loop {
             backoff: Failures::for_interval(interval),
             env: Env::default(),
@@ -857,17 +857,17 @@ mod tests {
         let settings = Settings::with_defaults(dir.path().join("spc.yaml"), dir.path());
         let publisher = Publisher::for_dir(dir.path());
         let factory = default_factory(publisher.clone());
-        let first = factory(test_plan(), &settings, Metrics::new()).unwrap();
+        let first = factory(test_plan().into(), &settings, Metrics::new()).unwrap();
         let mut reloaded = test_plan();
         reloaded.vault_name = "other".into();
-        let second = factory(reloaded, &settings, Metrics::new()).unwrap();
+        let second = factory(reloaded.into(), &settings, Metrics::new()).unwrap();
         assert!(first.publisher().unwrap().same_as(&publisher));
         assert!(second.publisher().unwrap().same_as(&publisher));
         // And the sidecar's own loop has no writer of its own: it is built from settings
         // with one publisher that every cycle shares.
         let s = Sidecar::new(settings.clone(), Env::default());
-        let a = (s.factory)(test_plan(), &settings, Metrics::new()).unwrap();
-        let b = (s.factory)(test_plan(), &settings, Metrics::new()).unwrap();
+        let a = (s.factory)(test_plan().into(), &settings, Metrics::new()).unwrap();
+        let b = (s.factory)(test_plan().into(), &settings, Metrics::new()).unwrap();
         assert!(a.publisher().unwrap().same_as(b.publisher().unwrap()));
     }
 
