@@ -41,6 +41,7 @@ Exit codes:
   7  an object's content could not be converted
   8  the output directory could not be written
   9  the --listen address could not be bound (in use, or not permitted)
+  126, 127  exec: the command could not be run (126) or was not found (127)
   130, 143  --once or check stopped by SIGINT (130) or SIGTERM (143) before it finished
 
 A sidecar stopped by SIGTERM/SIGINT exits 0. SIGHUP reloads the configuration (sidecar)
@@ -73,6 +74,10 @@ pub enum Command {
     /// Validate the configuration offline: print every problem (exit 3), or one line per
     /// object (id, path, mode; never values).
     Check(CheckArgs),
+    /// Fetch once, write nothing, set env vars from the objects and exec CMD in the same
+    /// process (its PID, so signals go straight to it). A failed fetch exits with the
+    /// agent's exit code and never runs CMD.
+    Exec(ExecArgs),
 }
 
 /// `check` flags.
@@ -205,6 +210,39 @@ pub struct RunArgs {
     /// Largest Entra or IMDS token response accepted; larger is an error.
     #[arg(long, env = "KEYVAULT_AGENT_MAX_TOKEN_RESPONSE_SIZE", default_value = "1MiB", value_parser = crate::http::parse_size, value_name = "SIZE")]
     pub max_token_response_size: u64,
+
+    /// Render a MiniJinja template into the set: SRC is the template file, DEST its path
+    /// in the output directory, MODE octal (default 0644). Repeatable, or comma-separated
+    /// in the env var; the `templates` parameter adds more.
+    #[arg(long = "template", env = "KEYVAULT_AGENT_TEMPLATE", value_delimiter = ',',
+          value_parser = crate::template::TemplateArg::parse, value_name = "SRC:DEST[:MODE]")]
+    pub templates: Vec<crate::template::TemplateArg>,
+}
+
+/// `exec` flags.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// SecretProviderClass manifest, or its parameters map (required; may also come
+    /// before `exec`).
+    #[arg(long, env = "KEYVAULT_AGENT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Set env var NAME to the content of the file ALIAS of the set (an objectAlias or
+    /// objectName, `alias/0` in history mode, a template's DEST). Repeatable, or
+    /// comma-separated in the env var.
+    #[arg(long = "env", env = "KEYVAULT_AGENT_EXEC_ENV", value_delimiter = ',',
+          value_parser = crate::exec::EnvMap::parse, value_name = "NAME=ALIAS")]
+    pub env: Vec<crate::exec::EnvMap>,
+
+    /// Set one env var per file of the set, named in UPPER_SNAKE case (`db-password` ->
+    /// DB_PASSWORD). The env var takes true/false, 1/0, yes/no, on/off.
+    #[arg(long, env = "KEYVAULT_AGENT_EXEC_ENV_ALL", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub env_all: bool,
+
+    /// The command and its arguments, after `--`; it replaces the agent (same PID).
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 /// `--listen`: an address, or `off`.
@@ -224,6 +262,8 @@ pub enum Mode {
     Once,
     /// Sidecar: sync and refresh until a shutdown signal.
     Run,
+    /// `exec`: fetch once into the environment, then exec the command.
+    Exec,
 }
 
 /// A validated command line.
@@ -233,6 +273,8 @@ pub struct Invocation {
     pub mode: Mode,
     /// Every setting, flags and environment applied.
     pub settings: Settings,
+    /// What `exec` sets and runs (`Mode::Exec` only).
+    pub exec: Option<crate::exec::ExecRequest>,
 }
 
 impl Cli {
@@ -241,15 +283,27 @@ impl Cli {
     pub fn into_invocation(self, env: &Env) -> Result<Invocation, Vec<String>> {
         let r = self.run;
         let mut errs = Vec::new();
+        let mut exec = None;
         let (mode, config) = match self.command {
             Some(Command::Check(c)) => (Mode::Check, c.config.or(r.config)),
+            Some(Command::Exec(e)) => {
+                if e.env.is_empty() && !e.env_all {
+                    errs.push("exec: give --env NAME=ALIAS (repeatable) or --env-all, or there is nothing to set".to_owned());
+                }
+                exec = Some(crate::exec::ExecRequest {
+                    env: e.env,
+                    env_all: e.env_all,
+                    command: e.command,
+                });
+                (Mode::Exec, e.config.or(r.config))
+            }
             None if r.once => (Mode::Once, r.config),
             None => (Mode::Run, r.config),
         };
         if config.is_none() {
             errs.push("--config FILE (or KEYVAULT_AGENT_CONFIG) is required".to_owned());
         }
-        if mode != Mode::Check && r.dir.is_none() {
+        if matches!(mode, Mode::Once | Mode::Run) && r.dir.is_none() {
             errs.push("--dir DIR (or KEYVAULT_AGENT_DIR) is required".to_owned());
         }
 
@@ -333,8 +387,13 @@ impl Cli {
             max_token_response_size: r.max_token_response_size,
             change_detection: r.change_detection,
             full_sweep_every: r.full_sweep_every,
+            templates: r.templates,
         };
-        Ok(Invocation { mode, settings })
+        Ok(Invocation {
+            mode,
+            settings,
+            exec,
+        })
     }
 }
 

@@ -149,7 +149,7 @@ impl Parameters {
 }
 
 /// Parameters the reference reads (and `keyvaultURL`, ours).
-const KNOWN: [&str; 12] = [
+const KNOWN: [&str; 13] = [
     "keyvaultName",
     "keyvaultURL",
     "tenantID",
@@ -162,6 +162,7 @@ const KNOWN: [&str; 12] = [
     "userAssignedIdentityID",
     "clientID",
     "useAzureTokenProxy",
+    super::templates::PARAMETER,
 ];
 
 /// Parameters the reference accepts and ignores without a word.
