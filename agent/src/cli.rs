@@ -213,8 +213,8 @@ pub struct RunArgs {
 
     /// Render a MiniJinja template into the set: SRC is the template file, DEST its path
     /// in the output directory, MODE octal (default 0644). Repeatable, or comma-separated
-    /// in the env var; the `templates` parameter adds more.
-    #[arg(long = "template", env = "KEYVAULT_AGENT_TEMPLATE", value_delimiter = ',',
+    /// in the env var; the `templates` parameter adds more. Also for `check` and `exec`.
+    #[arg(long = "template", env = "KEYVAULT_AGENT_TEMPLATE", value_delimiter = ',', global = true,
           value_parser = crate::template::TemplateArg::parse, value_name = "SRC:DEST[:MODE]")]
     pub templates: Vec<crate::template::TemplateArg>,
 }
@@ -667,6 +667,73 @@ mod tests {
             ])
             .is_ok()
         );
+    }
+
+    // reference: issue 11 item 4 (exec --config FILE [--env NAME=ALIAS]... [--env-all] -- CMD)
+    #[test]
+    fn exec_takes_env_maps_and_the_command_after_the_dashes() {
+        let inv = invocation(&[
+            "exec",
+            "--config",
+            "c.yaml",
+            "--env",
+            "DB=db-password",
+            "--env-all",
+            "--",
+            "/app",
+            "--port",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(inv.mode, Mode::Exec);
+        let e = inv.exec.unwrap();
+        assert_eq!(
+            e.env,
+            [crate::exec::EnvMap::parse("DB=db-password").unwrap()]
+        );
+        assert!(e.env_all);
+        assert_eq!(e.command, ["/app", "--port", "1"]);
+        // --dir is not needed; nothing to set is an error; the command is required.
+        let errs = invocation(&["exec", "--config", "c", "--", "/app"]).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("--env NAME=ALIAS"), "{errs:?}");
+        assert!(parse(&["exec", "--config", "c", "--env-all"]).is_err());
+        assert!(parse(&["exec", "--env", "9X=a", "--", "x"]).is_err());
+    }
+
+    // reference: issue 11 item 3 (--template SRC:DEST[:MODE], repeatable, for every mode)
+    #[test]
+    fn templates_are_repeatable_and_reach_check_and_exec() {
+        let inv = invocation(&[
+            "--config",
+            "c",
+            "--dir",
+            "d",
+            "--template",
+            "a.tmpl:a.env:0600",
+            "--template",
+            "b.tmpl:b/url",
+        ])
+        .unwrap();
+        let t = &inv.settings.templates;
+        assert_eq!(t.len(), 2);
+        assert_eq!((t[0].dest.as_str(), t[0].mode), ("a.env", Some(0o600)));
+        assert_eq!((t[1].dest.as_str(), t[1].mode), ("b/url", None));
+        let inv = invocation(&["check", "--config", "c", "--template", "a:b"]).unwrap();
+        assert_eq!(inv.settings.templates.len(), 1);
+        let inv = invocation(&[
+            "exec",
+            "--config",
+            "c",
+            "--template",
+            "a:b",
+            "--env-all",
+            "--",
+            "x",
+        ])
+        .unwrap();
+        assert_eq!(inv.settings.templates.len(), 1);
+        assert!(parse(&["--template", "no-dest"]).is_err());
     }
 
     #[test]

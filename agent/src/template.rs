@@ -7,7 +7,9 @@
 //! layout) to its content as text (bytes that are not UTF-8 are a bytes value: pipe them
 //! through `b64encode`). Undefined names are errors (`UndefinedBehavior::Strict`), so a
 //! misspelt alias fails the set instead of publishing an empty value. Filters beyond
-//! MiniJinja's built-ins: `b64encode`, `b64decode`, `tojson` (built in), `fromjson`.
+//! MiniJinja's built-ins (`tojson` among them): `b64encode`, `b64decode`, `fromjson`, and
+//! `urlcomponent` (RFC 3986: everything but unreserved characters percent-encoded, for a
+//! password inside a connection string's user info).
 //! Nothing is auto-escaped: a template named `*.json` does not quote its output on its own.
 //!
 //! Errors name the template and the line, never a value (docs/threat-model.md): the message
@@ -123,6 +125,7 @@ fn environment() -> Environment<'static> {
     env.add_filter("b64encode", b64encode);
     env.add_filter("b64decode", b64decode);
     env.add_filter("fromjson", fromjson);
+    env.add_filter("urlcomponent", urlcomponent);
     env
 }
 
@@ -139,6 +142,21 @@ fn b64encode(v: &Value) -> Result<String, Error> {
         None => return Err(own_error("b64encode: expects a string or bytes")),
     };
     Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+fn urlcomponent(v: &Value) -> Result<String, Error> {
+    let bytes = v
+        .as_bytes()
+        .ok_or_else(|| own_error("urlcomponent: expects a string or bytes"))?;
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Ok(out)
 }
 
 fn b64decode(v: &Value) -> Result<Value, Error> {
@@ -324,13 +342,13 @@ mod tests {
     #[test]
     fn renders_objects_with_base64_and_json_filters() {
         let out = run(
-            "DB_PASSWORD={{ objects[\"db-password\"] }}\nB64={{ objects.user | b64encode }}\nPLAIN={{ \"aGk=\" | b64decode }}\nPORT={{ (objects.cfg | fromjson).port }}\nJ={{ objects.user | tojson }}\n",
+            "DB_PASSWORD={{ objects[\"db-password\"] }}\nURL={{ objects.user | urlcomponent }}:{{ \"p@ss w/rd:~\" | urlcomponent }}\nB64={{ objects.user | b64encode }}\nPLAIN={{ \"aGk=\" | b64decode }}\nPORT={{ (objects.cfg | fromjson).port }}\nJ={{ objects.user | tojson }}\n",
             &[("db-password", "pw-1"), ("user", "app"), ("cfg", r#"{"port":5432}"#)],
         )
         .unwrap();
         assert_eq!(
             out,
-            "DB_PASSWORD=pw-1\nB64=YXBw\nPLAIN=hi\nPORT=5432\nJ=\"app\"\n"
+            "DB_PASSWORD=pw-1\nURL=app:p%40ss%20w%2Frd%3A~\nB64=YXBw\nPLAIN=hi\nPORT=5432\nJ=\"app\"\n"
         );
     }
 
