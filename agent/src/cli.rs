@@ -241,6 +241,9 @@ pub struct ExecArgs {
     pub env_all: bool,
 
     /// The command and its arguments, after `--`; it replaces the agent (same PID).
+    ///
+    /// A name without `/` is searched on PATH. Exit 127 when it is not found, 126 when it
+    /// cannot be run; a failed fetch exits with the agent's code and never runs it.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<std::ffi::OsString>,
 }

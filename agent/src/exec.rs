@@ -229,8 +229,8 @@ mod tests {
     #[test]
     fn collisions_bad_names_and_unknown_aliases_are_reported_together() {
         let errs = mapping(
-            &req(&["X=nope", "API=api-key", "API=db-password"], true),
-            &paths(&["db-password", "db.password", "1st", "api-key"]),
+            &req(&["X=nope", "API=api-key", "API=1st"], true),
+            &paths(&["db-password", "db.password", "1st", "2nd", "api-key"]),
         )
         .unwrap_err();
         assert_eq!(errs.len(), 4, "{errs:#?}");
@@ -250,7 +250,7 @@ mod tests {
             errs[2]
         );
         assert!(
-            errs[3].contains("\"1st\"") && errs[3].contains("--env NAME=1st"),
+            errs[3].contains("\"2nd\"") && errs[3].contains("--env NAME=2nd"),
             "{}",
             errs[3]
         );
