@@ -99,7 +99,7 @@ pub fn mapping(req: &ExecRequest, paths: &[String]) -> Result<Vec<(String, Strin
         }
     };
     for m in &req.env {
-        if paths.iter().any(|p| *p == m.alias) {
+        if paths.contains(&m.alias) {
             add(
                 m.name.clone(),
                 m.alias.clone(),

@@ -148,7 +148,11 @@ impl Parameters {
     }
 }
 
-/// Parameters the reference reads (and `keyvaultURL`, ours).
+/// The parameter holding templates, one `SRC:DEST[:MODE]` per line (`#` starts a comment
+/// line); keyvault-agent's, which the CSI provider ignores like every key it does not know.
+pub const TEMPLATES: &str = "templates";
+
+/// Parameters the reference reads (and `keyvaultURL` and `templates`, ours).
 const KNOWN: [&str; 13] = [
     "keyvaultName",
     "keyvaultURL",
@@ -162,7 +166,7 @@ const KNOWN: [&str; 13] = [
     "userAssignedIdentityID",
     "clientID",
     "useAzureTokenProxy",
-    super::templates::PARAMETER,
+    TEMPLATES,
 ];
 
 /// Parameters the reference accepts and ignores without a word.

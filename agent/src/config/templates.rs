@@ -11,9 +11,7 @@ use super::objects::{unsafe_character, validate_path};
 use super::{ConfigError, ObjectLayout, ObjectSpec, Parameters};
 use crate::template::{DEFAULT_MODE, MAX_TEMPLATE_FILE, TemplateArg, TemplateSpec};
 
-/// The parameter holding templates, one `SRC:DEST[:MODE]` per line (`#` starts a comment
-/// line). The CSI provider ignores parameters it does not know.
-pub const PARAMETER: &str = "templates";
+pub use super::params::TEMPLATES as PARAMETER;
 
 /// Every template of `args` (flags, relative to the working directory) then of the
 /// `templates` parameter (relative to `base_dir`), read and checked; problems go to `errs`.
