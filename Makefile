@@ -21,9 +21,17 @@ SEED ?= emulator/examples/seed.yaml
 # Podman settings that work on these machines (runc, cgroupfs, k8s-file logs): a copy of
 # this machine's containers.conf, kept in the repository so a fresh clone has it.
 export CONTAINERS_CONF ?= $(CURDIR)/tests/e2e/containers.conf
-export IMAGE_TAG AGENT_IMAGE EMULATOR_IMAGE DEMO_IMAGE
+# Container engine of `make image`, `compose-*`: podman or docker (scripts/docker-engine.sh
+# starts a private dockerd when no Docker daemon answers).
+ENGINE ?= podman
+export IMAGE_TAG AGENT_IMAGE EMULATOR_IMAGE DEMO_IMAGE ENGINE
 
 E2E_VENV := build/venv-e2e
+# ENGINE=docker: a Docker daemon (the running one, else a private dockerd left running for the
+# next target; `make docker-stop` ends it) and Compose v2, for the recipe's command.
+ifeq ($(ENGINE),docker)
+WITH_ENGINE = eval "$$(bash scripts/docker-engine.sh start)" &&
+endif
 KUBERNETES_VERSIONS ?= 1.30.0 1.34.0
 
 .PHONY: help
@@ -52,6 +60,10 @@ lint: ## clippy with warnings as errors, all targets
 doc: ## API docs of both crates, warnings (broken intra-doc links...) as errors
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --locked
 
+.PHONY: deny
+deny: ## dependency policy (deny.toml): licences, bans, sources, advisories from the snapshot
+	CARGO=$(CARGO) bash scripts/deny.sh
+
 .PHONY: cargo-test
 cargo-test: ## the Rust test suites of both crates
 	$(CARGO) test --workspace --locked
@@ -68,23 +80,31 @@ arch-check: ## fail on a cycle between top-level modules (agent/tests/arch.rs)
 sdk-test: ## the emulator driven by the official Azure SDK for Python (tests/sdk)
 	bash tests/sdk/run.sh
 
+.PHONY: sdk-node-test
+sdk-node-test: ## the emulator driven by the official Azure SDKs for JavaScript (tests/sdk-node; npm ci)
+	bash tests/sdk-node/run.sh
+
 .PHONY: deps
 deps: ## install system packages and Python venvs needed by the tests (idempotent)
 	bash scripts/install-deps.sh
 	bash scripts/venv.sh $(E2E_VENV) tests/e2e/requirements.txt
 
 .PHONY: test
-test: ## CI: install deps, fmt, clippy, arch-check, doc, cargo test, SDK suite, manifest validation, e2e
+test: ## CI: install deps, fmt, clippy, arch-check, doc, deny, cargo test, SDK suites (Python, Node), manifests, e2e, compose (podman, docker)
 	$(MAKE) deps
 	$(MAKE) fmt-check
 	$(MAKE) doc-check
 	$(MAKE) lint
 	$(MAKE) arch-check
 	$(MAKE) doc
+	$(MAKE) deny
 	$(MAKE) cargo-test
 	$(MAKE) sdk-test
+	$(MAKE) sdk-node-test
 	$(MAKE) validate-manifests
 	$(MAKE) e2e
+	$(MAKE) compose-test ENGINE=podman
+	$(MAKE) compose-test ENGINE=docker
 
 .PHONY: demo
 demo: ## emulator + agent --once against the example seed; prints what was written
@@ -96,8 +116,8 @@ emulator: ## run the emulator in the foreground with the example seed (Ctrl-C to
 	  --state-dir $(EMULATOR_STATE) --seed $(SEED)
 
 .PHONY: image
-image: ## static release binaries, then podman build of the agent, emulator and demo images
-	bash scripts/build-images.sh $(IMAGE_TAG)
+image: ## static release binaries, then the agent, emulator and demo images (ENGINE=podman|docker)
+	$(WITH_ENGINE) bash scripts/build-images.sh $(IMAGE_TAG)
 
 .PHONY: render-manifests
 render-manifests: ## render every kustomize overlay into build/manifests/
@@ -114,7 +134,7 @@ validate-manifests: ## render every overlay and validate it offline against Kube
 	done
 
 .PHONY: e2e
-e2e: ## pods (podman kube play) and compose against the emulator, on loopback
+e2e: ## images and pods (podman kube play) against the emulator, on loopback (compose: compose-test)
 	bash tests/e2e/run.sh
 
 .PHONY: bench
@@ -130,9 +150,17 @@ bench-config: ## config parser limits: time to accept or refuse hostile and larg
 	$(CARGO) run --release --locked -p keyvault-agent --example config_limits
 
 .PHONY: compose-up
-compose-up: ## emulator + agent (init) + agent (sidecar) + demo app with podman-compose/docker compose
-	bash scripts/compose.sh up
+compose-up: image ## images, then emulator + agent (sidecar) + demo app (ENGINE=podman|docker)
+	$(WITH_ENGINE) bash scripts/compose.sh up
 
 .PHONY: compose-down
-compose-down: ## stop and remove the compose project
-	bash scripts/compose.sh down
+compose-down: ## stop and remove the compose project (ENGINE=podman|docker)
+	$(WITH_ENGINE) bash scripts/compose.sh down
+
+.PHONY: compose-test
+compose-test: ## compose end to end from a clean state: up, secrets, rotation, down (ENGINE=podman|docker)
+	bash tests/e2e/compose-test.sh
+
+.PHONY: docker-stop
+docker-stop: ## stop the private dockerd that ENGINE=docker targets started (scripts/docker-engine.sh)
+	bash scripts/docker-engine.sh stop

@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
 # Builds the three images without pulling anything: static release binaries of keyvault-agent and
 # keyvault-emulator on the host (glibc, +crt-static), staged with what each image needs under
-# build/image/<name>, then `podman build` of the *.prebuilt Containerfiles (FROM scratch).
+# build/image/<name>, then `podman build` or `docker build` of the *.prebuilt Containerfiles
+# (FROM scratch: no base image is pulled by either engine).
 #
-# Usage: scripts/build-images.sh [TAG]      (default TAG: dev; images are localhost/<name>:TAG)
+# Usage: [ENGINE=podman|docker] scripts/build-images.sh [TAG]
+#   TAG defaults to $IMAGE_TAG, else dev; images are localhost/<name>:TAG.
+#   ENGINE defaults to podman. With docker, DOCKER_HOST must reach a daemon (make image
+#   ENGINE=docker starts one: scripts/docker-engine.sh).
+#   The binaries come from $CARGO_TARGET_DIR (default target/), as cargo puts them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tag="${1:-${IMAGE_TAG:-dev}}"
+engine="${ENGINE:-podman}"
+case "$engine" in
+    podman | docker) ;;
+    *) echo "build-images: ENGINE=$engine: expected podman or docker" >&2; exit 2 ;;
+esac
 : "${CONTAINERS_CONF:=$PWD/tests/e2e/containers.conf}"
 export CONTAINERS_CONF
 
@@ -15,7 +25,7 @@ echo "build-images: static release binaries for $triple" >&2
 # Naming --target keeps RUSTFLAGS off build scripts and proc-macros (they must stay dynamic).
 RUSTFLAGS="-C target-feature=+crt-static" \
     cargo build --release --locked --target "$triple" -p keyvault-agent -p keyvault-emulator
-bin="target/$triple/release"
+bin="${CARGO_TARGET_DIR:-target}/$triple/release"
 for b in keyvault-agent keyvault-emulator; do
     desc="$(file -b "$bin/$b")"
     case "$desc" in
@@ -42,8 +52,17 @@ install -m 0644 "${SEED:-emulator/examples/seed.yaml}" "$stage/emulator/seed.yam
 install -m 0755 /bin/busybox "$stage/demo/busybox"
 install -m 0755 demo/demo-app "$stage/demo/demo-app"
 
-podman build --quiet -t "localhost/keyvault-agent:$tag" -f Containerfile.prebuilt "$stage/agent"
-podman build --quiet -t "localhost/keyvault-emulator:$tag" -f emulator/Containerfile.prebuilt "$stage/emulator"
-podman build --quiet -t "localhost/keyvault-demo-app:$tag" -f demo/Containerfile "$stage/demo"
-podman image ls --filter "reference=localhost/keyvault-*:$tag" \
+if [ "$engine" = docker ] && ! docker buildx version >/dev/null 2>&1; then
+    # Debian's docker.io has no buildx: the classic builder (it runs the demo image's RUN
+    # with the image's own busybox); it prints a deprecation notice per image.
+    export DOCKER_BUILDKIT=0
+fi
+echo "build-images: $engine build of localhost/keyvault-{agent,emulator,demo-app}:$tag" >&2
+build() { # tag containerfile context
+    "$engine" build --quiet -t "$1" -f "$2" "$3"
+}
+build "localhost/keyvault-agent:$tag" Containerfile.prebuilt "$stage/agent"
+build "localhost/keyvault-emulator:$tag" emulator/Containerfile.prebuilt "$stage/emulator"
+build "localhost/keyvault-demo-app:$tag" demo/Containerfile "$stage/demo"
+"$engine" image ls --filter "reference=localhost/keyvault-*:$tag" \
     --format '{{.Repository}}:{{.Tag}} {{.Size}}' >&2

@@ -1,26 +1,45 @@
 #!/usr/bin/env bash
-# `make compose-up` / `make compose-down`: compose.yaml with podman-compose (default, from the
-# pinned venv) or docker compose (COMPOSE="docker compose").
+# `make compose-up` / `make compose-down` / `make compose-test`: compose.yaml with either engine.
 #
-# podman-compose with podman 4.3 cannot start a service whose dependency has already exited
-# (`--requires` on a stopped container), so with podman the services are started in dependency
-# order here, each after the previous one is ready; docker compose follows depends_on itself.
-#   scripts/compose.sh up|down|logs [SERVICE]
+#   [ENGINE=podman|docker] [COMPOSE="..."] scripts/compose.sh up|down|logs [SERVICE]|container SERVICE
+#
+# ENGINE=podman (default): podman-compose from the pinned venv. podman-compose with podman 4.3
+# neither waits on health checks nor starts a service whose dependency has exited, so the
+# services are started here in dependency order, each once the previous one is ready: the
+# emulator once it printed its ready line, the app once `podman healthcheck run` passes on the
+# sidecar (the same `keyvault-agent probe` Docker runs).
+# ENGINE=docker: Compose v2 (`docker compose`, see scripts/docker-engine.sh for where it comes
+# from), which follows depends_on and the sidecar's health check itself; DOCKER_HOST must reach
+# a daemon (`make compose-up ENGINE=docker` starts one). COMPOSE overrides the command, e.g.
+# COMPOSE=docker-compose for Debian's 1.29, which also honours `condition: service_healthy`.
+#
+# The project is always `keyvault-agent-dev` (-p): compose.yaml has no top-level `name:`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${CONTAINERS_CONF:=$PWD/tests/e2e/containers.conf}"
 export CONTAINERS_CONF
-venv="${E2E_VENV:-build/venv-e2e}"
+engine="${ENGINE:-podman}"
+project="${COMPOSE_PROJECT:-keyvault-agent-dev}"
 
-if [ -n "${COMPOSE:-}" ]; then
-    read -r -a compose <<< "$COMPOSE"
-else
-    bash scripts/venv.sh "$venv" tests/e2e/requirements.txt
-    compose=("$venv/bin/podman-compose")
-fi
-project=keyvault-agent-dev
-podman_mode=false
-[[ "${compose[*]}" == *podman-compose* ]] && podman_mode=true
+case "$engine" in
+podman)
+    if [ -n "${COMPOSE:-}" ]; then
+        read -r -a compose <<< "$COMPOSE"
+    else
+        venv="${E2E_VENV:-build/venv-e2e}"
+        bash scripts/venv.sh "$venv" tests/e2e/requirements.txt
+        compose=("$venv/bin/podman-compose")
+    fi
+    ;;
+docker)
+    read -r -a compose <<< "${COMPOSE:-docker compose}"
+    ;;
+*)
+    echo "compose: ENGINE=$engine: expected podman or docker" >&2
+    exit 2
+    ;;
+esac
+compose+=(-p "$project" -f compose.yaml)
 
 wait_for() { # what, seconds, command...
     local what="$1" secs="$2"
@@ -33,26 +52,40 @@ wait_for() { # what, seconds, command...
     return 1
 }
 
+# The container of SERVICE in this project (by the labels every compose implementation sets).
+container() {
+    "$engine" ps -a --filter "label=com.docker.compose.project=$project" \
+        --filter "label=com.docker.compose.service=$1" --format '{{.Names}}' | head -n 1
+}
+
 case "${1:-}" in
 up)
-    if ! $podman_mode; then
-        "${compose[@]}" up -d
+    if [ "$engine" = docker ]; then
+        # Returns once the app is started, which is after the sidecar reported healthy.
+        if ! "${compose[@]}" up -d; then
+            echo "compose: up failed; the sidecar's log:" >&2
+            "${compose[@]}" logs agent >&2 || true
+            exit 1
+        fi
     else
         "${compose[@]}" up -d --no-deps emulator
         wait_for "the emulator's ready line" 60 \
-            bash -c "'${compose[*]}' logs emulator 2>/dev/null | grep -q '\"vault_url\"'" || {
+            bash -c "'$engine' logs '$(container emulator)' 2>/dev/null | grep -q '\"vault_url\"'" || {
             "${compose[@]}" logs emulator >&2; exit 1; }
-        "${compose[@]}" up -d --no-deps agent-init
-        code="$(timeout 180 podman wait "${project}_agent-init_1" || echo "no exit within 180s")"
-        if [ "$code" != 0 ]; then
-            echo "compose: agent-init exited with $code:" >&2
-            podman logs "${project}_agent-init_1" >&2
+        # Without systemd, podman logs "unable to get systemd connection to add healthchecks"
+        # (it cannot schedule the check) and carries on; the check itself runs below.
+        "${compose[@]}" up -d --no-deps agent
+        agent="$(container agent)"
+        wait_for "the sidecar's first sync (podman healthcheck run $agent)" 180 \
+            podman healthcheck run "$agent" || {
+            echo "compose: the sidecar's log:" >&2
+            podman logs "$agent" >&2
             exit 1
-        fi
-        "${compose[@]}" up -d --no-deps agent app
+        }
+        "${compose[@]}" up -d --no-deps app
     fi
     echo "compose: up; the app's log so far:" >&2
-    "${compose[@]}" logs app >&2 || true
+    "$engine" logs "$(container app)" >&2 || true
     ;;
 down)
     "${compose[@]}" down -v -t 2
@@ -61,8 +94,11 @@ logs)
     shift
     "${compose[@]}" logs "$@"
     ;;
+container)
+    container "$2"
+    ;;
 *)
-    echo "usage: scripts/compose.sh up|down|logs [SERVICE]" >&2
+    echo "usage: scripts/compose.sh up|down|logs [SERVICE]|container SERVICE" >&2
     exit 2
     ;;
 esac

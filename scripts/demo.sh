@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# `make demo`: the whole product in one minute, on loopback.
+# `make demo`: the whole product on loopback, the three ways to run in one go.
 #   1. builds the agent and the emulator (debug),
 #   2. starts the emulator with emulator/examples/seed.yaml on a free port and a temporary state dir,
 #   3. mints a service-account token as the kubelet would (workload identity),
-#   4. writes a SecretProviderClass for the demo vault and runs `keyvault-agent --once`,
+#   4. init: writes a SecretProviderClass for the demo vault and runs `keyvault-agent --once`,
 #   5. prints what was written: tree, modes and non-secret facts (never a secret value),
-#   6. stops the emulator.
+#   6. sidecar: starts the demo application (demo/demo-app, lists sizes and hashes) and the agent
+#      as a sidecar on the same directory that signals it (SIGHUP) after a change,
+#   7. rotates a secret through the emulator's admin API, waits for the sidecar to publish it and
+#      the application to re-list, and prints the sidecar's /status,
+#   8. stops everything (SIGTERM: the sidecar exits 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,8 +25,13 @@ emulator="$target_dir/debug/keyvault-emulator"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/keyvault-demo.XXXXXX")"
 emu_pid=""
+app_pid=""
+sidecar_pid=""
 cleanup() {
-    if [ -n "$emu_pid" ]; then kill "$emu_pid" 2>/dev/null || true; wait "$emu_pid" 2>/dev/null || true; fi
+    for p in $sidecar_pid $app_pid $emu_pid; do
+        kill "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -160,4 +169,70 @@ if [ -f "$out/..status.json" ]; then
     python3 -c 'import json,sys; print("".join("  absent (optional, not in the vault): %s -> %s\n" % (a["id"], a["path"]) for a in json.load(open(sys.argv[1])).get("absent", [])), end="")' "$out/..status.json"
 fi
 
-say "done: the emulator is stopped and $work removed"
+# ---- the sidecar: an application, the agent refreshing beside it, a rotation ----
+# Polls a condition (a command) until it holds, for at most $1 seconds.
+wait_until() {
+    local secs="$1" what="$2"
+    shift 2
+    for _ in $(seq $((secs * 5))); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.2
+    done
+    echo "demo: timed out after ${secs}s waiting for $what" >&2
+    return 1
+}
+http() { # GET URL: prints the body; fails unless 200
+    python3 -c 'import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "$1"
+}
+
+say "sidecar: the application, then keyvault-agent beside it (refresh every 2s, SIGHUP on change)"
+# demo/demo-app stands in for the application: it lists the files (sizes and sha256, never the
+# values) at start and again on each SIGHUP.
+SECRETS_DIR="$out" MARKER_FILE="$work/app-reloads" sh demo/demo-app > "$work/app.log" 2>&1 &
+app_pid=$!
+echo "$app_pid" > "$work/app.pid"
+wait_until 10 "the application's first listing" grep -q 'demo-app: start: end' "$work/app.log"
+# The demo app prints each file's sha256 (the e2e tests compare them); the demo shows sizes only.
+no_digest() { sed -e 's/ sha256=[0-9a-f]*//' -e 's/^/  /'; }
+no_digest < "$work/app.log"
+# A free loopback port for the health/status server (the agent binds it itself).
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+SSL_CERT_FILE="$ca_file" \
+AZURE_AUTHORITY_HOST="$authority" \
+AZURE_FEDERATED_TOKEN_FILE="$work/token" \
+    "$agent" --config "$work/secretproviderclass.yaml" --dir "$out" --interval 2s --jitter 0 \
+    --listen "127.0.0.1:$port" --on-change-signal HUP --signal-pidfile "$work/app.pid" \
+    > "$work/sidecar.log" 2>&1 &
+sidecar_pid=$!
+wait_until 60 "the sidecar's /readyz" http "http://127.0.0.1:$port/readyz" || { cat "$work/sidecar.log" >&2; exit 1; }
+echo "sidecar ready: http://127.0.0.1:$port/readyz answers 200 ($("$agent" probe --listen "127.0.0.1:$port" && echo "keyvault-agent probe: exit 0"))"
+
+say "rotation: a new version of db-password through the emulator's admin API"
+admin_url="$(json admin_url)"
+python3 - "$admin_url" "$ca_file" <<'PY'
+import json, ssl, sys, urllib.request
+url = sys.argv[1].rstrip("/") + "/vaults/demo/secrets/db-password"
+req = urllib.request.Request(url, data=json.dumps({"value": "rotated-by-the-demo"}).encode(), method="PUT",
+                             headers={"Content-Type": "application/json"})
+body = json.loads(urllib.request.urlopen(req, context=ssl.create_default_context(cafile=sys.argv[2]), timeout=10).read() or b"{}")
+print(f"PUT {url}: new version {body.get('version', '?')}")
+PY
+wait_until 60 "the sidecar's swap and the application's reload" grep -q 'demo-app: reload 1: end' "$work/app.log" || {
+    cat "$work/sidecar.log" >&2; exit 1; }
+echo "the sidecar published a new set and sent SIGHUP; its log:"
+grep -E 'published a new set|changed=true|on-change' "$work/sidecar.log" | tail -n 3 | sed 's/^/  /'
+echo "the application re-listed on SIGHUP (db-password and its history changed size):"
+sed -n '/demo-app: reload 1: files/,/demo-app: reload 1: end/p' "$work/app.log" | no_digest
+
+say "the sidecar's /status (ids, versions, times; never values nor digests)"
+http "http://127.0.0.1:$port/status" | python3 -m json.tool | sed 's/^/  /'
+
+say "stopping: SIGTERM to the sidecar"
+kill -TERM "$sidecar_pid"
+code=0
+wait "$sidecar_pid" || code=$?
+sidecar_pid=""
+echo "sidecar exit code: $code"
+[ "$code" -eq 0 ] || { cat "$work/sidecar.log" >&2; exit 1; }
+
+say "done: init, sidecar, rotation, notification and /status shown; the emulator is stopped and $work removed"

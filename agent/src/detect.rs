@@ -24,7 +24,7 @@
 //! keyed by vault URL, type and name, so a reload pointing elsewhere never reuses them.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::config::ObjectType;
 use crate::keyvault::list::Fingerprint;
@@ -62,8 +62,9 @@ impl Detection {
 /// The last fetch of a latest object.
 #[derive(Debug, Clone)]
 pub struct Latest {
-    /// What the GET returned.
-    pub fetched: Fetched,
+    /// What the GET returned, shared with the cycle that fetched it (not copied: at
+    /// thousands of objects a bundle per object per copy is most of the agent's memory).
+    pub fetched: Arc<Fetched>,
     /// When (Unix seconds), reported as `fetched_at`.
     pub at: u64,
     /// Its fingerprint, compared with list entries.
@@ -118,13 +119,13 @@ pub fn step(n_latest: usize, pages: Option<Pages>, have_cache: bool) -> Step {
 }
 
 type PinKey = (String, ObjectType, String, String);
-type LatestKey = (String, ObjectType, String);
 
 /// Fetched objects kept between cycles and across reloads.
 #[derive(Debug, Default)]
 pub struct FetchCache {
-    pinned: Mutex<HashMap<PinKey, (Fetched, u64)>>,
-    latest: Mutex<HashMap<LatestKey, Latest>>,
+    pinned: Mutex<HashMap<PinKey, (Arc<Fetched>, u64)>>,
+    /// By vault URL, then (type, lowercase name): the URL is not repeated per object.
+    latest: Mutex<HashMap<String, HashMap<(ObjectType, String), Latest>>>,
     pages: Mutex<HashMap<(String, ObjectType), Pages>>,
 }
 
@@ -134,8 +135,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl FetchCache {
     /// An empty cache.
-    pub fn new() -> std::sync::Arc<Self> {
-        std::sync::Arc::new(Self::default())
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
     }
 
     /// A pinned version fetched before.
@@ -145,7 +146,7 @@ impl FetchCache {
         t: ObjectType,
         name: &str,
         version: &str,
-    ) -> Option<(Fetched, u64)> {
+    ) -> Option<(Arc<Fetched>, u64)> {
         lock(&self.pinned)
             .get(&(vault.to_owned(), t, name.to_owned(), version.to_owned()))
             .cloned()
@@ -167,7 +168,7 @@ impl FetchCache {
         t: ObjectType,
         name: &str,
         version: &str,
-        v: (Fetched, u64),
+        v: (Arc<Fetched>, u64),
     ) {
         lock(&self.pinned).insert(
             (vault.to_owned(), t, name.to_owned(), version.to_owned()),
@@ -178,21 +179,26 @@ impl FetchCache {
     /// The last fetch of a latest object.
     pub fn latest(&self, vault: &str, t: ObjectType, name: &str) -> Option<Latest> {
         lock(&self.latest)
-            .get(&(vault.to_owned(), t, name.to_ascii_lowercase()))
+            .get(vault)?
+            .get(&(t, name.to_ascii_lowercase()))
             .cloned()
     }
 
     /// Whether any of `names` (latest objects of type `t`) has been fetched before.
     pub fn has_latest(&self, vault: &str, t: ObjectType, names: &HashSet<String>) -> bool {
         let m = lock(&self.latest);
-        names
-            .iter()
-            .any(|n| m.contains_key(&(vault.to_owned(), t, n.clone())))
+        let Some(objects) = m.get(vault) else {
+            return false;
+        };
+        names.iter().any(|n| objects.contains_key(&(t, n.clone())))
     }
 
     /// Remembers the fetch of a latest object.
     pub fn put_latest(&self, vault: &str, t: ObjectType, name: &str, latest: Latest) {
-        lock(&self.latest).insert((vault.to_owned(), t, name.to_ascii_lowercase()), latest);
+        lock(&self.latest)
+            .entry(vault.to_owned())
+            .or_default()
+            .insert((t, name.to_ascii_lowercase()), latest);
     }
 
     /// Forgets every object of other vaults or not in `latest`/`pinned` (objects that left
@@ -203,7 +209,12 @@ impl FetchCache {
         latest: &HashSet<(ObjectType, String)>,
         pinned: &HashSet<(ObjectType, String, String)>,
     ) {
-        lock(&self.latest).retain(|(v, t, n), _| v == vault && latest.contains(&(*t, n.clone())));
+        let mut by_vault = lock(&self.latest);
+        by_vault.retain(|v, _| v == vault);
+        if let Some(objects) = by_vault.get_mut(vault) {
+            objects.retain(|key, _| latest.contains(key));
+        }
+        drop(by_vault);
         lock(&self.pinned).retain(|(v, t, n, ver), _| {
             v == vault && pinned.contains(&(*t, n.clone(), ver.clone()))
         });
@@ -245,7 +256,7 @@ mod tests {
     #[test]
     fn objects_that_left_the_plan_are_forgotten() {
         let c = FetchCache::default();
-        let f = || (Fetched::Secret(SecretBundle::default()), 1);
+        let f = || (Arc::new(Fetched::Secret(SecretBundle::default())), 1);
         let l = || Latest {
             fetched: f().0,
             at: 1,
@@ -282,13 +293,13 @@ mod tests {
     #[test]
     fn an_entry_updated_in_the_second_of_its_fetch_is_not_trusted() {
         let latest = |updated: Option<i64>, sent_at: u64| Latest {
-            fetched: Fetched::Secret(SecretBundle {
+            fetched: Arc::new(Fetched::Secret(SecretBundle {
                 attributes: Some(Attributes {
                     updated,
                     ..Default::default()
                 }),
                 ..Default::default()
-            }),
+            })),
             at: sent_at,
             fingerprint: Fingerprint {
                 updated,

@@ -23,6 +23,9 @@ fn main() -> ExitCode {
 
     // Usage errors exit 2; --help and --version exit 0 (clap's own codes).
     let cli = Cli::parse();
+    if let Some(listen) = cli.probe_listen() {
+        return probe(listen);
+    }
     let env = Env::from_process();
     let invocation = match cli.into_invocation(&env) {
         Ok(i) => i,
@@ -135,6 +138,28 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .thread_name("keyvault-agent")
         .enable_all()
         .build()
+}
+
+/// How long `probe` waits for each of connect, write and read.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `keyvault-agent probe`: 0 when ready, 1 otherwise (what Docker's and podman's health checks
+/// read; 2 stays clap's usage error).
+fn probe(listen: keyvault_agent::cli::Listen) -> ExitCode {
+    use keyvault_agent::telemetry::probe;
+    let Some(addr) = listen.0 else {
+        eprintln!(
+            "error: probe: the health server is off (--listen off): nothing to ask; pass --listen ADDR"
+        );
+        return code(EXIT_INTERNAL);
+    };
+    match probe::ready(probe::target(addr), PROBE_TIMEOUT) {
+        Ok(()) => code(EXIT_OK),
+        Err(e) => {
+            eprintln!("error: {e}");
+            code(EXIT_INTERNAL)
+        }
+    }
 }
 
 fn code(c: i32) -> ExitCode {

@@ -34,14 +34,37 @@ pub struct Prepared {
     pub status: ObjectStatus,
 }
 
-/// What the manifest of the published set says, minus fetch times: when this changes
-/// while the bytes do not (a new version with the same value), the set is republished so
-/// the manifest stays true.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Described {
-    vault: String,
-    absent: Vec<String>,
-    objects: Vec<(String, String, String, String, Option<i64>)>,
+/// What the manifest of the published set says, minus fetch times, as a SHA-256 over
+/// its fields: when this changes while the bytes do not (a new version with the same
+/// value), the set is republished so the manifest stays true. A hash, not a copy of every
+/// id, version, path and digest, because at thousands of objects the copies were a large
+/// share of the agent's memory.
+type Described = [u8; 32];
+
+fn describe(vault: &str, absent: &[AbsentObject], objects: &[ObjectStatus]) -> Described {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    // Length-prefixed fields, so no two different manifests hash the same input.
+    let mut field = |b: &[u8]| {
+        h.update((b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    field(vault.as_bytes());
+    field(&(absent.len() as u64).to_le_bytes());
+    for a in absent {
+        field(a.id.as_bytes());
+    }
+    for o in objects {
+        field(o.id.as_bytes());
+        field(o.version.as_bytes());
+        field(o.path.as_bytes());
+        field(o.digest.as_bytes());
+        match o.not_after {
+            Some(t) => field(&t.to_le_bytes()),
+            None => field(b""),
+        }
+    }
+    h.finalize().into()
 }
 
 #[derive(Debug)]
@@ -120,22 +143,7 @@ impl Publisher {
             payload.insert(path, file);
             objects.push(status);
         }
-        let described = Described {
-            vault: vault.to_owned(),
-            absent: absent.iter().map(|a| a.id.clone()).collect(),
-            objects: objects
-                .iter()
-                .map(|o| {
-                    (
-                        o.id.clone(),
-                        o.version.clone(),
-                        o.path.clone(),
-                        o.digest.clone(),
-                        o.not_after,
-                    )
-                })
-                .collect(),
-        };
+        let described = describe(vault, &absent, &objects);
         let mut last = self
             .inner
             .described
@@ -143,10 +151,8 @@ impl Publisher {
             .unwrap_or_else(|p| p.into_inner());
         let republish = last.as_ref().is_some_and(|d| *d != described);
         let published_at = SystemTime::now();
-        let render = |data_dir: &str| {
-            StatusDoc::for_set(vault, data_dir, published_at, objects.clone())
-                .with_absent(absent.clone())
-                .to_json()
+        let render = |data_dir: &str, w: &mut dyn std::io::Write| {
+            StatusDoc::write_set_json(w, vault, data_dir, published_at, &objects, &absent)
         };
         let outcome = self.inner.writer.write_with(
             &payload,

@@ -100,8 +100,9 @@ impl Cycle for Syncer {
 }
 
 /// Builds a [`Cycle`] for a plan (at startup and on each reload).
-pub type CycleFactory =
-    Arc<dyn Fn(Plan, &Settings, Arc<Metrics>) -> Result<Box<dyn Cycle>, SyncError> + Send + Sync>;
+pub type CycleFactory = Arc<
+    dyn Fn(Arc<Plan>, &Settings, Arc<Metrics>) -> Result<Box<dyn Cycle>, SyncError> + Send + Sync,
+>;
 
 /// Real syncers, all publishing through `publisher` (one writer per output directory for
 /// the life of the process, whatever the reloads) and sharing one fetch cache (a reload
@@ -208,7 +209,7 @@ impl Sidecar {
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<(), Error> {
         let settings = self.settings.clone();
-        let plan = config::load(&settings, &self.env).map_err(Error::Config)?;
+        let plan = Arc::new(config::load(&settings, &self.env).map_err(Error::Config)?);
         let notifier = Notifier::new(&settings.notify, &settings.ca_files, self.metrics.clone())
             .map_err(|e| Error::Config(ConfigErrors(vec![e.to_string().into()])))?;
         let cycle = (self.factory)(plan.clone(), &settings, self.metrics.clone())?;
@@ -286,7 +287,7 @@ impl Sidecar {
             cycle,
             state,
             coalescer,
-            published: Vec::new(),
+            published: Arc::default(),
             first: true,
             reload_deadline: RELOAD_DEADLINE,
         };
@@ -307,7 +308,7 @@ struct Loop {
     /// Builds the cycle for a reloaded plan.
     factory: CycleFactory,
     /// The plan in effect (replaced only by a valid reload).
-    plan: Plan,
+    plan: Arc<Plan>,
     /// The cycle for `plan`.
     cycle: Box<dyn Cycle>,
     /// Liveness, readiness and the status manifest, read by the health server.
@@ -317,7 +318,7 @@ struct Loop {
     /// Delivers change notifications, when any notifier is configured.
     coalescer: Option<Coalescer>,
     /// What the last successful cycle reported, to name the objects that changed.
-    published: Vec<ObjectStatus>,
+    published: Arc<Vec<ObjectStatus>>,
     /// No cycle has succeeded yet (wording of log lines).
     first: bool,
     /// How long a reload may read and parse before it is abandoned.
@@ -561,6 +562,7 @@ impl Loop {
                 return false;
             }
         };
+        let plan = Arc::new(plan);
         if plan == self.plan {
             tracing::debug!("configuration unchanged");
             return false;
@@ -591,12 +593,28 @@ impl Loop {
 
 /// Ids whose version or contents differ between two reports (new ids included).
 fn changed_ids(before: &[ObjectStatus], after: &[ObjectStatus]) -> Vec<String> {
+    // A set, not a scan per object: at thousands of objects a nested scan is millions of
+    // string comparisons per refresh.
+    let known: std::collections::HashSet<(&str, &str, &str, &str)> = before
+        .iter()
+        .map(|b| {
+            (
+                b.id.as_str(),
+                b.path.as_str(),
+                b.version.as_str(),
+                b.digest.as_str(),
+            )
+        })
+        .collect();
     after
         .iter()
         .filter(|a| {
-            !before.iter().any(|b| {
-                b.id == a.id && b.path == a.path && b.version == a.version && b.digest == a.digest
-            })
+            !known.contains(&(
+                a.id.as_str(),
+                a.path.as_str(),
+                a.version.as_str(),
+                a.digest.as_str(),
+            ))
         })
         .map(|a| a.id.clone())
         .collect()
@@ -682,7 +700,7 @@ mod tests {
                 match next {
                     Ok(outcome) => Ok(SyncReport {
                         outcome,
-                        objects: vec![obj("secret/a", "1", "x")],
+                        objects: Arc::new(vec![obj("secret/a", "1", "x")]),
                         requests: 1,
                         duration: self.latency,
                         finished_at: std::time::SystemTime::now(),
@@ -765,7 +783,7 @@ mod tests {
                 None,
             )),
             coalescer: Some(coalescer),
-            published: Vec::new(),
+            published: Arc::default(),
             first: true,
             reload_deadline: RELOAD_DEADLINE,
             settings,

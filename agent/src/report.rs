@@ -104,8 +104,10 @@ impl ObjectStatus {
 pub struct SyncReport {
     /// Whether files were swapped.
     pub outcome: WriteOutcome,
-    /// Status per output file, in plan order.
-    pub objects: Vec<ObjectStatus>,
+    /// Status per output file, in plan order; shared (not copied) with `/status` and the
+    /// sidecar's record of what is published, since at thousands of objects each copy
+    /// is megabytes.
+    pub objects: std::sync::Arc<Vec<ObjectStatus>>,
     /// Key Vault HTTP requests sent this cycle (challenge probes and retries included;
     /// pinned versions are served from memory).
     pub requests: usize,

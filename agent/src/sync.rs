@@ -10,7 +10,7 @@
 //! request semaphore bounds the rest (history mode's per-version GETs count against it).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -63,7 +63,7 @@ fn is_absence(e: &KeyVaultError) -> bool {
 
 /// How long before a latest object's `exp` it is fetched again (not trusted to a list).
 pub const EXPIRY_LEAD: Duration = Duration::from_secs(60);
-type FetchResult = Result<(Fetched, u64), KeyVaultError>;
+type FetchResult = Result<(Arc<Fetched>, u64), KeyVaultError>;
 
 /// Per-cycle state: the deadline, and one shared GET per distinct (type, name, version), so
 /// an object mounted twice (e.g. as PEM and as PFX) is fetched once.
@@ -101,6 +101,31 @@ impl Cycle {
     }
 }
 
+/// Object futures alive at once (built and not yet dropped) and the most seen: the proof
+/// that the pipeline builds a request future only when a slot is free (issue 10 item 6).
+#[derive(Debug, Default)]
+struct InFlight {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// Counts one live object future; dropping it (completion or cancellation) uncounts it.
+struct InFlightGuard<'a>(&'a InFlight);
+
+impl InFlight {
+    fn enter(&self) -> InFlightGuard<'_> {
+        let now = self.now.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        self.peak.fetch_max(now, Ordering::Relaxed);
+        InFlightGuard(self)
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Every file of one fetch, published nowhere ([`Syncer::fetch_set`]).
 pub struct FetchedSet {
     /// (path in the set, content), objects in plan order, then templates.
@@ -133,7 +158,9 @@ struct Item {
 /// between cycles.
 #[derive(Debug)]
 pub struct Syncer {
-    plan: Plan,
+    /// Shared with the sidecar loop (which compares it with reloaded configurations), not
+    /// copied: at thousands of objects a plan is megabytes.
+    plan: Arc<Plan>,
     client: KeyVaultClient,
     credential: Credential,
     publisher: Publisher,
@@ -151,6 +178,8 @@ pub struct Syncer {
     /// Optional objects (fetch type, lowercase name) absent at the last look: warned
     /// about once, re-checked by the list when there is one.
     absent: Mutex<HashSet<(ObjectType, String)>>,
+    /// Object futures alive at once (see [`InFlight`]).
+    in_flight: InFlight,
 }
 
 fn unix_now() -> u64 {
@@ -162,14 +191,18 @@ fn unix_now() -> u64 {
 
 impl Syncer {
     /// Builds the HTTP client, credential and a publisher of its own for `plan`.
-    pub fn new(plan: Plan, settings: &Settings, metrics: Arc<Metrics>) -> Result<Self, SyncError> {
+    pub fn new(
+        plan: impl Into<Arc<Plan>>,
+        settings: &Settings,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, SyncError> {
         Self::with_publisher(plan, settings, metrics, Publisher::for_dir(&settings.dir))
     }
 
     /// Like [`new`](Self::new), publishing through `publisher` (the sidecar keeps one per
     /// output directory across reloads).
     pub fn with_publisher(
-        plan: Plan,
+        plan: impl Into<Arc<Plan>>,
         settings: &Settings,
         metrics: Arc<Metrics>,
         publisher: Publisher,
@@ -205,13 +238,14 @@ impl Syncer {
 
     /// Builds a syncer from explicit parts (custom backoff, shared clients).
     pub fn with_parts(
-        plan: Plan,
+        plan: impl Into<Arc<Plan>>,
         http: HttpClients,
         publisher: Publisher,
         timeout: Duration,
         opts: KeyVaultOptions,
         metrics: Arc<Metrics>,
     ) -> Result<Self, SyncError> {
+        let plan = plan.into();
         let concurrency = opts.concurrency.max(1);
         let credential = Credential::new(&plan.identity, http.clone(), metrics.clone())
             .map_err(|e| SyncError::Setup(e.to_string()))?;
@@ -235,7 +269,14 @@ impl Syncer {
             metrics,
             concurrency,
             absent: Mutex::new(HashSet::new()),
+            in_flight: InFlight::default(),
         })
+    }
+
+    /// The most object futures that were alive at once in any cycle so far: at most
+    /// `--concurrency`, however many objects the plan has.
+    pub fn peak_in_flight(&self) -> usize {
+        self.in_flight.peak.load(Ordering::Relaxed)
     }
 
     /// The plan.
@@ -267,17 +308,20 @@ impl Syncer {
     pub async fn sync(&self) -> Result<SyncReport, SyncError> {
         let started = Instant::now();
         let before = self.client.requests();
-        let (items, absent, objects_exp) = self.collect(started).await?;
-        self.publish(started, before, items, absent, objects_exp)
+        let (prepared, absent, objects_exp) = self.collect(started).await?;
+        self.publish(started, before, prepared, absent, objects_exp)
             .await
     }
 
     /// One fetch of the whole plan with its templates rendered, published nowhere: what
     /// `keyvault-agent exec` puts in the environment. Paths are the set's file paths.
     pub async fn fetch_set(&self) -> Result<FetchedSet, SyncError> {
-        let (items, absent, _) = self.collect(Instant::now()).await?;
+        let (prepared, absent, _) = self.collect(Instant::now()).await?;
         Ok(FetchedSet {
-            files: items.into_iter().map(|it| (it.path, it.data)).collect(),
+            files: prepared
+                .into_iter()
+                .map(|p| (p.path, p.file.data))
+                .collect(),
             absent,
         })
     }
@@ -287,7 +331,7 @@ impl Syncer {
     async fn collect(
         &self,
         started: Instant,
-    ) -> Result<(Vec<Item>, Vec<AbsentObject>, Vec<i64>), SyncError> {
+    ) -> Result<(Vec<Prepared>, Vec<AbsentObject>, Vec<i64>), SyncError> {
         let deadline = crate::retry::instant_after(started, self.timeout);
         let n = self.cycles.fetch_add(1, Ordering::Relaxed);
         if n == 0 {
@@ -307,7 +351,7 @@ impl Syncer {
             loop {
                 while running.len() < self.concurrency {
                     match pending.next() {
-                        Some((i, spec)) => running.push(self.fetch_indexed(i, spec, &cycle)),
+                        Some((i, spec)) => running.push(self.tracked(i, spec, &cycle)),
                         None => break,
                     }
                 }
@@ -317,24 +361,36 @@ impl Syncer {
                 }
             }
             done.sort_unstable_by_key(|(i, _)| *i);
-            done.into_iter().map(|(_, r)| r).collect::<Vec<_>>()
+            done
         })
         .await
         .map_err(|_| SyncError::Deadline(self.timeout))?;
 
-        let mut items = Vec::new();
+        // The cycle's shared GETs hold every fetched bundle: let them go before the
+        // publish, the moment the most memory is in use.
+        drop(cycle.gets);
+        // Straight into what the publisher takes: one list of files, no intermediate
+        // copies (at thousands of objects each copy is megabytes).
+        let mut prepared: Vec<Prepared> = Vec::with_capacity(fetched.len());
         let mut failures = Vec::new();
-        for r in fetched {
+        for (_, r) in fetched {
             match r {
-                Ok(mut v) => items.append(&mut v),
+                Ok(v) => prepared.extend(v.into_iter().map(|it| Prepared {
+                    path: it.path,
+                    file: FileProjection {
+                        data: it.data,
+                        mode: it.mode,
+                    },
+                    status: it.status,
+                })),
                 Err(mut f) => failures.append(&mut f),
             }
         }
         if !failures.is_empty() {
             return Err(SyncError::Objects(failures));
         }
-        let rendered = self.render_templates(&items)?;
-        items.extend(rendered);
+        let rendered = self.render_templates(&prepared)?;
+        prepared.extend(rendered);
 
         // Expiry of latest objects only: a pinned version never changes, so looking again
         // cannot help it.
@@ -346,29 +402,28 @@ impl Syncer {
             .filter_map(|s| self.cache.latest(self.vault_key(), s.object_type, &s.name))
             .filter_map(|l| l.fingerprint.exp)
             .collect();
-        let mut absent =
-            std::mem::take(&mut *cycle.absent.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut absent = cycle.absent.into_inner().unwrap_or_else(|p| p.into_inner());
         absent.sort_by_key(|(i, _)| *i);
         let absent: Vec<AbsentObject> = absent.into_iter().map(|(_, a)| a).collect();
-        Ok((items, absent, objects_exp))
+        Ok((prepared, absent, objects_exp))
     }
 
-    /// Renders every template of the plan from `items` (the objects' files); every failing
+    /// Renders every template of the plan from `files` (the objects' files); every failing
     /// template is reported, naming it and the line, never a value.
-    fn render_templates(&self, items: &[Item]) -> Result<Vec<Item>, SyncError> {
+    fn render_templates(&self, files: &[Prepared]) -> Result<Vec<Prepared>, SyncError> {
         if self.plan.templates.is_empty() {
             return Ok(Vec::new());
         }
-        let objects: Vec<(&str, &SecretBytes)> = items
+        let objects: Vec<(&str, &SecretBytes)> = files
             .iter()
-            .map(|it| (it.path.as_str(), &it.data))
+            .map(|p| (p.path.as_str(), &p.file.data))
             .collect();
         let now = unix_now();
         let mut out = Vec::with_capacity(self.plan.templates.len());
         let mut failures = Vec::new();
         for t in &self.plan.templates {
             match crate::template::render(t, &objects) {
-                Ok(data) => out.push(Item {
+                Ok(data) => out.push(Prepared {
                     status: ObjectStatus {
                         id: format!("template/{}", t.dest),
                         version: String::new(),
@@ -379,8 +434,7 @@ impl Syncer {
                         expires: None,
                     },
                     path: t.dest.clone(),
-                    data,
-                    mode: t.mode,
+                    file: FileProjection { data, mode: t.mode },
                 }),
                 Err(message) => failures.push(ObjectFailure {
                     label: format!("template \"{}\"", t.name),
@@ -395,26 +449,16 @@ impl Syncer {
         }
     }
 
-    /// Publishes `items` (and the manifest naming the `absent` objects) and reports the cycle.
+    /// Publishes `prepared` (and the manifest naming the `absent` objects) and reports the
+    /// cycle.
     async fn publish(
         &self,
         started: Instant,
         before: usize,
-        items: Vec<Item>,
+        prepared: Vec<Prepared>,
         absent: Vec<AbsentObject>,
         objects_exp: Vec<i64>,
     ) -> Result<SyncReport, SyncError> {
-        let prepared: Vec<Prepared> = items
-            .into_iter()
-            .map(|it| Prepared {
-                path: it.path,
-                file: FileProjection {
-                    data: it.data,
-                    mode: it.mode,
-                },
-                status: it.status,
-            })
-            .collect();
         self.metrics
             .absent(&absent.iter().map(|a| a.id.clone()).collect::<Vec<_>>());
         let publisher = self.publisher.clone();
@@ -429,7 +473,7 @@ impl Syncer {
         .map_err(|source| SyncError::Write { dir: dir(), source })?;
         Ok(SyncReport {
             outcome,
-            objects,
+            objects: Arc::new(objects),
             requests: self.client.requests().saturating_sub(before),
             duration: started.elapsed(),
             finished_at: SystemTime::now(),
@@ -644,10 +688,11 @@ impl Syncer {
         let cell = cycle.cell((t, spec.name.clone(), version.map(str::to_owned)));
         cell.get_or_init(|| async {
             let sent_at = unix_now();
-            let fetched = self
-                .client
-                .get(t, &spec.name, version, cycle.deadline)
-                .await?;
+            let fetched = Arc::new(
+                self.client
+                    .get(t, &spec.name, version, cycle.deadline)
+                    .await?,
+            );
             let at = unix_now();
             match version {
                 Some(v) => self
@@ -713,6 +758,22 @@ impl Syncer {
             data,
             mode: spec.mode,
         })
+    }
+
+    /// [`fetch_indexed`](Self::fetch_indexed), counted in [`InFlight`] from the moment the
+    /// future is built (not first polled) until it is dropped.
+    fn tracked<'a>(
+        &'a self,
+        i: usize,
+        spec: &'a ObjectSpec,
+        cycle: &'a Cycle,
+    ) -> impl std::future::Future<Output = (usize, Result<Vec<Item>, Vec<ObjectFailure>>)> + 'a
+    {
+        let guard = self.in_flight.enter();
+        async move {
+            let _guard = guard;
+            self.fetch_indexed(i, spec, cycle).await
+        }
     }
 
     async fn fetch_indexed(

@@ -269,6 +269,9 @@ async fn objects_flow_through_a_bounded_pipeline_so_requests_never_queue_for_a_p
         st.concurrency = 3
     });
     s.sync().await.unwrap();
+    // Counted from the moment each object's future is built: with one future per object up
+    // front (the old pipeline) the peak would be 12.
+    assert_eq!(s.peak_in_flight(), 3);
     let text = metrics.encode();
     let value = |needle: &str| -> f64 {
         text.lines()
@@ -276,13 +279,15 @@ async fn objects_flow_through_a_bounded_pipeline_so_requests_never_queue_for_a_p
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
             .unwrap_or_else(|| panic!("no {needle} in:\n{text}"))
     };
-    let total = value("keyvault_agent_keyvault_queue_wait_seconds_count");
-    assert!(total >= 12.0, "{text}");
-    // With one future per object up front, 9 of 12 requests would wait ~200 ms for a permit.
-    let quick = value("keyvault_agent_keyvault_queue_wait_seconds_bucket{le=\"0.064\"}");
-    assert_eq!(quick, total, "requests waited for a permit:\n{text}");
-    // The request time itself carries the latency.
-    assert!(text.contains("keyvault_agent_keyvault_request_duration_seconds_count"));
+    // Queue wait and request time are separate series: every request observed both.
+    assert!(
+        value("keyvault_agent_keyvault_queue_wait_seconds_count") >= 12.0,
+        "{text}"
+    );
+    assert!(
+        value("keyvault_agent_keyvault_request_duration_seconds_count") >= 12.0,
+        "{text}"
+    );
 }
 
 // reference: issue 10 item 4 (an object with `exp` is fetched again before it expires)

@@ -414,6 +414,62 @@ async fn unchanged_vault_causes_no_write() {
     run.stop().await;
 }
 
+/// Runs `keyvault-agent probe` (what the compose healthcheck runs) against `listen`.
+async fn probe_binary(args: &[&str]) -> std::process::Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyvault-agent"));
+    cmd.env_clear().arg("probe").args(args);
+    cmd.output().await.expect("run keyvault-agent probe")
+}
+
+// reference: issue 12 item 3 (compose gates the app on the sidecar's healthcheck,
+// `keyvault-agent probe`, the counterpart of the native sidecar's startup probe on /readyz)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_exits_0_only_once_the_first_set_is_published() {
+    let (emu, fx) = Fixture::new(&["db-password"]).await;
+    emu.add_fault(Fault::new(Route::SecretGet, FaultKind::Status(503)));
+    let run = fx.start().await;
+    let listen = run.addr.to_string();
+    eventually!(
+        20,
+        "a failed first sync",
+        run.metric("keyvault_agent_refreshes_total{result=\"failed\"}")
+            .await
+            >= 1.0
+    );
+    let out = probe_binary(&["--listen", &listen]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not ready (503)"), "{err}");
+    assert!(!fx.out().join("db-password").exists());
+
+    emu.clear_faults();
+    eventually!(
+        30,
+        "probe passes after the first sync",
+        probe_binary(&["--listen", &listen]).await.status.code() == Some(0)
+    );
+    assert!(
+        fx.out().join("db-password").exists(),
+        "ready means published"
+    );
+
+    // Nothing listening: not ready, and the message says where it looked.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let out = probe_binary(&["--listen", &gone]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot connect") && err.contains(&gone),
+        "{err}"
+    );
+    // The health server switched off: nothing to ask is a clear error, not a hang.
+    let out = probe_binary(&["--listen", "off"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--listen off"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_ready_metrics_and_status_endpoints() {
     let (emu, fx) = Fixture::new(&["db-password", "api-key"]).await;

@@ -22,6 +22,7 @@ pub mod issuer;
 pub mod jwt;
 pub mod keyvault;
 pub mod material;
+mod pfx;
 pub mod seed;
 pub mod server;
 pub mod state;

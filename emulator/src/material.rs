@@ -308,16 +308,16 @@ pub struct CertInfo {
 
 impl CertMaterial {
     /// Opens a PFX (base64 already decoded) with `password` (empty for none). Handles legacy
-    /// (3DES/RC2) and PBES2/AES files.
+    /// (3DES/RC2) and PBES2/AES files, files without a MAC, and both empty-password
+    /// conventions (see `pfx`).
     pub fn from_pfx(der: &[u8], password: &str) -> Result<CertMaterial> {
         // The raw bags, not `KeyStore`: its import links the key to whichever certificate
         // carries the key's localKeyId and drops the rest, so a file whose attributes point at
         // the root loses its leaf. The leaf is found by public key instead, as Key Vault does.
-        let archive = p12_keystore::Pkcs12Archive::from_pkcs12(der, password)
-            .map_err(|e| MaterialError::Pfx(e.to_string()))?;
-        let key_pkcs8 = match archive.keys.as_slice() {
+        let bags = crate::pfx::open(der, password).map_err(MaterialError::Pfx)?;
+        let key_pkcs8 = match bags.keys.as_slice() {
             [] => return Err(MaterialError::Pfx("the file holds no private key".into())),
-            [key] => key.key.as_der().to_vec(),
+            [key] => key.clone(),
             keys => {
                 return Err(MaterialError::Pfx(format!(
                     "the file holds {} private keys; a certificate import takes exactly one",
@@ -325,11 +325,10 @@ impl CertMaterial {
                 )));
             }
         };
-        let mut certs: Vec<Vec<u8>> = Vec::with_capacity(archive.certs.len());
-        for bag in &archive.certs {
-            let der = bag.cert.as_der();
-            if !certs.iter().any(|c| c == der) {
-                certs.push(der.to_vec());
+        let mut certs: Vec<Vec<u8>> = Vec::with_capacity(bags.certs.len());
+        for der in bags.certs {
+            if !certs.contains(&der) {
+                certs.push(der);
             }
         }
         if certs.is_empty() {

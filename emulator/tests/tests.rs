@@ -13,6 +13,7 @@ mod faults;
 mod fixtures;
 mod imds;
 mod objects;
+mod pfx;
 mod process;
 mod state;
 mod throttle;

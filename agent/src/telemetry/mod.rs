@@ -1,7 +1,9 @@
 //! Observability at the edge: logging setup, the sidecar's shared state
-//! (liveness, readiness, status manifest) and the health/status HTTP server.
+//! (liveness, readiness, status manifest), the health/status HTTP server and its probe client
+//! (`keyvault-agent probe`).
 
 pub mod logging;
+pub mod probe;
 pub mod server;
 pub mod status;
 

@@ -37,8 +37,9 @@ pub struct StatusDoc {
     pub last_error: Option<String>,
     /// Consecutive failed cycles.
     pub consecutive_failures: u32,
-    /// What is mounted, one entry per output file, in plan order.
-    pub objects: Vec<ObjectStatus>,
+    /// What is mounted, one entry per output file, in plan order (shared with the sync
+    /// report that produced it).
+    pub objects: std::sync::Arc<Vec<ObjectStatus>>,
     /// Object types whose list the vault refused (403): changes are detected by one GET
     /// per object (grant list permission to save requests).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -69,7 +70,7 @@ impl StatusDoc {
             next_refresh: None,
             last_error: None,
             consecutive_failures: 0,
-            objects,
+            objects: std::sync::Arc::new(objects),
             // Runtime state: only in `/status` (the file changes only with the set).
             list_fallback: Vec::new(),
             absent: Vec::new(),
@@ -80,6 +81,46 @@ impl StatusDoc {
     pub fn with_absent(mut self, absent: Vec<AbsentObject>) -> Self {
         self.absent = absent;
         self
+    }
+
+    /// Writes the JSON of [`for_set`](Self::for_set)`(..).with_absent(..)` to `w`
+    /// without copying the entries or holding the text (at thousands of objects both are
+    /// megabytes).
+    pub fn write_set_json(
+        w: &mut dyn std::io::Write,
+        vault: &str,
+        data_dir: &str,
+        published_at: SystemTime,
+        objects: &[ObjectStatus],
+        absent: &[AbsentObject],
+    ) -> std::io::Result<()> {
+        // Field for field the shape of `StatusDoc` (a unit test holds the two together).
+        #[derive(Serialize)]
+        struct SetDoc<'a> {
+            vault: &'a str,
+            ready: bool,
+            data_dir: &'a str,
+            last_sync: u64,
+            next_refresh: Option<u64>,
+            last_error: Option<&'a str>,
+            consecutive_failures: u32,
+            objects: &'a [ObjectStatus],
+            #[serde(skip_serializing_if = "<[_]>::is_empty")]
+            absent: &'a [AbsentObject],
+        }
+        let doc = SetDoc {
+            vault,
+            ready: true,
+            data_dir,
+            last_sync: unix(published_at),
+            next_refresh: None,
+            last_error: None,
+            consecutive_failures: 0,
+            objects,
+            absent,
+        };
+        serde_json::to_writer_pretty(&mut *w, &doc)?;
+        w.write_all(b"\n")
     }
 
     /// Pretty JSON with a trailing newline.
@@ -128,7 +169,7 @@ impl SidecarState {
                     next_refresh: None,
                     last_error: None,
                     consecutive_failures: 0,
-                    objects: Vec::new(),
+                    objects: Default::default(),
                     list_fallback: Vec::new(),
                     absent: Vec::new(),
                 },
@@ -197,7 +238,7 @@ impl SidecarState {
     /// (docs/threat-model.md rule 8).
     pub fn public_json(&self) -> Vec<u8> {
         let mut doc = self.doc();
-        for o in &mut doc.objects {
+        for o in std::sync::Arc::make_mut(&mut doc.objects) {
             o.digest.clear();
         }
         doc.to_json()
@@ -269,10 +310,35 @@ mod tests {
     use super::*;
     use crate::writer::WriteOutcome;
 
+    // reference: issue 10 item 6 (the publish serialises the manifest without copying it)
+    #[test]
+    fn the_streamed_manifest_is_the_set_manifest_byte_for_byte() {
+        let objects = report().objects.to_vec();
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for absent in [
+            vec![],
+            vec![AbsentObject {
+                id: "secret/opt".into(),
+                path: "opt".into(),
+            }],
+        ] {
+            let owned = StatusDoc::for_set("demo", "..2026_x", at, objects.clone())
+                .with_absent(absent.clone())
+                .to_json();
+            let mut borrowed = Vec::new();
+            StatusDoc::write_set_json(&mut borrowed, "demo", "..2026_x", at, &objects, &absent)
+                .unwrap();
+            assert_eq!(
+                String::from_utf8(borrowed).unwrap(),
+                String::from_utf8(owned).unwrap()
+            );
+        }
+    }
+
     fn report() -> SyncReport {
         SyncReport {
             outcome: WriteOutcome::Unchanged,
-            objects: vec![ObjectStatus {
+            objects: std::sync::Arc::new(vec![ObjectStatus {
                 id: "secret/a".into(),
                 version: "v1".into(),
                 path: "a".into(),
@@ -280,7 +346,7 @@ mod tests {
                 fetched_at: 5,
                 not_after: None,
                 expires: None,
-            }],
+            }]),
             requests: 1,
             duration: Duration::from_millis(3),
             finished_at: SystemTime::now(),
@@ -327,7 +393,8 @@ mod tests {
         let s = SidecarState::new("demo".into(), Duration::from_secs(10), None);
         s.succeeded(&report(), Some("..x".into()));
         let v: serde_json::Value = serde_json::from_slice(
-            &StatusDoc::for_set("demo", "..x", SystemTime::now(), report().objects).to_json(),
+            &StatusDoc::for_set("demo", "..x", SystemTime::now(), report().objects.to_vec())
+                .to_json(),
         )
         .unwrap();
         assert_eq!(v["objects"][0]["id"], "secret/a");

@@ -132,7 +132,7 @@ fn expected(payload: &Payload) -> BTreeMap<String, (Vec<u8>, u32)> {
 }
 
 fn with_status(w: &AtomicWriter, payload: &Payload) -> Result<WriteOutcome, WriterError> {
-    let render = |d: &str| format!("{{\"data_dir\":\"{d}\"}}").into_bytes();
+    let render = |d: &str, w: &mut dyn std::io::Write| write!(w, "{{\"data_dir\":\"{d}\"}}");
     w.write_with(
         payload,
         &WriteOptions {

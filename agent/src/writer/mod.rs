@@ -224,8 +224,9 @@ pub struct WriterStats {
     pub files_read: u64,
 }
 
-/// Renders the manifest of a new generation, given its directory name.
-pub type RenderStatus<'a> = &'a dyn Fn(&str) -> Vec<u8>;
+/// Renders the manifest of a new generation, given its directory name, into the file
+/// (streamed: at thousands of objects the manifest is megabytes, never held whole).
+pub type RenderStatus<'a> = &'a dyn Fn(&str, &mut dyn std::io::Write) -> std::io::Result<()>;
 
 /// Options of [`AtomicWriter::write_with`].
 #[derive(Default)]
@@ -623,6 +624,7 @@ impl AtomicWriter {
                 warn!(error = %e, "cannot fsync the output directory after repairing links");
             }
             if let Some(fd) = &old_dir {
+                state.published = None;
                 state.published = self.remember(fd.as_fd(), &data_dir, &clean, &macs);
             }
             debug!(dir = %self.target_dir.display(), files = clean.len(), repaired_links = repaired.len(), "write not required");
@@ -642,7 +644,7 @@ impl AtomicWriter {
                 &same,
             )
             .and_then(|()| match options.status {
-                Some(render) => self.write_status_file(&mut generation, &render(&new_name)),
+                Some(render) => self.write_status_file(&mut generation, &|w| render(&new_name, w)),
                 None => Ok(()),
             })
             .and_then(|()| {
@@ -696,6 +698,8 @@ impl AtomicWriter {
         self.stage(Stage::BeforeCollect);
         self.collect_garbage(root, Some(&new_name));
         // Fingerprints last: unlinking the old generation moved the ctime of linked files.
+        // The old record goes first: at thousands of files two records at once are megabytes.
+        state.published = None;
         state.published = self.remember(generation.fd.as_fd(), &new_name, &clean, &macs);
         info!(
             dir = %self.target_dir.display(),
@@ -1172,9 +1176,23 @@ impl AtomicWriter {
     }
 
     /// `..status.json` inside the new generation (mode 0644, the configured owner).
-    fn write_status_file(&self, generation: &mut Building, json: &[u8]) -> Result<(), WriterError> {
+    fn write_status_file(
+        &self,
+        generation: &mut Building,
+        render: &dyn Fn(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<(), WriterError> {
         let p = self.path(&generation.name).join(STATUS_FILE_NAME);
-        let ino = fsops::write_new(generation.fd.as_fd(), STATUS_FILE_NAME, json)
+        let mut bytes = 0u64;
+        let ino = fsops::create_file(generation.fd.as_fd(), STATUS_FILE_NAME)
+            .and_then(|f| {
+                let mut w = std::io::BufWriter::new(CountingWriter {
+                    inner: f,
+                    count: &mut bytes,
+                });
+                render(&mut w)?;
+                let f = w.into_inner().map_err(|e| e.into_error())?.inner;
+                Ok(f)
+            })
             .and_then(|f| {
                 self.chown(&f)?;
                 rustix::fs::fchmod(&f, Mode::from_raw_mode(STATUS_MODE))?;
@@ -1182,7 +1200,7 @@ impl AtomicWriter {
             })
             .map_err(|e| WriterError::io("write status file", &p, e))?;
         generation.made.insert(STATUS_FILE_NAME.to_owned(), ino);
-        debug!(path = %p.display(), bytes = json.len(), "status written");
+        debug!(path = %p.display(), bytes, "status written");
         Ok(())
     }
 
@@ -1456,4 +1474,22 @@ pub(crate) fn paths_to_remove(
         .filter(|p| !kept.contains(p.as_str()))
         .cloned()
         .collect()
+}
+
+/// A writer that counts the bytes it passes on (for the status file's log line).
+struct CountingWriter<'a, W> {
+    inner: W,
+    count: &'a mut u64,
+}
+
+impl<W: std::io::Write> std::io::Write for CountingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        *self.count = self.count.saturating_add(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }

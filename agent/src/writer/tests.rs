@@ -176,7 +176,7 @@ fn data_link(target: &Path) -> String {
 
 /// Writes `p` with a manifest whose body is `body` (whatever the generation).
 fn write_with_status(w: &AtomicWriter, p: &Payload, body: &[u8]) -> WriteOutcome {
-    let render = |_: &str| body.to_vec();
+    let render = |_: &str, w: &mut dyn std::io::Write| w.write_all(body);
     w.write_with(
         p,
         &WriteOptions {
@@ -1256,7 +1256,8 @@ fn status_file_is_inside_the_generation_and_linked_from_the_target() {
     let t = dir.path();
     let w = writer(t);
     let p = p644(&[("a", "1")]);
-    let render = |data_dir: &str| format!("{{\"data_dir\":\"{data_dir}\"}}").into_bytes();
+    let render =
+        |data_dir: &str, w: &mut dyn std::io::Write| write!(w, "{{\"data_dir\":\"{data_dir}\"}}");
     let opts = WriteOptions {
         status: Some(&render),
         republish: false,
