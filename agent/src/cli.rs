@@ -41,6 +41,7 @@ Exit codes:
   7  an object's content could not be converted
   8  the output directory could not be written
   9  the --listen address could not be bound (in use, or not permitted)
+  126, 127  exec: the command could not be run (126) or was not found (127)
   130, 143  --once or check stopped by SIGINT (130) or SIGTERM (143) before it finished
 
 A sidecar stopped by SIGTERM/SIGINT exits 0. SIGHUP reloads the configuration (sidecar)
@@ -73,6 +74,10 @@ pub enum Command {
     /// Validate the configuration offline: print every problem (exit 3), or one line per
     /// object (id, path, mode; never values).
     Check(CheckArgs),
+    /// Fetch once, write nothing, set env vars from the objects and exec CMD in the same
+    /// process (its PID, so signals go straight to it). A failed fetch exits with the
+    /// agent's exit code and never runs CMD.
+    Exec(ExecArgs),
     /// Ask a running sidecar whether it is ready (GET /readyz on its --listen address, 0.0.0.0
     /// probed as 127.0.0.1): exit 0 when ready, 1 when not or unreachable. For container
     /// health checks in images without a shell (compose: `test: ["CMD", "/keyvault-agent", "probe"]`).
@@ -275,6 +280,42 @@ pub struct RunArgs {
     /// Largest Entra or IMDS token response accepted; larger is an error.
     #[arg(long, env = "KEYVAULT_AGENT_MAX_TOKEN_RESPONSE_SIZE", default_value = "1MiB", value_parser = crate::http::parse_size, value_name = "SIZE")]
     pub max_token_response_size: u64,
+
+    /// Render a MiniJinja template into the set: SRC is the template file, DEST its path
+    /// in the output directory, MODE octal (default 0644). Repeatable, or comma-separated
+    /// in the env var; the `templates` parameter adds more. Also for `check` and `exec`.
+    #[arg(long = "template", env = "KEYVAULT_AGENT_TEMPLATE", value_delimiter = ',', global = true,
+          value_parser = crate::template::TemplateArg::parse, value_name = "SRC:DEST[:MODE]")]
+    pub templates: Vec<crate::template::TemplateArg>,
+}
+
+/// `exec` flags.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// SecretProviderClass manifest, or its parameters map (required; may also come
+    /// before `exec`).
+    #[arg(long, env = "KEYVAULT_AGENT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Set env var NAME to the content of the file ALIAS of the set (an objectAlias or
+    /// objectName, `alias/0` in history mode, a template's DEST). Repeatable, or
+    /// comma-separated in the env var.
+    #[arg(long = "env", env = "KEYVAULT_AGENT_EXEC_ENV", value_delimiter = ',',
+          value_parser = crate::exec::EnvMap::parse, value_name = "NAME=ALIAS")]
+    pub env: Vec<crate::exec::EnvMap>,
+
+    /// Set one env var per file of the set, named in UPPER_SNAKE case (`db-password` ->
+    /// DB_PASSWORD). The env var takes true/false, 1/0, yes/no, on/off.
+    #[arg(long, env = "KEYVAULT_AGENT_EXEC_ENV_ALL", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub env_all: bool,
+
+    /// The command and its arguments, after `--`; it replaces the agent (same PID).
+    ///
+    /// A name without `/` is searched on PATH. Exit 127 when it is not found, 126 when it
+    /// cannot be run; a failed fetch exits with the agent's code and never runs it.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 /// `--listen`: an address, or `off`.
@@ -294,6 +335,8 @@ pub enum Mode {
     Once,
     /// Sidecar: sync and refresh until a shutdown signal.
     Run,
+    /// `exec`: fetch once into the environment, then exec the command.
+    Exec,
 }
 
 /// A validated command line.
@@ -308,6 +351,8 @@ pub struct Invocation {
     pub notes: Vec<String>,
     /// `check --strict`: a problem `check` would only note fails the check.
     pub strict: bool,
+    /// What `exec` sets and runs (`Mode::Exec` only).
+    pub exec: Option<crate::exec::ExecRequest>,
 }
 
 impl Cli {
@@ -337,8 +382,20 @@ impl Cli {
     pub fn into_invocation(self, env: &Env) -> Result<Invocation, Vec<String>> {
         let r = self.run;
         let mut errs = Vec::new();
+        let mut exec = None;
         let (mode, config, strict) = match self.command {
             Some(Command::Check(c)) => (Mode::Check, c.config.or(r.config), c.strict),
+            Some(Command::Exec(e)) => {
+                if e.env.is_empty() && !e.env_all {
+                    errs.push("exec: give --env NAME=ALIAS (repeatable) or --env-all, or there is nothing to set".to_owned());
+                }
+                exec = Some(crate::exec::ExecRequest {
+                    env: e.env,
+                    env_all: e.env_all,
+                    command: e.command,
+                });
+                (Mode::Exec, e.config.or(r.config), false)
+            }
             // `main` answers `probe` before this (see `Cli::probe_listen`): it syncs nothing.
             Some(Command::Probe(_)) => {
                 return Err(vec![
@@ -356,7 +413,7 @@ impl Cli {
         if config.is_none() {
             errs.push("--config FILE (or KEYVAULT_AGENT_CONFIG) is required".to_owned());
         }
-        if mode != Mode::Check && r.dir.is_none() {
+        if matches!(mode, Mode::Once | Mode::Run) && r.dir.is_none() {
             errs.push("--dir DIR (or KEYVAULT_AGENT_DIR) is required".to_owned());
         }
 
@@ -446,12 +503,14 @@ impl Cli {
             max_token_response_size: r.max_token_response_size,
             change_detection: r.change_detection,
             full_sweep_every: r.full_sweep_every,
+            templates: r.templates,
         };
         Ok(Invocation {
             mode,
             settings,
             notes,
             strict,
+            exec,
         })
     }
 }
@@ -742,6 +801,73 @@ mod tests {
             ])
             .is_ok()
         );
+    }
+
+    // reference: issue 11 item 4 (exec --config FILE [--env NAME=ALIAS]... [--env-all] -- CMD)
+    #[test]
+    fn exec_takes_env_maps_and_the_command_after_the_dashes() {
+        let inv = invocation(&[
+            "exec",
+            "--config",
+            "c.yaml",
+            "--env",
+            "DB=db-password",
+            "--env-all",
+            "--",
+            "/app",
+            "--port",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(inv.mode, Mode::Exec);
+        let e = inv.exec.unwrap();
+        assert_eq!(
+            e.env,
+            [crate::exec::EnvMap::parse("DB=db-password").unwrap()]
+        );
+        assert!(e.env_all);
+        assert_eq!(e.command, ["/app", "--port", "1"]);
+        // --dir is not needed; nothing to set is an error; the command is required.
+        let errs = invocation(&["exec", "--config", "c", "--", "/app"]).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("--env NAME=ALIAS"), "{errs:?}");
+        assert!(parse(&["exec", "--config", "c", "--env-all"]).is_err());
+        assert!(parse(&["exec", "--env", "9X=a", "--", "x"]).is_err());
+    }
+
+    // reference: issue 11 item 3 (--template SRC:DEST[:MODE], repeatable, for every mode)
+    #[test]
+    fn templates_are_repeatable_and_reach_check_and_exec() {
+        let inv = invocation(&[
+            "--config",
+            "c",
+            "--dir",
+            "d",
+            "--template",
+            "a.tmpl:a.env:0600",
+            "--template",
+            "b.tmpl:b/url",
+        ])
+        .unwrap();
+        let t = &inv.settings.templates;
+        assert_eq!(t.len(), 2);
+        assert_eq!((t[0].dest.as_str(), t[0].mode), ("a.env", Some(0o600)));
+        assert_eq!((t[1].dest.as_str(), t[1].mode), ("b/url", None));
+        let inv = invocation(&["check", "--config", "c", "--template", "a:b"]).unwrap();
+        assert_eq!(inv.settings.templates.len(), 1);
+        let inv = invocation(&[
+            "exec",
+            "--config",
+            "c",
+            "--template",
+            "a:b",
+            "--env-all",
+            "--",
+            "x",
+        ])
+        .unwrap();
+        assert_eq!(inv.settings.templates.len(), 1);
+        assert!(parse(&["--template", "no-dest"]).is_err());
     }
 
     #[test]

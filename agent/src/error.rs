@@ -13,13 +13,15 @@
 //! | 7 | an object's content could not be converted |
 //! | 8 | the output directory could not be written |
 //! | 9 | the `--listen` address could not be bound (in use, or not permitted) |
+//! | 126, 127 | `exec`: the command could not be run (126) or was not found (127) |
 //! | 130, 143 | `--once` or `check` stopped by SIGINT (130) or SIGTERM (143) before it finished |
 
 // The codes live in `report` (with the precedence that maps a failed cycle to one of them), so
 // the low modules that need a code do not import this edge module.
 pub use crate::report::{
-    EXIT_AUTH, EXIT_CODES, EXIT_CONFIG, EXIT_CONVERT, EXIT_INTERNAL, EXIT_LISTEN, EXIT_OBJECT,
-    EXIT_OK, EXIT_SIGNAL_BASE, EXIT_UNAVAILABLE, EXIT_USAGE, EXIT_WRITE,
+    EXIT_AUTH, EXIT_CODES, EXIT_CONFIG, EXIT_CONVERT, EXIT_EXEC_FAILED, EXIT_EXEC_NOT_FOUND,
+    EXIT_INTERNAL, EXIT_LISTEN, EXIT_OBJECT, EXIT_OK, EXIT_SIGNAL_BASE, EXIT_UNAVAILABLE,
+    EXIT_USAGE, EXIT_WRITE,
 };
 
 /// Everything that can end a run.
@@ -47,6 +49,14 @@ pub enum Error {
         crate::signal::signal_name(*.0)
     )]
     Interrupted(i32),
+    /// `exec` could not replace itself with the command.
+    #[error("exec {program:?}: {source}: check the command after `--` (a path, or a name on PATH)")]
+    Exec {
+        /// The program as given.
+        program: String,
+        /// Why execve(2) failed.
+        source: std::io::Error,
+    },
     /// Something unexpected (a bug, or the environment is broken).
     #[error("{0}")]
     Internal(String),
@@ -60,6 +70,10 @@ impl Error {
             Error::Sync(e) => e.exit_code(),
             Error::Listen { .. } => EXIT_LISTEN,
             Error::Interrupted(sig) => EXIT_SIGNAL_BASE.saturating_add(*sig),
+            Error::Exec { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                EXIT_EXEC_NOT_FOUND
+            }
+            Error::Exec { .. } => EXIT_EXEC_FAILED,
             Error::Internal(_) => EXIT_INTERNAL,
         }
     }

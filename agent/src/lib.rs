@@ -31,6 +31,8 @@
 //! - [`telemetry`]: logs, the sidecar's status, and the health/status HTTP server.
 //! - [`signal`]: the one place that listens for SIGTERM, SIGINT and SIGHUP.
 //! - [`migrate`]: converts CSI-driver manifests into ones that run the agent (`migrate`).
+//! - [`template`]: MiniJinja templates rendered from the objects into the same set.
+//! - [`exec`]: `keyvault-agent exec`: fetch once, set env vars, exec the command.
 #![forbid(unsafe_code)]
 // No arithmetic on durations, instants or system times may panic (issue 9): the lints are set
 // for the workspace in Cargo.toml (`[workspace.lints]`); unit tests opt out here.
@@ -45,6 +47,7 @@ pub mod config;
 pub mod convert;
 pub mod detect;
 pub mod error;
+pub mod exec;
 pub mod files;
 pub mod http;
 pub mod keyvault;
@@ -60,6 +63,7 @@ pub mod shape;
 pub mod signal;
 pub mod sync;
 pub mod telemetry;
+pub mod template;
 pub mod writer;
 
 pub use config::{Env, Plan, Settings};

@@ -70,13 +70,42 @@ fn main() -> ExitCode {
                 })
                 .map_err(Error::from)
         }
+        Mode::Exec => {
+            let Some(req) = invocation.exec else {
+                eprintln!("error: internal error (a bug): exec without its request");
+                return code(EXIT_INTERNAL);
+            };
+            let runtime = match runtime() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return code(EXIT_INTERNAL);
+                }
+            };
+            let prepared = runtime.block_on(async {
+                tokio::select! {
+                    r = keyvault_agent::exec::prepare(&settings, &env, &req) => r,
+                    () = signal::shutdown() => Err(Error::Interrupted(
+                        signal::shutdown_signal().unwrap_or(signal_hook::consts::SIGTERM),
+                    )),
+                }
+            });
+            // No worker thread may outlive the exec with a copy of a value in flight.
+            runtime.shutdown_timeout(RUNTIME_STOP);
+            match prepared {
+                Ok(vars) => {
+                    tracing::info!(
+                        variables = vars.len(),
+                        command = %req.command.first().map(|c| c.to_string_lossy()).unwrap_or_default(),
+                        "exec: set the environment, running the command"
+                    );
+                    Err(keyvault_agent::exec::exec(&req.command, vars))
+                }
+                Err(e) => Err(e),
+            }
+        }
         Mode::Once | Mode::Run => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("keyvault-agent")
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: cannot start the async runtime: {e}");
@@ -113,6 +142,14 @@ fn main() -> ExitCode {
             code(e.exit_code())
         }
     }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("keyvault-agent")
+        .enable_all()
+        .build()
 }
 
 /// How long `probe` waits for each of connect, write and read.

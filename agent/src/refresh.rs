@@ -847,6 +847,7 @@ mod tests {
                 endpoint: "http://127.0.0.1:1/".parse().unwrap(),
             },
             objects: vec![],
+            templates: vec![],
         }
     }
 

@@ -35,6 +35,11 @@ pub const EXIT_CONVERT: i32 = 7;
 pub const EXIT_WRITE: i32 = 8;
 /// Exit code: the health server's `--listen` address could not be bound.
 pub const EXIT_LISTEN: i32 = 9;
+/// Exit code: `exec` could not run its command (found but not executable, or exec failed),
+/// as env(1) and shells report it.
+pub const EXIT_EXEC_FAILED: i32 = 126;
+/// Exit code: `exec`'s command was not found.
+pub const EXIT_EXEC_NOT_FOUND: i32 = 127;
 /// Exit code base for `--once` or `check` stopped by a signal: 128 + the signal number, as a shell
 /// reports a process killed by it (SIGINT 130, SIGTERM 143).
 pub const EXIT_SIGNAL_BASE: i32 = 128;
@@ -52,6 +57,8 @@ pub const EXIT_CODES: &[(i32, &str)] = &[
     (EXIT_CONVERT, "an object's content could not be converted"),
     (EXIT_WRITE, "the output directory could not be written"),
     (EXIT_LISTEN, "the --listen address could not be bound"),
+    (EXIT_EXEC_FAILED, "exec: the command could not be run"),
+    (EXIT_EXEC_NOT_FOUND, "exec: the command was not found"),
     (130, "--once or check stopped by SIGINT"),
     (143, "--once or check stopped by SIGTERM"),
 ];
@@ -136,13 +143,16 @@ pub enum FailureKind {
     Convert(String),
     /// History mode: the start version is not among the enabled versions.
     StartVersion(String),
+    /// A template could not be rendered: the whole line, naming the template and the line
+    /// in it, never a value (exit code of a conversion).
+    Template(String),
 }
 
 impl std::fmt::Display for FailureKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FailureKind::KeyVault(e) => write!(f, "{e}"),
-            FailureKind::Convert(m) => write!(f, "{m}"),
+            FailureKind::Convert(m) | FailureKind::Template(m) => write!(f, "{m}"),
             FailureKind::StartVersion(v) => write!(
                 f,
                 "start version {v} is not among the enabled versions: check objectVersion"
@@ -162,6 +172,10 @@ pub struct ObjectFailure {
 
 impl std::fmt::Display for ObjectFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let FailureKind::Template(m) = &self.kind {
+            // The message names the template (and the line) itself.
+            return write!(f, "{m}");
+        }
         write!(f, "{}: {}", self.label, self.kind)
     }
 }
@@ -291,7 +305,7 @@ impl SyncError {
                     FailureKind::KeyVault(KeyVaultError::Tls { .. }) => EXIT_CONFIG,
                     FailureKind::KeyVault(e) if e.is_transient() => EXIT_UNAVAILABLE,
                     FailureKind::KeyVault(_) | FailureKind::StartVersion(_) => EXIT_OBJECT,
-                    FailureKind::Convert(_) => EXIT_CONVERT,
+                    FailureKind::Convert(_) | FailureKind::Template(_) => EXIT_CONVERT,
                 })
                 .min_by_key(|c| match *c {
                     EXIT_CONFIG => 0,

@@ -126,6 +126,26 @@ impl Drop for InFlightGuard<'_> {
     }
 }
 
+/// Every file of one fetch, published nowhere ([`Syncer::fetch_set`]).
+pub struct FetchedSet {
+    /// (path in the set, content), objects in plan order, then templates.
+    pub files: Vec<(String, SecretBytes)>,
+    /// Optional objects missing or disabled in the vault.
+    pub absent: Vec<AbsentObject>,
+}
+
+impl std::fmt::Debug for FetchedSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FetchedSet")
+            .field(
+                "paths",
+                &self.files.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            )
+            .field("absent", &self.absent)
+            .finish()
+    }
+}
+
 /// One output file ready to publish.
 struct Item {
     path: String,
@@ -287,8 +307,32 @@ impl Syncer {
     /// One cycle under the settings' overall deadline.
     pub async fn sync(&self) -> Result<SyncReport, SyncError> {
         let started = Instant::now();
-        let deadline = crate::retry::instant_after(started, self.timeout);
         let before = self.client.requests();
+        let (prepared, absent, objects_exp) = self.collect(started).await?;
+        self.publish(started, before, prepared, absent, objects_exp)
+            .await
+    }
+
+    /// One fetch of the whole plan with its templates rendered, published nowhere: what
+    /// `keyvault-agent exec` puts in the environment. Paths are the set's file paths.
+    pub async fn fetch_set(&self) -> Result<FetchedSet, SyncError> {
+        let (prepared, absent, _) = self.collect(Instant::now()).await?;
+        Ok(FetchedSet {
+            files: prepared
+                .into_iter()
+                .map(|p| (p.path, p.file.data))
+                .collect(),
+            absent,
+        })
+    }
+
+    /// Fetches, converts and renders the templates: every file of the set, the optional
+    /// objects found absent, and the `exp` of the latest objects.
+    async fn collect(
+        &self,
+        started: Instant,
+    ) -> Result<(Vec<Prepared>, Vec<AbsentObject>, Vec<i64>), SyncError> {
+        let deadline = crate::retry::instant_after(started, self.timeout);
         let n = self.cycles.fetch_add(1, Ordering::Relaxed);
         if n == 0 {
             self.forget_unplanned();
@@ -345,6 +389,8 @@ impl Syncer {
         if !failures.is_empty() {
             return Err(SyncError::Objects(failures));
         }
+        let rendered = self.render_templates(&prepared)?;
+        prepared.extend(rendered);
 
         // Expiry of latest objects only: a pinned version never changes, so looking again
         // cannot help it.
@@ -359,6 +405,60 @@ impl Syncer {
         let mut absent = cycle.absent.into_inner().unwrap_or_else(|p| p.into_inner());
         absent.sort_by_key(|(i, _)| *i);
         let absent: Vec<AbsentObject> = absent.into_iter().map(|(_, a)| a).collect();
+        Ok((prepared, absent, objects_exp))
+    }
+
+    /// Renders every template of the plan from `files` (the objects' files); every failing
+    /// template is reported, naming it and the line, never a value.
+    fn render_templates(&self, files: &[Prepared]) -> Result<Vec<Prepared>, SyncError> {
+        if self.plan.templates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let objects: Vec<(&str, &SecretBytes)> = files
+            .iter()
+            .map(|p| (p.path.as_str(), &p.file.data))
+            .collect();
+        let now = unix_now();
+        let mut out = Vec::with_capacity(self.plan.templates.len());
+        let mut failures = Vec::new();
+        for t in &self.plan.templates {
+            match crate::template::render(t, &objects) {
+                Ok(data) => out.push(Prepared {
+                    status: ObjectStatus {
+                        id: format!("template/{}", t.dest),
+                        version: String::new(),
+                        path: t.dest.clone(),
+                        digest: String::new(),
+                        fetched_at: now,
+                        not_after: None,
+                        expires: None,
+                    },
+                    path: t.dest.clone(),
+                    file: FileProjection { data, mode: t.mode },
+                }),
+                Err(message) => failures.push(ObjectFailure {
+                    label: format!("template \"{}\"", t.name),
+                    kind: FailureKind::Template(message),
+                }),
+            }
+        }
+        if failures.is_empty() {
+            Ok(out)
+        } else {
+            Err(SyncError::Objects(failures))
+        }
+    }
+
+    /// Publishes `prepared` (and the manifest naming the `absent` objects) and reports the
+    /// cycle.
+    async fn publish(
+        &self,
+        started: Instant,
+        before: usize,
+        prepared: Vec<Prepared>,
+        absent: Vec<AbsentObject>,
+        objects_exp: Vec<i64>,
+    ) -> Result<SyncReport, SyncError> {
         self.metrics
             .absent(&absent.iter().map(|a| a.id.clone()).collect::<Vec<_>>());
         let publisher = self.publisher.clone();
@@ -1008,6 +1108,7 @@ mod tests {
                 endpoint: "http://127.0.0.1:1/".parse().unwrap(),
             },
             objects: vec![],
+            templates: vec![],
         };
         let writer = AtomicWriter::new(dir.path().join("out")).with_stage_hook(Arc::new(|stage| {
             if matches!(stage, crate::writer::Stage::Inspected) {

@@ -364,9 +364,20 @@ fn the_checker_reads_sections_ranges_and_rules() {
 }
 
 /// `--help`: for each long flag, (env var, default) as clap prints them.
+/// The flags of `exec` are listed in the same table (`--config` is the same flag).
 fn help_flags() -> std::collections::BTreeMap<String, (String, Option<String>, String)> {
+    let mut flags = help_flags_of(&["--help"]);
+    for (flag, v) in help_flags_of(&["exec", "--help"]) {
+        flags.entry(flag).or_insert(v);
+    }
+    flags
+}
+
+fn help_flags_of(
+    args: &[&str],
+) -> std::collections::BTreeMap<String, (String, Option<String>, String)> {
     let out = std::process::Command::new(binary())
-        .arg("--help")
+        .args(args)
         .env_clear()
         .output()
         .unwrap();

@@ -8,6 +8,7 @@ mod config_cli; // `check`, flags/env, exit codes, every config problem reported
 mod conformance; // reference vectors end to end over TLS
 mod docs; // citations point into docs/, README flags and quoted errors match the binary
 mod edge; // the binary's edge: health flood, signals, exit codes, hook URL policy
+mod exec; // issue 11 item 4: `exec` replaces the agent with the command (same PID), env vars
 mod features; // issue 11: optional objects, JSON pointers, TLS layout (once and sidecar)
 mod hostile; // hostile servers: absurd waits, huge/endless/slow bodies, resets, nxdomain
 mod migrate; // `migrate`: CSI-driver manifests converted, on the reference repositories' examples
@@ -15,4 +16,5 @@ mod oneshot; // `--once` end to end: identities, conversions over the wire, no p
 mod scale; // request budget: list-based change detection, sweep, 403 fallback, pinned across reloads
 mod sidecar; // refresh, rotation, notifiers, reload, signals, health/metrics/status
 mod stress;
+mod templates; // issue 11 item 3: MiniJinja templates in the same set (once, sidecar, check)
 mod util; // shared harness: emulator + temp dirs + CLI runner // concurrent readers never see a torn or mixed set

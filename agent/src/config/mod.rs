@@ -12,6 +12,7 @@
 //! - `objects`: the `objects` string and per-object validation, paths and collisions.
 //! - `cloud`: the cloud table, Azure Stack files and the vault URL.
 //! - `identity`: which identity the agent uses, from parameters and environment.
+//! - `templates`: `--template` flags and the `templates` parameter, read and checked.
 //!
 //! Where we deliberately differ from the reference:
 //! - every problem (all parameters, all objects) is reported in one run, in the reference's
@@ -36,10 +37,12 @@ pub mod limits;
 mod names;
 mod objects;
 mod params;
+mod templates;
 
 pub use cloud::{cloud_by_name, vault_url_for};
 pub use objects::{is_object_name, is_object_version, unsafe_character, validate_path};
 pub use params::{Parameters, parse_bool};
+pub use templates::PARAMETER as TEMPLATES_PARAMETER;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -243,6 +246,9 @@ pub struct Plan {
     pub identity: Identity,
     /// Objects in SecretProviderClass order. Output paths are unique and collision-free.
     pub objects: Vec<ObjectSpec>,
+    /// Templates rendered into the same set (flags first, then the `templates` parameter);
+    /// their output paths meet no object's.
+    pub templates: Vec<crate::template::TemplateSpec>,
 }
 
 impl Identity {
@@ -323,7 +329,33 @@ impl Plan {
                 ));
             }
         }
+        if !self.templates.is_empty() {
+            lines.push(format!("{} template(s)", self.templates.len()));
+        }
+        for t in &self.templates {
+            lines.push(format!(
+                "template \"{}\" -> {} (mode {:04o})",
+                t.name, t.dest, t.mode
+            ));
+        }
         lines
+    }
+
+    /// Every file a successful cycle publishes, objects first (history versions and TLS
+    /// files expanded), then templates; for `exec --env-all`.
+    pub fn output_paths(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for o in &self.objects {
+            if o.is_history() {
+                out.extend((0..o.history).map(|i| format!("{}/{i}", o.path)));
+            } else if o.layout == ObjectLayout::Tls {
+                out.extend(TLS_FILES.iter().map(|f| format!("{}/{f}", o.path)));
+            } else {
+                out.push(o.path.clone());
+            }
+        }
+        out.extend(self.templates.iter().map(|t| t.dest.clone()));
+        out
     }
 }
 
@@ -410,6 +442,8 @@ pub struct Settings {
     pub change_detection: ChangeDetection,
     /// Every Nth refresh fetches every latest object (`--full-sweep-every`, 0 = never).
     pub full_sweep_every: u32,
+    /// Templates from `--template` (the `templates` parameter adds more).
+    pub templates: Vec<crate::template::TemplateArg>,
 }
 
 impl Settings {
@@ -435,6 +469,7 @@ impl Settings {
             max_token_response_size: DEFAULT_MAX_TOKEN_RESPONSE_SIZE,
             change_detection: ChangeDetection::List,
             full_sweep_every: DEFAULT_FULL_SWEEP_EVERY,
+            templates: Vec::new(),
         }
     }
 }
@@ -997,6 +1032,8 @@ pub fn from_parameters(
         &mut errs,
     );
     let objects = objects::from_parameters(params, &mut errs);
+    let templates =
+        templates::from_sources(&settings.templates, params, base_dir, &objects, &mut errs);
     let vault_url = match cloud::validate_vault_name(vault_name) {
         Ok(()) => vault_url_override.or_else(|| {
             cloud
@@ -1018,6 +1055,7 @@ pub fn from_parameters(
             cloud,
             identity,
             objects,
+            templates,
         }),
         _ if !errs.is_empty() => Err(ConfigErrors(errs)),
         // Unreachable by construction (every None above pushes an error); say so plainly.

@@ -7,7 +7,7 @@
 
 use serde::de::{self, Deserializer, Visitor};
 
-/// Parameters the agent reads: the reference's, plus `keyvaultURL` (ours).
+/// Parameters the agent reads: the reference's, plus `keyvaultURL` and `templates` (ours).
 pub(crate) const PARAMETERS: &[&str] = &[
     "keyvaultName",
     "keyvaultURL",
@@ -21,6 +21,7 @@ pub(crate) const PARAMETERS: &[&str] = &[
     "userAssignedIdentityID",
     "clientID",
     "useAzureTokenProxy",
+    super::params::TEMPLATES,
 ];
 
 /// Parameters the reference accepts and ignores without a word.

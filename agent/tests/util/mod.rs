@@ -258,6 +258,7 @@ impl Harness {
             max_token_response_size: keyvault_agent::http::DEFAULT_MAX_TOKEN_RESPONSE_SIZE,
             change_detection: keyvault_agent::detect::ChangeDetection::List,
             full_sweep_every: keyvault_agent::detect::DEFAULT_FULL_SWEEP_EVERY,
+            templates: Vec::new(),
         }
     }
 
