@@ -7,6 +7,10 @@
 
 use serde::de::{self, Deserializer, Visitor};
 
+/// The parameter holding templates, one `SRC:DEST[:MODE]` per line (`#` starts a comment
+/// line); keyvault-agent's, which the CSI provider ignores like every key it does not know.
+pub const TEMPLATES: &str = "templates";
+
 /// Parameters the agent reads: the reference's, plus `keyvaultURL` and `templates` (ours).
 pub(crate) const PARAMETERS: &[&str] = &[
     "keyvaultName",
@@ -21,7 +25,7 @@ pub(crate) const PARAMETERS: &[&str] = &[
     "userAssignedIdentityID",
     "clientID",
     "useAzureTokenProxy",
-    super::params::TEMPLATES,
+    TEMPLATES,
 ];
 
 /// Parameters the reference accepts and ignores without a word.

@@ -150,9 +150,7 @@ impl Parameters {
 
 use super::names::{IGNORED_PARAMETERS as IGNORED, PARAMETERS as KNOWN, did_you_mean};
 
-/// The parameter holding templates, one `SRC:DEST[:MODE]` per line (`#` starts a comment
-/// line); keyvault-agent's, which the CSI provider ignores like every key it does not know.
-pub const TEMPLATES: &str = "templates";
+pub use super::names::TEMPLATES;
 
 /// Non-fatal remarks on the parameters: keys that differ from a known one only by case
 /// (keys are case-sensitive, so `tenantid` is silently ignored by the reference), other
