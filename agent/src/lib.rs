@@ -58,6 +58,7 @@ pub mod shape;
 pub mod signal;
 pub mod sync;
 pub mod telemetry;
+pub mod validate;
 pub mod writer;
 
 pub use config::{Env, Plan, Settings};

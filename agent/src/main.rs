@@ -49,7 +49,7 @@ fn main() -> ExitCode {
                         eprintln!("warning: {w}");
                     }
                     println!("config ok: {}", settings.config_file.display());
-                    for line in plan.summary() {
+                    for line in plan.summary().into_iter().chain(settings.summary()) {
                         println!("{line}");
                     }
                 })

@@ -3,7 +3,9 @@
 //!
 //! One task owns the schedule. Each cycle is [`Cycle::sync`] (fetch → convert → write, by
 //! [`crate::sync::Syncer`]); the writer decides whether anything changed. Around it:
-//! - success: state and metrics updated, the app notified once if files were swapped, next
+//! - success: state and metrics updated, the app notified once if files were swapped (not
+//!   for the process's first publish, the set the app starts with, unless
+//!   `--notify-on-start`), next
 //!   refresh at `interval ± jitter`. `..status.json` is the published set's manifest,
 //!   written by the publisher inside each new generation; an unchanged or failed refresh
 //!   does not touch it (next refresh and last error are served at `/status`);
@@ -209,7 +211,12 @@ impl Sidecar {
     ) -> Result<(), Error> {
         let settings = self.settings.clone();
         let plan = config::load(&settings, &self.env).map_err(Error::Config)?;
-        let notifier = Notifier::new(&settings.notify, &settings.ca_files, self.metrics.clone())
+        let notifier = Notifier::with_trust(
+            &settings.notify,
+            &settings.ca_files,
+            &settings.ca_dirs,
+            self.metrics.clone(),
+        )
             .map_err(|e| Error::Config(ConfigErrors(vec![e.to_string().into()])))?;
         let cycle = (self.factory)(plan.clone(), &settings, self.metrics.clone())?;
         tracing::info!(
@@ -469,6 +476,9 @@ impl Loop {
                     "{}",
                     if self.first { "first sync published" } else { "refresh done" }
                 );
+                // The first publish of the process is what the application starts with, not
+                // a change to it: notified only with --notify-on-start.
+                let notify = notify && (!self.first || self.settings.notify.on_start);
                 if let (Some(data_dir), true, Some(c)) = (data_dir, notify, &self.coalescer) {
                     c.send(ChangeEvent {
                         event: "published",
@@ -501,7 +511,7 @@ impl Loop {
                 }
                 // Object failures are one per line; the log line stays one line.
                 let message = e.to_string().replace('\n', "; ");
-                self.state.failed(&message);
+                self.state.failed_with(&message, e.refused());
                 self.state.scheduled(delay);
                 tracing::warn!(
                     error = %message,
@@ -1090,6 +1100,7 @@ mod tests {
             fetched_at: 0,
             not_after: None,
             expires: None,
+            validation: None,
         }
     }
 

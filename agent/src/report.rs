@@ -35,6 +35,8 @@ pub const EXIT_CONVERT: i32 = 7;
 pub const EXIT_WRITE: i32 = 8;
 /// Exit code: the health server's `--listen` address could not be bound.
 pub const EXIT_LISTEN: i32 = 9;
+/// Exit code: a certificate failed validation before the swap (`--validate`).
+pub const EXIT_VALIDATION: i32 = 10;
 /// Exit code base for `--once` or `check` stopped by a signal: 128 + the signal number, as a shell
 /// reports a process killed by it (SIGINT 130, SIGTERM 143).
 pub const EXIT_SIGNAL_BASE: i32 = 128;
@@ -52,6 +54,10 @@ pub const EXIT_CODES: &[(i32, &str)] = &[
     (EXIT_CONVERT, "an object's content could not be converted"),
     (EXIT_WRITE, "the output directory could not be written"),
     (EXIT_LISTEN, "the --listen address could not be bound"),
+    (
+        EXIT_VALIDATION,
+        "a certificate failed validation (key/leaf, chain order, or validity with --validate strict)",
+    ),
     (130, "--once or check stopped by SIGINT"),
     (143, "--once or check stopped by SIGTERM"),
 ];
@@ -78,6 +84,10 @@ pub struct ObjectStatus {
     /// The version's `exp` attribute (Unix seconds), when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires: Option<i64>,
+    /// A validation warning published with the set (`--validate warn`: an expired or
+    /// not-yet-valid certificate), e.g. `expired: certificate 1 (CN=web) expired at ...`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation: Option<String>,
 }
 
 impl ObjectStatus {
@@ -125,6 +135,17 @@ pub struct AbsentObject {
     pub path: String,
 }
 
+/// An object whose new content failed validation, so the set was not published.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RefusedObject {
+    /// Reference object id (`secret/name`).
+    pub id: String,
+    /// `key_mismatch`, `chain_order`, `unparseable`, `expired` or `not_yet_valid`.
+    pub reason: &'static str,
+    /// What is wrong and how to fix it (no key material).
+    pub message: String,
+}
+
 /// Why one object failed.
 #[derive(Debug, Clone)]
 pub enum FailureKind {
@@ -134,6 +155,8 @@ pub enum FailureKind {
     Convert(String),
     /// History mode: the start version is not among the enabled versions.
     StartVersion(String),
+    /// A certificate failed validation before the swap.
+    Validation(RefusedObject),
 }
 
 impl std::fmt::Display for FailureKind {
@@ -141,6 +164,16 @@ impl std::fmt::Display for FailureKind {
         match self {
             FailureKind::KeyVault(e) => write!(f, "{e}"),
             FailureKind::Convert(m) => write!(f, "{m}"),
+            FailureKind::Validation(r) => write!(
+                f,
+                "certificate validation: {}{}",
+                r.message,
+                if matches!(r.reason, "expired" | "not_yet_valid") {
+                    " (refused by --validate strict; --validate warn publishes it with a warning)"
+                } else {
+                    " (always refused)"
+                }
+            ),
             FailureKind::StartVersion(v) => write!(
                 f,
                 "start version {v} is not among the enabled versions: check objectVersion"
@@ -213,6 +246,20 @@ impl SyncError {
         }
     }
 
+    /// The objects refused by validation (empty for other failures).
+    pub fn refused(&self) -> Vec<RefusedObject> {
+        match self {
+            SyncError::Objects(fs) => fs
+                .iter()
+                .filter_map(|f| match &f.kind {
+                    FailureKind::Validation(r) => Some(r.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Server-requested delay before the next attempt (`Retry-After`), if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -245,17 +292,21 @@ impl SyncError {
                             EXIT_AUTH
                         }
                     }
-                    FailureKind::KeyVault(KeyVaultError::Tls { .. }) => EXIT_CONFIG,
+                    FailureKind::KeyVault(
+                        KeyVaultError::Tls { .. } | KeyVaultError::ChallengeAuthority { .. },
+                    ) => EXIT_CONFIG,
                     FailureKind::KeyVault(e) if e.is_transient() => EXIT_UNAVAILABLE,
                     FailureKind::KeyVault(_) | FailureKind::StartVersion(_) => EXIT_OBJECT,
                     FailureKind::Convert(_) => EXIT_CONVERT,
+                    FailureKind::Validation(_) => EXIT_VALIDATION,
                 })
                 .min_by_key(|c| match *c {
                     EXIT_CONFIG => 0,
                     EXIT_AUTH => 1,
                     EXIT_OBJECT => 2,
                     EXIT_CONVERT => 3,
-                    _ => 4,
+                    EXIT_VALIDATION => 4,
+                    _ => 5,
                 })
                 .unwrap_or(EXIT_UNAVAILABLE),
         }

@@ -47,9 +47,13 @@ pub struct StatusDoc {
     /// mounted, not an error. Published as soon as they appear.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub absent: Vec<AbsentObject>,
+    /// Objects whose new content the last cycle refused at validation (`--validate`): the
+    /// published set (`objects`) stays. Runtime state: only in `/status`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedObject>,
 }
 
-pub use crate::report::AbsentObject;
+pub use crate::report::{AbsentObject, RefusedObject};
 
 impl StatusDoc {
     /// The manifest of a published set, as written into its generation: what is mounted
@@ -73,6 +77,7 @@ impl StatusDoc {
             // Runtime state: only in `/status` (the file changes only with the set).
             list_fallback: Vec::new(),
             absent: Vec::new(),
+            refused: Vec::new(),
         }
     }
 
@@ -131,6 +136,7 @@ impl SidecarState {
                     objects: Vec::new(),
                     list_fallback: Vec::new(),
                     absent: Vec::new(),
+                    refused: Vec::new(),
                 },
                 alive_until: crate::retry::deadline_in(startup),
                 last_success: None,
@@ -163,11 +169,18 @@ impl SidecarState {
         doc.objects = report.objects.clone();
         doc.list_fallback = report.list_fallback.iter().map(|t| t.to_string()).collect();
         doc.absent = report.absent.clone();
+        doc.refused = Vec::new();
     }
 
     /// A failed cycle; what is published stays.
     pub fn failed(&self, error: &str) {
+        self.failed_with(error, Vec::new());
+    }
+
+    /// A failed cycle that refused `refused` at validation; what is published stays.
+    pub fn failed_with(&self, error: &str, refused: Vec<RefusedObject>) {
         let mut inner = self.lock();
+        inner.doc.refused = refused;
         inner.doc.last_error = Some(error.to_owned());
         inner.doc.consecutive_failures = inner.doc.consecutive_failures.saturating_add(1);
     }
@@ -280,6 +293,7 @@ mod tests {
                 fetched_at: 5,
                 not_after: None,
                 expires: None,
+                validation: None,
             }],
             requests: 1,
             duration: Duration::from_millis(3),
