@@ -566,6 +566,58 @@ mod tests {
         assert_eq!(s.max_token_response_size, 64 * 1024);
     }
 
+    // reference: issue 11 items 6 and 8 (--validate, --notify-on-start, SSL_CERT_DIR)
+    #[test]
+    fn validation_notify_on_start_and_ssl_cert_dir() {
+        use crate::config::ValidateMode;
+        let s = invocation(&["--config", "c", "--dir", "d"])
+            .unwrap()
+            .settings;
+        assert_eq!(
+            s.validate,
+            ValidateMode::Warn,
+            "warn is the compatible default"
+        );
+        assert!(!s.notify.on_start);
+        assert!(s.ca_dirs.is_empty());
+        let s = invocation(&[
+            "--config",
+            "c",
+            "--dir",
+            "d",
+            "--validate",
+            "STRICT",
+            "--notify-on-start",
+        ])
+        .unwrap()
+        .settings;
+        assert_eq!(s.validate, ValidateMode::Strict);
+        assert!(s.notify.on_start);
+        assert!(parse(&["--validate", "maybe"]).is_err());
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::create_dir(&a).unwrap();
+        std::fs::write(&b, "not a dir").unwrap();
+        let dirs = format!("{}::{}", a.display(), a.display());
+        let inv = parse(&["--config", "c", "--dir", "d"])
+            .unwrap()
+            .into_invocation(&Env([("SSL_CERT_DIR".to_string(), dirs)].into()))
+            .unwrap();
+        assert_eq!(inv.settings.ca_dirs, vec![a.clone(), a.clone()]);
+        let missing = tmp.path().join("missing");
+        let errs = parse(&["--config", "c", "--dir", "d"])
+            .unwrap()
+            .into_invocation(&Env([(
+                "SSL_CERT_DIR".to_string(),
+                format!("{}:{}", b.display(), missing.display()),
+            )]
+            .into()))
+            .unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].contains("is not a directory"), "{errs:?}");
+        assert!(errs[1].contains(&missing.display().to_string()), "{errs:?}");
+    }
+
     #[test]
     fn listen_off_disables_the_server() {
         let inv = invocation(&["--config", "c", "--dir", "d", "--listen", "off"]).unwrap();

@@ -599,6 +599,43 @@ mod tests {
     use super::*;
     use std::str::FromStr;
 
+    fn self_signed(cn: &str) -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec![cn.to_owned()]).unwrap();
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    // reference: issue 11 item 8 (SSL_CERT_DIR: every pem certificate, duplicates once,
+    // other entries skipped, bounded)
+    #[test]
+    fn ssl_cert_dirs_read_their_certificates_once_and_are_bounded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let (a, b) = (self_signed("a.example"), self_signed("b.example"));
+        std::fs::write(dir.join("a.pem"), &a).unwrap();
+        std::fs::write(dir.join("bundle.crt"), format!("{a}{b}")).unwrap();
+        std::os::unix::fs::symlink("a.pem", dir.join("0a1b2c3d.0")).unwrap();
+        std::fs::write(dir.join("list.r0"), "-----BEGIN X509 CRL-----\n").unwrap();
+        std::fs::write(dir.join("README"), "not a certificate").unwrap();
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        assert_eq!(read_ca_dir(dir).unwrap().len(), 2, "a and b, once each");
+        let opts = HttpOptions {
+            ca_dirs: vec![dir.to_owned()],
+            ..HttpOptions::new(vec![], Duration::from_secs(5))
+        };
+        build(&opts).unwrap();
+
+        let e = read_ca_dir(&dir.join("missing")).unwrap_err();
+        assert!(e.to_string().starts_with("SSL_CERT_DIR \""), "{e}");
+        let many = tmp.path().join("many");
+        std::fs::create_dir(&many).unwrap();
+        for i in 0..=MAX_CA_DIR_ENTRIES {
+            std::fs::write(many.join(format!("{i}")), "").unwrap();
+        }
+        let e = read_ca_dir(&many).unwrap_err();
+        assert!(e.to_string().contains("more than 4096 entries"), "{e}");
+    }
+
     #[test]
     fn localhost_names() {
         assert!(is_localhost_name("localhost"));

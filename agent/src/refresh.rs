@@ -217,7 +217,7 @@ impl Sidecar {
             &settings.ca_dirs,
             self.metrics.clone(),
         )
-            .map_err(|e| Error::Config(ConfigErrors(vec![e.to_string().into()])))?;
+        .map_err(|e| Error::Config(ConfigErrors(vec![e.to_string().into()])))?;
         let cycle = (self.factory)(plan.clone(), &settings, self.metrics.clone())?;
         tracing::info!(
             vault = %plan.vault_name,

@@ -351,6 +351,35 @@ mod tests {
         assert!(m.lines().all(|l| l.starts_with("secret \"x\": ")), "{m}");
     }
 
+    // reference: issue 11 item 6 (a refused certificate has its own exit code; refused()
+    // lists it for /status)
+    #[test]
+    fn a_validation_failure_exits_10_after_conversion_failures() {
+        let f = |kind| ObjectFailure {
+            label: "secret \"web\"".into(),
+            kind,
+        };
+        let refused = RefusedObject {
+            id: "secret/web".into(),
+            reason: "expired",
+            message: "certificate 1 (CN=web) expired at 2020-01-01T00:00:00Z: renew it".into(),
+        };
+        let e = SyncError::Objects(vec![f(FailureKind::Validation(refused.clone()))]);
+        assert_eq!(e.exit_code(), EXIT_VALIDATION);
+        assert!(!e.is_transient());
+        assert_eq!(e.refused(), vec![refused.clone()]);
+        assert!(
+            e.to_string().contains("refused by --validate strict"),
+            "{e}"
+        );
+        let e = SyncError::Objects(vec![
+            f(FailureKind::Validation(refused)),
+            f(FailureKind::Convert("bad pfx".into())),
+        ]);
+        assert_eq!(e.exit_code(), EXIT_CONVERT);
+        assert!(EXIT_CODES.iter().any(|(c, _)| *c == EXIT_VALIDATION));
+    }
+
     // reference: docs/threat-model.md rule 10 (every path maps to the documented exit code)
     #[tokio::test]
     async fn a_panicking_writer_task_is_an_internal_error_not_a_config_error() {

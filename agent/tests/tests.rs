@@ -14,4 +14,5 @@ mod oneshot; // `--once` end to end: identities, conversions over the wire, no p
 mod scale; // request budget: list-based change detection, sweep, 403 fallback, pinned across reloads
 mod sidecar; // refresh, rotation, notifiers, reload, signals, health/metrics/status
 mod stress;
-mod util; // shared harness: emulator + temp dirs + CLI runner // concurrent readers never see a torn or mixed set
+mod util;
+mod validation; // issue 11 items 6 and 8: certificate validation, SSL_CERT_DIR, tenant challenge, --notify-on-start // shared harness: emulator + temp dirs + CLI runner // concurrent readers never see a torn or mixed set

@@ -95,9 +95,7 @@ impl ClientSecret {
 
     fn explain(&self, status: u16, error: &entra::EntraError, tenant: &str) -> String {
         let code = error.code();
-        if let Some(m) =
-            entra::common_message(code, &self.client_id, tenant, &self.authority)
-        {
+        if let Some(m) = entra::common_message(code, &self.client_id, tenant, &self.authority) {
             return m;
         }
         match code {

@@ -125,9 +125,7 @@ impl WorkloadIdentity {
         tenant: &str,
     ) -> String {
         let code = error.code();
-        if let Some(m) =
-            entra::common_message(code, &self.client_id, tenant, &self.authority)
-        {
+        if let Some(m) = entra::common_message(code, &self.client_id, tenant, &self.authority) {
             return m;
         }
         let claims = Claims::peek(assertion.expose());

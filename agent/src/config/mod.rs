@@ -450,7 +450,9 @@ impl Settings {
     /// is told (never a value).
     pub fn summary(&self) -> Vec<String> {
         let validity = match self.validate {
-            ValidateMode::Warn => "an expired or not-yet-valid certificate is published with a warning",
+            ValidateMode::Warn => {
+                "an expired or not-yet-valid certificate is published with a warning"
+            }
             ValidateMode::Strict => "an expired or not-yet-valid certificate is refused",
         };
         let mut lines = vec![

@@ -216,7 +216,10 @@ mod tests {
     fn the_named_tenant_and_its_authority_host() {
         let public: Url = "https://login.microsoftonline.com/".parse().unwrap();
         assert_eq!(
-            named_tenant("https://login.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47", &public),
+            named_tenant(
+                "https://login.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47",
+                &public
+            ),
             Some((
                 "login.windows.net".into(),
                 "72f988bf-86f1-41af-91ab-2d7cd011db47".into()
@@ -231,12 +234,24 @@ mod tests {
         assert_eq!(named_tenant("http://login.windows.net/t", &public), None);
         assert_eq!(named_tenant("https://login.windows.net/", &public), None);
         assert_eq!(named_tenant("not a url", &public), None);
-        assert!(same_authority("login.windows.net", "login.microsoftonline.com"));
+        assert!(same_authority(
+            "login.windows.net",
+            "login.microsoftonline.com"
+        ));
         assert!(same_authority("LOCALHOST:8443", "localhost:8443"));
         assert!(!same_authority("localhost:8443", "localhost:9443"));
-        assert!(!same_authority("login.evil.example", "login.microsoftonline.com"));
-        assert!(!same_authority("login.chinacloudapi.cn", "login.microsoftonline.com"));
-        assert_eq!(host_of(&"https://a.example:443/x".parse().unwrap()), "a.example");
+        assert!(!same_authority(
+            "login.evil.example",
+            "login.microsoftonline.com"
+        ));
+        assert!(!same_authority(
+            "login.chinacloudapi.cn",
+            "login.microsoftonline.com"
+        ));
+        assert_eq!(
+            host_of(&"https://a.example:443/x".parse().unwrap()),
+            "a.example"
+        );
     }
 
     // reference: docs/protocol.md §2.2 (verify_challenge_resource)

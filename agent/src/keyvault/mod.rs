@@ -169,9 +169,10 @@ impl KeyVaultClient {
     /// managed identity, which has no choice), `Err` when it names another tenant at another
     /// authority host.
     fn challenge_tenant(&self, ch: &challenge::Challenge) -> Result<Option<String>, KeyVaultError> {
-        let (Some(auth), Some((configured, home))) =
-            (ch.authorization.as_deref(), self.inner.credential.authority())
-        else {
+        let (Some(auth), Some((configured, home))) = (
+            ch.authorization.as_deref(),
+            self.inner.credential.authority(),
+        ) else {
             return Ok(None);
         };
         let Some((host, tenant)) = challenge::named_tenant(auth, configured) else {
