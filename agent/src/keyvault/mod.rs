@@ -178,7 +178,8 @@ impl KeyVaultClient {
         let Some((host, tenant)) = challenge::named_tenant(auth, configured) else {
             return Ok(None);
         };
-        if tenant.eq_ignore_ascii_case(home) {
+        // AD FS authorities have no tenants (the Python SDK does not pass one either).
+        if tenant.eq_ignore_ascii_case(home) || tenant.to_ascii_lowercase().ends_with("adfs") {
             return Ok(None);
         }
         let configured_host = challenge::host_of(configured);

@@ -326,6 +326,37 @@ mod tests {
         assert_eq!(s.doc().data_dir.as_deref(), Some("..x"));
     }
 
+    // reference: issue 11 item 6 (a refused update shows at /status until a cycle succeeds;
+    // the published objects stay)
+    #[test]
+    fn refused_objects_show_until_a_cycle_succeeds() {
+        let s = SidecarState::new("demo".into(), Duration::from_secs(10), None);
+        s.succeeded(&report(), Some("..x".into()));
+        let refused = RefusedObject {
+            id: "secret/a".into(),
+            reason: "chain_order",
+            message: "the chain is not in order".into(),
+        };
+        s.failed_with("secret \"a\": certificate validation", vec![refused]);
+        let v: serde_json::Value = serde_json::from_slice(&s.public_json()).unwrap();
+        assert_eq!(v["refused"][0]["id"], "secret/a");
+        assert_eq!(v["refused"][0]["reason"], "chain_order");
+        assert_eq!(v["objects"][0]["version"], "v1", "the mounted set stays");
+        s.failed("timeout");
+        assert!(s.doc().refused.is_empty(), "only the last cycle's refusals");
+        s.failed_with(
+            "x",
+            vec![RefusedObject {
+                id: "secret/a".into(),
+                reason: "expired",
+                message: String::new(),
+            }],
+        );
+        s.succeeded(&report(), None);
+        let v: serde_json::Value = serde_json::from_slice(&s.public_json()).unwrap();
+        assert!(v.get("refused").is_none(), "{v}");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn liveness_follows_the_heartbeat() {
         let s = SidecarState::new("demo".into(), Duration::from_secs(10), None);
