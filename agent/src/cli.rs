@@ -185,7 +185,8 @@ pub struct RunArgs {
 
     /// Certificates (cert objects, PEM/PFX secrets) are checked before the swap: a key that
     /// does not match its leaf or a chain out of order is always refused; an expired or
-    /// not-yet-valid certificate is published with a warning (`warn`) or refused (`strict`).
+    /// not-yet-valid certificate, or an incomplete chain, is published with a warning
+    /// (`warn`) or refused (`strict`).
     #[arg(
         long,
         env = "KEYVAULT_AGENT_VALIDATE",

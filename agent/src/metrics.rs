@@ -285,7 +285,7 @@ impl Default for Metrics {
         let validation_failures = Family::<ValidationLabels, Counter>::default();
         registry.register(
             "validation_failures",
-            "Sync cycles whose set was refused because an object's certificate failed validation, by object id and reason (key_mismatch, chain_order, unparseable, expired, not_yet_valid)",
+            "Sync cycles whose set was refused because an object's certificate failed validation, by object id and reason (key_mismatch, chain_order, unparseable, chain_incomplete, expired, not_yet_valid)",
             validation_failures.clone(),
         );
         Self {

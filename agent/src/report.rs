@@ -140,7 +140,8 @@ pub struct AbsentObject {
 pub struct RefusedObject {
     /// Reference object id (`secret/name`).
     pub id: String,
-    /// `key_mismatch`, `chain_order`, `unparseable`, `expired` or `not_yet_valid`.
+    /// `key_mismatch`, `chain_order`, `unparseable` (always refused), `chain_incomplete`,
+    /// `expired` or `not_yet_valid` (refused with `--validate strict`).
     pub reason: &'static str,
     /// What is wrong and how to fix it (no key material).
     pub message: String,
@@ -168,7 +169,7 @@ impl std::fmt::Display for FailureKind {
                 f,
                 "certificate validation: {}{}",
                 r.message,
-                if matches!(r.reason, "expired" | "not_yet_valid") {
+                if matches!(r.reason, "expired" | "not_yet_valid" | "chain_incomplete") {
                     " (refused by --validate strict; --validate warn publishes it with a warning)"
                 } else {
                     " (always refused)"

@@ -5,7 +5,12 @@
 //!   PFX). A server with such a pair fails every handshake: always refused.
 //! - The chain is ordered: each certificate is issued by the next (its signature verifies
 //!   with the next one's key; where `ring` cannot verify the algorithm, the issuer name
-//!   equals the next one's subject). Clients read a PEM chain in order: always refused.
+//!   equals the next one's subject). Clients read a PEM chain in order, so certificates that
+//!   do form one chain but are stored out of order are always refused. Certificates that form
+//!   no chain in any order (a missing intermediate, an unrelated extra certificate) are what
+//!   the Azure provider publishes with its "chain is not complete" warning
+//!   (`docs/reference-provider.md` §2.6 step 5): refused or warned per `--validate`, like a
+//!   certificate outside its validity period.
 //! - Every certificate is within its validity period: an expired or not-yet-valid one is
 //!   refused or published with a warning per `--validate` ([`crate::config::ValidateMode`]).
 //!
@@ -24,8 +29,10 @@ use crate::convert::key::PrivateKey;
 pub enum Reason {
     /// The private key belongs to another certificate.
     KeyMismatch,
-    /// A certificate is not issued by the next one.
+    /// A certificate is not issued by the next one, and another order would form a chain.
     ChainOrder,
+    /// A certificate is not issued by the next one, and no order forms one chain.
+    ChainIncomplete,
     /// A certificate does not parse.
     Unparseable,
     /// Past a certificate's notAfter.
@@ -40,6 +47,7 @@ impl Reason {
         match self {
             Reason::KeyMismatch => "key_mismatch",
             Reason::ChainOrder => "chain_order",
+            Reason::ChainIncomplete => "chain_incomplete",
             Reason::Unparseable => "unparseable",
             Reason::Expired => "expired",
             Reason::NotYetValid => "not_yet_valid",
@@ -48,7 +56,10 @@ impl Reason {
 
     /// Refused whatever `--validate` says: no client can use such a set.
     pub fn always_refused(self) -> bool {
-        !matches!(self, Reason::Expired | Reason::NotYetValid)
+        !matches!(
+            self,
+            Reason::Expired | Reason::NotYetValid | Reason::ChainIncomplete
+        )
     }
 }
 
@@ -90,6 +101,36 @@ fn issued_by(child: &X509Certificate<'_>, parent: &X509Certificate<'_>) -> bool 
         }
         Err(_) => false,
     }
+}
+
+/// Most certificates an order is searched for ([`orderable`] is quadratic in signature
+/// checks); a longer list that is out of order counts as not orderable.
+const MAX_ORDERED_SEARCH: usize = 32;
+
+/// Whether some order of `certs` has each certificate issued by the next: from the one
+/// certificate that issues none of the others, follow issuers until all are used.
+fn orderable(certs: &[X509Certificate<'_>]) -> bool {
+    let n = certs.len();
+    if n > MAX_ORDERED_SEARCH {
+        return false;
+    }
+    let issues = |a: usize, b: usize| a != b && issued_by(&certs[b], &certs[a]);
+    let leaves: Vec<usize> = (0..n).filter(|&i| !(0..n).any(|j| issues(i, j))).collect();
+    let [mut at] = leaves[..] else {
+        return false;
+    };
+    let mut used = vec![false; n];
+    used[at] = true;
+    for _ in 1..n {
+        match (0..n).find(|&j| !used[j] && issues(j, at)) {
+            Some(j) => {
+                used[j] = true;
+                at = j;
+            }
+            None => return false,
+        }
+    }
+    true
 }
 
 /// The public key bits of an SPKI (the algorithm's encoding of parameters varies; the key
@@ -157,14 +198,22 @@ pub fn check(m: &Material, now: i64, check_validity: bool) -> Vec<Problem> {
 
     for (i, pair) in certs.windows(2).enumerate() {
         if !issued_by(&pair[0], &pair[1]) {
-            out.push(problem(
-                Reason::ChainOrder,
-                format!(
-                    "the chain is not in order: {} is not issued by the next, {}: store the leaf first, each certificate followed by its issuer",
-                    name(i, &pair[0]),
-                    name(i.saturating_add(1), &pair[1])
-                ),
-            ));
+            let (a, b) = (name(i, &pair[0]), name(i.saturating_add(1), &pair[1]));
+            out.push(if orderable(&certs) {
+                problem(
+                    Reason::ChainOrder,
+                    format!(
+                        "the chain is not in order: {a} is not issued by the next, {b}: store the leaf first, each certificate followed by its issuer"
+                    ),
+                )
+            } else {
+                problem(
+                    Reason::ChainIncomplete,
+                    format!(
+                        "the chain is incomplete: {a} is not issued by the next, {b}, and no order of the certificates forms one chain: add the missing intermediate or remove the unrelated certificate"
+                    ),
+                )
+            });
             break;
         }
     }
@@ -255,9 +304,23 @@ mod tests {
         assert_eq!(reasons(&p), vec![Reason::ChainOrder]);
         assert!(p[0].message.contains("certificate 2"), "{}", p[0].message);
         assert!(Reason::ChainOrder.always_refused());
-        // A missing intermediate: the root does not issue the leaf.
+        // A missing intermediate: the root does not issue the leaf, in any order. That is
+        // what the reference publishes with a warning: refused only with --validate strict.
         let m = pem(&["foo-leaf.pem", "foo-root.pem"]);
-        assert_eq!(reasons(&check(&m, now, true)), vec![Reason::ChainOrder]);
+        let p = check(&m, now, true);
+        assert_eq!(reasons(&p), vec![Reason::ChainIncomplete]);
+        assert!(!Reason::ChainIncomplete.always_refused());
+        assert!(
+            p[0].message.contains("missing intermediate"),
+            "{}",
+            p[0].message
+        );
+        // An unrelated extra certificate: incomplete too.
+        let m = pem(&["foo-leaf.pem", "foo-int.pem", "foo-root.pem", "ec-root.pem"]);
+        assert_eq!(
+            reasons(&check(&m, now, true)),
+            vec![Reason::ChainIncomplete]
+        );
         // A PFX's bags have no order: the same certificates out of order pass.
         let mut m = pem(&["foo.key", "foo-root.pem", "foo-leaf.pem", "foo-int.pem"]);
         m.ordered = false;

@@ -451,9 +451,11 @@ impl Settings {
     pub fn summary(&self) -> Vec<String> {
         let validity = match self.validate {
             ValidateMode::Warn => {
-                "an expired or not-yet-valid certificate is published with a warning"
+                "an expired or not-yet-valid certificate, or an incomplete chain, is published with a warning"
             }
-            ValidateMode::Strict => "an expired or not-yet-valid certificate is refused",
+            ValidateMode::Strict => {
+                "an expired or not-yet-valid certificate, or an incomplete chain, is refused"
+            }
         };
         let mut lines = vec![
             format!(
@@ -524,7 +526,7 @@ impl std::str::FromStr for ChangeDetection {
 }
 
 /// What certificate validation before the swap does with a certificate outside its validity
-/// period (`--validate`). A private key that does not match its leaf, or a chain out of
+/// period, or a chain no order completes (`--validate`). A private key that does not match its leaf, or a chain out of
 /// order, is refused in both modes: no client can use such a set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ValidateMode {
