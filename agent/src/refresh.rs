@@ -854,7 +854,27 @@ mod tests {
         assert_eq!(gaps[2], Duration::from_secs(60));
         assert!(state.readiness().ok);
         assert_eq!(state.doc().consecutive_failures, 0);
-        assert_eq!(*h.notified.lock().unwrap(), vec!["..1".to_string()]);
+        // reference: issue 11 item 8 (the first publish notifies only with --notify-on-start)
+        assert!(h.notified.lock().unwrap().is_empty());
+    }
+
+    // reference: issue 11 item 8 (--notify-on-start: the first publish notifies too)
+    #[tokio::test(start_paused = true)]
+    async fn the_first_publish_notifies_only_with_notify_on_start() {
+        for on_start in [false, true] {
+            let mut h = harness(
+                vec![published(1), Ok(WriteOutcome::Unchanged), published(2)],
+                Duration::from_millis(5),
+                Duration::from_secs(10),
+            );
+            h.lp.settings.notify.on_start = on_start;
+            run_for(&mut h, Duration::from_secs(35)).await;
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            let want: &[&str] = if on_start { &["..1", "..2"] } else { &["..2"] };
+            assert_eq!(*h.notified.lock().unwrap(), want, "on_start {on_start}");
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -876,10 +896,8 @@ mod tests {
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }
-        assert_eq!(
-            *h.notified.lock().unwrap(),
-            vec!["..1".to_string(), "..2".to_string()]
-        );
+        // The first publish is what the app starts with (no --notify-on-start here).
+        assert_eq!(*h.notified.lock().unwrap(), vec!["..2".to_string()]);
         assert!(state.readiness().ok);
         assert_eq!(state.doc().data_dir.as_deref(), Some("..2"));
         let text = h.lp.metrics.encode();
