@@ -27,7 +27,8 @@ identity from AZURE_CLIENT_ID / AZURE_TENANT_ID / AZURE_FEDERATED_TOKEN_FILE (in
 azure-workload-identity webhook for pods labelled azure.workload.identity/use: \"true\"), where
 the clientID / tenantID parameters win over the env vars; a client secret from
 AZURE_CLIENT_SECRET or AZURE_CLIENT_SECRET_FILE. AZURE_AUTHORITY_HOST overrides the cloud's
-Entra endpoint. SSL_CERT_FILE adds trusted CA certificates, like --ca-file.
+Entra endpoint. SSL_CERT_FILE adds trusted CA certificates, like --ca-file; SSL_CERT_DIR
+(colon-separated directories, as OpenSSL reads it) adds every PEM certificate file in them.
 
 Exit codes:
   0  success
@@ -41,6 +42,8 @@ Exit codes:
   7  an object's content could not be converted
   8  the output directory could not be written
   9  the --listen address could not be bound (in use, or not permitted)
+  10  a certificate failed validation (a key that does not match its leaf, a chain
+     out of order; an expired or not-yet-valid certificate with --validate strict)
   126, 127  exec: the command could not be run (126) or was not found (127)
   130, 143  --once or check stopped by SIGINT (130) or SIGTERM (143) before it finished
 
@@ -249,6 +252,24 @@ pub struct RunArgs {
           value_parser = clap::builder::BoolishValueParser::new())]
     pub on_change_http_insecure: bool,
 
+    /// Notify (signal, exec, HTTP) on the sidecar's first publish too; by default only
+    /// later changes notify. The env var takes true/false, 1/0, yes/no, on/off.
+    #[arg(long, env = "KEYVAULT_AGENT_NOTIFY_ON_START", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub notify_on_start: bool,
+
+    /// Certificates (cert objects, PEM/PFX secrets) are checked before the swap: a key that
+    /// does not match its leaf or a chain out of order is always refused; an expired or
+    /// not-yet-valid certificate, or an incomplete chain, is published with a warning
+    /// (`warn`) or refused (`strict`).
+    #[arg(
+        long,
+        env = "KEYVAULT_AGENT_VALIDATE",
+        default_value = "warn",
+        value_name = "strict|warn"
+    )]
+    pub validate: crate::config::ValidateMode,
+
     /// Time allowed to finish an in-flight swap after SIGTERM/SIGINT.
     #[arg(long, env = "KEYVAULT_AGENT_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub shutdown_grace: Duration,
@@ -425,10 +446,31 @@ impl Cli {
         {
             ca_files.push(PathBuf::from(f));
         }
+        // OpenSSL's reading: a colon-separated list; empty entries are skipped.
+        let ca_dirs: Vec<PathBuf> = env
+            .get("SSL_CERT_DIR")
+            .map(|v| {
+                v.split(':')
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            })
+            .unwrap_or_default();
         if mode != Mode::Check {
             for f in &ca_files {
                 if let Err(e) = std::fs::metadata(f) {
                     errs.push(format!("CA file \"{}\": {e}", f.display()));
+                }
+            }
+            for d in &ca_dirs {
+                match std::fs::metadata(d) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => errs.push(format!(
+                        "SSL_CERT_DIR \"{}\" is not a directory: point it at a directory of pem certificates (or use SSL_CERT_FILE for a file)",
+                        d.display()
+                    )),
+                    Err(e) => errs.push(format!("SSL_CERT_DIR \"{}\": {e}", d.display())),
                 }
             }
         }
@@ -485,6 +527,7 @@ impl Cli {
             timeout: r.timeout,
             request_timeout,
             ca_files,
+            ca_dirs,
             interval: r.interval,
             jitter: r.jitter,
             listen: r.listen.0,
@@ -496,6 +539,7 @@ impl Cli {
                 exec: r.on_change_exec.map(|c| c.0),
                 http: r.on_change_http,
                 http_insecure: r.on_change_http_insecure,
+                on_start: r.notify_on_start,
             },
             imds_endpoint: r.imds_endpoint,
             shutdown_grace: r.shutdown_grace,
@@ -503,6 +547,7 @@ impl Cli {
             max_token_response_size: r.max_token_response_size,
             change_detection: r.change_detection,
             full_sweep_every: r.full_sweep_every,
+            validate: r.validate,
             templates: r.templates,
         };
         Ok(Invocation {
@@ -697,6 +742,58 @@ mod tests {
         assert_eq!(s.imds_endpoint.as_str(), "http://127.0.0.1:5555/");
         assert_eq!(s.max_response_size, 8 * 1024 * 1024);
         assert_eq!(s.max_token_response_size, 64 * 1024);
+    }
+
+    // reference: issue 11 items 6 and 8 (--validate, --notify-on-start, SSL_CERT_DIR)
+    #[test]
+    fn validation_notify_on_start_and_ssl_cert_dir() {
+        use crate::config::ValidateMode;
+        let s = invocation(&["--config", "c", "--dir", "d"])
+            .unwrap()
+            .settings;
+        assert_eq!(
+            s.validate,
+            ValidateMode::Warn,
+            "warn is the compatible default"
+        );
+        assert!(!s.notify.on_start);
+        assert!(s.ca_dirs.is_empty());
+        let s = invocation(&[
+            "--config",
+            "c",
+            "--dir",
+            "d",
+            "--validate",
+            "STRICT",
+            "--notify-on-start",
+        ])
+        .unwrap()
+        .settings;
+        assert_eq!(s.validate, ValidateMode::Strict);
+        assert!(s.notify.on_start);
+        assert!(parse(&["--validate", "maybe"]).is_err());
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::create_dir(&a).unwrap();
+        std::fs::write(&b, "not a dir").unwrap();
+        let dirs = format!("{}::{}", a.display(), a.display());
+        let inv = parse(&["--config", "c", "--dir", "d"])
+            .unwrap()
+            .into_invocation(&Env([("SSL_CERT_DIR".to_string(), dirs)].into()))
+            .unwrap();
+        assert_eq!(inv.settings.ca_dirs, vec![a.clone(), a.clone()]);
+        let missing = tmp.path().join("missing");
+        let errs = parse(&["--config", "c", "--dir", "d"])
+            .unwrap()
+            .into_invocation(&Env([(
+                "SSL_CERT_DIR".to_string(),
+                format!("{}:{}", b.display(), missing.display()),
+            )]
+            .into()))
+            .unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].contains("is not a directory"), "{errs:?}");
+        assert!(errs[1].contains(&missing.display().to_string()), "{errs:?}");
     }
 
     #[test]

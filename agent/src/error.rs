@@ -13,6 +13,7 @@
 //! | 7 | an object's content could not be converted |
 //! | 8 | the output directory could not be written |
 //! | 9 | the `--listen` address could not be bound (in use, or not permitted) |
+//! | 10 | a certificate failed validation before the swap (key/leaf, chain order; validity with `--validate strict`) |
 //! | 126, 127 | `exec`: the command could not be run (126) or was not found (127) |
 //! | 130, 143 | `--once` or `check` stopped by SIGINT (130) or SIGTERM (143) before it finished |
 
@@ -21,7 +22,7 @@
 pub use crate::report::{
     EXIT_AUTH, EXIT_CODES, EXIT_CONFIG, EXIT_CONVERT, EXIT_EXEC_FAILED, EXIT_EXEC_NOT_FOUND,
     EXIT_INTERNAL, EXIT_LISTEN, EXIT_OBJECT, EXIT_OK, EXIT_SIGNAL_BASE, EXIT_UNAVAILABLE,
-    EXIT_USAGE, EXIT_WRITE,
+    EXIT_USAGE, EXIT_VALIDATION, EXIT_WRITE,
 };
 
 /// Everything that can end a run.

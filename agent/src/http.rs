@@ -5,7 +5,8 @@
 //!
 //! TLS is rustls with the ring provider. Trust is the system roots (or Mozilla's bundle when
 //! the image has none, e.g. a scratch image) plus every extra CA file (`--ca-file`,
-//! `SSL_CERT_FILE`). Names under `localhost` resolve to loopback without a DNS query
+//! `SSL_CERT_FILE`) and every PEM certificate file in the `SSL_CERT_DIR` directories (read
+//! bounded: [`MAX_CA_DIR_ENTRIES`] entries, [`MAX_CA_DIR_BYTES`] in all). Names under `localhost` resolve to loopback without a DNS query
 //! (RFC 6761 §6.3), which is how tests and `make demo` reach `<vault>.vault.localhost`;
 //! names under `invalid` never resolve (§6.4), and a name the resolver says does not exist
 //! is reported as [`ResolveError`] with `not_found`, so callers can treat it as permanent.
@@ -43,6 +44,14 @@ pub enum HttpError {
         /// Why.
         reason: String,
     },
+    /// An `SSL_CERT_DIR` directory could not be listed, or is larger than the bounds.
+    #[error("SSL_CERT_DIR \"{}\": {reason}", path.display())]
+    CaDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why, and the fix.
+        reason: String,
+    },
     /// The client could not be built.
     #[error("cannot build the https client: {0}")]
     Build(String),
@@ -57,6 +66,13 @@ pub const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 /// Most HTTP/1 response header lines accepted (hyper also bounds their bytes by its read
 /// buffer, about 400 KiB).
 pub const MAX_HEADERS: usize = 100;
+
+/// Most entries of one `SSL_CERT_DIR` directory looked at (a distribution's
+/// `/etc/ssl/certs`, hash links included, holds about 600).
+pub const MAX_CA_DIR_ENTRIES: usize = 4096;
+/// Most bytes read from one `SSL_CERT_DIR` directory's files in all (each file is also
+/// bounded by the CA file limit).
+pub const MAX_CA_DIR_BYTES: u64 = 16 << 20;
 
 /// Body size limits, by what answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +110,8 @@ pub struct HttpClients {
 pub struct HttpOptions {
     /// Extra CA certificate files (PEM, one or more certificates each).
     pub ca_files: Vec<PathBuf>,
+    /// Directories of extra CA certificate files (`SSL_CERT_DIR`).
+    pub ca_dirs: Vec<PathBuf>,
     /// Timeout of one request (connect + response + body).
     pub request_timeout: Duration,
     /// Body size limits.
@@ -105,6 +123,7 @@ impl HttpOptions {
     pub fn new(ca_files: Vec<PathBuf>, request_timeout: Duration) -> Self {
         Self {
             ca_files,
+            ca_dirs: Vec::new(),
             request_timeout,
             limits: BodyLimits::default(),
         }
@@ -114,6 +133,7 @@ impl HttpOptions {
     pub fn from_settings(settings: &Settings) -> Self {
         Self {
             ca_files: settings.ca_files.clone(),
+            ca_dirs: settings.ca_dirs.clone(),
             request_timeout: settings.request_timeout,
             limits: BodyLimits {
                 key_vault: settings.max_response_size,
@@ -132,7 +152,10 @@ pub fn install_crypto_provider() {
 /// Builds the clients: the one place any outbound client is configured.
 pub fn build(opts: &HttpOptions) -> Result<HttpClients, HttpError> {
     install_crypto_provider();
-    let roots = trust_roots(&opts.ca_files)?;
+    let mut roots = trust_roots(&opts.ca_files)?;
+    for dir in &opts.ca_dirs {
+        roots.extend(read_ca_dir(dir)?);
+    }
     let make = |direct: bool| -> Result<reqwest::Client, HttpError> {
         let mut b = reqwest::Client::builder()
             .tls_certs_only(roots.clone())
@@ -306,6 +329,73 @@ fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, HttpError> {
         return Err(invalid("no certificate in the file".into()));
     }
     Ok(certs)
+}
+
+/// Every certificate of the PEM files in `dir` (OpenSSL's `SSL_CERT_DIR`: hash links and
+/// plain `.pem`/`.crt` files alike; what holds no certificate, such as a CRL, is skipped).
+/// Entries are read in name order, each through [`crate::files::read`] (regular files only,
+/// bounded); duplicates (a hash link and its file) are added once.
+fn read_ca_dir(dir: &Path) -> Result<Vec<reqwest::Certificate>, HttpError> {
+    use rustls_pki_types::pem::PemObject;
+    let fail = |reason: String| HttpError::CaDir {
+        path: dir.to_owned(),
+        reason,
+    };
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| fail(format!("cannot list it: {e}")))? {
+        if names.len() >= MAX_CA_DIR_ENTRIES {
+            return Err(fail(format!(
+                "holds more than {MAX_CA_DIR_ENTRIES} entries: point it at a directory of CA certificates only"
+            )));
+        }
+        let entry = entry.map_err(|e| fail(format!("cannot list it: {e}")))?;
+        names.push(entry.path());
+    }
+    names.sort();
+    let mut budget = MAX_CA_DIR_BYTES;
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for path in names {
+        let limit = budget.min(crate::files::MAX_CA_FILE);
+        let bytes = match crate::files::read(&path, limit, "SSL_CERT_DIR file") {
+            Ok(b) => b,
+            Err(crate::files::FileError::TooLarge { .. }) if limit < crate::files::MAX_CA_FILE => {
+                return Err(fail(format!(
+                    "its files hold more than {MAX_CA_DIR_BYTES} bytes: point it at a directory of CA certificates only"
+                )));
+            }
+            Err(e) => {
+                // Subdirectories, sockets, unreadable files: OpenSSL skips them too.
+                tracing::debug!(error = %e, "skipping an SSL_CERT_DIR entry");
+                continue;
+            }
+        };
+        budget = budget.saturating_sub(bytes.len() as u64);
+        let mut added = 0usize;
+        for der in rustls_pki_types::CertificateDer::pem_slice_iter(&bytes) {
+            let Ok(der) = der else {
+                tracing::warn!(file = %path.display(), "SSL_CERT_DIR file has a broken pem block; skipping the rest of it");
+                break;
+            };
+            if !seen.insert(der.as_ref().to_vec()) {
+                continue;
+            }
+            match reqwest::Certificate::from_der(der.as_ref()) {
+                Ok(c) => {
+                    out.push(c);
+                    added = added.saturating_add(1);
+                }
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "SSL_CERT_DIR certificate not usable; skipping it")
+                }
+            }
+        }
+        tracing::debug!(file = %path.display(), certificates = added, "SSL_CERT_DIR file read");
+    }
+    if seen.is_empty() {
+        tracing::warn!(dir = %dir.display(), "SSL_CERT_DIR holds no pem certificate");
+    }
+    Ok(out)
 }
 
 /// Follow redirects only within the same scheme, host and port, at most 5 times.
@@ -508,6 +598,43 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
     use std::str::FromStr;
+
+    fn self_signed(cn: &str) -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec![cn.to_owned()]).unwrap();
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    // reference: issue 11 item 8 (SSL_CERT_DIR: every pem certificate, duplicates once,
+    // other entries skipped, bounded)
+    #[test]
+    fn ssl_cert_dirs_read_their_certificates_once_and_are_bounded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let (a, b) = (self_signed("a.example"), self_signed("b.example"));
+        std::fs::write(dir.join("a.pem"), &a).unwrap();
+        std::fs::write(dir.join("bundle.crt"), format!("{a}{b}")).unwrap();
+        std::os::unix::fs::symlink("a.pem", dir.join("0a1b2c3d.0")).unwrap();
+        std::fs::write(dir.join("list.r0"), "-----BEGIN X509 CRL-----\n").unwrap();
+        std::fs::write(dir.join("README"), "not a certificate").unwrap();
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        assert_eq!(read_ca_dir(dir).unwrap().len(), 2, "a and b, once each");
+        let opts = HttpOptions {
+            ca_dirs: vec![dir.to_owned()],
+            ..HttpOptions::new(vec![], Duration::from_secs(5))
+        };
+        build(&opts).unwrap();
+
+        let e = read_ca_dir(&dir.join("missing")).unwrap_err();
+        assert!(e.to_string().starts_with("SSL_CERT_DIR \""), "{e}");
+        let many = tmp.path().join("many");
+        std::fs::create_dir(&many).unwrap();
+        for i in 0..=MAX_CA_DIR_ENTRIES {
+            std::fs::write(many.join(format!("{i}")), "").unwrap();
+        }
+        let e = read_ca_dir(&many).unwrap_err();
+        assert!(e.to_string().contains("more than 4096 entries"), "{e}");
+    }
 
     #[test]
     fn localhost_names() {

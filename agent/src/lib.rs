@@ -64,6 +64,7 @@ pub mod signal;
 pub mod sync;
 pub mod telemetry;
 pub mod template;
+pub mod validate;
 pub mod writer;
 
 pub use config::{Env, Plan, Settings};

@@ -64,7 +64,7 @@ fn main() -> ExitCode {
                 .result
                 .map(|_| {
                     println!("config ok: {}", settings.config_file.display());
-                    for line in summary {
+                    for line in summary.into_iter().chain(settings.summary()) {
                         println!("{line}");
                     }
                 })

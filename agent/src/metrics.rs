@@ -144,6 +144,12 @@ struct IdLabels {
     id: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ValidationLabels {
+    id: String,
+    reason: String,
+}
+
 /// The agent's metrics registry.
 pub struct Metrics {
     registry: Registry,
@@ -165,6 +171,7 @@ pub struct Metrics {
     expiries: Mutex<Vec<(String, i64)>>,
     notifications: Family<ClassLabels, Counter<u64, AtomicU64>>,
     absent: Family<IdLabels, Gauge>,
+    validation_failures: Family<ValidationLabels, Counter>,
     /// Serialises the clear-then-set of the per-object families so a scrape never sees a
     /// half-updated set (the families themselves are individually locked).
     objects_lock: Mutex<()>,
@@ -275,8 +282,15 @@ impl Default for Metrics {
             "Optional objects (objectOptional) missing or disabled in the vault at the last sync (value is always 1)",
             absent.clone(),
         );
+        let validation_failures = Family::<ValidationLabels, Counter>::default();
+        registry.register(
+            "validation_failures",
+            "Sync cycles whose set was refused because an object's certificate failed validation, by object id and reason (key_mismatch, chain_order, unparseable, chain_incomplete, expired, not_yet_valid)",
+            validation_failures.clone(),
+        );
         Self {
             absent,
+            validation_failures,
             registry,
             kv_duration,
             kv_queue_wait,
@@ -418,6 +432,17 @@ impl Metrics {
             .iter()
             .filter_map(|o| Some((o.id.to_owned(), o.expires?)))
             .collect();
+    }
+
+    /// A cycle refused `id` at validation for `reason` (a closed set, see
+    /// [`crate::report::RefusedObject`]); ids come from the plan.
+    pub fn validation_failure(&self, id: &str, reason: &str) {
+        self.validation_failures
+            .get_or_create(&ValidationLabels {
+                id: id.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// The optional objects missing at the last sync (replaces the previous set).

@@ -167,6 +167,16 @@ impl Notifier {
         ca_files: &[PathBuf],
         metrics: Arc<Metrics>,
     ) -> Result<Self, NotifyError> {
+        Self::with_trust(settings, ca_files, &[], metrics)
+    }
+
+    /// [`Notifier::new`] trusting the certificates of the `ca_dirs` (`SSL_CERT_DIR`) too.
+    pub fn with_trust(
+        settings: &NotifySettings,
+        ca_files: &[PathBuf],
+        ca_dirs: &[PathBuf],
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, NotifyError> {
         match (
             settings.signal,
             settings.signal_pidfile.is_some() || settings.signal_process.is_some(),
@@ -198,10 +208,10 @@ impl Notifier {
                 check_hook_url(url, settings.http_insecure)?;
                 // The agent's one client builder (same trust store and limits), proxy-less.
                 Some(
-                    crate::http::build(&crate::http::HttpOptions::new(
-                        ca_files.to_vec(),
-                        HTTP_TIMEOUT,
-                    ))
+                    crate::http::build(&crate::http::HttpOptions {
+                        ca_dirs: ca_dirs.to_vec(),
+                        ..crate::http::HttpOptions::new(ca_files.to_vec(), HTTP_TIMEOUT)
+                    })
                     .map_err(|e| NotifyError::Http(e.to_string()))?
                     .direct,
                 )
@@ -956,6 +966,7 @@ mod tests {
             fetched_at: 1_700_000_000,
             not_after: None,
             expires: None,
+            validation: None,
         };
         let mut e = event(1);
         e.objects = vec![(&status).into()];

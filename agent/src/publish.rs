@@ -187,6 +187,7 @@ mod tests {
                 fetched_at: 1,
                 not_after: None,
                 expires: None,
+                validation: None,
             },
         }
     }

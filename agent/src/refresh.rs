@@ -3,7 +3,9 @@
 //!
 //! One task owns the schedule. Each cycle is [`Cycle::sync`] (fetch → convert → write, by
 //! [`crate::sync::Syncer`]); the writer decides whether anything changed. Around it:
-//! - success: state and metrics updated, the app notified once if files were swapped, next
+//! - success: state and metrics updated, the app notified once if files were swapped (not
+//!   for the process's first publish, the set the app starts with, unless
+//!   `--notify-on-start`), next
 //!   refresh at `interval ± jitter`. `..status.json` is the published set's manifest,
 //!   written by the publisher inside each new generation; an unchanged or failed refresh
 //!   does not touch it (next refresh and last error are served at `/status`);
@@ -210,8 +212,13 @@ impl Sidecar {
     ) -> Result<(), Error> {
         let settings = self.settings.clone();
         let plan = Arc::new(config::load(&settings, &self.env).map_err(Error::Config)?);
-        let notifier = Notifier::new(&settings.notify, &settings.ca_files, self.metrics.clone())
-            .map_err(|e| Error::Config(ConfigErrors(vec![e.to_string().into()])))?;
+        let notifier = Notifier::with_trust(
+            &settings.notify,
+            &settings.ca_files,
+            &settings.ca_dirs,
+            self.metrics.clone(),
+        )
+        .map_err(|e| Error::Config(ConfigErrors(vec![e.to_string().into()])))?;
         let cycle = (self.factory)(plan.clone(), &settings, self.metrics.clone())?;
         tracing::info!(
             vault = %plan.vault_name,
@@ -473,6 +480,9 @@ impl Loop {
                     "{}",
                     if self.first { "first sync published" } else { "refresh done" }
                 );
+                // The first publish of the process is what the application starts with, not
+                // a change to it: notified only with --notify-on-start.
+                let notify = notify && (!self.first || self.settings.notify.on_start);
                 if let (Some(data_dir), true, Some(c)) = (data_dir, notify, &self.coalescer) {
                     c.send(ChangeEvent {
                         event: "published",
@@ -505,7 +515,7 @@ impl Loop {
                 }
                 // Object failures are one per line; the log line stays one line.
                 let message = e.to_string().replace('\n', "; ");
-                self.state.failed(&message);
+                self.state.failed_with(&message, e.refused());
                 self.state.scheduled(delay);
                 tracing::warn!(
                     error = %message,
@@ -904,7 +914,27 @@ mod tests {
         assert_eq!(gaps[2], Duration::from_secs(60));
         assert!(state.readiness().ok);
         assert_eq!(state.doc().consecutive_failures, 0);
-        assert_eq!(*h.notified.lock().unwrap(), vec!["..1".to_string()]);
+        // reference: issue 11 item 8 (the first publish notifies only with --notify-on-start)
+        assert!(h.notified.lock().unwrap().is_empty());
+    }
+
+    // reference: issue 11 item 8 (--notify-on-start: the first publish notifies too)
+    #[tokio::test(start_paused = true)]
+    async fn the_first_publish_notifies_only_with_notify_on_start() {
+        for on_start in [false, true] {
+            let mut h = harness(
+                vec![published(1), Ok(WriteOutcome::Unchanged), published(2)],
+                Duration::from_millis(5),
+                Duration::from_secs(10),
+            );
+            h.lp.settings.notify.on_start = on_start;
+            run_for(&mut h, Duration::from_secs(35)).await;
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            let want: &[&str] = if on_start { &["..1", "..2"] } else { &["..2"] };
+            assert_eq!(*h.notified.lock().unwrap(), want, "on_start {on_start}");
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -926,10 +956,8 @@ mod tests {
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }
-        assert_eq!(
-            *h.notified.lock().unwrap(),
-            vec!["..1".to_string(), "..2".to_string()]
-        );
+        // The first publish is what the app starts with (no --notify-on-start here).
+        assert_eq!(*h.notified.lock().unwrap(), vec!["..2".to_string()]);
         assert!(state.readiness().ok);
         assert_eq!(state.doc().data_dir.as_deref(), Some("..2"));
         let text = h.lp.metrics.encode();
@@ -1150,6 +1178,7 @@ mod tests {
             fetched_at: 0,
             not_after: None,
             expires: None,
+            validation: None,
         }
     }
 

@@ -35,6 +35,8 @@ pub const EXIT_CONVERT: i32 = 7;
 pub const EXIT_WRITE: i32 = 8;
 /// Exit code: the health server's `--listen` address could not be bound.
 pub const EXIT_LISTEN: i32 = 9;
+/// Exit code: a certificate failed validation before the swap (`--validate`).
+pub const EXIT_VALIDATION: i32 = 10;
 /// Exit code: `exec` could not run its command (found but not executable, or exec failed),
 /// as env(1) and shells report it.
 pub const EXIT_EXEC_FAILED: i32 = 126;
@@ -57,6 +59,10 @@ pub const EXIT_CODES: &[(i32, &str)] = &[
     (EXIT_CONVERT, "an object's content could not be converted"),
     (EXIT_WRITE, "the output directory could not be written"),
     (EXIT_LISTEN, "the --listen address could not be bound"),
+    (
+        EXIT_VALIDATION,
+        "a certificate failed validation (key/leaf, chain order, or validity with --validate strict)",
+    ),
     (EXIT_EXEC_FAILED, "exec: the command could not be run"),
     (EXIT_EXEC_NOT_FOUND, "exec: the command was not found"),
     (130, "--once or check stopped by SIGINT"),
@@ -85,6 +91,10 @@ pub struct ObjectStatus {
     /// The version's `exp` attribute (Unix seconds), when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires: Option<i64>,
+    /// A validation warning published with the set (`--validate warn`: an expired or
+    /// not-yet-valid certificate), e.g. `expired: certificate 1 (CN=web) expired at ...`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation: Option<String>,
 }
 
 impl ObjectStatus {
@@ -134,6 +144,18 @@ pub struct AbsentObject {
     pub path: String,
 }
 
+/// An object whose new content failed validation, so the set was not published.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RefusedObject {
+    /// Reference object id (`secret/name`).
+    pub id: String,
+    /// `key_mismatch`, `chain_order`, `unparseable` (always refused), `chain_incomplete`,
+    /// `expired` or `not_yet_valid` (refused with `--validate strict`).
+    pub reason: &'static str,
+    /// What is wrong and how to fix it (no key material).
+    pub message: String,
+}
+
 /// Why one object failed.
 #[derive(Debug, Clone)]
 pub enum FailureKind {
@@ -146,6 +168,8 @@ pub enum FailureKind {
     /// A template could not be rendered: the whole line, naming the template and the line
     /// in it, never a value (exit code of a conversion).
     Template(String),
+    /// A certificate failed validation before the swap.
+    Validation(RefusedObject),
 }
 
 impl std::fmt::Display for FailureKind {
@@ -153,6 +177,16 @@ impl std::fmt::Display for FailureKind {
         match self {
             FailureKind::KeyVault(e) => write!(f, "{e}"),
             FailureKind::Convert(m) | FailureKind::Template(m) => write!(f, "{m}"),
+            FailureKind::Validation(r) => write!(
+                f,
+                "certificate validation: {}{}",
+                r.message,
+                if matches!(r.reason, "expired" | "not_yet_valid" | "chain_incomplete") {
+                    " (refused by --validate strict; --validate warn publishes it with a warning)"
+                } else {
+                    " (always refused)"
+                }
+            ),
             FailureKind::StartVersion(v) => write!(
                 f,
                 "start version {v} is not among the enabled versions: check objectVersion"
@@ -270,6 +304,20 @@ impl SyncError {
         }
     }
 
+    /// The objects refused by validation (empty for other failures).
+    pub fn refused(&self) -> Vec<RefusedObject> {
+        match self {
+            SyncError::Objects(fs) => fs
+                .iter()
+                .filter_map(|f| match &f.kind {
+                    FailureKind::Validation(r) => Some(r.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Server-requested delay before the next attempt (`Retry-After`), if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -302,17 +350,21 @@ impl SyncError {
                             EXIT_AUTH
                         }
                     }
-                    FailureKind::KeyVault(KeyVaultError::Tls { .. }) => EXIT_CONFIG,
+                    FailureKind::KeyVault(
+                        KeyVaultError::Tls { .. } | KeyVaultError::ChallengeAuthority { .. },
+                    ) => EXIT_CONFIG,
                     FailureKind::KeyVault(e) if e.is_transient() => EXIT_UNAVAILABLE,
                     FailureKind::KeyVault(_) | FailureKind::StartVersion(_) => EXIT_OBJECT,
                     FailureKind::Convert(_) | FailureKind::Template(_) => EXIT_CONVERT,
+                    FailureKind::Validation(_) => EXIT_VALIDATION,
                 })
                 .min_by_key(|c| match *c {
                     EXIT_CONFIG => 0,
                     EXIT_AUTH => 1,
                     EXIT_OBJECT => 2,
                     EXIT_CONVERT => 3,
-                    _ => 4,
+                    EXIT_VALIDATION => 4,
+                    _ => 5,
                 })
                 .unwrap_or(EXIT_UNAVAILABLE),
         }
@@ -388,6 +440,35 @@ mod tests {
         assert_eq!(lines[0].matches("AADSTS70021").count(), 1, "{m}");
         assert_eq!(lines[1], "cert \"tls\": not a certificate");
         assert_eq!(name_list(&["a", "b"], 3), "a, b");
+    }
+
+    // reference: issue 11 item 6 (a refused certificate has its own exit code; refused()
+    // lists it for /status)
+    #[test]
+    fn a_validation_failure_exits_10_after_conversion_failures() {
+        let f = |kind| ObjectFailure {
+            label: "secret \"web\"".into(),
+            kind,
+        };
+        let refused = RefusedObject {
+            id: "secret/web".into(),
+            reason: "expired",
+            message: "certificate 1 (CN=web) expired at 2020-01-01T00:00:00Z: renew it".into(),
+        };
+        let e = SyncError::Objects(vec![f(FailureKind::Validation(refused.clone()))]);
+        assert_eq!(e.exit_code(), EXIT_VALIDATION);
+        assert!(!e.is_transient());
+        assert_eq!(e.refused(), vec![refused.clone()]);
+        assert!(
+            e.to_string().contains("refused by --validate strict"),
+            "{e}"
+        );
+        let e = SyncError::Objects(vec![
+            f(FailureKind::Validation(refused)),
+            f(FailureKind::Convert("bad pfx".into())),
+        ]);
+        assert_eq!(e.exit_code(), EXIT_CONVERT);
+        assert!(EXIT_CODES.iter().any(|(c, _)| *c == EXIT_VALIDATION));
     }
 
     // reference: docs/threat-model.md rule 10 (every path maps to the documented exit code)

@@ -19,7 +19,8 @@ use futures::future::join_all;
 use tokio::time::Instant;
 
 use crate::auth::Credential;
-use crate::config::{ObjectLayout, ObjectSpec, ObjectType, Plan, Settings};
+use crate::config::{ObjectLayout, ObjectSpec, ObjectType, Plan, Settings, ValidateMode};
+use crate::convert::Material;
 use crate::detect::{ChangeDetection, Detection, FetchCache, Latest, Pages, Step};
 use crate::http::{HttpClients, HttpOptions};
 use crate::keyvault::list::{Fingerprint, Listing};
@@ -30,7 +31,7 @@ use crate::publish::{Prepared, Publisher};
 // the sync machinery); re-exported here so `sync::SyncReport` etc. keep working.
 use crate::metrics::Metrics;
 pub use crate::report::{
-    AbsentObject, FailureKind, ObjectFailure, ObjectStatus, SyncError, SyncReport,
+    AbsentObject, FailureKind, ObjectFailure, ObjectStatus, RefusedObject, SyncError, SyncReport,
 };
 use crate::secret::SecretBytes;
 use crate::writer::{AtomicWriter, FileProjection, WriteOutcome};
@@ -180,6 +181,8 @@ pub struct Syncer {
     absent: Mutex<HashSet<(ObjectType, String)>>,
     /// Object futures alive at once (see [`InFlight`]).
     in_flight: InFlight,
+    /// What an expired or not-yet-valid certificate does (`--validate`).
+    validate: ValidateMode,
 }
 
 fn unix_now() -> u64 {
@@ -219,7 +222,8 @@ impl Syncer {
                 .with_detection(Detection {
                     mode: settings.change_detection,
                     full_sweep_every: settings.full_sweep_every,
-                }),
+                })
+                .with_validation(settings.validate),
         )
     }
 
@@ -233,6 +237,12 @@ impl Syncer {
     /// Change detection settings (default: list, full sweep every 10th refresh).
     pub fn with_detection(mut self, detection: Detection) -> Self {
         self.detection = detection;
+        self
+    }
+
+    /// What an expired or not-yet-valid certificate does (default: warn).
+    pub fn with_validation(mut self, mode: ValidateMode) -> Self {
+        self.validate = mode;
         self
     }
 
@@ -270,6 +280,7 @@ impl Syncer {
             concurrency,
             absent: Mutex::new(HashSet::new()),
             in_flight: InFlight::default(),
+            validate: ValidateMode::default(),
         })
     }
 
@@ -387,6 +398,11 @@ impl Syncer {
             }
         }
         if !failures.is_empty() {
+            for f in &failures {
+                if let FailureKind::Validation(r) = &f.kind {
+                    self.metrics.validation_failure(&r.id, r.reason);
+                }
+            }
             return Err(SyncError::Objects(failures));
         }
         let rendered = self.render_templates(&prepared)?;
@@ -432,6 +448,7 @@ impl Syncer {
                         fetched_at: now,
                         not_after: None,
                         expires: None,
+                        validation: None,
                     },
                     path: t.dest.clone(),
                     file: FileProjection { data, mode: t.mode },
@@ -717,7 +734,9 @@ impl Syncer {
         .clone()
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn item(
+        &self,
         spec: &ObjectSpec,
         label: &str,
         id: String,
@@ -725,6 +744,7 @@ impl Syncer {
         requested: Option<&str>,
         fetched: &Fetched,
         fetched_at: u64,
+        check_validity: bool,
     ) -> Result<Item, ObjectFailure> {
         let data = crate::convert::convert(spec, fetched).map_err(|e| ObjectFailure {
             label: label.to_owned(),
@@ -743,6 +763,18 @@ impl Syncer {
             .unwrap_or_default()
             .to_owned();
         let not_after = crate::convert::not_after(fetched, data.expose());
+        // The TLS layout is validated once reshaped (its files are what readers see); a
+        // pointer's value is no certificate.
+        let validation = if spec.layout == ObjectLayout::Tls || spec.json_pointer.is_some() {
+            None
+        } else {
+            self.validated(
+                &id,
+                label,
+                crate::convert::material(fetched, data.expose()),
+                check_validity,
+            )?
+        };
         tracing::debug!(object = %id, %version, path = %path, bytes = data.len(), "object ready");
         Ok(Item {
             status: ObjectStatus {
@@ -753,6 +785,7 @@ impl Syncer {
                 fetched_at,
                 not_after,
                 expires: crate::keyvault::list::Fingerprint::of(fetched).exp,
+                validation,
             },
             path,
             data,
@@ -860,30 +893,53 @@ impl Syncer {
             (None, Some(v)) => version_label(spec, v),
             _ => label,
         };
-        let item = Self::item(
-            read_as,
-            &label,
-            spec.id(),
-            spec.path.clone(),
-            spec.version.as_deref(),
-            &fetched,
-            at,
-        )
-        .map_err(|f| vec![f])?;
+        let item = self
+            .item(
+                read_as,
+                &label,
+                spec.id(),
+                spec.path.clone(),
+                spec.version.as_deref(),
+                &fetched,
+                at,
+                true,
+            )
+            .map_err(|f| vec![f])?;
         if spec.layout == ObjectLayout::Tls {
-            return Self::tls_items(spec, &label, item).map_err(|f| vec![f]);
+            return self.tls_items(spec, &label, item).map_err(|f| vec![f]);
         }
         Ok(vec![item])
     }
 
     /// The TLS layout: one converted PEM (key and chain) becomes `tls.crt`, `tls.key` and
     /// `ca.crt` under the object's path.
-    fn tls_items(spec: &ObjectSpec, label: &str, item: Item) -> Result<Vec<Item>, ObjectFailure> {
+    fn tls_items(
+        &self,
+        spec: &ObjectSpec,
+        label: &str,
+        item: Item,
+    ) -> Result<Vec<Item>, ObjectFailure> {
         let files =
             crate::shape::tls(&spec.name, item.data.expose()).map_err(|e| ObjectFailure {
                 label: label.to_owned(),
                 kind: FailureKind::Convert(e.to_string()),
             })?;
+        // tls.crt (leaf then chain) with tls.key, as a server loads them.
+        let mut pair = files[0].expose().to_vec();
+        pair.extend_from_slice(files[1].expose());
+        let validation = self.validated(
+            &item.status.id,
+            label,
+            Some(Material::from_pem(&pair)),
+            true,
+        )?;
+        let item = Item {
+            status: ObjectStatus {
+                validation,
+                ..item.status
+            },
+            ..item
+        };
         Ok(crate::shape::TLS_FILES
             .iter()
             .zip(files)
@@ -933,7 +989,8 @@ impl Syncer {
         for (i, (v, r)) in results.into_iter().enumerate() {
             let vlabel = version_label(spec, &v);
             match r {
-                Ok((fetched, at)) => match Self::item(
+                // Older versions are kept for rollover and may well be expired.
+                Ok((fetched, at)) => match self.item(
                     spec,
                     &vlabel,
                     spec.history_id(i),
@@ -941,6 +998,7 @@ impl Syncer {
                     Some(&v),
                     &fetched,
                     at,
+                    i == 0,
                 ) {
                     Ok(it) => out.push(it),
                     Err(f) => failures.push(f),
@@ -956,6 +1014,46 @@ impl Syncer {
         } else {
             Err(failures)
         }
+    }
+}
+
+impl Syncer {
+    /// Validation before the swap (issue 11 item 6) of one output's `material`: `Err` when
+    /// it is refused (a key/leaf mismatch or a disordered chain always; a validity problem
+    /// with `--validate strict`), else the warning published with it, if any.
+    fn validated(
+        &self,
+        id: &str,
+        label: &str,
+        material: Option<Material>,
+        check_validity: bool,
+    ) -> Result<Option<String>, ObjectFailure> {
+        let Some(material) = material else {
+            return Ok(None);
+        };
+        let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
+        let problems = crate::validate::check(&material, now, check_validity);
+        let strict = self.validate == ValidateMode::Strict;
+        if let Some(p) = problems
+            .iter()
+            .find(|p| strict || p.reason.always_refused())
+        {
+            return Err(ObjectFailure {
+                label: label.to_owned(),
+                kind: FailureKind::Validation(RefusedObject {
+                    id: id.to_owned(),
+                    reason: p.reason.as_str(),
+                    message: p.message.clone(),
+                }),
+            });
+        }
+        let warning = problems
+            .first()
+            .map(|p| format!("{}: {}", p.reason.as_str(), p.message));
+        if let Some(w) = &warning {
+            tracing::warn!(object = %id, warning = %w, "certificate validation: published anyway (--validate warn; strict refuses it)");
+        }
+        Ok(warning)
     }
 }
 

@@ -332,6 +332,8 @@ async fn rotated_secrets_swap_files_and_fire_each_notifier_once() {
             format!("echo \"$KEYVAULT_AGENT_CHANGED\" >> {}", execs.display()),
         ]),
         http: Some(hook),
+        // The first publish notifies only with --notify-on-start (issue 11 item 8).
+        on_start: true,
         ..Default::default()
     };
     let run = fx.start().await;

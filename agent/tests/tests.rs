@@ -15,6 +15,7 @@ mod migrate; // `migrate`: CSI-driver manifests converted, on the reference repo
 mod oneshot; // `--once` end to end: identities, conversions over the wire, no partial sets
 mod scale; // request budget: list-based change detection, sweep, 403 fallback, pinned across reloads
 mod sidecar; // refresh, rotation, notifiers, reload, signals, health/metrics/status
-mod stress;
+mod stress; // concurrent readers never see a torn or mixed set
 mod templates; // issue 11 item 3: MiniJinja templates in the same set (once, sidecar, check)
-mod util; // shared harness: emulator + temp dirs + CLI runner // concurrent readers never see a torn or mixed set
+mod util; // shared harness: emulator + temp dirs + CLI runner
+mod validation; // issue 11 items 6 and 8: certificate validation, SSL_CERT_DIR, tenant challenge, --notify-on-start

@@ -51,7 +51,7 @@ async fn index(State(s): State<Arc<Shared>>) -> Response {
         "tenant_id": s.tenant_id,
         "vaults": lock(&s.store).vault_names(),
         "identities": lock(&s.identities).iter().map(|i| json!({"name": i.name, "client_id": i.client_id})).collect::<Vec<_>>(),
-        "routes": ["GET/DELETE /admin/counts", "GET/PUT /admin/throttle", "GET/POST/DELETE /admin/faults", "PUT /admin/vaults/{vault}/secrets/{name}", "PATCH /admin/vaults/{vault}/secrets/{name}/{version}", "POST /admin/token"],
+        "routes": ["GET/DELETE /admin/counts", "GET/PUT /admin/throttle", "GET/POST/DELETE /admin/faults", "GET/PUT/DELETE /admin/tenant", "PUT /admin/vaults/{vault}/secrets/{name}", "PATCH /admin/vaults/{vault}/secrets/{name}/{version}", "POST /admin/token"],
     }))
     .into_response()
 }
@@ -76,6 +76,26 @@ async fn add_fault(State(s): State<Arc<Shared>>, Json(f): Json<Fault>) -> Respon
 
 async fn clear_faults(State(s): State<Arc<Shared>>) -> Response {
     lock(&s.faults).clear();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn get_tenant(State(s): State<Arc<Shared>>) -> Response {
+    Json(json!({"home_tenant": s.tenant_id, "vault_tenant": s.vault_tenant(), "challenge_authority": s.challenge_authority()})).into_response()
+}
+
+async fn set_tenant(
+    State(s): State<Arc<Shared>>,
+    Json(g): Json<crate::state::GuestTenant>,
+) -> Response {
+    if g.tenant_id.trim().is_empty() {
+        return err(StatusCode::BAD_REQUEST, "tenant_id must not be empty");
+    }
+    *lock(&s.guest) = Some(g);
+    get_tenant(State(s)).await
+}
+
+async fn reset_tenant(State(s): State<Arc<Shared>>) -> Response {
+    *lock(&s.guest) = None;
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -211,6 +231,10 @@ pub fn routes() -> Router<Arc<Shared>> {
             get(get_faults).post(add_fault).delete(clear_faults),
         )
         .route("/admin/throttle", get(get_throttle).put(set_throttle))
+        .route(
+            "/admin/tenant",
+            get(get_tenant).put(set_tenant).delete(reset_tenant),
+        )
         .route("/admin/vaults/{vault}/secrets/{name}", put(set_secret))
         .route(
             "/admin/vaults/{vault}/secrets/{name}/{version}",

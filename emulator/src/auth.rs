@@ -65,8 +65,8 @@ pub struct Principal {
 pub fn challenge(s: &Shared) -> String {
     format!(
         "Bearer authorization=\"{}/{}\", resource=\"{}\"",
-        s.authority_base(),
-        s.tenant_id,
+        s.challenge_authority(),
+        s.vault_tenant(),
         s.challenge_resource()
     )
 }

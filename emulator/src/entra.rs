@@ -99,6 +99,7 @@ pub fn fault_error(s: &Shared, status: u16, retry_after: Option<u64>) -> Respons
 
 fn tenant_ok(s: &Shared, tenant: &str) -> bool {
     tenant.eq_ignore_ascii_case(&s.tenant_id)
+        || s.is_guest_tenant(tenant)
         || tenant.eq_ignore_ascii_case("organizations")
         || tenant.eq_ignore_ascii_case("common")
 }
@@ -268,7 +269,12 @@ fn issue(
             );
         }
     }
-    let (access_token, ttl) = s.mint_access_token(&identity, &resource);
+    // A token of the guest tenant when it was asked for; else of the home tenant.
+    let (access_token, ttl) = if s.is_guest_tenant(tenant) {
+        s.mint_access_token_in(&identity, &resource, tenant)
+    } else {
+        s.mint_access_token(&identity, &resource)
+    };
     Ok(json!({
         "token_type": "Bearer",
         "expires_in": ttl,

@@ -1534,6 +1534,7 @@ impl Ctx {
             subject,
             dns_names,
             validity_days: months * 30,
+            valid_from_days: 0,
             rsa_bits,
             curve,
         };

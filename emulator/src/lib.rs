@@ -308,6 +308,7 @@ impl EmulatorBuilder {
             faults: Mutex::new(Default::default()),
             counts: Mutex::new(Default::default()),
             throttle: Mutex::new(throttle::Throttle::new(throttle)),
+            guest: Mutex::new(None),
         });
 
         let https_app = axum::Router::new()
@@ -568,6 +569,7 @@ impl Emulator {
             subject: subject.to_string(),
             dns_names: Vec::new(),
             validity_days,
+            valid_from_days: 0,
             rsa_bits: None,
             curve: material::Curve::P256,
         };
@@ -608,6 +610,13 @@ impl Emulator {
             )
             .map_err(|e| Error::Config(format!("certificate {vault}/{name}: {e}")))?;
         Ok(c.version)
+    }
+
+    /// Puts the vaults in another tenant (`None`: back in the home tenant): challenges name
+    /// `tenant` at `authority` (default: the emulator's own), and only its tokens are
+    /// accepted. Same as `PUT /admin/tenant`.
+    pub fn set_vault_tenant(&self, guest: Option<state::GuestTenant>) {
+        *lock(&self.shared.guest) = guest;
     }
 
     /// Adds a fault rule.

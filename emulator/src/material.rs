@@ -503,8 +503,11 @@ pub struct GenerateSpec {
     pub subject: String,
     /// DNS SANs.
     pub dns_names: Vec<String>,
-    /// Validity in days from now (back-dated by one hour for clock skew).
+    /// Validity in days from its start (back-dated by one hour for clock skew).
     pub validity_days: u32,
+    /// Days from now the validity starts (negative: in the past; with a short validity, an
+    /// already expired certificate; positive: not yet valid).
+    pub valid_from_days: i32,
     /// RSA bits, or None for EC.
     pub rsa_bits: Option<usize>,
     /// EC curve when `rsa_bits` is None.
@@ -575,10 +578,13 @@ pub fn generate_certificate(spec: &GenerateSpec, ca: Option<(&str, &str)>) -> Re
             spec.validity_days
         ))
     };
-    params.not_before = now
+    let start = now
+        .checked_add(time::Duration::days(i64::from(spec.valid_from_days)))
+        .ok_or_else(out_of_range)?;
+    params.not_before = start
         .checked_sub(time::Duration::hours(1))
         .ok_or_else(out_of_range)?;
-    params.not_after = now
+    params.not_after = start
         .checked_add(time::Duration::days(i64::from(spec.validity_days.max(1))))
         .ok_or_else(out_of_range)?;
     params.key_usages = vec![
@@ -626,6 +632,7 @@ mod tests {
             subject: "CN=web.demo.local".into(),
             dns_names: vec!["web.demo.local".into()],
             validity_days: 30,
+            valid_from_days: 0,
             rsa_bits: None,
             curve: Curve::P256,
         };
@@ -650,6 +657,7 @@ mod tests {
             subject: "CN=forever".into(),
             dns_names: vec![],
             validity_days: u32::MAX,
+            valid_from_days: 0,
             rsa_bits: None,
             curve: Curve::P256,
         };

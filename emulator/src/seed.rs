@@ -188,6 +188,10 @@ pub struct GenerateSeed {
     /// Validity in months (default 12).
     #[serde(default)]
     pub validity_months: Option<u32>,
+    /// Days from now the validity starts (default 0; `-90` with `validity_months: 1` makes an
+    /// expired certificate, `30` one that is not yet valid).
+    #[serde(default)]
+    pub valid_from_days: Option<i32>,
     /// `RSA` (default) or `EC`.
     #[serde(default)]
     pub kty: Option<String>,
@@ -537,6 +541,7 @@ pub(crate) fn build_store(
                     subject: g.subject.clone(),
                     dns_names: g.dns_names.clone(),
                     validity_days: g.validity_months.unwrap_or(12).max(1) * 30,
+                    valid_from_days: g.valid_from_days.unwrap_or(0),
                     rsa_bits: if ec {
                         None
                     } else {

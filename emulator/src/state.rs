@@ -45,6 +45,21 @@ pub struct Shared {
     pub counts: Mutex<Counts>,
     /// Per-vault, per-family token buckets (429 `Throttled` when empty).
     pub throttle: Mutex<Throttle>,
+    /// The vaults' tenant when it is not the home tenant (a vault in another tenant).
+    pub guest: Mutex<Option<GuestTenant>>,
+}
+
+/// A vault tenant other than the home tenant (`PUT /admin/tenant`): challenges name it
+/// (at `authority` when set, else at the emulator's own authority), Entra issues tokens in
+/// it too, and the data plane accepts only its tokens, as Key Vault does for a vault whose
+/// tenant is not the caller's home tenant.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GuestTenant {
+    /// The vault's tenant id.
+    pub tenant_id: String,
+    /// The authority URL the challenge names instead of the emulator's (e.g. another host).
+    #[serde(default)]
+    pub authority: Option<String>,
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it (the state stays
@@ -57,6 +72,30 @@ impl Shared {
     /// Authority URL without the trailing slash (for the challenge's `authorization`).
     pub fn authority_base(&self) -> &str {
         self.authority.trim_end_matches('/')
+    }
+
+    /// The tenant the vaults belong to: the guest tenant when set, else the home tenant.
+    pub fn vault_tenant(&self) -> String {
+        lock(&self.guest)
+            .as_ref()
+            .map(|g| g.tenant_id.clone())
+            .unwrap_or_else(|| self.tenant_id.clone())
+    }
+
+    /// The authority URL (no trailing slash) the challenge names.
+    pub fn challenge_authority(&self) -> String {
+        lock(&self.guest)
+            .as_ref()
+            .and_then(|g| g.authority.clone())
+            .map(|a| a.trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| self.authority_base().to_owned())
+    }
+
+    /// Whether `tenant` is the guest tenant.
+    pub fn is_guest_tenant(&self, tenant: &str) -> bool {
+        lock(&self.guest)
+            .as_ref()
+            .is_some_and(|g| g.tenant_id.eq_ignore_ascii_case(tenant))
     }
 
     /// The identity with `client_id` (case-insensitive).
@@ -89,31 +128,43 @@ impl Shared {
         ]
     }
 
-    /// The Entra access-token issuer (`https://sts.windows.net/<tid>/`).
+    /// The Entra access-token issuer (`https://sts.windows.net/<tid>/`) of the vaults'
+    /// tenant: the only issuer the data plane accepts.
     pub fn sts_issuer(&self) -> String {
-        format!("https://sts.windows.net/{}/", self.tenant_id)
+        sts_issuer_of(&self.vault_tenant())
     }
 
-    /// Mints an Entra-style access token for `identity` and `resource`.
+    /// Mints an Entra-style access token for `identity` and `resource` in the home tenant.
     pub fn mint_access_token(&self, identity: &IdentitySeed, resource: &str) -> (String, u64) {
+        self.mint_access_token_in(identity, resource, &self.tenant_id.clone())
+    }
+
+    /// Mints an Entra-style access token for `identity` and `resource` in `tenant`.
+    pub fn mint_access_token_in(
+        &self,
+        identity: &IdentitySeed,
+        resource: &str,
+        tenant: &str,
+    ) -> (String, u64) {
+        let issuer = sts_issuer_of(tenant);
         let now = crate::util::now();
         // A zero TTL is a test seam: the token is expired as soon as it is issued.
         let ttl = self.token_ttl.as_secs();
         let oid = identity.object_id();
         let claims = serde_json::json!({
             "aud": resource,
-            "iss": self.sts_issuer(),
+            "iss": issuer,
             "iat": now,
             "nbf": now - 300,
             "exp": now + ttl as i64,
             "aio": "emulator",
             "appid": identity.client_id,
             "appidacr": "2",
-            "idp": self.sts_issuer(),
+            "idp": issuer,
             "oid": oid,
             "rh": "0.emulator.",
             "sub": oid,
-            "tid": self.tenant_id,
+            "tid": tenant,
             "uti": crate::util::guid(),
             "ver": "1.0",
             "xms_mirid": identity.resource_id(),
@@ -121,4 +172,9 @@ impl Shared {
         lock(&self.counts).count_token(&identity.client_id);
         (self.entra_key.sign(&claims), ttl)
     }
+}
+
+/// `https://sts.windows.net/<tenant>/`.
+fn sts_issuer_of(tenant: &str) -> String {
+    format!("https://sts.windows.net/{tenant}/")
 }

@@ -25,6 +25,7 @@ fn ca_and_leaf() -> CertMaterial {
             subject: "CN=leaf.demo.local".into(),
             dns_names: vec!["leaf.demo.local".into()],
             validity_days: 10,
+            valid_from_days: 0,
             rsa_bits: None,
             curve: Curve::P256,
         },

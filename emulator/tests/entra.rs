@@ -239,3 +239,67 @@ async fn msal_tenant_discovery_points_at_the_emulator() {
     assert_eq!((st, err["error"].as_str()), (400, Some("invalid_tenant")));
     assert_eq!(err["error_codes"][0], 90002);
 }
+
+// reference: issue 11 item 8 (a vault in another tenant: the challenge names it, Entra issues
+// its tokens, the data plane accepts only them; PUT/DELETE /admin/tenant)
+#[tokio::test]
+async fn a_vault_in_a_guest_tenant_challenges_for_it_and_accepts_only_its_tokens() {
+    let emu = start().await;
+    let c = client(&emu);
+    let guest = "99999999-9999-9999-9999-999999999999";
+    let admin = format!("{}admin/tenant", emu.authority_host());
+    let r = c
+        .put(&admin)
+        .json(&serde_json::json!({"tenant_id": guest}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["vault_tenant"], guest);
+
+    // A home-tenant token is refused with a challenge naming the guest tenant.
+    let home = app_token(&emu, &c).await;
+    let (st, headers, _) = kv_get(&emu, &c, Some(&home), "secrets?api-version=2025-07-01").await;
+    assert_eq!(st, 401);
+    let challenge = headers["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains(&format!("{}{guest}\"", emu.authority_host())),
+        "{challenge}"
+    );
+    // A token from the guest tenant's endpoint is accepted.
+    let r = c
+        .post(format!("{}{guest}/oauth2/v2.0/token", emu.authority_host()))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", APP),
+            ("client_secret", "dev-secret"),
+            ("scope", "https://vault.localhost/.default"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let token = body["access_token"].as_str().unwrap();
+    let (st, _, body) = kv_get(&emu, &c, Some(token), "secrets?api-version=2025-07-01").await;
+    assert_eq!(st, 200, "{body}");
+
+    // Another challenge authority, then back home.
+    c.put(&admin)
+        .json(
+            &serde_json::json!({"tenant_id": guest, "authority": "https://login.other.localhost/"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (_, headers, _) = kv_get(&emu, &c, None, "secrets?api-version=2025-07-01").await;
+    let challenge = headers["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains(&format!("https://login.other.localhost/{guest}\"")),
+        "{challenge}"
+    );
+    assert_eq!(c.delete(&admin).send().await.unwrap().status(), 204);
+    let (st, _, _) = kv_get(&emu, &c, Some(&home), "secrets?api-version=2025-07-01").await;
+    assert_eq!(st, 200);
+}

@@ -251,6 +251,7 @@ fn ec_cert() -> keyvault_emulator::material::CertMaterial {
             subject: "CN=imported.demo.local".into(),
             dns_names: vec!["imported.demo.local".into()],
             validity_days: 10,
+            valid_from_days: 0,
             rsa_bits: None,
             curve: keyvault_emulator::material::Curve::P256,
         },

@@ -186,6 +186,7 @@ fn leaf_and_ca() -> CertMaterial {
             validity_days: 10,
             rsa_bits: None,
             curve: Curve::P256,
+            valid_from_days: 0,
         },
         Some((&ca.pem(), &ca_key.serialize_pem())),
     )

@@ -52,14 +52,29 @@ impl ClientSecret {
         })
     }
 
-    /// One token request.
+    /// The authority host and the configured tenant.
+    pub fn authority(&self) -> (&Url, &str) {
+        (&self.authority, &self.tenant_id)
+    }
+
+    /// One token request, from `tenant` when given (else the configured one).
     pub async fn fetch(
         &self,
         client: &reqwest::Client,
         limit: u64,
         scope: &str,
+        tenant: Option<&str>,
         timeout: Duration,
     ) -> Result<AccessToken, AuthError> {
+        // Another tenant (a vault's challenge named it): same authority host, its token URL.
+        let other;
+        let (token_url, tenant) = match tenant.map(str::trim) {
+            Some(t) if !t.eq_ignore_ascii_case(&self.tenant_id) => {
+                other = entra::token_url(MODE, &self.authority, t)?;
+                (&other, t)
+            }
+            _ => (&self.token_url, self.tenant_id.as_str()),
+        };
         let form = [
             ("client_id", self.client_id.as_str()),
             ("client_secret", self.secret.expose().trim()),
@@ -70,19 +85,17 @@ impl ClientSecret {
             MODE,
             client,
             limit,
-            &self.token_url,
+            token_url,
             &form,
             timeout,
-            |status, error| self.explain(status, error),
+            |status, error| self.explain(status, error, tenant),
         )
         .await
     }
 
-    fn explain(&self, status: u16, error: &entra::EntraError) -> String {
+    fn explain(&self, status: u16, error: &entra::EntraError, tenant: &str) -> String {
         let code = error.code();
-        if let Some(m) =
-            entra::common_message(code, &self.client_id, &self.tenant_id, &self.authority)
-        {
+        if let Some(m) = entra::common_message(code, &self.client_id, tenant, &self.authority) {
             return m;
         }
         match code {

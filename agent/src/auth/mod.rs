@@ -212,20 +212,52 @@ impl Credential {
     /// A token for `scope` (e.g. `https://vault.azure.net/.default`), from the cache when it
     /// is not about to expire. Transient failures are retried until `deadline`.
     pub async fn token(&self, scope: &str, deadline: Instant) -> Result<AccessToken, AuthError> {
+        self.token_in(scope, None, deadline).await
+    }
+
+    /// Like [`Credential::token`], from `tenant` (a vault's challenge named it) instead of
+    /// the configured tenant, at the configured authority host. Managed identity has no
+    /// tenant to choose (IMDS answers for its own), so it ignores `tenant`.
+    pub async fn token_in(
+        &self,
+        scope: &str,
+        tenant: Option<&str>,
+        deadline: Instant,
+    ) -> Result<AccessToken, AuthError> {
         self.inner
             .cache
-            .get_or_refresh(scope, || self.fetch_with_retries(scope, deadline))
+            .get_or_refresh(&cache_key(scope, tenant), || {
+                self.fetch_with_retries(scope, tenant, deadline)
+            })
             .await
     }
 
     /// Forgets `rejected` so the next [`Credential::token`] asks for a new one.
     pub async fn invalidate(&self, scope: &str, rejected: &AccessToken) {
-        self.inner.cache.invalidate(scope, rejected).await;
+        self.invalidate_in(scope, None, rejected).await;
+    }
+
+    /// [`Credential::invalidate`] for a token of `tenant`.
+    pub async fn invalidate_in(&self, scope: &str, tenant: Option<&str>, rejected: &AccessToken) {
+        self.inner
+            .cache
+            .invalidate(&cache_key(scope, tenant), rejected)
+            .await;
+    }
+
+    /// The Entra authority host and configured tenant; `None` for managed identity.
+    pub fn authority(&self) -> Option<(&url::Url, &str)> {
+        match &self.inner.source {
+            Source::Workload(w) => Some(w.authority()),
+            Source::Secret(s) => Some(s.authority()),
+            Source::Managed(_) => None,
+        }
     }
 
     async fn fetch_with_retries(
         &self,
         scope: &str,
+        tenant: Option<&str>,
         deadline: Instant,
     ) -> Result<AccessToken, AuthError> {
         let mut retrier = self
@@ -234,7 +266,7 @@ impl Credential {
             .start(deadline)
             .named(format!("{} token", self.mode()));
         loop {
-            let result = self.fetch_once(scope, deadline).await;
+            let result = self.fetch_once(scope, tenant, deadline).await;
             self.inner
                 .metrics
                 .token_request(self.mode(), result.is_ok());
@@ -251,15 +283,28 @@ impl Credential {
         }
     }
 
-    async fn fetch_once(&self, scope: &str, deadline: Instant) -> Result<AccessToken, AuthError> {
+    async fn fetch_once(
+        &self,
+        scope: &str,
+        tenant: Option<&str>,
+        deadline: Instant,
+    ) -> Result<AccessToken, AuthError> {
         let timeout = request_timeout(&self.inner.http, deadline, self.mode())?;
         let http = &self.inner.http;
         let limit = http.limits.token;
         match &self.inner.source {
-            Source::Workload(w) => w.fetch(&http.client, limit, scope, timeout).await,
+            Source::Workload(w) => w.fetch(&http.client, limit, scope, tenant, timeout).await,
             Source::Managed(m) => m.fetch(&http.direct, limit, scope, timeout).await,
-            Source::Secret(s) => s.fetch(&http.client, limit, scope, timeout).await,
+            Source::Secret(s) => s.fetch(&http.client, limit, scope, tenant, timeout).await,
         }
+    }
+}
+
+/// The token cache's key: the scope, and the tenant when it is not the configured one.
+fn cache_key(scope: &str, tenant: Option<&str>) -> String {
+    match tenant {
+        Some(t) => format!("{scope} tenant={}", t.to_ascii_lowercase()),
+        None => scope.to_owned(),
     }
 }
 

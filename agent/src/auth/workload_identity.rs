@@ -74,14 +74,29 @@ impl WorkloadIdentity {
         Ok(SecretString::new(t))
     }
 
-    /// One exchange.
+    /// The authority host and the configured tenant.
+    pub fn authority(&self) -> (&Url, &str) {
+        (&self.authority, &self.tenant_id)
+    }
+
+    /// One exchange, with `tenant` when given (else the configured one).
     pub async fn fetch(
         &self,
         client: &reqwest::Client,
         limit: u64,
         scope: &str,
+        tenant: Option<&str>,
         timeout: Duration,
     ) -> Result<AccessToken, AuthError> {
+        // Another tenant (a vault's challenge named it): same authority host, its token URL.
+        let other;
+        let (token_url, tenant) = match tenant.map(str::trim) {
+            Some(t) if !t.eq_ignore_ascii_case(&self.tenant_id) => {
+                other = entra::token_url(MODE, &self.authority, t)?;
+                (&other, t)
+            }
+            _ => (&self.token_url, self.tenant_id.as_str()),
+        };
         let assertion = self.read_assertion().await?;
         let form = [
             ("client_assertion", assertion.expose()),
@@ -94,19 +109,23 @@ impl WorkloadIdentity {
             MODE,
             client,
             limit,
-            &self.token_url,
+            token_url,
             &form,
             timeout,
-            |status, error| self.explain(status, error, &assertion),
+            |status, error| self.explain(status, error, &assertion, tenant),
         )
         .await
     }
 
-    fn explain(&self, status: u16, error: &entra::EntraError, assertion: &SecretString) -> String {
+    fn explain(
+        &self,
+        status: u16,
+        error: &entra::EntraError,
+        assertion: &SecretString,
+        tenant: &str,
+    ) -> String {
         let code = error.code();
-        if let Some(m) =
-            entra::common_message(code, &self.client_id, &self.tenant_id, &self.authority)
-        {
+        if let Some(m) = entra::common_message(code, &self.client_id, tenant, &self.authority) {
             return m;
         }
         let claims = Claims::peek(assertion.expose());
@@ -227,7 +246,7 @@ mod tests {
             r#"{"error":"invalid_request","error_description":"AADSTS70021: No matching federated identity record found for presented assertion.","error_codes":[70021]}"#,
         )
         .unwrap();
-        let m = w.explain(400, &err, &SecretString::new(token.clone()));
+        let m = w.explain(400, &err, &SecretString::new(token.clone()), "tenant");
         assert!(m.starts_with("no federated credential matches issuer https://oidc.example/issuer subject system:serviceaccount:ns:sa audience api://AzureADTokenExchange"), "{m}");
         assert!(m.contains("az identity federated-credential create"), "{m}");
         assert!(!m.contains(&token) && !m.contains(token.split('.').nth(1).unwrap()));
@@ -243,7 +262,7 @@ mod tests {
                 error_description: String::new(),
                 error_codes: vec![code],
             };
-            let m = w.explain(400, &err, &SecretString::new(token.clone()));
+            let m = w.explain(400, &err, &SecretString::new(token.clone()), "tenant");
             assert!(m.contains(want), "{code}: {m}");
         }
     }

@@ -401,6 +401,10 @@ pub struct NotifySettings {
     pub http: Option<Url>,
     /// Allow `http` to a non-loopback host (`--on-change-http-insecure`).
     pub http_insecure: bool,
+    /// Notify on the sidecar's first publish too (`--notify-on-start`). Off by default: the
+    /// application starts after (native sidecar) or reads the files when it starts, so a
+    /// reload signal for the set it is about to read is noise, or a race with its start.
+    pub on_start: bool,
 }
 
 /// Runtime settings from flags and environment (not from the SecretProviderClass).
@@ -420,6 +424,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// Extra CA certificate files (`--ca-file`, `SSL_CERT_FILE`).
     pub ca_files: Vec<PathBuf>,
+    /// Extra CA certificate directories (`SSL_CERT_DIR`, colon-separated as OpenSSL reads it).
+    pub ca_dirs: Vec<PathBuf>,
     /// Refresh interval (sidecar).
     pub interval: Duration,
     /// Jitter fraction, e.g. 0.1 for ±10%.
@@ -444,6 +450,8 @@ pub struct Settings {
     pub full_sweep_every: u32,
     /// Templates from `--template` (the `templates` parameter adds more).
     pub templates: Vec<crate::template::TemplateArg>,
+    /// What an expired or not-yet-valid certificate does (`--validate`).
+    pub validate: ValidateMode,
 }
 
 impl Settings {
@@ -458,6 +466,7 @@ impl Settings {
             timeout: Duration::from_secs(120),
             request_timeout: Duration::from_secs(30),
             ca_files: Vec::new(),
+            ca_dirs: Vec::new(),
             interval: Duration::from_secs(120),
             jitter: 0.1,
             listen: Some(std::net::SocketAddr::from(([0, 0, 0, 0], 9090))),
@@ -470,7 +479,56 @@ impl Settings {
             change_detection: ChangeDetection::List,
             full_sweep_every: DEFAULT_FULL_SWEEP_EVERY,
             templates: Vec::new(),
+            validate: ValidateMode::default(),
         }
+    }
+}
+
+impl Settings {
+    /// What `check` prints after the plan: settings that change what is published or who
+    /// is told (never a value).
+    pub fn summary(&self) -> Vec<String> {
+        let validity = match self.validate {
+            ValidateMode::Warn => {
+                "an expired or not-yet-valid certificate, or an incomplete chain, is published with a warning"
+            }
+            ValidateMode::Strict => {
+                "an expired or not-yet-valid certificate, or an incomplete chain, is refused"
+            }
+        };
+        let mut lines = vec![
+            format!(
+                "certificate validation: {} (a key not matching its leaf or a chain out of order is always refused; {validity})",
+                self.validate.as_str()
+            ),
+            format!(
+                "notify on first publish: {}",
+                if self.notify.on_start {
+                    "yes (--notify-on-start)"
+                } else {
+                    "no (only later changes notify)"
+                }
+            ),
+        ];
+        let files: Vec<String> = self
+            .ca_files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
+        let dirs: Vec<String> = self
+            .ca_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        lines.push(match (files.is_empty(), dirs.is_empty()) {
+            (true, true) => "trust: system roots".to_owned(),
+            _ => format!(
+                "trust: system roots, ca files [{}], SSL_CERT_DIR [{}]",
+                files.join(", "),
+                dirs.join(", ")
+            ),
+        });
+        lines
     }
 }
 
@@ -501,6 +559,43 @@ impl std::str::FromStr for ChangeDetection {
             "get" | "off" => Ok(ChangeDetection::Get),
             other => Err(format!(
                 "change detection {other:?}: use list (default) or get (one GET per object per refresh)"
+            )),
+        }
+    }
+}
+
+/// What certificate validation before the swap does with a certificate outside its validity
+/// period, or a chain no order completes (`--validate`). A private key that does not match its leaf, or a chain out of
+/// order, is refused in both modes: no client can use such a set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ValidateMode {
+    /// Publish it with a warning (default; the CSI provider publishes it without one).
+    #[default]
+    Warn,
+    /// Refuse it: the set is not published (`--once` fails, the sidecar keeps the last
+    /// good set).
+    Strict,
+}
+
+impl ValidateMode {
+    /// The flag's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ValidateMode::Warn => "warn",
+            ValidateMode::Strict => "strict",
+        }
+    }
+}
+
+impl std::str::FromStr for ValidateMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "warn" => Ok(ValidateMode::Warn),
+            "strict" => Ok(ValidateMode::Strict),
+            other => Err(format!(
+                "validate {other:?}: use warn (default: publish an expired certificate with a warning) or strict (refuse it)"
             )),
         }
     }

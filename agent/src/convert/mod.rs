@@ -19,7 +19,7 @@ mod encoding;
 pub(crate) mod key;
 mod null_password;
 pub mod pem;
-mod pkcs12;
+pub(crate) mod pkcs12;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -319,6 +319,83 @@ pub fn not_after(fetched: &Fetched, output: &[u8]) -> Option<i64> {
             })
             .or_else(|| secret.attributes.as_ref()?.exp),
         _ => None,
+    }
+}
+
+/// The private keys and certificates an output file holds, for validation before the swap.
+/// Holds private keys: `Debug` shows counts only.
+#[derive(Default)]
+pub struct Material {
+    /// Unencrypted private keys (DER: PKCS#1, PKCS#8 or SEC1), in file order.
+    pub keys: Vec<SecretBytes>,
+    /// DER certificates, in file order.
+    pub certs: Vec<Vec<u8>>,
+    /// Whether readers see the certificates in this order (PEM); a PFX's bags have none, so
+    /// its chain is ordered before it is checked.
+    pub ordered: bool,
+}
+
+impl std::fmt::Debug for Material {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Material({} keys, {} certs, ordered {})",
+            self.keys.len(),
+            self.certs.len(),
+            self.ordered
+        )
+    }
+}
+
+impl Material {
+    /// The key and certificate blocks of PEM text, in order. Encrypted keys are left out
+    /// (they cannot be compared without their password).
+    pub fn from_pem(data: &[u8]) -> Self {
+        let mut m = Material {
+            ordered: true,
+            ..Material::default()
+        };
+        for block in pem::decode_all(data) {
+            match block.kind.as_str() {
+                pem::CERTIFICATE => m.certs.push(block.der),
+                "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" => {
+                    m.keys.push(SecretBytes::new(block.der))
+                }
+                _ => {}
+            }
+        }
+        m
+    }
+}
+
+/// What validation reads of a converted object: certificate objects (the leaf), and secrets
+/// whose content type is a certificate's (`application/x-pem-file`, `application/x-pkcs12`,
+/// certificate-backed or imported as plain secrets), read from `output` as the application
+/// will: PEM as written, a base64 PFX (`objectFormat: pfx`) decoded with the empty
+/// password. `None` for everything else, and for a PFX that does not open with the empty
+/// password (written verbatim by contract: the application has its password).
+pub fn material(fetched: &Fetched, output: &[u8]) -> Option<Material> {
+    match fetched {
+        Fetched::Certificate(_) => Some(Material::from_pem(output)),
+        Fetched::Secret(secret) => {
+            let ct = secret.content_type.as_deref()?.trim();
+            if !ct.eq_ignore_ascii_case(CONTENT_TYPE_PEM)
+                && !ct.eq_ignore_ascii_case(CONTENT_TYPE_PKCS12)
+            {
+                return None;
+            }
+            if output.windows(11).any(|w| w == b"-----BEGIN ") {
+                return Some(Material::from_pem(output));
+            }
+            let raw = encoding::go_base64_decode(output.trim_ascii()).ok()?;
+            let contents = pkcs12::decode(&raw).ok()?;
+            Some(Material {
+                keys: contents.keys.into_iter().map(SecretBytes::new).collect(),
+                certs: contents.certs,
+                ordered: false,
+            })
+        }
+        Fetched::Key(_) => None,
     }
 }
 

@@ -1,12 +1,15 @@
 //! The Key Vault 401 challenge (`WWW-Authenticate: Bearer authorization="…", resource="…"`,
-//! `docs/protocol.md` §2) and the resource check the official SDKs apply before sending a token.
+//! `docs/protocol.md` §2), the resource check the official SDKs apply before sending a token,
+//! and the tenant a challenge names (`authorization="https://<authority>/<tenant>"`), which is
+//! only used at the configured authority host ([`same_authority`]).
 
 use url::Url;
 
 /// A parsed Bearer challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Challenge {
-    /// `authorization` or `authorization_uri` (informational; we use the configured authority).
+    /// `authorization` or `authorization_uri`: the authority and tenant of the vault (its
+    /// tenant is used at the configured authority host only; see [`named_tenant`]).
     pub authorization: Option<String>,
     /// The scope to request: `scope`, or `resource + "/.default"`.
     pub scope: String,
@@ -98,6 +101,68 @@ fn parse_params(s: &str) -> Vec<(String, String)> {
     out
 }
 
+/// `host` or `host:port` (the port only when it is not 443), lowercase.
+pub fn host_of(url: &Url) -> String {
+    let host = url
+        .host_str()
+        .unwrap_or_default()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    match url.port() {
+        Some(p) if p != 443 => format!("{host}:{p}"),
+        _ => host,
+    }
+}
+
+/// The authority host and tenant an `authorization` URL names, read as the SDKs read it: the
+/// first path segment after the configured authority's own path (`https://login.microsoftonline.com/<tenant>`).
+/// `None` when it is not an https URL with a tenant segment.
+pub fn named_tenant(authorization: &str, configured: &Url) -> Option<(String, String)> {
+    let url = Url::parse(authorization.trim()).ok()?;
+    if url.scheme() != "https" {
+        return None;
+    }
+    let prefix: Vec<&str> = configured
+        .path_segments()
+        .map(|s| s.filter(|p| !p.is_empty()).collect())
+        .unwrap_or_default();
+    let mut segs = url.path_segments()?.filter(|p| !p.is_empty());
+    // The configured authority's path, if any (the emulator serves at its root; a proxy may not).
+    let mut rest: Vec<&str> = segs.by_ref().collect();
+    if rest.len() > prefix.len() && rest[..prefix.len()] == prefix[..] {
+        rest.drain(..prefix.len());
+    }
+    let tenant = rest.first()?.to_string();
+    Some((host_of(&url), tenant))
+}
+
+/// Host names Entra answers under as one authority (the aliases of its instance discovery
+/// metadata): Key Vault's challenges name `login.windows.net` while the SDKs' default host
+/// is `login.microsoftonline.com`.
+const AUTHORITY_ALIASES: &[&[&str]] = &[
+    &[
+        "login.microsoftonline.com",
+        "login.windows.net",
+        "login.microsoft.com",
+        "sts.windows.net",
+    ],
+    &["login.partner.microsoftonline.cn", "login.chinacloudapi.cn"],
+    &["login.microsoftonline.us", "login.usgovcloudapi.net"],
+];
+
+/// Whether a challenge's authority host is the configured one (`host[:port]` as
+/// [`host_of`] writes them; Entra's aliases of one cloud count as one).
+pub fn same_authority(challenge_host: &str, configured_host: &str) -> bool {
+    let (a, b) = (
+        challenge_host.to_ascii_lowercase(),
+        configured_host.to_ascii_lowercase(),
+    );
+    a == b
+        || AUTHORITY_ALIASES
+            .iter()
+            .any(|group| group.contains(&a.as_str()) && group.contains(&b.as_str()))
+}
+
 /// The host the challenge's scope belongs to (`https://vault.azure.net/.default` →
 /// `vault.azure.net`).
 pub fn scope_host(scope: &str) -> Option<String> {
@@ -144,6 +209,49 @@ mod tests {
         assert_eq!(parse(r#"Basic realm="x""#), None);
         assert_eq!(parse(r#"Bearer authorization="https://x/t""#), None);
         assert_eq!(parse(""), None);
+    }
+
+    // reference: issue 11 item 8 (another tenant, only at the configured authority host)
+    #[test]
+    fn the_named_tenant_and_its_authority_host() {
+        let public: Url = "https://login.microsoftonline.com/".parse().unwrap();
+        assert_eq!(
+            named_tenant(
+                "https://login.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47",
+                &public
+            ),
+            Some((
+                "login.windows.net".into(),
+                "72f988bf-86f1-41af-91ab-2d7cd011db47".into()
+            ))
+        );
+        // A configured authority with a path: the tenant follows it.
+        let proxied: Url = "https://proxy.example:8443/entra/".parse().unwrap();
+        assert_eq!(
+            named_tenant("https://proxy.example:8443/entra/other-tenant", &proxied),
+            Some(("proxy.example:8443".into(), "other-tenant".into()))
+        );
+        assert_eq!(named_tenant("http://login.windows.net/t", &public), None);
+        assert_eq!(named_tenant("https://login.windows.net/", &public), None);
+        assert_eq!(named_tenant("not a url", &public), None);
+        assert!(same_authority(
+            "login.windows.net",
+            "login.microsoftonline.com"
+        ));
+        assert!(same_authority("LOCALHOST:8443", "localhost:8443"));
+        assert!(!same_authority("localhost:8443", "localhost:9443"));
+        assert!(!same_authority(
+            "login.evil.example",
+            "login.microsoftonline.com"
+        ));
+        assert!(!same_authority(
+            "login.chinacloudapi.cn",
+            "login.microsoftonline.com"
+        ));
+        assert_eq!(
+            host_of(&"https://a.example:443/x".parse().unwrap()),
+            "a.example"
+        );
     }
 
     // reference: docs/protocol.md §2.2 (verify_challenge_resource)

@@ -94,6 +94,19 @@ pub enum KeyVaultError {
         /// The challenge's resource host.
         resource_host: String,
     },
+    /// The challenge names another tenant at an authority host other than the configured
+    /// one: no token is requested from a host the vault names.
+    #[error(
+        "the vault's challenge names tenant {tenant} at authority host {challenge_host}, not at the configured authority host {configured_host}: refusing to request a token there; check AZURE_AUTHORITY_HOST / the cloud (cloudName) and the vault url"
+    )]
+    ChallengeAuthority {
+        /// The tenant the challenge names.
+        tenant: String,
+        /// The challenge's authority host.
+        challenge_host: String,
+        /// The configured authority host.
+        configured_host: String,
+    },
     /// 401 without a usable Bearer challenge.
     #[error(
         "key vault answered 401 without a usable bearer challenge (www-authenticate: {header:?}): is the url a key vault?"

@@ -7,8 +7,11 @@
 //! `WWW-Authenticate` names the resource, whose host must cover the vault host before any
 //! token is requested for it (the SDKs' `verify_challenge_resource`). The scope is then
 //! cached for the client's lifetime. A 401 to a token clears that token once and retries.
-//! The challenge's `authorization` (tenant) is ignored, as the Rust SDK does: tokens come
-//! from the configured authority and tenant only, never from a host the vault names.
+//! When the challenge's `authorization` names another tenant than the configured one, the
+//! token is requested from that tenant (as the Azure SDKs do for a vault in another tenant),
+//! but only at the configured authority host (Entra's aliases of one cloud count as one): a
+//! challenge naming another host is an error naming both hosts, so no federated assertion or
+//! client secret is ever sent to a host the vault names.
 //! Every request holds a permit of one shared semaphore, which bounds concurrency.
 
 pub mod challenge;
@@ -72,6 +75,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     opts: KeyVaultOptions,
     scope: RwLock<Option<String>>,
+    /// Another tenant a challenge named (`None`: the configured tenant).
+    tenant: RwLock<Option<String>>,
     /// Held while the challenge is discovered, so parallel first requests send one probe.
     probe: tokio::sync::Mutex<()>,
     limiter: Semaphore,
@@ -124,6 +129,7 @@ impl KeyVaultClient {
                 limiter: Semaphore::new(permits),
                 opts,
                 scope: RwLock::new(None),
+                tenant: RwLock::new(None),
                 probe: tokio::sync::Mutex::new(()),
                 requests: AtomicUsize::new(0),
             }),
@@ -147,6 +153,44 @@ impl KeyVaultClient {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The tenant tokens are requested from when a challenge named another than the
+    /// configured one.
+    pub fn tenant(&self) -> Option<String> {
+        self.inner
+            .tenant
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The tenant a challenge's `authorization` asks for: `None` for the configured one (or
+    /// managed identity, which has no choice), `Err` when it names another tenant at another
+    /// authority host.
+    fn challenge_tenant(&self, ch: &challenge::Challenge) -> Result<Option<String>, KeyVaultError> {
+        let (Some(auth), Some((configured, home))) = (
+            ch.authorization.as_deref(),
+            self.inner.credential.authority(),
+        ) else {
+            return Ok(None);
+        };
+        let Some((host, tenant)) = challenge::named_tenant(auth, configured) else {
+            return Ok(None);
+        };
+        // AD FS authorities have no tenants (the Python SDK does not pass one either).
+        if tenant.eq_ignore_ascii_case(home) || tenant.to_ascii_lowercase().ends_with("adfs") {
+            return Ok(None);
+        }
+        let configured_host = challenge::host_of(configured);
+        if !challenge::same_authority(&host, &configured_host) {
+            return Err(KeyVaultError::ChallengeAuthority {
+                tenant,
+                challenge_host: host,
+                configured_host,
+            });
+        }
+        Ok(Some(tenant))
     }
 
     fn object_url(&self, t: ObjectType, name: &str, tail: Option<&str>) -> Url {
@@ -351,8 +395,14 @@ impl KeyVaultClient {
             } else {
                 None
             };
+            let tenant = self.tenant();
             let token: Option<AccessToken> = match &scope {
-                Some(s) => Some(inner.credential.token(s, deadline).await?),
+                Some(s) => Some(
+                    inner
+                        .credential
+                        .token_in(s, tenant.as_deref(), deadline)
+                        .await?,
+                ),
                 None => None,
             };
             if token.is_some() && url.scheme() != "https" {
@@ -462,8 +512,15 @@ impl KeyVaultClient {
                         resource_host,
                     });
                 }
-                if scope.as_deref() != Some(ch.scope.as_str()) {
+                let named = self.challenge_tenant(&ch)?;
+                if scope.as_deref() != Some(ch.scope.as_str()) || tenant != named {
+                    if tenant != named
+                        && let Some(t) = &named
+                    {
+                        tracing::info!(tenant = %t, "the vault's challenge names another tenant: requesting its token from that tenant at the configured authority host");
+                    }
                     *inner.scope.write().unwrap_or_else(|p| p.into_inner()) = Some(ch.scope);
+                    *inner.tenant.write().unwrap_or_else(|p| p.into_inner()) = named;
                     if !learned_challenge {
                         learned_challenge = true;
                         continue;
@@ -473,7 +530,10 @@ impl KeyVaultClient {
                     && !retried_token
                 {
                     retried_token = true;
-                    inner.credential.invalidate(s, tok).await;
+                    inner
+                        .credential
+                        .invalidate_in(s, tenant.as_deref(), tok)
+                        .await;
                     continue;
                 }
                 let (_, _, message) = error::parse_body(&body);

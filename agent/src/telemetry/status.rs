@@ -48,9 +48,13 @@ pub struct StatusDoc {
     /// mounted, not an error. Published as soon as they appear.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub absent: Vec<AbsentObject>,
+    /// Objects whose new content the last cycle refused at validation (`--validate`): the
+    /// published set (`objects`) stays. Runtime state: only in `/status`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedObject>,
 }
 
-pub use crate::report::AbsentObject;
+pub use crate::report::{AbsentObject, RefusedObject};
 
 impl StatusDoc {
     /// The manifest of a published set, as written into its generation: what is mounted
@@ -74,6 +78,7 @@ impl StatusDoc {
             // Runtime state: only in `/status` (the file changes only with the set).
             list_fallback: Vec::new(),
             absent: Vec::new(),
+            refused: Vec::new(),
         }
     }
 
@@ -172,6 +177,7 @@ impl SidecarState {
                     objects: Default::default(),
                     list_fallback: Vec::new(),
                     absent: Vec::new(),
+                    refused: Vec::new(),
                 },
                 alive_until: crate::retry::deadline_in(startup),
                 last_success: None,
@@ -204,11 +210,18 @@ impl SidecarState {
         doc.objects = report.objects.clone();
         doc.list_fallback = report.list_fallback.iter().map(|t| t.to_string()).collect();
         doc.absent = report.absent.clone();
+        doc.refused = Vec::new();
     }
 
     /// A failed cycle; what is published stays.
     pub fn failed(&self, error: &str) {
+        self.failed_with(error, Vec::new());
+    }
+
+    /// A failed cycle that refused `refused` at validation; what is published stays.
+    pub fn failed_with(&self, error: &str, refused: Vec<RefusedObject>) {
         let mut inner = self.lock();
+        inner.doc.refused = refused;
         inner.doc.last_error = Some(error.to_owned());
         inner.doc.consecutive_failures = inner.doc.consecutive_failures.saturating_add(1);
     }
@@ -346,6 +359,7 @@ mod tests {
                 fetched_at: 5,
                 not_after: None,
                 expires: None,
+                validation: None,
             }]),
             requests: 1,
             duration: Duration::from_millis(3),
@@ -376,6 +390,37 @@ mod tests {
         s.succeeded(&report(), None);
         assert!(s.readiness().ok);
         assert_eq!(s.doc().data_dir.as_deref(), Some("..x"));
+    }
+
+    // reference: issue 11 item 6 (a refused update shows at /status until a cycle succeeds;
+    // the published objects stay)
+    #[test]
+    fn refused_objects_show_until_a_cycle_succeeds() {
+        let s = SidecarState::new("demo".into(), Duration::from_secs(10), None);
+        s.succeeded(&report(), Some("..x".into()));
+        let refused = RefusedObject {
+            id: "secret/a".into(),
+            reason: "chain_order",
+            message: "the chain is not in order".into(),
+        };
+        s.failed_with("secret \"a\": certificate validation", vec![refused]);
+        let v: serde_json::Value = serde_json::from_slice(&s.public_json()).unwrap();
+        assert_eq!(v["refused"][0]["id"], "secret/a");
+        assert_eq!(v["refused"][0]["reason"], "chain_order");
+        assert_eq!(v["objects"][0]["version"], "v1", "the mounted set stays");
+        s.failed("timeout");
+        assert!(s.doc().refused.is_empty(), "only the last cycle's refusals");
+        s.failed_with(
+            "x",
+            vec![RefusedObject {
+                id: "secret/a".into(),
+                reason: "expired",
+                message: String::new(),
+            }],
+        );
+        s.succeeded(&report(), None);
+        let v: serde_json::Value = serde_json::from_slice(&s.public_json()).unwrap();
+        assert!(v.get("refused").is_none(), "{v}");
     }
 
     #[tokio::test(start_paused = true)]

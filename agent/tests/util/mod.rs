@@ -247,6 +247,7 @@ impl Harness {
             timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
             ca_files: vec![self.emu.ca_file()],
+            ca_dirs: vec![],
             interval: Duration::from_secs(120),
             jitter: 0.1,
             listen: None,
@@ -259,6 +260,7 @@ impl Harness {
             change_detection: keyvault_agent::detect::ChangeDetection::List,
             full_sweep_every: keyvault_agent::detect::DEFAULT_FULL_SWEEP_EVERY,
             templates: Vec::new(),
+            validate: keyvault_agent::config::ValidateMode::default(),
         }
     }
 
