@@ -224,6 +224,11 @@ pub fn group_failures(failures: &[ObjectFailure]) -> Vec<String> {
     let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
     for f in failures {
         let cause = f.kind.to_string();
+        if matches!(f.kind, FailureKind::Template(_)) {
+            // A template's message names the template and the line itself: its own line.
+            groups.push((cause, Vec::new()));
+            continue;
+        }
         match groups.iter_mut().find(|(c, _)| *c == cause) {
             Some((_, labels)) => labels.push(&f.label),
             None => groups.push((cause, vec![&f.label])),
@@ -232,6 +237,7 @@ pub fn group_failures(failures: &[ObjectFailure]) -> Vec<String> {
     groups
         .into_iter()
         .map(|(cause, labels)| match labels.as_slice() {
+            [] => cause,
             [one] => format!("{one}: {cause}"),
             _ => format!(
                 "{} objects ({}): {cause}",
