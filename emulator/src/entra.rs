@@ -387,7 +387,13 @@ async fn openid_configuration(
         return tenant_error(&s, &tenant, "invalid_tenant");
     }
     let a = s.authority_base();
-    let t = &s.tenant_id;
+    // The document of the tenant asked for: a guest tenant's endpoints are its own (MSAL
+    // posts to this token endpoint); "common"/"organizations" resolve to the home tenant.
+    let t = if s.is_guest_tenant(&tenant) {
+        tenant.to_ascii_lowercase()
+    } else {
+        s.tenant_id.clone()
+    };
     Json(json!({
         "token_endpoint": format!("{a}/{t}/oauth2/v2.0/token"),
         "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],

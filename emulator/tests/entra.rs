@@ -267,6 +267,23 @@ async fn a_vault_in_a_guest_tenant_challenges_for_it_and_accepts_only_its_tokens
         challenge.contains(&format!("{}{guest}\"", emu.authority_host())),
         "{challenge}"
     );
+    // The guest tenant's metadata names its own token endpoint (MSAL posts there; it named
+    // the home tenant's before, so the Python SDK got a home-tenant token and a 401).
+    let meta: serde_json::Value = c
+        .get(format!(
+            "{}{guest}/v2.0/.well-known/openid-configuration",
+            emu.authority_host()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        meta["token_endpoint"],
+        format!("{}{guest}/oauth2/v2.0/token", emu.authority_host())
+    );
     // A token from the guest tenant's endpoint is accepted.
     let r = c
         .post(format!("{}{guest}/oauth2/v2.0/token", emu.authority_host()))

@@ -11,7 +11,7 @@ import jwt
 import pytest
 import requests
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
-from azure.identity import CredentialUnavailableError, DefaultAzureCredential
+from azure.identity import ClientSecretCredential, CredentialUnavailableError, DefaultAzureCredential
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -22,6 +22,7 @@ from identities import (
     LIMITED_CLIENT_ID,
     LIMITED_CLIENT_SECRET,
     SP_CLIENT_ID,
+    SP_CLIENT_SECRET,
     SYSTEM_ASSIGNED_CLIENT_ID,
     UNKNOWN_CLIENT_ID,
     USER_ASSIGNED_CLIENT_ID,
@@ -277,3 +278,41 @@ def test_responses_carry_key_vault_headers(azure, emulator):
     assert resp.headers.get("x-ms-keyvault-service-version")
     assert resp.headers.get("Cache-Control") == "no-cache"
     assert resp.json()["value"] == "second"
+
+
+# --- a vault in another tenant ------------------------------------------------------------------
+
+GUEST_TENANT = "0000000b-0000-4000-8000-00000000beef"
+
+
+@pytest.fixture
+def guest_vault(emulator):
+    """The vault answers as one in a guest tenant: its challenge names that tenant."""
+    emulator.admin("PUT", "/tenant", {"tenant_id": GUEST_TENANT})
+    try:
+        yield GUEST_TENANT
+    finally:
+        emulator.admin("DELETE", "/tenant")
+
+
+def test_a_vault_in_another_tenant_is_reached_only_by_a_credential_allowed_there(azure, emulator, guest_vault):
+    # reference: docs/protocol.md §2 (the challenge names the vault's tenant); issue 11 item 8:
+    # the agent follows such a challenge as the SDKs do, so the emulator must answer the SDK the same way.
+    challenge = emulator.challenge()
+    assert challenge["authorization"].rstrip("/").split("/")[-1] == guest_vault
+    allowed = ClientSecretCredential(
+        emulator.tenant_id,
+        SP_CLIENT_ID,
+        SP_CLIENT_SECRET,
+        authority=emulator.authority_host,
+        disable_instance_discovery=True,
+        connection_verify=emulator.ca_file,
+        additionally_allowed_tenants=["*"],
+    )
+    token = allowed.get_token(emulator.scope(), tenant_id=guest_vault)
+    assert jwt.decode(token.token, options={"verify_signature": False})["tid"] == guest_vault
+    assert azure.secrets(allowed).get_secret("seeded").value
+
+    # The SDK's default: no token for a tenant the credential was not configured for.
+    with pytest.raises(ClientAuthenticationError):
+        azure.secrets(azure.client_secret()).get_secret("seeded")
