@@ -293,6 +293,11 @@ def guest_vault(emulator):
         yield GUEST_TENANT
     finally:
         emulator.admin("DELETE", "/tenant")
+        # azure-keyvault-secrets caches each vault's challenge process-wide (by host): forget
+        # the guest tenant's, or every later client asks for a token there.
+        from azure.keyvault.secrets._shared import http_challenge_cache
+
+        http_challenge_cache.clear()
 
 
 def test_a_vault_in_another_tenant_is_reached_only_by_a_credential_allowed_there(azure, emulator, guest_vault):
