@@ -165,17 +165,7 @@ async fn wrong_tenant_is_aadsts90002() {
         "{}someone-else.example/oauth2/v2.0/token",
         emu.authority_host()
     );
-    let r = c
-        .post(url)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", APP),
-            ("client_secret", "dev-secret"),
-            ("scope", "https://vault.localhost/.default"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let r = client_credentials(&c, url).await;
     let st = r.status().as_u16();
     let body: serde_json::Value = r.json().await.unwrap();
     assert_aadsts(st, &body, 400, "invalid_request", 90002);
@@ -285,17 +275,11 @@ async fn a_vault_in_a_guest_tenant_challenges_for_it_and_accepts_only_its_tokens
         format!("{}{guest}/oauth2/v2.0/token", emu.authority_host())
     );
     // A token from the guest tenant's endpoint is accepted.
-    let r = c
-        .post(format!("{}{guest}/oauth2/v2.0/token", emu.authority_host()))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", APP),
-            ("client_secret", "dev-secret"),
-            ("scope", "https://vault.localhost/.default"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let r = client_credentials(
+        &c,
+        format!("{}{guest}/oauth2/v2.0/token", emu.authority_host()),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
     let token = body["access_token"].as_str().unwrap();
@@ -319,4 +303,18 @@ async fn a_vault_in_a_guest_tenant_challenges_for_it_and_accepts_only_its_tokens
     assert_eq!(c.delete(&admin).send().await.unwrap().status(), 204);
     let (st, _, _) = kv_get(&emu, &c, Some(&home), "secrets?api-version=2025-07-01").await;
     assert_eq!(st, 200);
+}
+
+/// The test app's client-credentials request for the vault scope, at token endpoint `url`.
+async fn client_credentials(c: &reqwest::Client, url: String) -> reqwest::Response {
+    c.post(url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", APP),
+            ("client_secret", "dev-secret"),
+            ("scope", "https://vault.localhost/.default"),
+        ])
+        .send()
+        .await
+        .unwrap()
 }
