@@ -41,7 +41,7 @@ impl HttpNotifier {
             ca_dirs: ca_dirs.to_vec(),
             ..crate::http::HttpOptions::new(ca_files.to_vec(), HTTP_TIMEOUT)
         })
-        .map_err(|e| NotifyError::Http(e.to_string()))?
+        .map_err(NotifyError::Http)?
         .direct;
         Ok(Self {
             url: url.clone(),
@@ -248,6 +248,31 @@ mod tests {
         assert!(started.elapsed() < HTTP_DEADLINE);
         assert!(metrics.encode().contains("class=\"http_failed\"} 1"));
         server.abort();
+    }
+
+    // reference: issue 13 item 2 (a typed cause a caller can match, printed once)
+    #[test]
+    fn an_unreadable_ca_file_is_a_typed_setup_error_naming_the_file() {
+        let missing = std::path::PathBuf::from("/nonexistent/kva-hook-ca.pem");
+        let settings = NotifySettings {
+            http: Some("https://hooks.example.com/x".parse().unwrap()),
+            ..Default::default()
+        };
+        let e =
+            Notifier::new(&settings, std::slice::from_ref(&missing), Metrics::new()).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                NotifyError::Http(crate::http::HttpError::CaRead { path, .. }) if *path == missing
+            ),
+            "{e:?}"
+        );
+        let m = e.to_string();
+        assert!(
+            m.starts_with("--on-change-http: cannot build the HTTP client: ca file /nonexistent/kva-hook-ca.pem"),
+            "{m}"
+        );
+        assert!(std::error::Error::source(&e).is_none(), "{e:?}");
     }
 
     // reference: docs/threat-model.md rule 9 (issue 9 item 8: no plain http off the pod)

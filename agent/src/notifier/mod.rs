@@ -51,9 +51,10 @@ pub enum NotifyError {
     /// `--on-change-signal` without a way to find the process, or the reverse.
     #[error("{0}")]
     Settings(String),
-    /// The HTTP client could not be built.
+    /// The HTTP client could not be built (a CA file or directory): the builder's own cause,
+    /// in the message rather than as a `source`, so it is printed once.
     #[error("--on-change-http: cannot build the HTTP client: {0}")]
-    Http(String),
+    Http(crate::http::HttpError),
     /// `--on-change-http` is plain http to a host that is not loopback.
     #[error(
         "--on-change-http {0}: plain http:// to a host that is not loopback would send the \
