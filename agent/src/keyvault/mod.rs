@@ -457,8 +457,9 @@ impl KeyVaultClient {
         })
     }
 
-    /// Sends the request once (within the deadline and the concurrency limit), records its
-    /// outcome and says what comes next: the body, the challenge, a backoff, or an error.
+    /// Sends the request once, within the deadline and the concurrency limit. A transport
+    /// failure backs off (or fails, when it cannot get better); an answer is sorted by
+    /// [`sort_answer`](Self::sort_answer).
     async fn attempt<'a>(
         &'a self,
         t: ObjectType,
@@ -536,6 +537,22 @@ impl KeyVaultClient {
                 });
             }
         };
+        self.sort_answer(t, url, auth, started, status, &headers, body)
+    }
+
+    /// What an answer leads to: the 2xx body, the 401 to handle, a backoff for 408, 429 and
+    /// 5xx (with the server's requested wait), or the typed refusal. Records the outcome.
+    #[allow(clippy::too_many_arguments)]
+    fn sort_answer<'a>(
+        &'a self,
+        t: ObjectType,
+        url: &Url,
+        auth: Authorised<'a>,
+        started: Instant,
+        status: reqwest::StatusCode,
+        headers: &reqwest::header::HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<Step<'a>, KeyVaultError> {
         let code = status.as_u16();
         tracing::trace!(
             path = url.path(),
@@ -561,7 +578,7 @@ impl KeyVaultClient {
             return Ok(Step::Challenged { auth, header, body });
         }
         if code == 408 || code == 429 || status.is_server_error() {
-            let retry_after = crate::retry::requested_wait(&headers, SystemTime::now());
+            let retry_after = crate::retry::requested_wait(headers, SystemTime::now());
             let err = if code == 429 {
                 self.record(t, Outcome::Throttled, started);
                 KeyVaultError::Throttled { retry_after }
@@ -588,7 +605,7 @@ impl KeyVaultClient {
                 held: auth,
             });
         }
-        let err = error::classify(code, &body, t, &inner.vault_name);
+        let err = error::classify(code, &body, t, &self.inner.vault_name);
         self.record(
             t,
             match err {
