@@ -136,9 +136,10 @@ mod tests {
         let n = Notifier::new(&settings, &[], metrics.clone())
             .unwrap()
             .with_exec_timeout(Duration::from_millis(200));
-        let started = std::time::Instant::now();
-        n.notify(&event(1)).await;
-        assert!(started.elapsed() < Duration::from_secs(10));
+        // `sleep 30` would succeed if waited for: a failure within 25 s is the kill.
+        tokio::time::timeout(Duration::from_secs(25), n.notify(&event(1)))
+            .await
+            .expect("the command is killed at its timeout, not waited for");
         assert!(metrics.encode().contains("class=\"exec_failed\"} 1"));
     }
 }
