@@ -204,7 +204,7 @@ impl EmulatorBuilder {
         self
     }
 
-    /// Throttling (see [`throttle`]); wins over the seed's `throttle:`. Without either,
+    /// Throttling (see [`ThrottleConfig`], [`Limits::key_vault`]); wins over the seed's `throttle:`. Without either,
     /// the in-process emulator does not throttle (`keyvault-emulator serve` does).
     pub fn throttle(mut self, config: ThrottleConfig) -> Self {
         self.throttle = Some(config);
