@@ -82,7 +82,7 @@ fn default_raw_status() -> u16 {
 
 impl FaultKind {
     /// Whether the answer is a hostile one (a 200 or a raw header, not an error body).
-    pub fn is_hostile(&self) -> bool {
+    pub(crate) fn is_hostile(&self) -> bool {
         matches!(
             self,
             FaultKind::RawHeader { .. }

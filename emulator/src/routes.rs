@@ -67,7 +67,7 @@ impl Route {
     /// Classifies a request: the identity endpoints first (the HTTPS router serves them
     /// before the data plane), then the Key Vault route table (`TABLE`); a path in neither is
     /// [`Route::Other`].
-    pub fn classify(method: &Method, path: &str) -> Route {
+    pub(crate) fn classify(method: &Method, path: &str) -> Route {
         let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match segs.as_slice() {
             ["metadata", "identity", "oauth2", "token"]
@@ -82,7 +82,7 @@ impl Route {
 
     /// The request kind an operator budgets by: `get`, `list` (collections and version
     /// lists), `token` (Entra and IMDS), `write`, or `other`.
-    pub fn kind(self) -> RequestKind {
+    pub(crate) fn kind(self) -> RequestKind {
         match self {
             Route::SecretGet | Route::KeyGet | Route::CertGet => RequestKind::Get,
             Route::SecretVersions | Route::KeyVersions | Route::CertVersions | Route::List => {

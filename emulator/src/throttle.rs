@@ -46,7 +46,7 @@ pub enum Family {
 impl Family {
     /// The family a data-plane route is charged to; `None` for routes Key Vault does not
     /// count (tokens, IMDS, discovery, anything else).
-    pub fn of(route: Route) -> Option<Family> {
+    pub(crate) fn of(route: Route) -> Option<Family> {
         match route {
             Route::SecretGet | Route::SecretVersions => Some(Family::Secrets),
             Route::KeyGet | Route::KeyVersions => Some(Family::Keys),
