@@ -18,7 +18,7 @@ use crate::store::{self, Attributes, CertVersion, NewCertificate};
 use crate::util::now;
 
 impl Ctx {
-    pub(super) fn policy_json(&self, name: &str, c: &CertVersion) -> Value {
+    fn policy_json(&self, name: &str, c: &CertVersion) -> Value {
         let mut key_props = json!({"exportable": true, "reuse_key": false});
         match c.info.public_jwk.get("kty").and_then(Value::as_str) {
             Some("EC") => {
@@ -190,11 +190,7 @@ impl Ctx {
         Ok(json_response(StatusCode::OK, &self.cert_bundle(name, &c)))
     }
 
-    pub(super) async fn store_cert(
-        &self,
-        name: &str,
-        new: NewCertificate,
-    ) -> Result<CertVersion, Response> {
+    async fn store_cert(&self, name: &str, new: NewCertificate) -> Result<CertVersion, Response> {
         let s = self.s.clone();
         let vault = self.vault.clone();
         let n = name.to_string();
@@ -220,7 +216,7 @@ impl Ctx {
 
     /// A certificate operation. Creation answers `inProgress` (as the service does, and as the
     /// SDK pollers require to start polling); the first poll of `/pending` sees `completed`.
-    pub(super) fn operation_json(&self, name: &str, issuer: &str, status: &str) -> Value {
+    fn operation_json(&self, name: &str, issuer: &str, status: &str) -> Value {
         json!({
             "id": format!("{}/certificates/{name}/pending", self.base),
             "issuer": {"name": issuer},

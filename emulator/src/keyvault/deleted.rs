@@ -9,14 +9,7 @@ use super::errors::{error, json_response};
 use super::{Ctx, R};
 
 impl Ctx {
-    pub(super) fn deleted_extra(
-        &self,
-        b: &mut Value,
-        kind: &str,
-        name: &str,
-        deleted: i64,
-        purge: i64,
-    ) {
+    fn deleted_extra(&self, b: &mut Value, kind: &str, name: &str, deleted: i64, purge: i64) {
         b["recoveryId"] = json!(format!("{}/deleted{kind}/{name}", self.base));
         b["deletedDate"] = json!(deleted);
         b["scheduledPurgeDate"] = json!(purge);
@@ -37,7 +30,7 @@ impl Ctx {
         })
     }
 
-    pub(super) fn deleted_missing(kind: &str, name: &str) -> Response {
+    fn deleted_missing(kind: &str, name: &str) -> Response {
         let (code, noun) = if kind == "keys" {
             ("KeyNotFound", "Key")
         } else {

@@ -13,12 +13,7 @@ use crate::store::{self, Attributes, SecretVersion};
 use crate::util::now;
 
 impl Ctx {
-    pub(super) fn secret_bundle(
-        &self,
-        name: &str,
-        v: &SecretVersion,
-        value: Option<&str>,
-    ) -> Value {
+    fn secret_bundle(&self, name: &str, v: &SecretVersion, value: Option<&str>) -> Value {
         let mut b = json!({
             "id": self.url("secrets", name, Some(&v.version)),
             "attributes": attrs_json(&v.attrs, None),
@@ -37,7 +32,7 @@ impl Ctx {
         b
     }
 
-    pub(super) fn secret_item(&self, name: &str, v: &SecretVersion, versioned: bool) -> Value {
+    fn secret_item(&self, name: &str, v: &SecretVersion, versioned: bool) -> Value {
         let mut b = json!({
             "id": self.url("secrets", name, versioned.then_some(v.version.as_str())),
             "attributes": attrs_json(&v.attrs, None),
@@ -185,7 +180,7 @@ impl Ctx {
         ))
     }
 
-    pub(super) fn deleted_bundle(&self, name: &str, d: &store::DeletedSecret) -> Value {
+    fn deleted_bundle(&self, name: &str, d: &store::DeletedSecret) -> Value {
         let latest = d
             .versions
             .last()
@@ -226,7 +221,7 @@ impl Ctx {
         self.page(path, items)
     }
 
-    pub(super) fn deleted_not_found(name: &str) -> Response {
+    fn deleted_not_found(name: &str) -> Response {
         error(
             StatusCode::NOT_FOUND,
             "SecretNotFound",
