@@ -110,10 +110,10 @@ fn ec_xy_p521(pem: &str) -> (String, String) {
 fn rsa_ne(pem: &str) -> (String, String) {
     use rsa::traits::PublicKeyParts;
     use spki::DecodePublicKey;
-    let k = rsa::RsaPublicKey::from_public_key_pem(pem).unwrap();
+    let k = rsa::PublicKey::from_public_key_pem(pem).unwrap();
     (
-        URL_SAFE_NO_PAD.encode(k.n().to_bytes_be()),
-        URL_SAFE_NO_PAD.encode(k.e().to_bytes_be()),
+        URL_SAFE_NO_PAD.encode(k.n().to_be_bytes_trimmed_vartime()),
+        URL_SAFE_NO_PAD.encode(k.e().to_be_bytes_trimmed_vartime()),
     )
 }
 

@@ -46,14 +46,14 @@ impl SigningKey {
         use rsa::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
         let key = if path.exists() {
             let pem = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?;
-            rsa::RsaPrivateKey::from_pkcs8_pem(&pem).map_err(|e| {
+            rsa::PrivateKey::from_pkcs8_pem(&pem).map_err(|e| {
                 crate::Error::State(format!(
                     "signing key {}: {e} (delete the file to regenerate it)",
                     path.display()
                 ))
             })?
         } else {
-            let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)
+            let key = rsa::PrivateKey::new(&mut rand::rng(), 2048)
                 .map_err(|e| crate::Error::State(format!("generating signing key: {e}")))?;
             let pem = key
                 .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
@@ -75,7 +75,7 @@ impl SigningKey {
         let pems = CACHE.get_or_init(|| {
             (0..2)
                 .filter_map(|_| {
-                    rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)
+                    rsa::PrivateKey::new(&mut rand::rng(), 2048)
                         .ok()?
                         .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
                         .ok()
@@ -90,11 +90,11 @@ impl SigningKey {
         }
     }
 
-    fn from_rsa(key: &rsa::RsaPrivateKey) -> Result<SigningKey, crate::Error> {
+    fn from_rsa(key: &rsa::PrivateKey) -> Result<SigningKey, crate::Error> {
         use rsa::pkcs1::EncodeRsaPrivateKey as _;
         use rsa::traits::PublicKeyParts as _;
-        let n = URL_SAFE_NO_PAD.encode(key.n().to_bytes_be());
-        let e = URL_SAFE_NO_PAD.encode(key.e().to_bytes_be());
+        let n = URL_SAFE_NO_PAD.encode(key.n().to_be_bytes_trimmed_vartime());
+        let e = URL_SAFE_NO_PAD.encode(key.e().to_be_bytes_trimmed_vartime());
         // RFC 7638: SHA-256 over the required members in lexicographic order.
         let thumb_input = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
         let kid = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(thumb_input.as_bytes()));
