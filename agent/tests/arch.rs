@@ -232,7 +232,7 @@ fn check(crate_dir: &str, allowed: &[(&str, &str)]) {
     }
 }
 
-/// Sibling files of one folder module (`convert/pkcs12.rs` -> `convert/null_password.rs`),
+/// Sibling files of one folder module (`convert/key.rs` -> `convert/pem.rs`),
 /// read from `super::X` and `crate::<folder>::X` paths in the product part of each file (up to
 /// its first `#[cfg(test)]`: inside a test module `super` is the file itself).
 fn sibling_graphs(src: &Path) -> BTreeMap<String, Graph> {
@@ -286,12 +286,9 @@ fn sibling_graphs(src: &Path) -> BTreeMap<String, Graph> {
 }
 
 /// Accepted cycles between sibling files, as `(folder, from, to)`.
-const AGENT_SIBLINGS_ALLOWED: &[(&str, &str, &str)] = &[
-    // `pkcs12::decode` falls back to `null_password::decode`, which reuses `pkcs12`'s
-    // `Contents`, OIDs and DER writer. Breaking it means moving that shared vocabulary into
-    // its own file; left for the PKCS#12 rework of issue 13 item 3, which owns convert/.
-    ("convert", "pkcs12", "null_password"),
-];
+/// Empty: keep it so (the last one, `convert/pkcs12.rs` <-> `null_password.rs`, became the
+/// `convert/pkcs12/` folder in issue 13 item 3).
+const AGENT_SIBLINGS_ALLOWED: &[(&str, &str, &str)] = &[];
 
 #[test]
 fn agent_files_within_a_folder_module_are_acyclic_but_for_the_listed_exceptions() {
