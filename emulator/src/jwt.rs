@@ -209,3 +209,46 @@ pub fn aud_text(claims: &Value) -> String {
         _ => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(dir: &tempfile::TempDir, name: &str) -> SigningKey {
+        SigningKey::load_or_create(&dir.path().join(name)).unwrap()
+    }
+
+    // reference: docs/protocol.md §3.4 (error 700027: a client assertion that fails signature
+    // validation is refused); issue 13 item 3 (RS256 signed through the rsa crate).
+    #[test]
+    fn verify_accepts_our_tokens_and_refuses_tampered_or_foreign_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = key(&dir, "a.pem");
+        let claims = json!({"sub": "system:serviceaccount:ns:sa", "aud": ["api://x"]});
+        let token = k.sign(&claims);
+        assert_eq!(k.verify(&token), Ok(claims.clone()));
+        // Loading the same file gives the same key id and accepts the same tokens.
+        assert_eq!(key(&dir, "a.pem").verify(&token), Ok(claims));
+
+        let parts: Vec<&str> = token.split('.').collect();
+        let forged = URL_SAFE_NO_PAD.encode(r#"{"sub":"admin"}"#);
+        let tampered = format!("{}.{forged}.{}", parts[0], parts[2]);
+        assert_eq!(k.verify(&tampered), Err(JwtError::BadSignature));
+
+        let other = key(&dir, "b.pem");
+        assert_eq!(
+            k.verify(&other.sign(&json!({}))),
+            Err(JwtError::UnknownKey(other.kid().to_owned()))
+        );
+
+        let none_alg = format!(
+            "{}.{}.",
+            b64_json(&json!({"alg": "none", "kid": k.kid()})),
+            parts[1]
+        );
+        assert_eq!(k.verify(&none_alg), Err(JwtError::BadSignature));
+        for bad in ["", "a.b", "a.b.c.d", "!!.e30.e30"] {
+            assert_eq!(k.verify(bad), Err(JwtError::Malformed), "{bad}");
+        }
+    }
+}
