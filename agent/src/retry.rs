@@ -17,7 +17,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use rand::Rng;
+use rand::RngExt as _;
 use reqwest::header::HeaderMap;
 use tokio::time::Instant;
 
@@ -148,7 +148,7 @@ impl Backoff {
 /// A uniform draw in `[0, max]` ("full jitter"), at nanosecond resolution.
 pub fn full_jitter(max: Duration) -> Duration {
     let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
-    Duration::from_nanos(rand::thread_rng().gen_range(0..=nanos))
+    Duration::from_nanos(rand::rng().random_range(0..=nanos))
 }
 
 /// `interval` scaled by a uniform factor in `[1 - jitter, 1 + jitter]` (jitter clamped to
@@ -168,7 +168,7 @@ pub fn jittered(interval: Duration, jitter: f64) -> Duration {
     let nanos = interval.as_nanos();
     let spread = nanos.saturating_mul(ppm) / 1_000_000;
     let width = u64::try_from(spread.saturating_mul(2)).unwrap_or(u64::MAX);
-    let draw = u128::from(rand::thread_rng().gen_range(0..=width));
+    let draw = u128::from(rand::rng().random_range(0..=width));
     from_nanos_saturating(nanos.saturating_sub(spread).saturating_add(draw))
 }
 

@@ -17,12 +17,9 @@ use graph::*;
 const AGENT_ALLOWED: &[(&str, &str)] = &[];
 
 /// Accepted cycles between sibling files, as `(folder, from, to)`.
-const AGENT_SIBLINGS_ALLOWED: &[(&str, &str, &str)] = &[
-    // `pkcs12::decode` falls back to `null_password::decode`, which reuses `pkcs12`'s
-    // `Contents`, OIDs and DER writer. Breaking it means moving that shared vocabulary into
-    // its own file; left for the PKCS#12 rework of issue 13 item 3, which owns convert/.
-    ("convert", "pkcs12", "null_password"),
-];
+/// Empty: keep it so (the last one, `convert/pkcs12.rs` <-> `null_password.rs`, became the
+/// `convert/pkcs12/` folder in issue 13 item 3).
+const AGENT_SIBLINGS_ALLOWED: &[(&str, &str, &str)] = &[];
 
 #[test]
 fn agent_files_within_a_folder_module_are_acyclic_but_for_the_listed_exceptions() {

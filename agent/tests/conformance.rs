@@ -90,7 +90,7 @@ fn q(s: &str) -> String {
 fn ec_xy_p384(pem: &str) -> (String, String) {
     use spki::DecodePublicKey;
     let k = p384::PublicKey::from_public_key_pem(pem).unwrap();
-    let pt = p384::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&k, false);
+    let pt = p384::elliptic_curve::sec1::ToSec1Point::to_sec1_point(&k, false);
     (
         URL_SAFE_NO_PAD.encode(pt.x().unwrap()),
         URL_SAFE_NO_PAD.encode(pt.y().unwrap()),
@@ -100,7 +100,7 @@ fn ec_xy_p384(pem: &str) -> (String, String) {
 fn ec_xy_p521(pem: &str) -> (String, String) {
     use spki::DecodePublicKey;
     let k = p521::PublicKey::from_public_key_pem(pem).unwrap();
-    let pt = p521::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&k, false);
+    let pt = p521::elliptic_curve::sec1::ToSec1Point::to_sec1_point(&k, false);
     (
         URL_SAFE_NO_PAD.encode(pt.x().unwrap()),
         URL_SAFE_NO_PAD.encode(pt.y().unwrap()),
@@ -110,10 +110,10 @@ fn ec_xy_p521(pem: &str) -> (String, String) {
 fn rsa_ne(pem: &str) -> (String, String) {
     use rsa::traits::PublicKeyParts;
     use spki::DecodePublicKey;
-    let k = rsa::RsaPublicKey::from_public_key_pem(pem).unwrap();
+    let k = rsa::PublicKey::from_public_key_pem(pem).unwrap();
     (
-        URL_SAFE_NO_PAD.encode(k.n().to_bytes_be()),
-        URL_SAFE_NO_PAD.encode(k.e().to_bytes_be()),
+        URL_SAFE_NO_PAD.encode(k.n().to_be_bytes_trimmed_vartime()),
+        URL_SAFE_NO_PAD.encode(k.e().to_be_bytes_trimmed_vartime()),
     )
 }
 

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rand::Rng as _;
+use rand::RngExt as _;
 use serde::{Deserialize, Serialize};
 
 use crate::routes::{RequestKind, Route};
@@ -183,7 +183,7 @@ impl Faults {
     /// triggered terminal fault wins. Consumes `times` budgets of triggered rules.
     pub(crate) fn decide(&mut self, route: Route) -> Decision {
         let mut d = Decision::default();
-        let mut rng = rand::thread_rng();
+        let mut rng = rand::rng();
         for rule in &mut self.rules {
             if rule.route != Route::Any && rule.route != route {
                 continue;
@@ -196,7 +196,7 @@ impl Faults {
                 continue;
             }
             if let Some(p) = rule.fraction
-                && !rng.gen_bool(p.clamp(0.0, 1.0))
+                && !rng.random_bool(p.clamp(0.0, 1.0))
             {
                 continue;
             }

@@ -1,12 +1,20 @@
 //! RS256 signing keys shared by the cluster token issuer and the Entra token endpoint: load or
 //! create a PEM key in the state dir, sign claims with a `kid`, verify signatures.
+//!
+//! The signature is the `rsa` crate's (PKCS#1 v1.5 with SHA-256, `pkcs1v15::SigningKey`); the
+//! JWS compact form around it (RFC 7515 §7.1: three base64url parts joined by dots) is written
+//! here. `jsonwebtoken` did this before, but its RustCrypto backend compiles every JWA
+//! algorithm (Ed25519 with curve25519-dalek, ECDSA, PSS) into the emulator for the one it
+//! uses. The tests still verify our tokens with `jsonwebtoken` (emulator/tests/entra.rs), an
+//! independent implementation.
 
 use std::fmt;
 use std::path::Path;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rsa::pkcs1v15;
+use rsa::signature::{SignatureEncoding as _, Signer as _, Verifier as _};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
@@ -27,8 +35,8 @@ pub enum JwtError {
 /// An RSA signing key with its RFC 7638 thumbprint as `kid`.
 pub struct SigningKey {
     kid: String,
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    signer: pkcs1v15::SigningKey<sha2::Sha256>,
+    verifier: pkcs1v15::VerifyingKey<sha2::Sha256>,
     jwk: Value,
 }
 
@@ -46,14 +54,14 @@ impl SigningKey {
         use rsa::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
         let key = if path.exists() {
             let pem = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?;
-            rsa::RsaPrivateKey::from_pkcs8_pem(&pem).map_err(|e| {
+            rsa::PrivateKey::from_pkcs8_pem(&pem).map_err(|e| {
                 crate::Error::State(format!(
                     "signing key {}: {e} (delete the file to regenerate it)",
                     path.display()
                 ))
             })?
         } else {
-            let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)
+            let key = rsa::PrivateKey::new(&mut rand::rng(), 2048)
                 .map_err(|e| crate::Error::State(format!("generating signing key: {e}")))?;
             let pem = key
                 .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
@@ -75,7 +83,7 @@ impl SigningKey {
         let pems = CACHE.get_or_init(|| {
             (0..2)
                 .filter_map(|_| {
-                    rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)
+                    rsa::PrivateKey::new(&mut rand::rng(), 2048)
                         .ok()?
                         .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
                         .ok()
@@ -90,25 +98,18 @@ impl SigningKey {
         }
     }
 
-    fn from_rsa(key: &rsa::RsaPrivateKey) -> Result<SigningKey, crate::Error> {
-        use rsa::pkcs1::EncodeRsaPrivateKey as _;
+    fn from_rsa(key: &rsa::PrivateKey) -> Result<SigningKey, crate::Error> {
         use rsa::traits::PublicKeyParts as _;
-        let n = URL_SAFE_NO_PAD.encode(key.n().to_bytes_be());
-        let e = URL_SAFE_NO_PAD.encode(key.e().to_bytes_be());
+        let n = URL_SAFE_NO_PAD.encode(key.n().to_be_bytes_trimmed_vartime());
+        let e = URL_SAFE_NO_PAD.encode(key.e().to_be_bytes_trimmed_vartime());
         // RFC 7638: SHA-256 over the required members in lexicographic order.
         let thumb_input = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
         let kid = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(thumb_input.as_bytes()));
-        let pkcs1 = key
-            .to_pkcs1_der()
-            .map_err(|e| crate::Error::State(format!("encoding signing key: {e}")))?;
-        let encoding = EncodingKey::from_rsa_der(pkcs1.as_bytes());
-        let decoding = DecodingKey::from_rsa_components(&n, &e)
-            .map_err(|e| crate::Error::State(format!("signing key public part: {e}")))?;
         let jwk = json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": n, "e": e});
         Ok(SigningKey {
             kid,
-            encoding,
-            decoding,
+            signer: pkcs1v15::SigningKey::new(key.clone()),
+            verifier: pkcs1v15::VerifyingKey::new(key.to_public_key()),
             jwk,
         })
     }
@@ -125,38 +126,59 @@ impl SigningKey {
 
     /// Signs `claims` as an RS256 JWT with `kid` and `typ: JWT`.
     pub fn sign(&self, claims: &Value) -> String {
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(self.kid.clone());
-        header.typ = Some("JWT".into());
+        let header = json!({"typ": "JWT", "alg": "RS256", "kid": self.kid});
+        let input = format!("{}.{}", b64_json(&header), b64_json(claims));
         // Signing with a valid in-memory RSA key cannot fail; fall back to an unusable token
         // rather than panicking inside a request handler.
-        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap_or_default()
+        match self.signer.try_sign(input.as_bytes()) {
+            Ok(sig) => format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes())),
+            Err(_) => String::new(),
+        }
     }
 
     /// Verifies the signature (and only the signature) and returns the claims.
     pub fn verify(&self, token: &str) -> Result<Value, JwtError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)?;
-        if header.alg != Algorithm::RS256 {
+        let mut parts = token.split('.');
+        let (Some(header), Some(claims), Some(sig), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(JwtError::Malformed);
+        };
+        let head: Value = unb64_json(header)?;
+        if head["alg"] != "RS256" {
             return Err(JwtError::BadSignature);
         }
-        match header.kid {
+        match head["kid"].as_str() {
             Some(k) if k == self.kid => {}
-            Some(k) => return Err(JwtError::UnknownKey(k)),
+            Some(k) => return Err(JwtError::UnknownKey(k.to_owned())),
             None => return Err(JwtError::UnknownKey(String::new())),
         }
-        let mut v = Validation::new(Algorithm::RS256);
-        v.validate_exp = false;
-        v.validate_nbf = false;
-        v.validate_aud = false;
-        v.required_spec_claims.clear();
-        match jsonwebtoken::decode::<Value>(token, &self.decoding, &v) {
-            Ok(data) => Ok(data.claims),
-            Err(e) => match e.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => Err(JwtError::BadSignature),
-                _ => Err(JwtError::Malformed),
-            },
-        }
+        let sig = URL_SAFE_NO_PAD
+            .decode(sig)
+            .map_err(|_| JwtError::Malformed)?;
+        let sig =
+            pkcs1v15::Signature::try_from(sig.as_slice()).map_err(|_| JwtError::BadSignature)?;
+        let input = token
+            .get(..header.len().saturating_add(1).saturating_add(claims.len()))
+            .ok_or(JwtError::Malformed)?;
+        self.verifier
+            .verify(input.as_bytes(), &sig)
+            .map_err(|_| JwtError::BadSignature)?;
+        unb64_json(claims)
     }
+}
+
+/// A JWS part: base64url (no padding) of compact JSON.
+fn b64_json(v: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+/// A JWS part back to JSON.
+fn unb64_json(part: &str) -> Result<Value, JwtError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| JwtError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| JwtError::Malformed)
 }
 
 /// Reads claims without verifying anything (for error messages only).
@@ -185,5 +207,48 @@ pub fn aud_text(claims: &Value) -> String {
             .collect::<Vec<_>>()
             .join(","),
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(dir: &tempfile::TempDir, name: &str) -> SigningKey {
+        SigningKey::load_or_create(&dir.path().join(name)).unwrap()
+    }
+
+    // reference: docs/protocol.md §3.4 (error 700027: a client assertion that fails signature
+    // validation is refused); issue 13 item 3 (RS256 signed through the rsa crate).
+    #[test]
+    fn verify_accepts_our_tokens_and_refuses_tampered_or_foreign_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = key(&dir, "a.pem");
+        let claims = json!({"sub": "system:serviceaccount:ns:sa", "aud": ["api://x"]});
+        let token = k.sign(&claims);
+        assert_eq!(k.verify(&token), Ok(claims.clone()));
+        // Loading the same file gives the same key id and accepts the same tokens.
+        assert_eq!(key(&dir, "a.pem").verify(&token), Ok(claims));
+
+        let parts: Vec<&str> = token.split('.').collect();
+        let forged = URL_SAFE_NO_PAD.encode(r#"{"sub":"admin"}"#);
+        let tampered = format!("{}.{forged}.{}", parts[0], parts[2]);
+        assert_eq!(k.verify(&tampered), Err(JwtError::BadSignature));
+
+        let other = key(&dir, "b.pem");
+        assert_eq!(
+            k.verify(&other.sign(&json!({}))),
+            Err(JwtError::UnknownKey(other.kid().to_owned()))
+        );
+
+        let none_alg = format!(
+            "{}.{}.",
+            b64_json(&json!({"alg": "none", "kid": k.kid()})),
+            parts[1]
+        );
+        assert_eq!(k.verify(&none_alg), Err(JwtError::BadSignature));
+        for bad in ["", "a.b", "a.b.c.d", "!!.e30.e30"] {
+            assert_eq!(k.verify(bad), Err(JwtError::Malformed), "{bad}");
+        }
     }
 }

@@ -136,14 +136,17 @@ pub fn ec_jwk(curve: Curve, point: &[u8]) -> Result<Map<String, Value>> {
 pub fn generate_rsa(bits: usize) -> Result<KeyMaterial> {
     use rsa::pkcs8::EncodePrivateKey as _;
     use rsa::traits::PublicKeyParts as _;
-    let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, bits)
+    let key = rsa::PrivateKey::new(&mut rand::rng(), bits)
         .map_err(|e| MaterialError::Key(format!("generating rsa-{bits}: {e}")))?;
     let pkcs8 = key
         .to_pkcs8_der()
         .map_err(|e| MaterialError::Key(format!("encoding rsa key: {e}")))?
         .as_bytes()
         .to_vec();
-    let public_jwk = rsa_jwk(&key.n().to_bytes_be(), &key.e().to_bytes_be());
+    let public_jwk = rsa_jwk(
+        &key.n().to_be_bytes_trimmed_vartime(),
+        &key.e().to_be_bytes_trimmed_vartime(),
+    );
     Ok(KeyMaterial { pkcs8, public_jwk })
 }
 
@@ -151,10 +154,11 @@ pub fn generate_rsa(bits: usize) -> Result<KeyMaterial> {
 pub fn generate_ec(curve: Curve) -> Result<KeyMaterial> {
     macro_rules! gen_ec {
         ($krate:ident) => {{
-            use $krate::elliptic_curve::sec1::ToEncodedPoint as _;
+            use $krate::elliptic_curve::sec1::ToSec1Point as _;
             use $krate::pkcs8::EncodePrivateKey as _;
-            let secret = $krate::SecretKey::random(&mut rand::rngs::OsRng);
-            let point = secret.public_key().to_encoded_point(false);
+            let secret: $krate::SecretKey =
+                $krate::elliptic_curve::Generate::generate_from_rng(&mut rand::rng());
+            let point = secret.public_key().to_sec1_point(false);
             let pkcs8 = secret
                 .to_pkcs8_der()
                 .map_err(|e| MaterialError::Key(format!("encoding ec key: {e}")))?
@@ -181,7 +185,7 @@ pub fn to_pkcs8(key: &PrivateKeyDer<'_>) -> Result<Vec<u8>> {
         PrivateKeyDer::Pkcs1(k) => {
             use rsa::pkcs1::DecodeRsaPrivateKey as _;
             use rsa::pkcs8::EncodePrivateKey as _;
-            let key = rsa::RsaPrivateKey::from_pkcs1_der(k.secret_pkcs1_der())
+            let key = rsa::PrivateKey::from_pkcs1_der(k.secret_pkcs1_der())
                 .map_err(|e| MaterialError::Key(format!("pkcs#1 rsa key: {e}")))?;
             Ok(key
                 .to_pkcs8_der()
@@ -221,16 +225,19 @@ pub fn public_jwk_of_pkcs8(pkcs8: &[u8]) -> Result<Map<String, Value>> {
     {
         use rsa::pkcs8::DecodePrivateKey as _;
         use rsa::traits::PublicKeyParts as _;
-        if let Ok(key) = rsa::RsaPrivateKey::from_pkcs8_der(pkcs8) {
-            return Ok(rsa_jwk(&key.n().to_bytes_be(), &key.e().to_bytes_be()));
+        if let Ok(key) = rsa::PrivateKey::from_pkcs8_der(pkcs8) {
+            return Ok(rsa_jwk(
+                &key.n().to_be_bytes_trimmed_vartime(),
+                &key.e().to_be_bytes_trimmed_vartime(),
+            ));
         }
     }
     macro_rules! try_curve {
         ($krate:ident, $curve:expr) => {{
-            use $krate::elliptic_curve::sec1::ToEncodedPoint as _;
+            use $krate::elliptic_curve::sec1::ToSec1Point as _;
             use $krate::pkcs8::DecodePrivateKey as _;
             if let Ok(secret) = $krate::SecretKey::from_pkcs8_der(pkcs8) {
-                let point = secret.public_key().to_encoded_point(false);
+                let point = secret.public_key().to_sec1_point(false);
                 return ec_jwk($curve, point.as_bytes());
             }
         }};
@@ -596,7 +603,7 @@ pub fn generate_certificate(spec: &GenerateSpec, ca: Option<(&str, &str)>) -> Re
         rcgen::ExtendedKeyUsagePurpose::ClientAuth,
     ];
     let mut serial = [0u8; 16];
-    rand::Rng::fill(&mut rand::thread_rng(), &mut serial[..]);
+    rand::fill(&mut serial[..]);
     serial[0] &= 0x7f;
     params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
     let chain = match ca {

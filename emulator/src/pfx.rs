@@ -103,15 +103,14 @@ pub(crate) fn open_with_bytes(der: &[u8], password: &[u8]) -> Result<Bags, RawEr
             return Err(RawError::Unsupported);
         }
         let iterations = bounded(mac_data.iterations)?;
-        let key = derive_key::<sha1_pkcs12::Sha1>(
+        let key = derive_key::<sha1::Sha1>(
             password,
             mac_data.mac_salt.as_bytes(),
             Pkcs12KeyType::Mac,
             iterations,
             20,
         );
-        let mut mac =
-            hmac::Hmac::<sha1_pkcs12::Sha1>::new_from_slice(&key).map_err(|_| RawError::Mac)?;
+        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(&key).map_err(|_| RawError::Mac)?;
         mac.update(&auth_safe);
         mac.verify_slice(mac_data.mac.digest.as_bytes())
             .map_err(|_| RawError::Mac)?;
@@ -192,7 +191,7 @@ fn pbe_decrypt(
     let params = Pkcs12PbeParams::from_der(&params.to_der()?)?;
     let iterations = bounded(params.iterations)?;
     let salt = params.salt.as_bytes();
-    let derive = |id, len| derive_key::<sha1_pkcs12::Sha1>(password, salt, id, iterations, len);
+    let derive = |id, len| derive_key::<sha1::Sha1>(password, salt, id, iterations, len);
     let iv = derive(Pkcs12KeyType::Iv, 8);
     if alg.oid == OID_PBE_SHA1_3DES {
         cbc::Decryptor::<des::TdesEde3>::new_from_slices(

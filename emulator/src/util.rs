@@ -1,6 +1,6 @@
 //! Small helpers: clock, random ids in the formats Azure uses.
 
-use rand::Rng as _;
+use rand::RngExt as _;
 use sha2::Digest as _;
 
 /// Current Unix time in seconds.
@@ -13,7 +13,7 @@ pub(crate) fn now() -> i64 {
 
 /// A Key Vault object version: 32 lowercase hex characters.
 pub(crate) fn new_version() -> String {
-    let bytes: [u8; 16] = rand::thread_rng().r#gen();
+    let bytes: [u8; 16] = rand::rng().random();
     hex::encode(bytes)
 }
 
@@ -31,7 +31,7 @@ fn format_guid(b: &[u8]) -> String {
 
 /// A random GUID (request ids, trace ids, token ids).
 pub(crate) fn guid() -> String {
-    let mut bytes: [u8; 16] = rand::thread_rng().r#gen();
+    let mut bytes: [u8; 16] = rand::rng().random();
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     format_guid(&bytes)

@@ -61,7 +61,7 @@ fn pbe_encrypt(
     password: &[u8],
     plain: &[u8],
 ) -> (AlgorithmIdentifierOwned, Vec<u8>) {
-    let derive = |id, len| derive_key::<sha1_pkcs12::Sha1>(password, salt, id, ITERATIONS, len);
+    let derive = |id, len| derive_key::<sha1::Sha1>(password, salt, id, ITERATIONS, len);
     let iv = derive(Pkcs12KeyType::Iv, 8);
     let sealed = if oid == OID_PBE_SHA1_3DES {
         cbc::Encryptor::<des::TdesEde3>::new_from_slices(
@@ -136,9 +136,8 @@ fn build_pfx(m: &CertMaterial, kdf_password: &[u8], mac_password: Option<&[u8]>)
     let auth_safe = vec![cert_safe, key_safe].to_der().unwrap();
     let mac_data = mac_password.map(|password| {
         let salt = b"macsalt1";
-        let key =
-            derive_key::<sha1_pkcs12::Sha1>(password, salt, Pkcs12KeyType::Mac, ITERATIONS, 20);
-        let mut mac = hmac::Hmac::<sha1_pkcs12::Sha1>::new_from_slice(&key).unwrap();
+        let key = derive_key::<sha1::Sha1>(password, salt, Pkcs12KeyType::Mac, ITERATIONS, 20);
+        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(&key).unwrap();
         mac.update(&auth_safe);
         MacData {
             mac: DigestInfo {

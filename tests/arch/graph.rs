@@ -211,7 +211,7 @@ pub fn check(src: &Path, allowed: &[(&str, &str)]) {
     }
 }
 
-/// Sibling files of one folder module (`convert/pkcs12.rs` -> `convert/null_password.rs`),
+/// Sibling files of one folder module (`convert/key.rs` -> `convert/pem.rs`),
 /// read from `super::X` and `crate::<folder>::X` paths in the product part of each file (up to
 /// its first `#[cfg(test)]`: inside a test module `super` is the file itself).
 pub fn sibling_graphs(src: &Path) -> BTreeMap<String, Graph> {

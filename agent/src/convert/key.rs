@@ -36,9 +36,10 @@ pub fn jwk_to_spki(jwk: &JsonWebKey) -> Result<Vec<u8>, ConvertError> {
     let kty = jwk.kty.as_deref().unwrap_or_default();
     match kty {
         "RSA" | "RSA-HSM" => {
-            let n = rsa::BigUint::from_bytes_be(&jwk_member(&jwk.n, "n")?);
-            let e = rsa::BigUint::from_bytes_be(&jwk_member(&jwk.e, "e")?);
-            let key = rsa::RsaPublicKey::new_with_max_size(n, e, MAX_RSA_BITS)
+            let n = rsa::BoxedUint::from_be_slice_vartime(&jwk_member(&jwk.n, "n")?);
+            let e = rsa::BoxedUint::from_be_slice_vartime(&jwk_member(&jwk.e, "e")?);
+            // No lower bound: the reference writes whatever modulus Key Vault returns.
+            let key = rsa::PublicKey::new_with_size_limits(n, e, 1..=MAX_RSA_BITS)
                 .map_err(|e| ConvertError::InvalidRsaKey(e.to_string()))?;
             Ok(key
                 .to_public_key_der()
@@ -93,7 +94,7 @@ fn fixed_width(bytes: Vec<u8>, size: usize, member: &'static str) -> Result<Vec<
 /// A private key in a form we can re-encode exactly.
 pub enum PrivateKey {
     /// RSA.
-    Rsa(Box<rsa::RsaPrivateKey>),
+    Rsa(Box<rsa::PrivateKey>),
     /// NIST P-256.
     P256(p256::SecretKey),
     /// NIST P-384.
@@ -107,10 +108,10 @@ pub enum PrivateKey {
 impl PrivateKey {
     /// Parses PKCS#1, then PKCS#8, then SEC1, in the reference's order (`parsePrivateKey`).
     pub fn parse(der: &[u8]) -> Result<Self, ConvertError> {
-        if let Ok(k) = rsa::RsaPrivateKey::from_pkcs1_der(der) {
+        if let Ok(k) = rsa::PrivateKey::from_pkcs1_der(der) {
             return Ok(PrivateKey::Rsa(Box::new(k)));
         }
-        if let Ok(info) = pkcs8::PrivateKeyInfo::from_der(der) {
+        if let Ok(info) = pkcs8::PrivateKeyInfoRef::from_der(der) {
             return Self::from_pkcs8(der, &info);
         }
         if let Ok(sec1) = sec1::EcPrivateKey::from_der(der) {
@@ -123,13 +124,13 @@ impl PrivateKey {
         Err(ConvertError::PrivateKey)
     }
 
-    fn from_pkcs8(der: &[u8], info: &pkcs8::PrivateKeyInfo<'_>) -> Result<Self, ConvertError> {
+    fn from_pkcs8(der: &[u8], info: &pkcs8::PrivateKeyInfoRef<'_>) -> Result<Self, ConvertError> {
         match info.algorithm.oid {
-            RSA_ENCRYPTION => rsa::RsaPrivateKey::from_pkcs8_der(der)
+            RSA_ENCRYPTION => rsa::PrivateKey::from_pkcs8_der(der)
                 .map(|k| PrivateKey::Rsa(Box::new(k)))
                 .map_err(|_| ConvertError::PrivateKey),
             EC_PUBLIC_KEY => {
-                let sec1 = sec1::EcPrivateKey::from_der(info.private_key)
+                let sec1 = sec1::EcPrivateKey::from_der(info.private_key.as_bytes())
                     .map_err(|_| ConvertError::PrivateKey)?;
                 let curve = info
                     .algorithm

@@ -17,7 +17,6 @@
 pub(crate) mod chain;
 mod encoding;
 pub(crate) mod key;
-mod null_password;
 pub mod pem;
 pub(crate) mod pkcs12;
 
@@ -260,7 +259,7 @@ fn pem_to_pfx(value: &[u8]) -> Result<Vec<u8>, ConvertError> {
             .or_else(|| chain::leaf_index(&certs)),
     };
     let pkcs8 = key.as_ref().map(key::PrivateKey::to_pkcs8).transpose()?;
-    let pfx = pkcs12::encode(pkcs8.as_deref(), &certs, key_cert);
+    let pfx = pkcs12::encode(pkcs8.as_deref(), &certs, key_cert)?;
     Ok(STANDARD.encode(pfx).into_bytes())
 }
 

@@ -493,7 +493,7 @@ fn keys_match_openssl_public_key_pem() {
     use spki::DecodePublicKey;
     let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
     let p384 = p384::PublicKey::from_public_key_pem(text(fixture!("p384.pub"))).unwrap();
-    let pt = p384::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&p384, false);
+    let pt = p384::elliptic_curve::sec1::ToSec1Point::to_sec1_point(&p384, false);
     let got = run(
         &key_spec(),
         &ec_jwk("EC", "P-384", &b64(pt.x().unwrap()), &b64(pt.y().unwrap())),
@@ -501,7 +501,7 @@ fn keys_match_openssl_public_key_pem() {
     assert_eq!(text(&got), text(fixture!("p384.pub")));
 
     let p521 = p521::PublicKey::from_public_key_pem(text(fixture!("p521.pub"))).unwrap();
-    let pt = p521::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&p521, false);
+    let pt = p521::elliptic_curve::sec1::ToSec1Point::to_sec1_point(&p521, false);
     let got = run(
         &key_spec(),
         &ec_jwk(
@@ -514,13 +514,13 @@ fn keys_match_openssl_public_key_pem() {
     assert_eq!(text(&got), text(fixture!("p521.pub")));
 
     use rsa::traits::PublicKeyParts;
-    let rsa = rsa::RsaPublicKey::from_public_key_pem(text(fixture!("rsa4096.pub"))).unwrap();
+    let rsa = rsa::PublicKey::from_public_key_pem(text(fixture!("rsa4096.pub"))).unwrap();
     let got = run(
         &key_spec(),
         &rsa_jwk(
             "RSA-HSM",
-            &b64(&rsa.n().to_bytes_be()),
-            &b64(&rsa.e().to_bytes_be()),
+            &b64(&rsa.n().to_be_bytes_trimmed_vartime()),
+            &b64(&rsa.e().to_be_bytes_trimmed_vartime()),
         ),
     );
     assert_eq!(text(&got), text(fixture!("rsa4096.pub")));
@@ -717,6 +717,70 @@ fn pem_to_pfx_round_trips() {
     assert_eq!(run(&s, &f), pfx);
 }
 
+// reference: docs/reference-provider.md §2.2 (pem + pfx; issue #1945); issue 13 item 3: the
+// writer moved from hand-written DER to the `pkcs12` crate's types without changing a byte.
+// These digests are of the previous writer's output: a certificate that does not change must
+// not republish (and notify) after an upgrade either.
+#[test]
+fn pfx_writer_bytes_are_pinned() {
+    use sha2::Digest as _;
+    let key = der_of(fixture!("foo-pkcs8.key"));
+    let certs = ders(&[
+        fixture!("foo-leaf.pem"),
+        fixture!("foo-int.pem"),
+        fixture!("foo-root.pem"),
+    ]);
+    let digest = |pfx: Vec<u8>| hex::encode(sha2::Sha256::digest(pfx));
+    assert_eq!(
+        digest(pkcs12::encode(Some(&key), &certs, Some(0)).unwrap()),
+        "219886510dddccabd629fccfb79f2ca77fe17f8430ff9ce23ca950fdea0d54e1"
+    );
+    assert_eq!(
+        digest(pkcs12::encode(None, &certs[..1], None).unwrap()),
+        "8b1b274fe04106ec02610e22b44c24b21d1a856c5bfb5d8a7d3568b94f15b447"
+    );
+    assert_eq!(
+        digest(
+            pkcs12::write::encode_with(pkcs12::NO_PASSWORD, Some(&key), &certs, Some(1)).unwrap()
+        ),
+        "3ee753a4cf6cea781b04249151f48b064ae4715d49b4e3329e86ae066335f085"
+    );
+}
+
+// reference: docs/reference-provider.md §2.2 (pem + pfx; issue #1945): every consumer reads the
+// PFX we write, OpenSSL included (`openssl` is installed by scripts/install-deps.sh).
+#[test]
+fn openssl_reads_the_pfx_we_write() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let pfx = pfx_from(fixture!("foo-kv.pem"));
+    let mut child = Command::new("openssl")
+        .args(["pkcs12", "-nodes", "-passin", "pass:"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl is installed (scripts/install-deps.sh)");
+    child.stdin.take().unwrap().write_all(&pfx).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl pkcs12: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // OpenSSL verified the MAC and decrypted both safes: the key and the three certificates.
+    let blocks = pem::decode_all(&out.stdout);
+    let kinds: Vec<&str> = blocks.iter().map(|b| b.kind.as_str()).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "PRIVATE KEY").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.iter().filter(|k| **k == pem::CERTIFICATE).count(), 3);
+    let key = blocks.iter().find(|b| b.kind == "PRIVATE KEY").unwrap();
+    assert_eq!(key.der, der_of(fixture!("foo-pkcs8.key")));
+}
+
 #[test]
 fn pem_to_pfx_key_forms_and_cert_order() {
     // PKCS#1 key after the certificate: the key still pairs with its certificate.
@@ -878,7 +942,7 @@ fn null_password_pfx_is_read_like_go() {
         fixture!("foo-int.pem"),
     ]);
     let key = der_of(fixture!("foo-pkcs8.key"));
-    let pfx = pkcs12::encode_with(&[], Some(&key), &certs, Some(1));
+    let pfx = pkcs12::write::encode_with(pkcs12::NO_PASSWORD, Some(&key), &certs, Some(1)).unwrap();
     // p12-keystore alone cannot read it...
     assert!(p12_keystore::Pkcs12Archive::from_pkcs12(&pfx, "").is_err());
     // ...the conversion can, with the same output as for any other PFX.
@@ -894,24 +958,24 @@ fn null_password_reader_reads_openssl_legacy_files() {
         fixture!("demo-3des.pfx"),
         fixture!("foo-legacy.pfx"),
     ] {
-        let ours = null_password::decode_with(pfx, pkcs12::EMPTY_PASSWORD).unwrap();
+        let ours = pkcs12::read::decode_with(pfx, pkcs12::EMPTY_PASSWORD).unwrap();
         let theirs = pkcs12::decode(pfx).unwrap();
         assert_eq!(ours.keys, theirs.keys);
         assert_eq!(ours.certs, theirs.certs);
         // With no password bytes the MAC does not verify.
         assert_eq!(
-            null_password::decode(pfx).unwrap_err(),
-            null_password::Error::Mac
+            pkcs12::read::decode_with(pfx, pkcs12::NO_PASSWORD).unwrap_err(),
+            pkcs12::read::Error::Mac
         );
     }
     // PBES2 with a SHA-256 MAC is p12-keystore's job (Go cannot read it at all).
     assert_eq!(
-        null_password::decode_with(fixture!("demo-aes.pfx"), pkcs12::EMPTY_PASSWORD).unwrap_err(),
-        null_password::Error::Unsupported
+        pkcs12::read::decode_with(fixture!("demo-aes.pfx"), pkcs12::EMPTY_PASSWORD).unwrap_err(),
+        pkcs12::read::Error::Unsupported
     );
     assert_eq!(
-        null_password::decode(b"\x30\x80").unwrap_err(),
-        null_password::Error::Malformed
+        pkcs12::read::decode_with(b"\x30\x80", pkcs12::NO_PASSWORD).unwrap_err(),
+        pkcs12::read::Error::Malformed
     );
 }
 
@@ -1062,7 +1126,7 @@ mod props {
         ) {
             for pfx in [&random, &legacy, &aes, &des] {
                 let _ = pkcs12::decode(pfx);
-                let _ = null_password::decode(pfx);
+                let _ = pkcs12::read::decode_with(pfx, pkcs12::NO_PASSWORD);
             }
         }
 

@@ -7,15 +7,13 @@
 //! (docs/threat-model.md rule 8). The key lives in the volume (`..hmac.key`) so that the init
 //! container and the sidecar, two processes, produce the same digests.
 //!
-//! HMAC is written out here over `sha2` 0.10 (the generation the crate already uses) instead
-//! of pulling `hmac` 0.12 next to the 0.13 used for PKCS#12; it is checked against RFC 4231.
+//! HMAC is the `hmac` crate's over `sha2` (one RustCrypto generation, shared with PKCS#12);
+//! the RFC 4231 vectors below pin it.
 
-use sha2::{Digest, Sha256};
+use hmac::{KeyInit as _, Mac as _};
 
 /// Length of the key, in bytes.
 pub const KEY_LEN: usize = 32;
-/// SHA-256 block size (RFC 2104's `B`).
-const BLOCK: usize = 64;
 
 /// A secret key for [`DigestKey::digest`]. Never printed: `Debug` shows nothing of it.
 #[derive(Clone, PartialEq, Eq)]
@@ -35,9 +33,8 @@ impl DigestKey {
 
     /// A fresh key from the operating system's random source.
     pub fn random() -> Self {
-        use rand::RngCore;
         let mut k = [0u8; KEY_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut k);
+        rand::fill(&mut k);
         Self(k)
     }
 
@@ -56,24 +53,12 @@ impl DigestKey {
     }
 }
 
-/// RFC 2104 with SHA-256: `H((K ^ opad) || H((K ^ ipad) || m))`.
+/// HMAC-SHA256 (RFC 2104).
 pub(crate) fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| k.map(|b| b ^ byte);
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(data)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]
@@ -109,7 +94,8 @@ mod tests {
     fn keyed_digests_differ_from_plain_sha256_and_between_keys() {
         let a = DigestKey::random();
         let b = DigestKey::random();
-        let plain = hex::encode(Sha256::digest(b"hunter2"));
+        use sha2::Digest as _;
+        let plain = hex::encode(sha2::Sha256::digest(b"hunter2"));
         assert_ne!(a.digest(b"hunter2"), plain);
         assert_ne!(a.digest(b"hunter2"), b.digest(b"hunter2"));
         assert_eq!(a.digest(b"hunter2"), a.clone().digest(b"hunter2"));
