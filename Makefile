@@ -73,8 +73,9 @@ doc-check: ## docs/ citations exist; README flags table and quoted errors match 
 	$(CARGO) test --workspace --locked --test tests -- docs::
 
 .PHONY: arch-check
-arch-check: ## fail on a cycle between top-level modules (agent/tests/arch.rs)
+arch-check: ## fail on a module cycle, or a module named like a dependency or std module (agent/tests/arch.rs, emulator/tests/arch.rs)
 	$(CARGO) test -p keyvault-agent --locked --test arch
+	$(CARGO) test -p keyvault-emulator --locked --test tests arch::
 
 .PHONY: sdk-test
 sdk-test: ## the emulator driven by the official Azure SDK for Python (tests/sdk)

@@ -612,7 +612,7 @@ fn command_line(s: &str) -> Result<ExecCommand, String> {
 /// Parses `--on-change-signal`: a name (`HUP`, `SIGHUP`, `sigusr1`) or a number. One parser
 /// for the flag and the notifier, so what the flag accepts is what can be sent.
 pub fn signal(s: &str) -> Result<i32, String> {
-    crate::notify::parse_signal(s)
+    crate::signal::parse_signal(s)
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use std::os::unix::ffi::OsStringExt;
 
 use crate::config::{ConfigError, ConfigErrors, Env, Plan, Settings};
 use crate::error::Error;
-use crate::report::{FailureKind, ObjectFailure, SyncError};
+use crate::report::{ContentError, FailureKind, ObjectFailure, SyncError};
 
 /// `--env NAME=ALIAS`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,9 +162,7 @@ pub async fn prepare(
         if data.expose().contains(&0) {
             failures.push(ObjectFailure {
                 label: format!("exec: {name} (file \"{path}\")"),
-                kind: FailureKind::Convert(
-                    "the content holds a NUL byte, which an environment variable cannot hold: use objectEncoding, or a template with | b64encode".into(),
-                ),
+                kind: FailureKind::Convert(ContentError::NulInEnvironment),
             });
             continue;
         }

@@ -8,7 +8,7 @@
 //! ```text
 //! SecretProviderClass ─▶ config ─▶ Plan ─▶ keyvault (with auth) ─▶ convert ─▶ writer
 //!                                                                    │
-//!                                    refresh drives cycles; notify, telemetry at the edge
+//!                                    refresh drives cycles; notifier, telemetry at the edge
 //! ```
 //!
 //! - [`cli`]: command-line flags and their environment variables.
@@ -27,7 +27,7 @@
 //! - [`metrics`]: Prometheus counters and gauges every layer records into (bounded labels).
 //! - [`publish`]: the one owner of the output directory's writer; payload plus manifest.
 //! - [`refresh`]: the sidecar loop (jittered timer, backoff, reload, readiness).
-//! - [`notify`]: tells the application that a new set was published.
+//! - [`notifier`]: tells the application that a new set was published.
 //! - [`telemetry`]: logs, the sidecar's status, and the health/status HTTP server.
 //! - [`signal`]: the one place that listens for SIGTERM, SIGINT and SIGHUP.
 //! - [`migrate`]: converts CSI-driver manifests into ones that run the agent (`migrate`).
@@ -53,7 +53,7 @@ pub mod http;
 pub mod keyvault;
 pub mod metrics;
 pub mod migrate;
-pub mod notify;
+pub mod notifier;
 pub mod publish;
 pub mod refresh;
 pub mod report;

@@ -42,7 +42,7 @@ use tracing::Instrument;
 use crate::config::{self, ConfigErrors, Env, Plan, Settings};
 use crate::error::Error;
 use crate::metrics::{Metrics, RefreshResult};
-use crate::notify::{ChangeEvent, Coalescer, Notifier};
+use crate::notifier::{ChangeEvent, Coalescer, Notifier};
 use crate::publish::Publisher;
 use crate::report::{ObjectStatus, SyncError, SyncReport};
 use crate::retry::{Failures, deadline_in, jittered};

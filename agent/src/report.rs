@@ -10,8 +10,11 @@
 use std::time::{Duration, SystemTime};
 
 use crate::auth::AuthError;
+use crate::convert::ConvertError;
 use crate::keyvault::KeyVaultError;
 use crate::metrics::MountedObject;
+use crate::shape::ShapeError;
+use crate::template::TemplateError;
 use crate::writer::{WriteOutcome, WriterError};
 
 /// Exit codes, documented in [`crate::error`] (and re-exported there).
@@ -156,18 +159,36 @@ pub struct RefusedObject {
     pub message: String,
 }
 
+/// Why an object's content could not become its file(s): the typed cause, so callers and
+/// tests can match it. Each variant's message is the cause's own; none is also a `source`,
+/// so the edge (`main`, which prints messages) shows the chain once.
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    /// The conversion of the Key Vault bundle (`objectFormat`, `objectEncoding`).
+    #[error(transparent)]
+    Convert(#[from] ConvertError),
+    /// `objectJsonPointer` or `objectLayout`.
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
+    /// `exec --env`: the content cannot be an environment variable.
+    #[error(
+        "the content holds a NUL byte, which an environment variable cannot hold: use objectEncoding, or a template with | b64encode"
+    )]
+    NulInEnvironment,
+}
+
 /// Why one object failed.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum FailureKind {
     /// Key Vault (or the token for it).
     KeyVault(KeyVaultError),
     /// The content could not be converted.
-    Convert(String),
+    Convert(ContentError),
     /// History mode: the start version is not among the enabled versions.
     StartVersion(String),
-    /// A template could not be rendered: the whole line, naming the template and the line
-    /// in it, never a value (exit code of a conversion).
-    Template(String),
+    /// A template could not be rendered: the line in it, never a value (exit code of a
+    /// conversion). The failure's label names the template.
+    Template(TemplateError),
     /// A certificate failed validation before the swap.
     Validation(RefusedObject),
 }
@@ -176,7 +197,8 @@ impl std::fmt::Display for FailureKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FailureKind::KeyVault(e) => write!(f, "{e}"),
-            FailureKind::Convert(m) | FailureKind::Template(m) => write!(f, "{m}"),
+            FailureKind::Convert(e) => write!(f, "{e}"),
+            FailureKind::Template(e) => write!(f, "{e}"),
             FailureKind::Validation(r) => write!(
                 f,
                 "certificate validation: {}{}",
@@ -195,8 +217,9 @@ impl std::fmt::Display for FailureKind {
     }
 }
 
-/// One failed object, e.g. `secret "db-password" (version 3f2a…): not found ...`.
-#[derive(Debug, Clone)]
+/// One failed object, e.g. `secret "db-password" (version 3f2a…): not found ...`: always
+/// `label: cause`, for templates too (`template "app.env.tmpl": line 2: ...`).
+#[derive(Debug)]
 pub struct ObjectFailure {
     /// The object's label.
     pub label: String,
@@ -206,10 +229,6 @@ pub struct ObjectFailure {
 
 impl std::fmt::Display for ObjectFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if let FailureKind::Template(m) = &self.kind {
-            // The message names the template (and the line) itself.
-            return write!(f, "{m}");
-        }
         write!(f, "{}: {}", self.label, self.kind)
     }
 }
@@ -224,11 +243,6 @@ pub fn group_failures(failures: &[ObjectFailure]) -> Vec<String> {
     let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
     for f in failures {
         let cause = f.kind.to_string();
-        if matches!(f.kind, FailureKind::Template(_)) {
-            // A template's message names the template and the line itself: its own line.
-            groups.push((cause, Vec::new()));
-            continue;
-        }
         match groups.iter_mut().find(|(c, _)| *c == cause) {
             Some((_, labels)) => labels.push(&f.label),
             None => groups.push((cause, vec![&f.label])),
@@ -387,29 +401,31 @@ mod tests {
             label: "secret \"x\"".into(),
             kind,
         };
-        let nf = FailureKind::KeyVault(KeyVaultError::NotFound {
-            code: "SecretNotFound".into(),
-        });
-        let thr = FailureKind::KeyVault(KeyVaultError::Throttled {
-            retry_after: Some(Duration::from_secs(7)),
-        });
+        let nf = || {
+            FailureKind::KeyVault(KeyVaultError::NotFound {
+                code: "SecretNotFound".into(),
+            })
+        };
+        let thr = || {
+            FailureKind::KeyVault(KeyVaultError::Throttled {
+                retry_after: Some(Duration::from_secs(7)),
+            })
+        };
         let auth = FailureKind::KeyVault(KeyVaultError::Auth(AuthError::Rejected {
             mode: "workload_identity",
             message: "no".into(),
         }));
-        let e = SyncError::Objects(vec![f(thr.clone())]);
+        let e = SyncError::Objects(vec![f(thr())]);
         assert_eq!(e.exit_code(), EXIT_UNAVAILABLE);
         assert!(e.is_transient());
         assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
-        let e = SyncError::Objects(vec![f(thr.clone()), f(nf.clone())]);
+        let e = SyncError::Objects(vec![f(thr()), f(nf())]);
         assert_eq!(e.exit_code(), EXIT_OBJECT);
         assert!(!e.is_transient());
-        let e = SyncError::Objects(vec![f(nf), f(auth), f(FailureKind::Convert("bad".into()))]);
+        let bad = || FailureKind::Convert(ConvertError::PrivateKey.into());
+        let e = SyncError::Objects(vec![f(nf()), f(auth), f(bad())]);
         assert_eq!(e.exit_code(), EXIT_AUTH);
-        assert_eq!(
-            SyncError::Objects(vec![f(FailureKind::Convert("bad pfx".into()))]).exit_code(),
-            EXIT_CONVERT
-        );
+        assert_eq!(SyncError::Objects(vec![f(bad())]).exit_code(), EXIT_CONVERT);
         let m = e.to_string();
         assert_eq!(m.lines().count(), 3, "{m}");
         assert!(m.lines().all(|l| l.starts_with("secret \"x\": ")), "{m}");
@@ -432,7 +448,7 @@ mod tests {
             .collect();
         fs.push(ObjectFailure {
             label: "cert \"tls\"".into(),
-            kind: FailureKind::Convert("not a certificate".into()),
+            kind: FailureKind::Convert(ConvertError::NoLeaf.into()),
         });
         let m = SyncError::Objects(fs).to_string();
         let lines: Vec<&str> = m.lines().collect();
@@ -444,7 +460,7 @@ mod tests {
             "{m}"
         );
         assert_eq!(lines[0].matches("AADSTS70021").count(), 1, "{m}");
-        assert_eq!(lines[1], "cert \"tls\": not a certificate");
+        assert_eq!(lines[1], format!("cert \"tls\": {}", ConvertError::NoLeaf));
         assert_eq!(name_list(&["a", "b"], 3), "a, b");
     }
 
@@ -471,10 +487,68 @@ mod tests {
         );
         let e = SyncError::Objects(vec![
             f(FailureKind::Validation(refused)),
-            f(FailureKind::Convert("bad pfx".into())),
+            f(FailureKind::Convert(ContentError::NulInEnvironment)),
         ]);
         assert_eq!(e.exit_code(), EXIT_CONVERT);
         assert!(EXIT_CODES.iter().any(|(c, _)| *c == EXIT_VALIDATION));
+    }
+
+    // reference: issue 13 item 2 (typed causes; one `label: cause` shape for every object,
+    // templates included, so a cause is printed once)
+    #[test]
+    fn every_failure_is_label_colon_cause_and_its_cause_can_be_matched() {
+        let tmpl = |name: &str| {
+            let spec = crate::template::TemplateSpec {
+                name: name.into(),
+                dest: "app.env".into(),
+                mode: 0o600,
+                source: "ok\n{{ objects.nope }}".into(),
+            };
+            ObjectFailure {
+                label: crate::template::label(name),
+                kind: FailureKind::Template(crate::template::render(&spec, &[]).unwrap_err()),
+            }
+        };
+        let one = tmpl("app.env.tmpl");
+        assert!(
+            matches!(
+                one.kind,
+                FailureKind::Template(TemplateError::Render { line: Some(2), .. })
+            ),
+            "{one:?}"
+        );
+        assert!(
+            one.to_string()
+                .starts_with("template \"app.env.tmpl\": line 2: undefined value"),
+            "{one}"
+        );
+        // The same cause in two templates is one line naming both, like any other cause.
+        let m = SyncError::Objects(vec![tmpl("a.tmpl"), tmpl("b.tmpl")]).to_string();
+        assert_eq!(m.lines().count(), 1, "{m}");
+        assert!(
+            m.starts_with("2 objects (template \"a.tmpl\", template \"b.tmpl\"): line 2: "),
+            "{m}"
+        );
+        assert_eq!(m.matches("undefined value").count(), 1, "{m}");
+
+        let shaped = ObjectFailure {
+            label: "cert \"web\"".into(),
+            kind: FailureKind::Convert(ShapeError::Convert(ConvertError::PrivateKey).into()),
+        };
+        assert!(matches!(
+            &shaped.kind,
+            FailureKind::Convert(ContentError::Shape(ShapeError::Convert(
+                ConvertError::PrivateKey
+            )))
+        ));
+        assert_eq!(
+            shaped.to_string(),
+            format!(
+                "cert \"web\": objectLayout tls: {}",
+                ConvertError::PrivateKey
+            )
+        );
+        assert_eq!(shaped.to_string().matches("failed to parse key").count(), 1);
     }
 
     // reference: docs/threat-model.md rule 10 (every path maps to the documented exit code)

@@ -17,7 +17,7 @@ pub use crate::config::TLS_FILES;
 const MAX_JSON_BYTES: usize = 1 << 20;
 
 /// Why reshaping failed (the caller prefixes the object's label).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ShapeError {
     /// The content is not a JSON document.
     #[error(
@@ -50,9 +50,14 @@ pub enum ShapeError {
     /// The TLS layout needs a certificate.
     #[error("objectLayout tls: the object holds no certificate")]
     NoCertificate,
-    /// A key or certificate does not parse.
+    /// The TLS layout needs the key in the clear (Key Vault exports it so).
+    #[error("objectLayout tls: the private key is encrypted")]
+    EncryptedKey,
+    /// A key or certificate does not parse, or the chain cannot be ordered: the conversion's
+    /// own cause, for callers to match (its message is part of this one's, not a `source`,
+    /// so the edge prints it once).
     #[error("objectLayout tls: {0}")]
-    Convert(String),
+    Convert(crate::convert::ConvertError),
 }
 
 /// The value at RFC 6901 `pointer` in the JSON `data`: a string as its raw text, any other
@@ -91,7 +96,7 @@ pub fn json_pointer(data: &[u8], pointer: &str) -> Result<SecretBytes, ShapeErro
 /// leaf, as stored: intermediates and the root when the vault holds it; empty when the
 /// chain is the leaf alone).
 pub fn tls(object: &str, data: &[u8]) -> Result<[SecretBytes; 3], ShapeError> {
-    let conv = |e: crate::convert::ConvertError| ShapeError::Convert(e.to_string());
+    let conv = ShapeError::Convert;
     let mut keys = Vec::new();
     let mut certs = Vec::new();
     for block in pem::decode_all(data) {
@@ -99,7 +104,7 @@ pub fn tls(object: &str, data: &[u8]) -> Result<[SecretBytes; 3], ShapeError> {
             pem::CERTIFICATE => certs.push(block.der),
             "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" => keys.push(block.der),
             "ENCRYPTED PRIVATE KEY" => {
-                return Err(ShapeError::Convert("the private key is encrypted".into()));
+                return Err(ShapeError::EncryptedKey);
             }
             _ => {}
         }
@@ -213,18 +218,65 @@ mod tests {
     fn tls_refuses_a_key_of_another_certificate_and_key_counts() {
         let mut input = fixture("demo.key");
         input.extend(fixture("foo-leaf.pem"));
-        assert_eq!(tls("x", &input).unwrap_err(), ShapeError::KeyMismatch);
-        assert_eq!(
+        assert!(matches!(
+            tls("x", &input).unwrap_err(),
+            ShapeError::KeyMismatch
+        ));
+        assert!(matches!(
             tls("x", &fixture("foo-leaf.pem")).unwrap_err(),
             ShapeError::KeyCount(0)
-        );
+        ));
         let mut two = fixture("foo.key");
         two.extend(fixture("demo.key"));
         two.extend(fixture("foo-leaf.pem"));
-        assert_eq!(tls("x", &two).unwrap_err(), ShapeError::KeyCount(2));
-        assert_eq!(
+        assert!(matches!(
+            tls("x", &two).unwrap_err(),
+            ShapeError::KeyCount(2)
+        ));
+        assert!(matches!(
             tls("x", &fixture("foo.key")).unwrap_err(),
             ShapeError::NoCertificate
+        ));
+    }
+
+    // reference: issue 13 item 2 (typed causes a caller can match; printed once)
+    #[test]
+    fn tls_causes_are_typed_and_the_conversion_message_appears_once() {
+        let mut garbage_key = Vec::new();
+        pem::encode_into(
+            &mut garbage_key,
+            &Block::new(pem::PRIVATE_KEY, vec![0x30, 1, 0]),
+        );
+        garbage_key.extend(fixture("foo-leaf.pem"));
+        let e = tls("x", &garbage_key).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ShapeError::Convert(crate::convert::ConvertError::PrivateKey)
+            ),
+            "{e:?}"
+        );
+        let m = e.to_string();
+        assert_eq!(
+            m,
+            "objectLayout tls: failed to parse key for type pkcs1, pkcs8 or ec"
+        );
+        assert!(
+            std::error::Error::source(&e).is_none(),
+            "the cause is in the message; a source would print it twice"
+        );
+
+        let mut encrypted = Vec::new();
+        pem::encode_into(
+            &mut encrypted,
+            &Block::new("ENCRYPTED PRIVATE KEY", vec![0x30, 1, 0]),
+        );
+        encrypted.extend(fixture("foo-leaf.pem"));
+        let e = tls("x", &encrypted).unwrap_err();
+        assert!(matches!(e, ShapeError::EncryptedKey), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "objectLayout tls: the private key is encrypted"
         );
     }
 

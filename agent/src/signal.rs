@@ -2,6 +2,8 @@
 //! gracefully ([`shutdown`]), SIGHUP asks for a configuration reload and an immediate
 //! refresh ([`reload_requests`]). Everything else receives these as a future or a
 //! [`ReloadRequests`] handle, so tests drive the same code paths without real signals.
+//! Signals the agent sends (`--on-change-signal`) are parsed ([`parse_signal`]) and sent
+//! ([`send`]) here too, so the flag accepts exactly what can be sent.
 //!
 //! [`install`] is the first thing `main` does (docs/threat-model.md rule 7): until then a signal
 //! takes its default action, and SIGHUP's default is to terminate. From then on:
@@ -152,6 +154,47 @@ pub fn reload_requests() -> std::io::Result<ReloadRequests> {
         .ok_or_else(|| std::io::Error::other("signal handlers not installed"))
 }
 
+/// Parses a signal name or number: `HUP`, `SIGHUP`, `sighup`, `1`.
+pub fn parse_signal(text: &str) -> Result<i32, String> {
+    let t = text.trim();
+    let upper = t.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    use rustix::process::Signal as S;
+    let sig = match name {
+        "HUP" => Some(S::HUP),
+        "INT" => Some(S::INT),
+        "QUIT" => Some(S::QUIT),
+        "TERM" => Some(S::TERM),
+        "USR1" => Some(S::USR1),
+        "USR2" => Some(S::USR2),
+        "KILL" => Some(S::KILL),
+        "ALRM" => Some(S::ALARM),
+        "WINCH" => Some(S::WINCH),
+        "CONT" => Some(S::CONT),
+        "STOP" => Some(S::STOP),
+        _ => t.parse::<i32>().ok().and_then(S::from_named_raw),
+    };
+    sig.map(|s| s.as_raw()).ok_or_else(|| {
+        format!("unknown signal {t:?}; use a name such as HUP, USR1, USR2, TERM or a signal number")
+    })
+}
+
+/// Whether `sig` is a named signal [`send`] can deliver (real-time and unknown numbers are
+/// not).
+pub fn is_sendable(sig: i32) -> bool {
+    rustix::process::Signal::from_named_raw(sig).is_some()
+}
+
+/// Sends `sig` to the process `pid`.
+pub fn send(pid: i32, sig: i32) -> std::io::Result<()> {
+    let signal = rustix::process::Signal::from_named_raw(sig).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "unsupported signal")
+    })?;
+    let pid =
+        rustix::process::Pid::from_raw(pid).ok_or_else(|| std::io::Error::other("invalid pid"))?;
+    rustix::process::kill_process(pid, signal).map_err(std::io::Error::from)
+}
+
 /// The conventional name of a signal number, for log lines.
 pub fn signal_name(sig: i32) -> &'static str {
     match sig {
@@ -173,6 +216,28 @@ mod tests {
         assert_eq!(signal_name(SIGINT), "SIGINT");
         assert_eq!(signal_name(SIGHUP), "SIGHUP");
         assert_eq!(signal_name(64), "other");
+    }
+
+    // reference: docs/peers.md §B.8 (--on-change-signal takes names and numbers)
+    #[test]
+    fn signal_names_and_numbers() {
+        assert_eq!(parse_signal("HUP"), Ok(1));
+        assert_eq!(parse_signal("SIGHUP"), Ok(1));
+        assert_eq!(
+            parse_signal("sigusr1"),
+            Ok(rustix::process::Signal::USR1.as_raw())
+        );
+        assert_eq!(
+            parse_signal(" usr2 "),
+            Ok(rustix::process::Signal::USR2.as_raw())
+        );
+        assert_eq!(parse_signal("15"), Ok(15));
+        let e = parse_signal("SIGFOO").unwrap_err();
+        assert!(e.contains("\"SIGFOO\"") && e.contains("HUP"), "{e}");
+        assert!(parse_signal("0").is_err());
+        assert!(parse_signal("").is_err());
+        assert!(is_sendable(parse_signal("USR1").unwrap()));
+        assert!(!is_sendable(40), "real-time signals are not sent");
     }
 
     // reference: docs/threat-model.md rule 7 (a burst of reload requests collapses to one)

@@ -748,12 +748,12 @@ impl Syncer {
     ) -> Result<Item, ObjectFailure> {
         let data = crate::convert::convert(spec, fetched).map_err(|e| ObjectFailure {
             label: label.to_owned(),
-            kind: FailureKind::Convert(e.to_string()),
+            kind: FailureKind::Convert(e.into()),
         })?;
         let data = match &spec.json_pointer {
             Some(p) => crate::shape::json_pointer(data.expose(), p).map_err(|e| ObjectFailure {
                 label: label.to_owned(),
-                kind: FailureKind::Convert(e.to_string()),
+                kind: FailureKind::Convert(e.into()),
             })?,
             None => data,
         };
@@ -922,7 +922,7 @@ impl Syncer {
         let files =
             crate::shape::tls(&spec.name, item.data.expose()).map_err(|e| ObjectFailure {
                 label: label.to_owned(),
-                kind: FailureKind::Convert(e.to_string()),
+                kind: FailureKind::Convert(e.into()),
             })?;
         // tls.crt (leaf then chain) with tls.key, as a server loads them.
         let mut pair = files[0].expose().to_vec();

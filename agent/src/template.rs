@@ -12,8 +12,9 @@
 //! password inside a connection string's user info).
 //! Nothing is auto-escaped: a template named `*.json` does not quote its output on its own.
 //!
-//! Errors name the template and the line, never a value (docs/threat-model.md): the message
-//! is built from the error's kind, and its detail only for the kinds whose detail comes from
+//! Errors ([`TemplateError`]) say the line, never a value (docs/threat-model.md); the caller
+//! puts the template's [`label`] in front, as for any object (`template "NAME": line N: ...`).
+//! The message is built from the error's kind, and its detail only for the kinds whose detail comes from
 //! the template's source (syntax, unknown filter, undefined name) or from this module's
 //! filters, and only when no object's content appears in it. The work of one render is
 //! bounded by fuel and its output by [`MAX_OUTPUT`].
@@ -38,6 +39,38 @@ pub const MAX_OUTPUT: usize = 4 << 20;
 const FUEL: u64 = 5_000_000;
 /// Mode of a rendered file when the spec gives none (as objects, the CSI driver's 0644).
 pub const DEFAULT_MODE: u32 = 0o644;
+
+/// Why a template failed to load or render, without its name: callers print it after the
+/// template's [`label`] (`template "app.env.tmpl": line 2: undefined value ...`), the shape
+/// every object failure has. It never holds a value: the detail is kept only for the kinds
+/// whose detail comes from the template's source or this module's filters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// MiniJinja refused the template (at load) or its rendering.
+    #[error("{}{kind}{detail}{hint}", line_prefix(*.line))]
+    Render {
+        /// The line in the template, when MiniJinja knows it.
+        line: Option<usize>,
+        /// What went wrong (`undefined value`, `syntax error`, ...).
+        kind: ErrorKind,
+        /// `": <detail>"` when the detail cannot hold a value, else empty.
+        detail: String,
+        /// The fix, for the kinds that have an obvious one (with its leading space).
+        hint: &'static str,
+    },
+    /// The output grew past [`MAX_OUTPUT`].
+    #[error("the output is larger than {MAX_OUTPUT} bytes: is a loop unbounded?")]
+    TooLarge,
+}
+
+fn line_prefix(line: Option<usize>) -> String {
+    line.map(|l| format!("line {l}: ")).unwrap_or_default()
+}
+
+/// How messages name a template: `template "NAME"`.
+pub fn label(name: &str) -> String {
+    format!("template \"{name}\"")
+}
 
 /// A template as asked for (`--template SRC:DEST[:MODE]`, or a line of the `templates`
 /// parameter), before its source is read.
@@ -206,17 +239,16 @@ fn json_value(v: serde_json::Value) -> Value {
 }
 
 /// Checks `source`'s syntax; the error is one line naming the template and the line.
-pub fn check(name: &str, source: &str) -> Result<(), String> {
+pub fn check(name: &str, source: &str) -> Result<(), TemplateError> {
     let env = environment();
     env.template_from_named_str(name, source)
         .map(drop)
-        .map_err(|e| describe(name, &e, &[]))
+        .map_err(|e| describe(&e, &[]))
 }
 
-/// One line for `e`: `template "NAME" line N: KIND[: DETAIL]`, the detail only when it
-/// cannot hold a value (see the module doc).
-fn describe(name: &str, e: &Error, values: &[&[u8]]) -> String {
-    let line = e.line().map(|l| format!(" line {l}")).unwrap_or_default();
+/// `e` as a [`TemplateError`]: `line N: KIND[: DETAIL]`, the detail only when it cannot
+/// hold a value (see the module doc).
+fn describe(e: &Error, values: &[&[u8]]) -> TemplateError {
     let safe_kind = matches!(
         e.kind(),
         ErrorKind::SyntaxError
@@ -247,7 +279,12 @@ fn describe(name: &str, e: &Error, values: &[&[u8]]) -> String {
         ErrorKind::OutOfFuel => " (the template does too much work: simplify its loops)",
         _ => "",
     };
-    format!("template \"{name}\"{line}: {}{detail}{hint}", e.kind())
+    TemplateError::Render {
+        line: e.line(),
+        kind: e.kind(),
+        detail,
+        hint,
+    }
 }
 
 /// A [`std::io::Write`] that fails past [`MAX_OUTPUT`] bytes.
@@ -268,16 +305,16 @@ impl std::io::Write for Bounded {
 }
 
 /// Renders `spec` with `objects` (published path → content). The error is one line naming
-/// the template and the line, never a value.
+/// the line in the template, never a value.
 pub fn render(
     spec: &TemplateSpec,
     objects: &[(&str, &SecretBytes)],
-) -> Result<SecretBytes, String> {
+) -> Result<SecretBytes, TemplateError> {
     let env = environment();
     let values: Vec<&[u8]> = objects.iter().map(|(_, v)| v.expose()).collect();
     let tmpl = env
         .template_from_named_str(&spec.name, &spec.source)
-        .map_err(|e| describe(&spec.name, &e, &values))?;
+        .map_err(|e| describe(&e, &values))?;
     let map: BTreeMap<String, Value> = objects
         .iter()
         .map(|(k, v)| {
@@ -292,11 +329,8 @@ pub fn render(
     let mut out = Bounded(Vec::new());
     match tmpl.render_captured_to(ctx, &mut out) {
         Ok(_) => Ok(SecretBytes::new(out.0)),
-        Err(e) if e.kind() == ErrorKind::WriteFailure => Err(format!(
-            "template \"{}\": the output is larger than {MAX_OUTPUT} bytes: is a loop unbounded?",
-            spec.name
-        )),
-        Err(e) => Err(describe(&spec.name, &e, &values)),
+        Err(e) if e.kind() == ErrorKind::WriteFailure => Err(TemplateError::TooLarge),
+        Err(e) => Err(describe(&e, &values)),
     }
 }
 
@@ -313,7 +347,7 @@ mod tests {
         }
     }
 
-    fn run(source: &str, objects: &[(&str, &str)]) -> Result<String, String> {
+    fn run(source: &str, objects: &[(&str, &str)]) -> Result<String, TemplateError> {
         let owned: Vec<(String, SecretBytes)> = objects
             .iter()
             .map(|(k, v)| (k.to_string(), SecretBytes::new(v.as_bytes())))
@@ -352,13 +386,33 @@ mod tests {
         );
     }
 
-    // reference: issue 11 item 3 (undefined names are errors; errors name template and line)
+    // reference: issue 11 item 3 (undefined names are errors; errors name the line), issue 13
+    // item 2 (a typed cause, without the template's name: the caller labels it)
     #[test]
-    fn undefined_names_are_errors_naming_template_and_line() {
+    fn undefined_names_are_errors_naming_the_line() {
         let e = run("ok\n{{ objects[\"nope\"] }}", &[("db", "hunter2-value")]).unwrap_err();
-        assert!(e.starts_with("template \"app.env.tmpl\" line 2: "), "{e}");
-        assert!(e.contains("undefined"), "{e}");
-        let e = run("{{ missing }}", &[]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TemplateError::Render {
+                    line: Some(2),
+                    kind: ErrorKind::UndefinedError,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let m = e.to_string();
+        assert!(m.starts_with("line 2: undefined value"), "{m}");
+        assert!(
+            !m.contains("app.env.tmpl"),
+            "the caller names the template: {m}"
+        );
+        assert_eq!(
+            format!("{}: {e}", label("app.env.tmpl")),
+            format!("template \"app.env.tmpl\": {m}")
+        );
+        let e = run("{{ missing }}", &[]).unwrap_err().to_string();
         assert!(e.contains("line 1") && e.contains("undefined"), "{e}");
         // Optional objects can be tested for.
         assert_eq!(
@@ -383,11 +437,10 @@ mod tests {
             "{% for a, b in objects.s %}{% endfor %}",
             "{{ (objects.n | int) // 0 }}",
         ] {
-            let e = run(source, &[("s", secret), ("n", "987654")]).unwrap_err();
-            assert!(
-                e.starts_with("template \"app.env.tmpl\" line 1: "),
-                "{source}: {e}"
-            );
+            let e = run(source, &[("s", secret), ("n", "987654")])
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("line 1: "), "{source}: {e}");
             assert!(
                 !e.contains(secret) && !e.contains("987654"),
                 "{source}: {e}"
@@ -400,9 +453,17 @@ mod tests {
     fn syntax_errors_are_reported_at_load_with_the_line() {
         let e = check("t.tmpl", "a\nb\n{{ objects[ }}").unwrap_err();
         assert!(
-            e.starts_with("template \"t.tmpl\" line 3: syntax error"),
-            "{e}"
+            matches!(
+                e,
+                TemplateError::Render {
+                    line: Some(3),
+                    kind: ErrorKind::SyntaxError,
+                    ..
+                }
+            ),
+            "{e:?}"
         );
+        assert!(e.to_string().starts_with("line 3: syntax error"), "{e}");
         assert!(check("t.tmpl", "{{ objects.a | b64encode }}").is_ok());
     }
 
@@ -412,14 +473,16 @@ mod tests {
             "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}",
             &[],
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("fuel") && e.contains("line 1"), "{e}");
         let e = run(
             "{% for i in range(100000) %}{{ objects.big }}{% endfor %}",
             &[("big", &"x".repeat(1000))],
         )
         .unwrap_err();
-        assert!(e.contains("larger than"), "{e}");
+        assert_eq!(e, TemplateError::TooLarge);
+        assert!(e.to_string().contains("larger than"), "{e}");
     }
 
     #[test]

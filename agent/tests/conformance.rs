@@ -816,7 +816,7 @@ async fn oct_keys_are_rejected_if_the_emulator_can_hold_one() {
         .await
     {
         Err(e) => {
-            // The emulator imports RSA and EC JWKs only (emulator/src/keyvault.rs
+            // The emulator imports RSA and EC JWKs only (emulator/src/store.rs
             // `public_jwk`), as a vault serves `oct` keys only on Managed HSM. The agent's
             // rejection is covered by the convert unit tests (`key_errors`).
             let m = e.to_string();

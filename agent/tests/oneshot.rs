@@ -411,6 +411,50 @@ async fn throttling_with_retry_after_is_waited_out() {
     assert!(e.to_string().contains("429"), "{e}");
 }
 
+// reference: docs/protocol.md §1.8 (x-ms-retry-after-ms read before Retry-After); issue 13
+// item 5 (millisecond-granular throttling faults)
+#[tokio::test]
+async fn throttling_in_milliseconds_is_read_from_x_ms_retry_after_ms() {
+    let h = Harness::start().await;
+    let spc = h.spc(&["objectName: db-password\nobjectType: secret"], &[]);
+    // A sub-second wait, twice: waited out, then the value arrives.
+    h.emu.add_fault(
+        Fault::new(
+            Route::SecretGet,
+            FaultKind::ThrottleMs { retry_after_ms: 20 },
+        )
+        .times(2),
+    );
+    h.run_once(&spc, &h.wi_env())
+        .await
+        .expect("succeeds after the throttling");
+    assert_eq!(h.file("db-password"), "s3cr3t-db-password-value");
+    // Two 429s and the answer (plus the challenge round trip, when the agent makes one).
+    assert!(h.emu.counts().route(Route::SecretGet) >= 3);
+
+    // Ten minutes in milliseconds, past the 5 s deadline: the agent gives up at once and
+    // names the wait, which only the millisecond header carried.
+    h.emu.reset_counts();
+    h.emu.add_fault(Fault::new(
+        Route::SecretGet,
+        FaultKind::ThrottleMs {
+            retry_after_ms: 600_000,
+        },
+    ));
+    let mut s = h.settings(&spc);
+    s.timeout = Duration::from_secs(5);
+    let e = keyvault_agent::run_once(s, Harness::env(&h.wi_env()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.exit_code(),
+        keyvault_agent::error::EXIT_UNAVAILABLE,
+        "{e}"
+    );
+    assert!(e.to_string().contains("retry after 600s"), "{e}");
+    assert_eq!(h.emu.counts().route(Route::SecretGet), 1);
+}
+
 #[tokio::test]
 async fn a_rotated_token_file_is_read_again() {
     let h = Harness::with_builder(

@@ -323,7 +323,7 @@ async fn rotated_secrets_swap_files_and_fire_each_notifier_once() {
     let execs = work.join("execs");
     let (hook, posts, _hook_task) = webhook().await;
     fx.settings.notify = NotifySettings {
-        signal: Some(keyvault_agent::notify::parse_signal("HUP").unwrap()),
+        signal: Some(keyvault_agent::signal::parse_signal("HUP").unwrap()),
         signal_pidfile: Some(pidfile.clone()),
         signal_process: None,
         exec: Some(vec![

@@ -148,7 +148,7 @@ fn an_undefined_alias_fails_the_set_naming_template_and_line_never_a_value() {
         assert_eq!(e.exit_code(), EXIT_CONVERT, "{e}");
         let m = e.to_string();
         assert!(
-            m.starts_with(&format!("template \"{bad}\" line 2: undefined value")),
+            m.starts_with(&format!("template \"{bad}\": line 2: undefined value")),
             "{m}"
         );
         for s in SECRET_VALUES {
@@ -212,7 +212,7 @@ async fn check_lists_templates_and_reports_every_template_problem_at_once() {
     assert_eq!(bad.status.code(), Some(EXIT_CONFIG), "{err}");
     assert!(
         err.contains(&format!(
-            "error: template \"{broken}\" line 2: syntax error"
+            "error: template \"{broken}\": line 2: syntax error"
         )),
         "{err}"
     );

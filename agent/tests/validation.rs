@@ -9,7 +9,7 @@ use keyvault_agent::config::ValidateMode;
 use keyvault_agent::error::{EXIT_CONFIG, EXIT_USAGE, EXIT_VALIDATION};
 use keyvault_agent::sync::Syncer;
 use keyvault_agent::telemetry::metrics::Metrics;
-use keyvault_emulator::state::GuestTenant;
+use keyvault_emulator::GuestTenant;
 
 use crate::util::*;
 

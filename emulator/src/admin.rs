@@ -20,7 +20,7 @@ use crate::state::{Shared, lock};
 use crate::store::Attributes;
 
 /// Whether a peer may use the admin API: loopback only (IPv4-mapped IPv6 included).
-pub fn peer_allowed(peer: SocketAddr) -> bool {
+pub(crate) fn peer_allowed(peer: SocketAddr) -> bool {
     peer.ip().to_canonical().is_loopback()
 }
 
@@ -222,7 +222,7 @@ async fn mint(State(s): State<Arc<Shared>>, Json(b): Json<MintRequest>) -> Respo
 }
 
 /// Admin routes (with the loopback guard).
-pub fn routes() -> Router<Arc<Shared>> {
+pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/admin", get(index))
         .route("/admin/counts", get(get_counts).delete(reset_counts))

@@ -11,7 +11,7 @@ use crate::state::{Shared, lock};
 
 /// Why a request's token was rejected; each maps to a 401 with the challenge header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthFailure {
+pub(crate) enum AuthFailure {
     /// No `Authorization: Bearer` header.
     Missing,
     /// Not a JWT, or a JWT we did not sign.
@@ -28,7 +28,7 @@ pub enum AuthFailure {
 
 impl AuthFailure {
     /// The `error.message` Key Vault sends for this failure.
-    pub fn message(&self, s: &Shared) -> String {
+    pub(crate) fn message(&self, s: &Shared) -> String {
         match self {
             AuthFailure::Missing => "AKV10000: Request is missing a Bearer or PoP token.".into(),
             AuthFailure::Invalid(why) => format!("AKV10001: Invalid token: {why}."),
@@ -52,7 +52,7 @@ impl AuthFailure {
 
 /// The caller behind a verified token.
 #[derive(Debug, Clone)]
-pub struct Principal {
+pub(crate) struct Principal {
     /// `appid` claim.
     pub appid: String,
     /// `oid` claim.
@@ -62,7 +62,7 @@ pub struct Principal {
 }
 
 /// The `WWW-Authenticate` challenge value.
-pub fn challenge(s: &Shared) -> String {
+pub(crate) fn challenge(s: &Shared) -> String {
     format!(
         "Bearer authorization=\"{}/{}\", resource=\"{}\"",
         s.challenge_authority(),
@@ -72,7 +72,7 @@ pub fn challenge(s: &Shared) -> String {
 }
 
 /// Verifies the bearer token of a data-plane request and counts it for its identity.
-pub fn authenticate(s: &Shared, headers: &HeaderMap) -> Result<Principal, AuthFailure> {
+pub(crate) fn authenticate(s: &Shared, headers: &HeaderMap) -> Result<Principal, AuthFailure> {
     let value = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -127,12 +127,12 @@ fn check_claims(s: &Shared, claims: &Value) -> Result<(), AuthFailure> {
 }
 
 /// The Key Vault RBAC action name for an operation, used in the 403 message.
-pub fn action_name(kind: &str, op: &str) -> String {
+pub(crate) fn action_name(kind: &str, op: &str) -> String {
     format!("Microsoft.KeyVault/vaults/{kind}/{op}")
 }
 
 /// The 403 `ForbiddenByRbac` message text.
-pub fn forbidden_message(
+pub(crate) fn forbidden_message(
     s: &Shared,
     p: &Principal,
     vault: &str,

@@ -25,7 +25,7 @@ use crate::state::Shared;
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// An Entra error body with `error`, `error_description`, `error_codes` and trace fields.
-pub fn error(s: &Shared, status: StatusCode, err: &str, code: u32, text: &str) -> Response {
+pub(crate) fn error(s: &Shared, status: StatusCode, err: &str, code: u32, text: &str) -> Response {
     let trace = crate::util::guid();
     let corr = crate::util::guid();
     let ts = time::OffsetDateTime::now_utc();
@@ -71,7 +71,7 @@ fn entra_headers(resp: &mut Response, request_id: &str) {
 }
 
 /// The Entra error a fault with `status` answers with on the token route.
-pub fn fault_error(s: &Shared, status: u16, retry_after: Option<u64>) -> Response {
+pub(crate) fn fault_error(s: &Shared, status: u16, retry_after: Option<u64>) -> Response {
     let st = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = match status {
         429 => error(
@@ -432,7 +432,7 @@ async fn keys(State(s): State<Arc<Shared>>) -> Response {
 }
 
 /// Entra routes.
-pub fn routes() -> Router<Arc<Shared>> {
+pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token))
         .route(

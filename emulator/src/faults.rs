@@ -1,136 +1,21 @@
-//! Fault injection and request counters. Every non-admin request is classified into a [`Route`],
-//! counted, and checked against the active faults before any authentication happens.
+//! Fault rules and request counters: plain data, no I/O. Every non-admin request is classified
+//! into a [`Route`] (by the one route table, `crate::routes`), counted, and checked against the
+//! active faults before any authentication happens; `crate::inject` builds the answer of the
+//! fault that fires.
 //!
 //! Besides outages (status, throttling, latency, drops) the faults include the answers of a
 //! hostile server ([`FaultKind::RawHeader`], [`FaultKind::HugeBody`], [`FaultKind::EndlessBody`],
-//! [`FaultKind::SlowBody`], [`FaultKind::HugeHeaders`], [`FaultKind::ResetBody`]), built by
-//! [`hostile_response`]; the body bytes they hand to the connection are counted
-//! ([`Counts::body_bytes`]), so a test can prove a client hung up early.
+//! [`FaultKind::SlowBody`], [`FaultKind::HugeHeaders`], [`FaultKind::ResetBody`]); the body bytes
+//! they hand to the connection are counted ([`Counts::body_bytes`]), so a test can prove a
+//! client hung up early.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::http;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
-/// A class of requests that faults and counters are keyed by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Route {
-    /// Every request (faults); the total (counters).
-    Any,
-    /// `GET /secrets/{name}[/{version}]`.
-    SecretGet,
-    /// `GET /secrets/{name}/versions`.
-    SecretVersions,
-    /// `GET /keys/{name}[/{version}]`.
-    KeyGet,
-    /// `GET /keys/{name}/versions`.
-    KeyVersions,
-    /// `GET /certificates/{name}[/{version}]` (and `/policy`).
-    CertGet,
-    /// `GET /certificates/{name}/versions`.
-    CertVersions,
-    /// `POST /{tenant}/oauth2/v2.0/token`.
-    Token,
-    /// `GET /metadata/identity/oauth2/token` (either listener).
-    Imds,
-    /// `GET /secrets`, `/keys`, `/certificates`, `/deletedsecrets` (collection lists).
-    List,
-    /// Any data-plane write: PUT/PATCH/POST/DELETE on secrets, keys, certificates.
-    Write,
-    /// OIDC discovery, JWKS, Entra metadata.
-    Discovery,
-    /// Anything else that is not an admin route.
-    Other,
-}
-
-impl Route {
-    /// Classifies a request. `imds_only` is the plain-HTTP listener.
-    pub fn classify(method: &http::Method, path: &str) -> Route {
-        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        let get = method == http::Method::GET;
-        match segs.as_slice() {
-            ["metadata", "identity", "oauth2", "token"]
-            | ["metadata", "identity", "oauth2", "token", ""] => Route::Imds,
-            [_, "oauth2", "v2.0", "token"] | [_, "oauth2", "token"] => Route::Token,
-            ["issuer", ..] | [_, "v2.0", ".well-known", ..] | [_, "discovery", ..] => {
-                Route::Discovery
-            }
-            [kind @ ("secrets" | "keys" | "certificates" | "deletedsecrets")]
-            | [
-                kind @ ("secrets" | "keys" | "certificates" | "deletedsecrets"),
-                "",
-            ] => {
-                let _ = kind;
-                if get { Route::List } else { Route::Other }
-            }
-            [
-                kind @ ("secrets" | "keys" | "certificates"),
-                _name,
-                rest @ ..,
-            ] => {
-                if !get {
-                    return Route::Write;
-                }
-                let versions = rest.first() == Some(&"versions");
-                match (*kind, versions) {
-                    ("secrets", false) => Route::SecretGet,
-                    ("secrets", true) => Route::SecretVersions,
-                    ("keys", false) => Route::KeyGet,
-                    ("keys", true) => Route::KeyVersions,
-                    ("certificates", false) => Route::CertGet,
-                    _ => Route::CertVersions,
-                }
-            }
-            ["deletedsecrets", ..] => {
-                if get {
-                    Route::SecretGet
-                } else {
-                    Route::Write
-                }
-            }
-            _ => Route::Other,
-        }
-    }
-
-    /// The request kind an operator budgets by: `get`, `list` (collections and version
-    /// lists), `token` (Entra and IMDS), `write`, or `other`.
-    pub fn kind(self) -> RequestKind {
-        match self {
-            Route::SecretGet | Route::KeyGet | Route::CertGet => RequestKind::Get,
-            Route::SecretVersions | Route::KeyVersions | Route::CertVersions | Route::List => {
-                RequestKind::List
-            }
-            Route::Token | Route::Imds => RequestKind::Token,
-            Route::Write => RequestKind::Write,
-            _ => RequestKind::Other,
-        }
-    }
-
-    /// Whether errors on this route use Entra's body shape.
-    pub fn is_entra(self) -> bool {
-        self == Route::Token
-    }
-}
-
-/// Coarse request kinds, for reading a request budget off `/admin/counts`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RequestKind {
-    /// Object reads.
-    Get,
-    /// Collection and version lists.
-    List,
-    /// Access tokens (Entra and IMDS).
-    Token,
-    /// Data-plane writes.
-    Write,
-    /// Discovery and anything else.
-    Other,
-}
+use crate::routes::{RequestKind, Route};
 
 /// What a fault does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,6 +28,12 @@ pub enum FaultKind {
         /// `Retry-After` seconds.
         #[serde(default)]
         retry_after: Option<u64>,
+    },
+    /// Answer 429 (`Throttled`) with `x-ms-retry-after-ms: retry_after_ms` (milliseconds),
+    /// the header the Azure SDKs read before `Retry-After`: waits shorter than a second.
+    ThrottleMs {
+        /// `x-ms-retry-after-ms` milliseconds.
+        retry_after_ms: u64,
     },
     /// Delay the request, then handle it normally.
     #[serde(with = "duration_ms")]
@@ -190,8 +81,8 @@ fn default_raw_status() -> u16 {
 }
 
 impl FaultKind {
-    /// Whether [`hostile_response`] builds the answer.
-    pub fn is_hostile(&self) -> bool {
+    /// Whether the answer is a hostile one (a 200 or a raw header, not an error body).
+    pub(crate) fn is_hostile(&self) -> bool {
         matches!(
             self,
             FaultKind::RawHeader { .. }
@@ -204,153 +95,16 @@ impl FaultKind {
     }
 }
 
-/// Size of each chunk of the body faults.
-const CHUNK: usize = 64 * 1024;
-
-/// The answer of a hostile fault (`kind.is_hostile()`); body bytes are added to
-/// `counts.body_bytes` as they are handed to the connection.
-pub fn hostile_response(
-    kind: &FaultKind,
-    shared: std::sync::Arc<crate::state::Shared>,
-) -> axum::response::Response {
-    use axum::body::{Body, Bytes};
-    use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-    use axum::response::IntoResponse;
-
-    let count = move |n: usize| {
-        crate::state::lock(&shared.counts).body_bytes += n as u64;
-    };
-    let json = |body: Body| {
-        let mut r = (StatusCode::OK, body).into_response();
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json; charset=utf-8"),
-        );
-        r
-    };
-    match kind.clone() {
-        FaultKind::RawHeader {
-            status,
-            name,
-            value,
-        } => {
-            let st = StatusCode::from_u16(status).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
-            let mut r = crate::keyvault::fault_error(st.as_u16(), None);
-            if let (Ok(n), Ok(v)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(&value),
-            ) {
-                r.headers_mut().insert(n, v);
-            }
-            r
-        }
-        FaultKind::HugeBody { bytes } => {
-            let head: &'static [u8] = b"{\"value\":\"";
-            let tail: &'static [u8] = b"\",\"attributes\":{\"enabled\":true}}";
-            let total = bytes.saturating_add((head.len() + tail.len()) as u64);
-            // 0: head, 1..: value chunks, then the tail.
-            let stream = futures::stream::unfold((0u64, false), move |(sent, done)| {
-                let count = count.clone();
-                async move {
-                    if done {
-                        return None;
-                    }
-                    let chunk: Vec<u8> = if sent == 0 {
-                        head.to_vec()
-                    } else if sent < bytes.saturating_add(head.len() as u64) {
-                        let left = bytes + head.len() as u64 - sent;
-                        vec![b'A'; (left.min(CHUNK as u64)) as usize]
-                    } else {
-                        count(tail.len());
-                        return Some((
-                            Ok::<_, std::io::Error>(Bytes::from_static(tail)),
-                            (sent, true),
-                        ));
-                    };
-                    count(chunk.len());
-                    let n = chunk.len() as u64;
-                    Some((Ok(Bytes::from(chunk)), (sent + n, false)))
-                }
-            });
-            let mut r = json(Body::from_stream(stream));
-            r.headers_mut()
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(total));
-            r
-        }
-        FaultKind::EndlessBody => {
-            let stream = futures::stream::unfold(true, move |first| {
-                let count = count.clone();
-                async move {
-                    let chunk = if first {
-                        Bytes::from_static(b"{\"value\":\"")
-                    } else {
-                        Bytes::from(vec![b'A'; CHUNK])
-                    };
-                    count(chunk.len());
-                    Some((Ok::<_, std::io::Error>(chunk), false))
-                }
-            });
-            json(Body::from_stream(stream))
-        }
-        FaultKind::SlowBody { every_ms } => {
-            let every = Duration::from_millis(every_ms.max(1));
-            let stream = futures::stream::unfold((), move |()| {
-                let count = count.clone();
-                async move {
-                    tokio::time::sleep(every).await;
-                    count(1);
-                    Some((Ok::<_, std::io::Error>(Bytes::from_static(b" ")), ()))
-                }
-            });
-            json(Body::from_stream(stream))
-        }
-        FaultKind::HugeHeaders { bytes } => {
-            let mut r = crate::keyvault::fault_error(503, None);
-            let value = "a".repeat(usize::try_from(bytes).unwrap_or(usize::MAX).min(64 << 20));
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                r.headers_mut()
-                    .insert(HeaderName::from_static("x-hostile-padding"), v);
-            }
-            *r.status_mut() = StatusCode::OK;
-            r
-        }
-        FaultKind::ResetBody { after_bytes } => {
-            let stream = futures::stream::unfold(0u64, move |sent| {
-                let count = count.clone();
-                async move {
-                    if sent >= after_bytes {
-                        return Some((
-                            Err(std::io::Error::new(
-                                std::io::ErrorKind::ConnectionReset,
-                                "reset by an injected fault",
-                            )),
-                            u64::MAX,
-                        ));
-                    }
-                    if sent == u64::MAX {
-                        return None;
-                    }
-                    let n = (after_bytes - sent).min(CHUNK as u64) as usize;
-                    count(n);
-                    Some((Ok(Bytes::from(vec![b' '; n])), sent + n as u64))
-                }
-            });
-            json(Body::from_stream(stream))
-        }
-        other => unreachable!("{other:?} is not a hostile fault"),
-    }
-}
-
 mod duration_ms {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Ok(Duration::from_millis(u64::deserialize(d)?))
     }
 }
@@ -396,7 +150,7 @@ impl Fault {
 
 /// What the server must do for one request.
 #[derive(Debug, Default, PartialEq)]
-pub struct Decision {
+pub(crate) struct Decision {
     /// Delay before anything else.
     pub latency: Duration,
     /// A terminal fault (status, throttle or drop), if any.
@@ -405,29 +159,29 @@ pub struct Decision {
 
 /// The active fault rules.
 #[derive(Debug, Default)]
-pub struct Faults {
+pub(crate) struct Faults {
     rules: Vec<Fault>,
 }
 
 impl Faults {
     /// Adds a rule (rules are evaluated in insertion order).
-    pub fn add(&mut self, fault: Fault) {
+    pub(crate) fn add(&mut self, fault: Fault) {
         self.rules.push(fault);
     }
 
     /// Removes all rules.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.rules.clear();
     }
 
     /// The active rules.
-    pub fn list(&self) -> Vec<Fault> {
+    pub(crate) fn list(&self) -> Vec<Fault> {
         self.rules.clone()
     }
 
     /// Decides what happens to a request on `route`: all triggered latencies add up; the first
     /// triggered terminal fault wins. Consumes `times` budgets of triggered rules.
-    pub fn decide(&mut self, route: Route) -> Decision {
+    pub(crate) fn decide(&mut self, route: Route) -> Decision {
         let mut d = Decision::default();
         let mut rng = rand::thread_rng();
         for rule in &mut self.rules {
@@ -624,28 +378,5 @@ mod tests {
             assert_eq!(k, kind, "{json}");
         }
         assert!(!FaultKind::Drop.is_hostile());
-    }
-
-    #[test]
-    fn classification_matches_protocol_paths() {
-        use http::Method;
-        assert_eq!(
-            Route::classify(&Method::GET, "/secrets/a/"),
-            Route::SecretGet
-        );
-        assert_eq!(
-            Route::classify(&Method::GET, "/secrets/a/versions"),
-            Route::SecretVersions
-        );
-        assert_eq!(Route::classify(&Method::PUT, "/secrets/a"), Route::Write);
-        assert_eq!(Route::classify(&Method::GET, "/certificates"), Route::List);
-        assert_eq!(
-            Route::classify(&Method::POST, "/t/oauth2/v2.0/token"),
-            Route::Token
-        );
-        assert_eq!(
-            Route::classify(&Method::GET, "/metadata/identity/oauth2/token"),
-            Route::Imds
-        );
     }
 }

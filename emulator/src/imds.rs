@@ -20,7 +20,7 @@ use crate::seed::{IdentitySeed, ManagedIdentityKind};
 use crate::state::{Shared, lock};
 
 /// An IMDS error body.
-pub fn error(status: StatusCode, err: &str, description: &str) -> Response {
+pub(crate) fn error(status: StatusCode, err: &str, description: &str) -> Response {
     let mut resp = (
         status,
         Json(json!({"error": err, "error_description": description})),
@@ -34,7 +34,7 @@ pub fn error(status: StatusCode, err: &str, description: &str) -> Response {
 }
 
 /// The IMDS error a fault with `status` answers with.
-pub fn fault_error(status: u16, retry_after: Option<u64>) -> Response {
+pub(crate) fn fault_error(status: u16, retry_after: Option<u64>) -> Response {
     let st = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = match status {
         429 => error(
@@ -162,7 +162,7 @@ async fn token(
 }
 
 /// IMDS routes.
-pub fn routes() -> Router<Arc<Shared>> {
+pub(crate) fn routes() -> Router<Arc<Shared>> {
     // The JavaScript SDK's ManagedIdentityCredential calls the path with a trailing slash;
     // IMDS answers both.
     Router::new()

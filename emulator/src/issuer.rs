@@ -13,7 +13,7 @@ use crate::jwt::SigningKey;
 use crate::state::Shared;
 
 /// The audience the workload-identity webhook puts in projected tokens.
-pub const DEFAULT_AUDIENCE: &str = "api://AzureADTokenExchange";
+pub(crate) const DEFAULT_AUDIENCE: &str = "api://AzureADTokenExchange";
 
 /// Claims of a projected service-account token for `sub`
 /// (`system:serviceaccount:<ns>:<sa>`), valid from `iat` for `ttl`.
@@ -47,7 +47,7 @@ pub fn mint(key: &SigningKey, issuer: &str, sub: &str, aud: &str, ttl: Duration)
 }
 
 /// Mints a token whose `exp` is already in the past (issued two hours ago, valid one hour).
-pub fn mint_expired(key: &SigningKey, issuer: &str, sub: &str, aud: &str) -> String {
+pub(crate) fn mint_expired(key: &SigningKey, issuer: &str, sub: &str, aud: &str) -> String {
     key.sign(&sa_claims(
         issuer,
         sub,
@@ -73,7 +73,7 @@ async fn jwks(State(s): State<Arc<Shared>>) -> Response {
 }
 
 /// Routes under `/issuer`.
-pub fn routes() -> Router<Arc<Shared>> {
+pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/issuer/.well-known/openid-configuration", get(discovery))
         .route("/issuer/openid/v1/jwks", get(jwks))

@@ -10,26 +10,45 @@
 //! println!("{}", emu.vault_url("demo"));
 //! # Ok(()) }
 //! ```
+//!
+//! # The public API
+//!
+//! Everything else is `pub(crate)` (`unreachable_pub` is denied, so a new `pub` item must be
+//! part of this list or be crate-private):
+//!
+//! - [`Emulator`] (a running emulator: URLs, CA, minting service-account tokens, adding
+//!   objects, faults, counters, throttling, the vault tenant) and its [`EmulatorBuilder`];
+//!   [`Error`] for start-up failures.
+//! - The seed: [`Seed`] (parsed from YAML with [`Seed::from_yaml`]) and [`SeedError`].
+//! - Faults and counters: [`Fault`], [`FaultKind`], [`Route`], [`RequestKind`], [`Counts`].
+//! - Throttling: [`ThrottleConfig`], [`Limits`], [`Family`].
+//! - A vault in another tenant: [`GuestTenant`].
+//! - Building blocks the command line and tests use without a running server:
+//!   [`material`] (certificates and keys), [`jwt`] (signing keys), [`issuer`] (minting
+//!   service-account tokens), [`tls`] (the state dir's CA and server certificate).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![deny(unreachable_pub)]
 
-pub mod admin;
-pub mod auth;
-pub mod entra;
-pub mod faults;
-pub mod imds;
+mod admin;
+mod auth;
+mod entra;
+mod faults;
+mod imds;
+mod inject;
 pub mod issuer;
 pub mod jwt;
-pub mod keyvault;
+mod keyvault;
 pub mod material;
 mod pfx;
-pub mod seed;
-pub mod server;
-pub mod state;
-pub mod store;
-pub mod throttle;
+mod routes;
+mod seed;
+mod server;
+mod state;
+mod store;
+mod throttle;
 pub mod tls;
-pub mod util;
+mod util;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -40,8 +59,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use faults::{Counts, Fault, FaultKind, RequestKind, Route};
-pub use seed::Seed;
+pub use faults::{Counts, Fault, FaultKind};
+pub use routes::{RequestKind, Route};
+pub use seed::{Seed, SeedError};
+pub use state::GuestTenant;
 pub use throttle::{Family, Limits, ThrottleConfig};
 
 use state::{Shared, lock};
@@ -183,7 +204,7 @@ impl EmulatorBuilder {
         self
     }
 
-    /// Throttling (see [`throttle`]); wins over the seed's `throttle:`. Without either,
+    /// Throttling (see [`ThrottleConfig`], [`Limits::key_vault`]); wins over the seed's `throttle:`. Without either,
     /// the in-process emulator does not throttle (`keyvault-emulator serve` does).
     pub fn throttle(mut self, config: ThrottleConfig) -> Self {
         self.throttle = Some(config);
@@ -615,7 +636,7 @@ impl Emulator {
     /// Puts the vaults in another tenant (`None`: back in the home tenant): challenges name
     /// `tenant` at `authority` (default: the emulator's own), and only its tokens are
     /// accepted. Same as `PUT /admin/tenant`.
-    pub fn set_vault_tenant(&self, guest: Option<state::GuestTenant>) {
+    pub fn set_vault_tenant(&self, guest: Option<GuestTenant>) {
         *lock(&self.shared.guest) = guest;
     }
 

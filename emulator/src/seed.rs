@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// The tenant used when a seed does not name one.
-pub const DEFAULT_TENANT: &str = "00000000-0000-0000-0000-0000000000aa";
+pub(crate) const DEFAULT_TENANT: &str = "00000000-0000-0000-0000-0000000000aa";
 
 fn default_tenant() -> String {
     DEFAULT_TENANT.to_string()
@@ -23,13 +23,13 @@ fn yes() -> bool {
 pub struct Seed {
     /// Entra tenant id (GUID) used in tokens, challenges and the authority URL.
     #[serde(default = "default_tenant")]
-    pub tenant_id: String,
+    pub(crate) tenant_id: String,
     /// Vaults, the first one is the default for requests to `localhost`.
     #[serde(default)]
-    pub vaults: Vec<VaultSeed>,
+    pub(crate) vaults: Vec<VaultSeed>,
     /// Identities that can obtain tokens.
     #[serde(default)]
-    pub identities: Vec<IdentitySeed>,
+    pub(crate) identities: Vec<IdentitySeed>,
     /// Throttling, in `--throttle` syntax (`off`, `keyvault`, `secrets=100,window=10s`);
     /// the command line's `--throttle` wins.
     #[serde(default)]
@@ -50,7 +50,7 @@ impl Default for Seed {
 /// One vault.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct VaultSeed {
+pub(crate) struct VaultSeed {
     /// Vault name (`^[0-9a-zA-Z-]{3,24}$`), the first DNS label of its URL.
     pub name: String,
     /// Secrets.
@@ -67,7 +67,7 @@ pub struct VaultSeed {
 /// A secret: either `versions` or the `value` shorthand for one version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SecretSeed {
+pub(crate) struct SecretSeed {
     /// Secret name.
     pub name: String,
     /// Versions, oldest first; the last one is "latest".
@@ -87,7 +87,7 @@ pub struct SecretSeed {
 /// One secret version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SecretVersionSeed {
+pub(crate) struct SecretVersionSeed {
     /// The secret value (text, as Key Vault stores it).
     pub value: String,
     /// `contentType` hint.
@@ -116,7 +116,7 @@ pub struct SecretVersionSeed {
 /// A key: generated from `kty`/`size`/`curve`, or imported from `jwk`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KeySeed {
+pub(crate) struct KeySeed {
     /// Key name.
     pub name: String,
     /// `RSA` or `EC` (also `RSA-HSM`/`EC-HSM`, reported as given). Default RSA.
@@ -145,7 +145,7 @@ pub struct KeySeed {
 /// A certificate: exactly one of `generate`, `pem`, `pfx_base64`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CertificateSeed {
+pub(crate) struct CertificateSeed {
     /// Certificate name.
     pub name: String,
     /// Generate a certificate.
@@ -176,7 +176,7 @@ pub struct CertificateSeed {
 /// How to generate a seeded certificate.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GenerateSeed {
+pub(crate) struct GenerateSeed {
     /// Subject, e.g. `CN=web.demo.local, O=Demo`.
     pub subject: String,
     /// Backing secret content type (overrides the certificate-level `content_type`).
@@ -209,7 +209,7 @@ pub struct GenerateSeed {
 /// Which kind of managed identity an identity is, for IMDS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ManagedIdentityKind {
+pub(crate) enum ManagedIdentityKind {
     /// Selected by `client_id`/`object_id`/`msi_res_id` (or by default when it is the only one).
     UserAssigned,
     /// Selected when IMDS is called with no selector.
@@ -219,7 +219,7 @@ pub enum ManagedIdentityKind {
 /// What an identity may read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum Access {
+pub(crate) enum Access {
     /// `all`, or `none`.
     Word(String),
     /// Patterns `vault/kind/name`, any segment may be `*`, a trailing `*` covers the rest.
@@ -235,7 +235,7 @@ impl Default for Access {
 /// A federated identity credential on an app registration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FederatedCredentialSeed {
+pub(crate) struct FederatedCredentialSeed {
     /// Expected `sub` of the presented assertion.
     pub subject: String,
     /// Expected audience (default `api://AzureADTokenExchange`).
@@ -249,7 +249,7 @@ pub struct FederatedCredentialSeed {
 /// An identity.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct IdentitySeed {
+pub(crate) struct IdentitySeed {
     /// Display name (also used in the default `msi_res_id`).
     pub name: String,
     /// Application (client) id.
@@ -277,14 +277,14 @@ pub struct IdentitySeed {
 
 impl IdentitySeed {
     /// The object id, explicit or derived deterministically from the name.
-    pub fn object_id(&self) -> String {
+    pub(crate) fn object_id(&self) -> String {
         self.object_id
             .clone()
             .unwrap_or_else(|| crate::util::guid_from(&format!("oid:{}", self.name)))
     }
 
     /// The ARM resource id used for `msi_res_id`.
-    pub fn resource_id(&self) -> String {
+    pub(crate) fn resource_id(&self) -> String {
         self.resource_id.clone().unwrap_or_else(|| {
             format!(
                 "/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/emulator/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{}",
@@ -294,7 +294,7 @@ impl IdentitySeed {
     }
 
     /// Whether this identity may touch `vault/kind/name` (`name` None = list the collection).
-    pub fn allows(&self, vault: &str, kind: &str, name: Option<&str>) -> bool {
+    pub(crate) fn allows(&self, vault: &str, kind: &str, name: Option<&str>) -> bool {
         match &self.access {
             Access::Word(w) => w.eq_ignore_ascii_case("all"),
             Access::List(patterns) => patterns
@@ -481,8 +481,7 @@ pub(crate) fn build_store(
                 let obj = jwk
                     .as_object()
                     .ok_or_else(|| ctx("key", &k.name, &"jwk must be a mapping"))?;
-                let public =
-                    crate::keyvault::public_jwk(obj).map_err(|e| ctx("key", &k.name, &e))?;
+                let public = crate::store::public_jwk(obj).map_err(|e| ctx("key", &k.name, &e))?;
                 let kty = public["kty"].as_str().unwrap_or("RSA").to_string();
                 (public, kty)
             } else {
@@ -520,7 +519,7 @@ pub(crate) fn build_store(
                     key_ops: k
                         .key_ops
                         .clone()
-                        .unwrap_or_else(|| crate::keyvault::default_key_ops(&kty)),
+                        .unwrap_or_else(|| crate::store::default_key_ops(&kty)),
                     attrs,
                     tags: k.tags.clone(),
                     managed: false,

@@ -18,12 +18,12 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower::Service as _;
 
-use crate::faults::{FaultKind, Route};
+use crate::routes::Route;
 use crate::state::{Shared, lock};
 
 /// The TCP peer of a request (request extension).
 #[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
+pub(crate) struct PeerAddr(pub(crate) SocketAddr);
 
 /// The error that makes hyper drop a connection without answering (the `Drop` fault).
 #[derive(Debug)]
@@ -54,34 +54,14 @@ async fn handle(
         }
         if let Some(action) = decision.action {
             tracing::info!(?route, ?action, %path, "injecting fault");
-            if action.is_hostile() {
-                return Ok(crate::faults::hostile_response(&action, shared.clone()));
-            }
-            let (status, retry_after) = match action {
-                FaultKind::Drop => return Err(DropConnection),
-                FaultKind::Status(s) => (s, None),
-                FaultKind::Throttle { retry_after } => (429, retry_after),
-                FaultKind::Latency(_) => unreachable!("latency is never terminal"),
-                other => unreachable!("{other:?} is answered above"),
-            };
-            let mut resp = match route {
-                Route::Token => crate::entra::fault_error(&shared, status, retry_after),
-                Route::Imds => crate::imds::fault_error(status, retry_after),
-                _ => crate::keyvault::fault_error(status, retry_after),
-            };
-            if !matches!(route, Route::Token | Route::Imds) {
-                crate::keyvault::add_common_headers(&mut resp, &crate::util::guid(), None);
-            }
-            return Ok(resp);
+            return crate::inject::fault(route, &action, shared.clone()).ok_or(DropConnection);
         }
         if let Some(family) = crate::throttle::Family::of(route)
             && let Some(retry_after) = throttled(&shared, &req, family)
         {
             lock(&shared.counts).count_throttled(route);
             tracing::debug!(?route, %path, "throttled");
-            let mut resp = crate::keyvault::fault_error(429, Some(retry_after.as_secs()));
-            crate::keyvault::add_common_headers(&mut resp, &crate::util::guid(), None);
-            return Ok(resp);
+            return Ok(crate::inject::throttled(retry_after));
         }
     }
     let method = req.method().clone();
@@ -125,7 +105,7 @@ macro_rules! drive {
 }
 
 /// Serves `listener` until `shutdown` flips, with TLS when `tls` is given.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     app: Router,
@@ -187,7 +167,10 @@ pub async fn serve(
 }
 
 /// Ensures the emulator only listens on loopback unless explicitly allowed.
-pub fn check_loopback(addr: SocketAddr, allow_non_loopback: bool) -> Result<(), crate::Error> {
+pub(crate) fn check_loopback(
+    addr: SocketAddr,
+    allow_non_loopback: bool,
+) -> Result<(), crate::Error> {
     if addr.ip().to_canonical().is_loopback() || allow_non_loopback {
         Ok(())
     } else {

@@ -12,11 +12,11 @@ use crate::store::Store;
 use crate::throttle::Throttle;
 
 /// The Key Vault resource (AAD v1 resource) the emulator's vaults belong to.
-pub const VAULT_RESOURCE: &str = "https://vault.localhost";
+pub(crate) const VAULT_RESOURCE: &str = "https://vault.localhost";
 
 /// Shared server state.
 #[derive(Debug)]
-pub struct Shared {
+pub(crate) struct Shared {
     /// Tenant id.
     pub tenant_id: String,
     /// HTTPS listener address.
@@ -64,18 +64,18 @@ pub struct GuestTenant {
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it (the state stays
 /// consistent because no invariant spans an unlock).
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {
     /// Authority URL without the trailing slash (for the challenge's `authorization`).
-    pub fn authority_base(&self) -> &str {
+    pub(crate) fn authority_base(&self) -> &str {
         self.authority.trim_end_matches('/')
     }
 
     /// The tenant the vaults belong to: the guest tenant when set, else the home tenant.
-    pub fn vault_tenant(&self) -> String {
+    pub(crate) fn vault_tenant(&self) -> String {
         lock(&self.guest)
             .as_ref()
             .map(|g| g.tenant_id.clone())
@@ -83,7 +83,7 @@ impl Shared {
     }
 
     /// The authority URL (no trailing slash) the challenge names.
-    pub fn challenge_authority(&self) -> String {
+    pub(crate) fn challenge_authority(&self) -> String {
         lock(&self.guest)
             .as_ref()
             .and_then(|g| g.authority.clone())
@@ -92,14 +92,14 @@ impl Shared {
     }
 
     /// Whether `tenant` is the guest tenant.
-    pub fn is_guest_tenant(&self, tenant: &str) -> bool {
+    pub(crate) fn is_guest_tenant(&self, tenant: &str) -> bool {
         lock(&self.guest)
             .as_ref()
             .is_some_and(|g| g.tenant_id.eq_ignore_ascii_case(tenant))
     }
 
     /// The identity with `client_id` (case-insensitive).
-    pub fn identity(&self, client_id: &str) -> Option<IdentitySeed> {
+    pub(crate) fn identity(&self, client_id: &str) -> Option<IdentitySeed> {
         lock(&self.identities)
             .iter()
             .find(|i| i.client_id.eq_ignore_ascii_case(client_id))
@@ -109,7 +109,7 @@ impl Shared {
     /// The resource the challenge names: `https://vault.localhost`, plus `:PORT` when the
     /// listener is not on 443. The port is needed because the Python SDK compares the request's
     /// netloc (host:port) with the resource's; Rust compares hosts only, so both pass.
-    pub fn challenge_resource(&self) -> String {
+    pub(crate) fn challenge_resource(&self) -> String {
         match self.addr.port() {
             443 => VAULT_RESOURCE.to_string(),
             p => format!("{VAULT_RESOURCE}:{p}"),
@@ -118,7 +118,7 @@ impl Shared {
 
     /// Audiences the data plane accepts: the bare resource and the port form, each with or
     /// without a trailing slash (Key Vault accepts both slash forms).
-    pub fn accepted_audiences(&self) -> Vec<String> {
+    pub(crate) fn accepted_audiences(&self) -> Vec<String> {
         let with_port = self.challenge_resource();
         vec![
             VAULT_RESOURCE.to_string(),
@@ -130,17 +130,21 @@ impl Shared {
 
     /// The Entra access-token issuer (`https://sts.windows.net/<tid>/`) of the vaults'
     /// tenant: the only issuer the data plane accepts.
-    pub fn sts_issuer(&self) -> String {
+    pub(crate) fn sts_issuer(&self) -> String {
         sts_issuer_of(&self.vault_tenant())
     }
 
     /// Mints an Entra-style access token for `identity` and `resource` in the home tenant.
-    pub fn mint_access_token(&self, identity: &IdentitySeed, resource: &str) -> (String, u64) {
+    pub(crate) fn mint_access_token(
+        &self,
+        identity: &IdentitySeed,
+        resource: &str,
+    ) -> (String, u64) {
         self.mint_access_token_in(identity, resource, &self.tenant_id.clone())
     }
 
     /// Mints an Entra-style access token for `identity` and `resource` in `tenant`.
-    pub fn mint_access_token_in(
+    pub(crate) fn mint_access_token_in(
         &self,
         identity: &IdentitySeed,
         resource: &str,

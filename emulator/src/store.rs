@@ -11,13 +11,13 @@ use crate::material::{CertInfo, CertMaterial, MaterialError};
 use crate::util::{new_version, now};
 
 /// Content type of a PFX-backed certificate secret.
-pub const PKCS12: &str = "application/x-pkcs12";
+pub(crate) const PKCS12: &str = "application/x-pkcs12";
 /// Content type of a PEM-backed certificate secret.
-pub const PEM: &str = "application/x-pem-file";
+pub(crate) const PEM: &str = "application/x-pem-file";
 
 /// Object attributes shared by secrets, keys and certificates.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attributes {
+pub(crate) struct Attributes {
     /// `enabled`.
     pub enabled: bool,
     /// `nbf`.
@@ -32,7 +32,7 @@ pub struct Attributes {
 
 impl Attributes {
     /// Enabled, created and updated now.
-    pub fn new_now() -> Attributes {
+    pub(crate) fn new_now() -> Attributes {
         let t = now();
         Attributes {
             enabled: true,
@@ -46,7 +46,7 @@ impl Attributes {
 
 /// One secret version.
 #[derive(Clone)]
-pub struct SecretVersion {
+pub(crate) struct SecretVersion {
     /// 32-hex version id.
     pub version: String,
     /// The value.
@@ -74,7 +74,7 @@ impl std::fmt::Debug for SecretVersion {
 
 /// One key version (public part only: the emulator performs no crypto operations).
 #[derive(Debug, Clone)]
-pub struct KeyVersion {
+pub(crate) struct KeyVersion {
     /// 32-hex version id.
     pub version: String,
     /// Public JWK members without `kid` and `key_ops`.
@@ -93,7 +93,7 @@ pub struct KeyVersion {
 
 /// One certificate version.
 #[derive(Debug, Clone)]
-pub struct CertVersion {
+pub(crate) struct CertVersion {
     /// 32-hex version id (shared with the backing key and secret).
     pub version: String,
     /// Key and chain.
@@ -112,7 +112,7 @@ pub struct CertVersion {
 
 /// A soft-deleted object (all versions).
 #[derive(Debug, Clone)]
-pub struct Deleted<T> {
+pub(crate) struct Deleted<T> {
     /// Versions at deletion time.
     pub versions: Vec<T>,
     /// `deletedDate`.
@@ -133,15 +133,15 @@ impl<T> Deleted<T> {
 }
 
 /// A soft-deleted secret.
-pub type DeletedSecret = Deleted<SecretVersion>;
+pub(crate) type DeletedSecret = Deleted<SecretVersion>;
 /// A soft-deleted key.
-pub type DeletedKey = Deleted<KeyVersion>;
+pub(crate) type DeletedKey = Deleted<KeyVersion>;
 /// A soft-deleted certificate.
-pub type DeletedCertificate = Deleted<CertVersion>;
+pub(crate) type DeletedCertificate = Deleted<CertVersion>;
 
 /// One vault.
 #[derive(Debug, Clone, Default)]
-pub struct Vault {
+pub(crate) struct Vault {
     /// Name.
     pub name: String,
     /// Secrets by name, versions oldest first.
@@ -162,7 +162,7 @@ pub struct Vault {
 
 /// Store-level failures, mapped to Key Vault errors by the routes.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     /// No such vault.
     #[error("vault {0:?} is not seeded")]
     NoVault(String),
@@ -176,7 +176,7 @@ pub enum StoreError {
 
 /// Input for a new certificate version.
 #[derive(Debug, Clone)]
-pub struct NewCertificate {
+pub(crate) struct NewCertificate {
     /// Key and chain.
     pub material: CertMaterial,
     /// Backing secret content type (`PKCS12` or `PEM`).
@@ -191,13 +191,13 @@ pub struct NewCertificate {
 
 /// All vaults.
 #[derive(Debug, Clone, Default)]
-pub struct Store {
+pub(crate) struct Store {
     vaults: Vec<Vault>,
 }
 
 impl Store {
     /// Adds an empty vault (no-op if it exists).
-    pub fn add_vault(&mut self, name: &str) {
+    pub(crate) fn add_vault(&mut self, name: &str) {
         if self.vault(name).is_none() {
             self.vaults.push(Vault {
                 name: name.to_string(),
@@ -207,19 +207,19 @@ impl Store {
     }
 
     /// Vault names in seed order.
-    pub fn vault_names(&self) -> Vec<String> {
+    pub(crate) fn vault_names(&self) -> Vec<String> {
         self.vaults.iter().map(|v| v.name.clone()).collect()
     }
 
     /// A vault by name (case-insensitive, as DNS is).
-    pub fn vault(&self, name: &str) -> Option<&Vault> {
+    pub(crate) fn vault(&self, name: &str) -> Option<&Vault> {
         self.vaults
             .iter()
             .find(|v| v.name.eq_ignore_ascii_case(name))
     }
 
     /// A vault by name, mutable.
-    pub fn vault_mut(&mut self, name: &str) -> Result<&mut Vault, StoreError> {
+    pub(crate) fn vault_mut(&mut self, name: &str) -> Result<&mut Vault, StoreError> {
         self.vaults
             .iter_mut()
             .find(|v| v.name.eq_ignore_ascii_case(name))
@@ -228,7 +228,7 @@ impl Store {
 }
 
 /// Finds a version (`None` = latest) in a version list.
-pub fn pick<'a, T>(
+pub(crate) fn pick<'a, T>(
     versions: &'a [T],
     version: Option<&str>,
     id: impl Fn(&T) -> &str,
@@ -241,7 +241,7 @@ pub fn pick<'a, T>(
 
 impl Vault {
     /// Adds a secret version; fails with `Deleted` while the name is soft-deleted.
-    pub fn set_secret(
+    pub(crate) fn set_secret(
         &mut self,
         name: &str,
         value: String,
@@ -269,12 +269,16 @@ impl Vault {
     }
 
     /// A secret version (`None` = latest).
-    pub fn secret(&self, name: &str, version: Option<&str>) -> Option<&SecretVersion> {
+    pub(crate) fn secret(&self, name: &str, version: Option<&str>) -> Option<&SecretVersion> {
         pick(self.secrets.get(name)?, version, |v| &v.version)
     }
 
     /// A secret version, mutable.
-    pub fn secret_mut(&mut self, name: &str, version: Option<&str>) -> Option<&mut SecretVersion> {
+    pub(crate) fn secret_mut(
+        &mut self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Option<&mut SecretVersion> {
         let list = self.secrets.get_mut(name)?;
         match version {
             None | Some("") => list.last_mut(),
@@ -283,7 +287,7 @@ impl Vault {
     }
 
     /// Soft-deletes a secret (all versions).
-    pub fn delete_secret(&mut self, name: &str) -> Result<&DeletedSecret, StoreError> {
+    pub(crate) fn delete_secret(&mut self, name: &str) -> Result<&DeletedSecret, StoreError> {
         let versions = self.secrets.remove(name).ok_or(StoreError::NotFound)?;
         self.deleted_secrets
             .insert(name.to_string(), Deleted::now(versions));
@@ -291,7 +295,7 @@ impl Vault {
     }
 
     /// Restores a soft-deleted secret.
-    pub fn recover_secret(&mut self, name: &str) -> Result<SecretVersion, StoreError> {
+    pub(crate) fn recover_secret(&mut self, name: &str) -> Result<SecretVersion, StoreError> {
         let d = self
             .deleted_secrets
             .remove(name)
@@ -302,7 +306,7 @@ impl Vault {
     }
 
     /// Soft-deletes a key (all versions).
-    pub fn delete_key(&mut self, name: &str) -> Result<&DeletedKey, StoreError> {
+    pub(crate) fn delete_key(&mut self, name: &str) -> Result<&DeletedKey, StoreError> {
         let versions = self.keys.remove(name).ok_or(StoreError::NotFound)?;
         self.deleted_keys
             .insert(name.to_string(), Deleted::now(versions));
@@ -310,7 +314,10 @@ impl Vault {
     }
 
     /// Soft-deletes a certificate and removes its backing key and secret.
-    pub fn delete_certificate(&mut self, name: &str) -> Result<&DeletedCertificate, StoreError> {
+    pub(crate) fn delete_certificate(
+        &mut self,
+        name: &str,
+    ) -> Result<&DeletedCertificate, StoreError> {
         let versions = self.certificates.remove(name).ok_or(StoreError::NotFound)?;
         let keys = self.keys.remove(name).unwrap_or_default();
         let secrets = self.secrets.remove(name).unwrap_or_default();
@@ -322,7 +329,7 @@ impl Vault {
     }
 
     /// Restores a soft-deleted key.
-    pub fn recover_key(&mut self, name: &str) -> Result<KeyVersion, StoreError> {
+    pub(crate) fn recover_key(&mut self, name: &str) -> Result<KeyVersion, StoreError> {
         let d = self.deleted_keys.remove(name).ok_or(StoreError::NotFound)?;
         let latest = d.versions.last().cloned().ok_or(StoreError::NotFound)?;
         self.keys.insert(name.to_string(), d.versions);
@@ -330,7 +337,7 @@ impl Vault {
     }
 
     /// Restores a soft-deleted certificate with its key and secret.
-    pub fn recover_certificate(&mut self, name: &str) -> Result<CertVersion, StoreError> {
+    pub(crate) fn recover_certificate(&mut self, name: &str) -> Result<CertVersion, StoreError> {
         let d = self
             .deleted_certificates
             .remove(name)
@@ -349,7 +356,7 @@ impl Vault {
     }
 
     /// Whether `name` is soft-deleted in any collection that blocks its reuse for `kind`.
-    pub fn is_deleted(&self, kind: &str, name: &str) -> bool {
+    pub(crate) fn is_deleted(&self, kind: &str, name: &str) -> bool {
         match kind {
             "keys" => {
                 self.deleted_keys.contains_key(name) || self.deleted_certificates.contains_key(name)
@@ -367,22 +374,22 @@ impl Vault {
     }
 
     /// A key version (`None` = latest).
-    pub fn key(&self, name: &str, version: Option<&str>) -> Option<&KeyVersion> {
+    pub(crate) fn key(&self, name: &str, version: Option<&str>) -> Option<&KeyVersion> {
         pick(self.keys.get(name)?, version, |v| &v.version)
     }
 
     /// Adds a key version.
-    pub fn add_key(&mut self, name: &str, key: KeyVersion) {
+    pub(crate) fn add_key(&mut self, name: &str, key: KeyVersion) {
         self.keys.entry(name.to_string()).or_default().push(key);
     }
 
     /// A certificate version (`None` = latest).
-    pub fn certificate(&self, name: &str, version: Option<&str>) -> Option<&CertVersion> {
+    pub(crate) fn certificate(&self, name: &str, version: Option<&str>) -> Option<&CertVersion> {
         pick(self.certificates.get(name)?, version, |v| &v.version)
     }
 
     /// Adds a certificate version plus its backing key and secret (same name and version).
-    pub fn add_certificate(
+    pub(crate) fn add_certificate(
         &mut self,
         name: &str,
         new: NewCertificate,
@@ -451,5 +458,78 @@ impl Vault {
             .or_default()
             .push(cert.clone());
         Ok(cert)
+    }
+}
+
+// Key rules both the data plane (create, import) and the seed apply.
+
+/// Default `key_ops` for a key type, as Key Vault assigns them.
+pub(crate) fn default_key_ops(kty: &str) -> Vec<String> {
+    let ops: &[&str] = if kty.starts_with("EC") {
+        &["sign", "verify"]
+    } else {
+        &[
+            "encrypt",
+            "decrypt",
+            "sign",
+            "verify",
+            "wrapKey",
+            "unwrapKey",
+        ]
+    };
+    ops.iter().map(|s| s.to_string()).collect()
+}
+
+/// The public members of an imported JWK, validated; private members are dropped.
+pub(crate) fn public_jwk(jwk: &Map<String, Value>) -> Result<Map<String, Value>, String> {
+    let kty = jwk
+        .get("kty")
+        .and_then(Value::as_str)
+        .ok_or("The JSON Web Key has no 'kty'.")?;
+    let required: &[&str] = match kty {
+        "RSA" | "RSA-HSM" => &["n", "e"],
+        "EC" | "EC-HSM" => &["crv", "x", "y"],
+        other => {
+            return Err(format!(
+                "Key type {other} cannot be imported by the emulator."
+            ));
+        }
+    };
+    let mut out = Map::new();
+    out.insert("kty".into(), serde_json::json!(kty));
+    for k in required {
+        let v = jwk
+            .get(*k)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("The JSON Web Key is missing '{k}'."))?;
+        if *k != "crv"
+            && base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(v.trim_end_matches('='))
+                .is_err()
+        {
+            return Err(format!("The JSON Web Key member '{k}' is not base64url."));
+        }
+        out.insert((*k).into(), serde_json::json!(v));
+    }
+    if let Some(crv) = out.get("crv").and_then(Value::as_str)
+        && crate::material::Curve::parse(crv).is_none()
+    {
+        return Err(format!("Curve {crv} is not supported."));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // reference: docs/protocol.md §2 (imported keys keep their public part only)
+    #[test]
+    fn imported_jwk_drops_private_members() {
+        let jwk =
+            serde_json::json!({"kty": "EC", "crv": "P-256", "x": "AAAA", "y": "BBBB", "d": "CCCC"});
+        let p = public_jwk(jwk.as_object().unwrap()).unwrap();
+        assert!(p.get("d").is_none());
+        assert_eq!(p["crv"], "P-256");
     }
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::faults::Route;
+use crate::routes::Route;
 
 /// An operation family with its own bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -46,7 +46,7 @@ pub enum Family {
 impl Family {
     /// The family a data-plane route is charged to; `None` for routes Key Vault does not
     /// count (tokens, IMDS, discovery, anything else).
-    pub fn of(route: Route) -> Option<Family> {
+    pub(crate) fn of(route: Route) -> Option<Family> {
         match route {
             Route::SecretGet | Route::SecretVersions => Some(Family::Secrets),
             Route::KeyGet | Route::KeyVersions => Some(Family::Keys),
@@ -83,18 +83,19 @@ mod secs {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let v = f64::deserialize(d)?;
         Duration::try_from_secs_f64(v).map_err(serde::de::Error::custom)
     }
 }
 
 impl Limits {
-    /// The published Key Vault limits (see the module table).
+    /// The published Key Vault limits per vault per 10 s: secrets, keys and lists 4,000,
+    /// certificates 1,000, writes 300 (emulator/README.md, "Throttling", says why).
     pub fn key_vault() -> Limits {
         Limits {
             window: Duration::from_secs(10),
@@ -207,14 +208,14 @@ struct Bucket {
 
 /// The buckets of every vault. Lives in the shared state behind a mutex.
 #[derive(Debug, Default)]
-pub struct Throttle {
+pub(crate) struct Throttle {
     config: ThrottleConfig,
     buckets: HashMap<(String, Family), Bucket>,
 }
 
 impl Throttle {
     /// Buckets for `config`, all full.
-    pub fn new(config: ThrottleConfig) -> Throttle {
+    pub(crate) fn new(config: ThrottleConfig) -> Throttle {
         Throttle {
             config,
             buckets: HashMap::new(),
@@ -222,19 +223,24 @@ impl Throttle {
     }
 
     /// The configuration in effect.
-    pub fn config(&self) -> &ThrottleConfig {
+    pub(crate) fn config(&self) -> &ThrottleConfig {
         &self.config
     }
 
     /// Replaces the configuration; buckets start full again.
-    pub fn set_config(&mut self, config: ThrottleConfig) {
+    pub(crate) fn set_config(&mut self, config: ThrottleConfig) {
         self.config = config;
         self.buckets.clear();
     }
 
     /// Takes one token for `vault`/`family` at `now`, or says how long until one is
     /// available (the 429's `Retry-After`, rounded up to whole seconds, at least 1).
-    pub fn admit(&mut self, vault: &str, family: Family, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn admit(
+        &mut self,
+        vault: &str,
+        family: Family,
+        now: Instant,
+    ) -> Result<(), Duration> {
         let ThrottleConfig::On(limits) = &self.config else {
             return Ok(());
         };

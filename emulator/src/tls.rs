@@ -67,7 +67,7 @@ fn rcgen_err(what: &str) -> impl Fn(rcgen::Error) -> Error + '_ {
 
 /// The names the server certificate covers: fixed loopback names plus each extra hostname and
 /// its `*.vault.` wildcard.
-pub fn server_names(hostnames: &[String]) -> Vec<String> {
+pub(crate) fn server_names(hostnames: &[String]) -> Vec<String> {
     let mut names = vec![
         "localhost".to_string(),
         "*.vault.localhost".to_string(),

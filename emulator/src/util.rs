@@ -4,7 +4,7 @@ use rand::Rng as _;
 use sha2::Digest as _;
 
 /// Current Unix time in seconds.
-pub fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -12,7 +12,7 @@ pub fn now() -> i64 {
 }
 
 /// A Key Vault object version: 32 lowercase hex characters.
-pub fn new_version() -> String {
+pub(crate) fn new_version() -> String {
     let bytes: [u8; 16] = rand::thread_rng().r#gen();
     hex::encode(bytes)
 }
@@ -30,7 +30,7 @@ fn format_guid(b: &[u8]) -> String {
 }
 
 /// A random GUID (request ids, trace ids, token ids).
-pub fn guid() -> String {
+pub(crate) fn guid() -> String {
     let mut bytes: [u8; 16] = rand::thread_rng().r#gen();
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
@@ -38,13 +38,6 @@ pub fn guid() -> String {
 }
 
 /// A GUID derived from `seed`, stable across runs (default object ids).
-pub fn guid_from(seed: &str) -> String {
+pub(crate) fn guid_from(seed: &str) -> String {
     format_guid(&sha2::Sha256::digest(seed.as_bytes()))
-}
-
-/// RFC 3339 UTC timestamp of now (Entra error bodies).
-pub fn rfc3339_now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }

@@ -95,7 +95,7 @@ async fn token_from_another_tenant_is_401_invalid_issuer() {
     let key =
         keyvault_emulator::jwt::SigningKey::load_or_create(&emu.state_dir().join("entra-key.pem"))
             .unwrap();
-    let now = keyvault_emulator::util::now();
+    let now = now();
     let token = key.sign(&serde_json::json!({
         "aud": "https://vault.localhost",
         "iss": "https://sts.windows.net/99999999-9999-9999-9999-999999999999/",

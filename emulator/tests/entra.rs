@@ -127,7 +127,7 @@ async fn forged_assertion_fails_signature_validation() {
         emu.issuer().as_str().trim_end_matches('/'),
         SA,
         AUD,
-        keyvault_emulator::util::now(),
+        now(),
         Duration::from_secs(600),
     );
     let key =

@@ -1,4 +1,4 @@
-//! Faults (status, throttle with/without Retry-After, latency, drop) and counters, through the
+//! Faults (status, throttle with/without Retry-After or in milliseconds, latency, drop) and counters, through the
 //! builder and through the loopback-only admin API.
 //! reference: docs/protocol.md §1.6 (Throttled), §3.5, §4
 
@@ -71,6 +71,49 @@ async fn throttle_with_and_without_retry_after() {
             .unwrap()
             .contains("VaultRequestTypeLimitReached")
     );
+}
+
+// reference: issue 13 item 5 (millisecond-granular throttling faults, `x-ms-retry-after-ms`);
+// docs/protocol.md §1.6 (Throttled body)
+#[tokio::test]
+async fn throttle_ms_answers_x_ms_retry_after_ms_on_every_route_shape() {
+    let emu = start().await;
+    let c = client(&emu);
+    let ms = |n| FaultKind::ThrottleMs { retry_after_ms: n };
+    emu.add_fault(Fault::new(Route::SecretGet, ms(250)).times(1));
+    emu.add_fault(Fault::new(Route::Imds, ms(40)).times(1));
+    // Key Vault's shape: 429 `Throttled`, the millisecond header, no whole-second one.
+    let (st, h, body) = kv_get(&emu, &c, None, &format!("secrets/other?api-version={API}")).await;
+    assert_eq!((st, error_code(&body).0), (429, "Throttled"));
+    assert_eq!(h["x-ms-retry-after-ms"], "250");
+    assert!(!h.contains_key("retry-after"));
+    assert!(h.contains_key("x-ms-request-id"));
+    // IMDS keeps its own body and gets the same header.
+    let url = format!(
+        "{}metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://vault.localhost",
+        emu.imds_endpoint()
+    );
+    let r = plain_client()
+        .get(&url)
+        .header("Metadata", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["x-ms-retry-after-ms"], "40");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["error"].is_string(), "{body}");
+    // The admin API takes the same fault as JSON.
+    let r = c
+        .post(format!("{}/faults", emu.admin_url()))
+        .json(&json!({"route": "key_get", "kind": {"throttle_ms": {"retry_after_ms": 5}}, "times": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (st, h, _) = kv_get(&emu, &c, None, &format!("keys/k?api-version={API}")).await;
+    assert_eq!(st, 429);
+    assert_eq!(h["x-ms-retry-after-ms"], "5");
 }
 
 #[tokio::test]

@@ -53,7 +53,7 @@ async fn token_fields_are_strings_and_the_token_works() {
         assert!(body[f].is_string(), "{f} must be a string: {body}");
     }
     let exp: i64 = body["expires_on"].as_str().unwrap().parse().unwrap();
-    assert!(exp > keyvault_emulator::util::now());
+    assert!(exp > now());
     assert_eq!(body["resource"], "https://vault.localhost");
     assert_eq!(body["client_id"], APP);
     let c = client(&emu);

@@ -4,6 +4,7 @@
 // workspace's no-panicking-time-arithmetic lints are for the shipping code.
 #![allow(clippy::arithmetic_side_effects, clippy::unchecked_time_subtraction)]
 
+mod arch;
 mod certpair;
 mod common;
 mod dataplane;

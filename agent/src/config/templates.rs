@@ -46,7 +46,10 @@ pub(crate) fn from_sources(
         let name = a.source.display().to_string();
         let mut ok = true;
         let mut fail = |msg: String| {
-            errs.push(ConfigError::Other(format!("template \"{name}\": {msg}")));
+            errs.push(ConfigError::Other(format!(
+                "{}: {msg}",
+                crate::template::label(&name)
+            )));
             ok = false;
         };
         if let Err(p) = validate_path(&a.dest) {
@@ -74,7 +77,10 @@ pub(crate) fn from_sources(
         if let Some(text) = &source
             && let Err(e) = crate::template::check(&name, text)
         {
-            errs.push(ConfigError::Other(e));
+            errs.push(ConfigError::Other(format!(
+                "{}: {e}",
+                crate::template::label(&name)
+            )));
             ok = false;
         }
         if let (true, Some(source)) = (ok, source) {

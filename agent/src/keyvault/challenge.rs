@@ -181,9 +181,62 @@ pub fn host_matches(request_host: &str, resource_host: &str) -> bool {
     !res.is_empty() && req.ends_with(&format!(".{res}"))
 }
 
+/// What a 401 leads to (see [`Rounds::reply`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// The challenge named a new scope or tenant: authorise with it and try again.
+    Learn,
+    /// The vault refused a token for a scope it still names: drop that token, try again.
+    DropToken,
+    /// Neither helps any more: the request fails as unauthorised.
+    GiveUp,
+}
+
+/// The 401 rounds of one logical request: a new challenge is learned once and a refused
+/// token dropped once, so a vault that answers 401 forever ends the request after at most
+/// three attempts.
+#[derive(Debug, Default)]
+pub struct Rounds {
+    learned: bool,
+    dropped_token: bool,
+}
+
+impl Rounds {
+    /// The answer to a 401: `changed` when the challenge names another scope or tenant than
+    /// the request was sent with, `had_token` when it carried a token.
+    pub fn reply(&mut self, changed: bool, had_token: bool) -> Reply {
+        if changed && !self.learned {
+            self.learned = true;
+            return Reply::Learn;
+        }
+        if had_token && !self.dropped_token {
+            self.dropped_token = true;
+            return Reply::DropToken;
+        }
+        Reply::GiveUp
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // reference: docs/protocol.md §2.2 (learn the challenge once, replace a refused token once)
+    #[test]
+    fn a_401_is_learned_once_and_a_refused_token_dropped_once() {
+        // The probe: no token, a new scope; then the token is refused twice.
+        let mut r = Rounds::default();
+        assert_eq!(r.reply(true, false), Reply::Learn);
+        assert_eq!(r.reply(false, true), Reply::DropToken);
+        assert_eq!(r.reply(false, true), Reply::GiveUp);
+        // A vault whose challenge keeps changing is learned from once, not forever.
+        let mut r = Rounds::default();
+        assert_eq!(r.reply(true, false), Reply::Learn);
+        assert_eq!(r.reply(true, true), Reply::DropToken);
+        assert_eq!(r.reply(true, true), Reply::GiveUp);
+        // A 401 to the probe that names nothing new has nothing to retry with.
+        assert_eq!(Rounds::default().reply(false, false), Reply::GiveUp);
+    }
 
     // reference: docs/protocol.md §2.1
     #[test]

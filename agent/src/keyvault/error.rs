@@ -313,14 +313,20 @@ mod tests {
     #[test]
     fn every_troubleshooting_code_is_emulated_and_hinted() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let read_dir = |d: &str| -> String {
-            let mut all = String::new();
-            for e in std::fs::read_dir(root.join(d)).unwrap() {
+        // Every `.rs` file under `d`, folder modules included (the emulator's `keyvault/`).
+        fn read_tree(dir: &std::path::Path, all: &mut String) {
+            for e in std::fs::read_dir(dir).unwrap() {
                 let p = e.unwrap().path();
-                if p.extension().is_some_and(|x| x == "rs") {
+                if p.is_dir() {
+                    read_tree(&p, all);
+                } else if p.extension().is_some_and(|x| x == "rs") {
                     all.push_str(&std::fs::read_to_string(p).unwrap());
                 }
             }
+        }
+        let read_dir = |d: &str| -> String {
+            let mut all = String::new();
+            read_tree(&root.join(d), &mut all);
             all
         };
         let emulator = read_dir("emulator/src");

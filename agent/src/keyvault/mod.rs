@@ -369,226 +369,351 @@ impl KeyVaultClient {
     }
 
     /// One logical GET: challenge, token, retries. Returns the 2xx body.
+    ///
+    /// A loop over [`Step`]s: [`authorise`](Self::authorise) gets a token for the learned
+    /// scope (none yet: this request is the challenge probe), [`attempt`](Self::attempt)
+    /// sends once and sorts the answer, [`handle_challenge`](Self::handle_challenge) answers
+    /// a 401, and a transient failure backs off under the shared retry policy before
+    /// authorising again.
     async fn send(
         &self,
         t: ObjectType,
         url: Url,
         deadline: Instant,
     ) -> Result<Vec<u8>, KeyVaultError> {
-        let inner = &*self.inner;
         let mut retrier =
-            inner
+            self.inner
                 .opts
                 .backoff
                 .start(deadline)
                 .named(format!("{} {}", t.as_str(), url.path()));
-        let mut learned_challenge = false;
-        let mut retried_token = false;
+        let mut rounds = challenge::Rounds::default();
+        let mut step = Step::Authorise;
         loop {
-            let mut scope = self.scope();
-            // Only the probe itself is serialised: whoever waited here and finds the scope
-            // learned meanwhile goes ahead in parallel.
-            let _probe = if scope.is_none() {
-                let g = inner.probe.lock().await;
-                scope = self.scope();
-                scope.is_none().then_some(g)
-            } else {
-                None
-            };
-            let tenant = self.tenant();
-            let token: Option<AccessToken> = match &scope {
-                Some(s) => Some(
-                    inner
-                        .credential
-                        .token_in(s, tenant.as_deref(), deadline)
-                        .await?,
-                ),
-                None => None,
-            };
-            if token.is_some() && url.scheme() != "https" {
-                return Err(KeyVaultError::Unsafe(format!(
-                    "refusing to send an access token over plain http to {}: use an https vault url",
-                    host_port(&url)
-                )));
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(KeyVaultError::Transient {
-                    status: None,
-                    message: "the deadline (--timeout) ran out".into(),
-                });
-            }
-            let started: Instant;
-            let mut req = inner
-                .http
-                .client
-                .get(url.clone())
-                .header("Accept", "application/json")
-                .timeout(left.min(inner.http.request_timeout));
-            if let Some(tok) = &token {
-                req = req.bearer_auth(tok.token.expose());
-            }
-            let queued = Instant::now();
-            let answer = {
-                let _permit = inner
-                    .limiter
-                    .acquire()
-                    .await
-                    .expect("the limiter is never closed");
-                // The permit wait is queueing, not Key Vault's time: measured apart.
-                inner.metrics.kv_queue_wait(queued.elapsed());
-                inner.metrics.request_kind(request_kind(&url));
-                inner.requests.fetch_add(1, Ordering::Relaxed);
-                started = Instant::now();
-                match req.send().await {
-                    Ok(resp) => {
-                        let status = resp.status();
-                        let headers = resp.headers().clone();
-                        crate::http::read_body(resp, inner.http.limits.key_vault)
-                            .await
-                            .map(|b| (status, headers, b))
-                    }
-                    Err(e) => Err(crate::http::BodyError::Transport(e)),
+            step = match step {
+                Step::Authorise => Step::Attempt(self.authorise(&url, deadline).await?),
+                Step::Attempt(auth) => self.attempt(t, &url, auth, deadline).await?,
+                Step::Challenged { auth, header, body } => {
+                    self.handle_challenge(&url, auth, header, &body, &mut rounds)
+                        .await?
                 }
-            };
-            let (status, headers, body) = match answer {
-                Ok(a) => a,
-                Err(crate::http::BodyError::TooLarge { limit }) => {
-                    self.record(t, Outcome::Other, started);
-                    return Err(KeyVaultError::TooLarge { limit });
-                }
-                Err(crate::http::BodyError::Transport(e)) => {
-                    self.record(t, Outcome::Transient, started);
-                    if let Some(host) = crate::http::unresolvable_host(&e) {
-                        return Err(KeyVaultError::HostNotFound { host });
-                    }
-                    let f = crate::http::describe(&e);
-                    if f.untrusted {
-                        return Err(KeyVaultError::Tls {
-                            message: format!("{}: {}", host_port(&url), f.message),
-                        });
-                    }
-                    let err = KeyVaultError::Transient {
-                        status: None,
-                        message: format!("{}: {}", host_port(&url), f.message),
-                    };
-                    tracing::debug!(error = %err, "key vault request failed; retrying");
-                    if retrier.wait(None).await.is_err() {
+                Step::Backoff {
+                    err,
+                    retry_after,
+                    held,
+                } => {
+                    if retrier.wait(retry_after).await.is_err() {
                         return Err(err);
                     }
-                    continue;
+                    // A probe keeps its turn through its own backoff: parallel first
+                    // requests still send one probe between them.
+                    drop(held);
+                    Step::Authorise
                 }
+                Step::Done(body) => return Ok(body),
             };
-            let code = status.as_u16();
-            tracing::trace!(
-                path = url.path(),
-                status = code,
-                authorized = token.is_some(),
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "key vault response"
-            );
-            if status.is_success() {
-                self.record(t, Outcome::Ok, started);
-                return Ok(body);
-            }
-            if code == 401 {
-                // The unauthenticated probe's 401 is the protocol, not a failure.
-                if token.is_some() {
-                    self.record(t, Outcome::Unauthorized, started);
+        }
+    }
+
+    /// The token for the learned scope and tenant; none before the challenge is learned,
+    /// and then this request holds the probe lock until its answer is handled.
+    async fn authorise(
+        &self,
+        url: &Url,
+        deadline: Instant,
+    ) -> Result<Authorised<'_>, KeyVaultError> {
+        let inner = &*self.inner;
+        let mut scope = self.scope();
+        // Only the probe itself is serialised: whoever waited here and finds the scope
+        // learned meanwhile goes ahead in parallel.
+        let probe = if scope.is_none() {
+            let g = inner.probe.lock().await;
+            scope = self.scope();
+            scope.is_none().then_some(g)
+        } else {
+            None
+        };
+        let tenant = self.tenant();
+        let token: Option<AccessToken> = match &scope {
+            Some(s) => Some(
+                inner
+                    .credential
+                    .token_in(s, tenant.as_deref(), deadline)
+                    .await?,
+            ),
+            None => None,
+        };
+        if token.is_some() && url.scheme() != "https" {
+            return Err(KeyVaultError::Unsafe(format!(
+                "refusing to send an access token over plain http to {}: use an https vault url",
+                host_port(url)
+            )));
+        }
+        Ok(Authorised {
+            scope,
+            tenant,
+            token,
+            _probe: probe,
+        })
+    }
+
+    /// Sends the request once, within the deadline and the concurrency limit. A transport
+    /// failure backs off (or fails, when it cannot get better); an answer is sorted by
+    /// [`sort_answer`](Self::sort_answer).
+    async fn attempt<'a>(
+        &'a self,
+        t: ObjectType,
+        url: &Url,
+        auth: Authorised<'a>,
+        deadline: Instant,
+    ) -> Result<Step<'a>, KeyVaultError> {
+        let inner = &*self.inner;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(KeyVaultError::Transient {
+                status: None,
+                message: "the deadline (--timeout) ran out".into(),
+            });
+        }
+        let started: Instant;
+        let mut req = inner
+            .http
+            .client
+            .get(url.clone())
+            .header("Accept", "application/json")
+            .timeout(left.min(inner.http.request_timeout));
+        if let Some(tok) = &auth.token {
+            req = req.bearer_auth(tok.token.expose());
+        }
+        let queued = Instant::now();
+        let answer = {
+            let _permit = inner
+                .limiter
+                .acquire()
+                .await
+                .expect("the limiter is never closed");
+            // The permit wait is queueing, not Key Vault's time: measured apart.
+            inner.metrics.kv_queue_wait(queued.elapsed());
+            inner.metrics.request_kind(request_kind(url));
+            inner.requests.fetch_add(1, Ordering::Relaxed);
+            started = Instant::now();
+            match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let headers = resp.headers().clone();
+                    crate::http::read_body(resp, inner.http.limits.key_vault)
+                        .await
+                        .map(|b| (status, headers, b))
                 }
-                let header = headers
-                    .get("www-authenticate")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned();
-                let Some(ch) = challenge::parse(&header) else {
-                    return Err(KeyVaultError::Challenge { header });
-                };
-                let vault_host = url.host_str().unwrap_or("").to_owned();
-                let resource_host = challenge::scope_host(&ch.scope).unwrap_or_default();
-                if !challenge::host_matches(&vault_host, &resource_host) {
-                    return Err(KeyVaultError::ChallengeMismatch {
-                        vault_host,
-                        resource_host,
+                Err(e) => Err(crate::http::BodyError::Transport(e)),
+            }
+        };
+        let (status, headers, body) = match answer {
+            Ok(a) => a,
+            Err(crate::http::BodyError::TooLarge { limit }) => {
+                self.record(t, Outcome::Other, started);
+                return Err(KeyVaultError::TooLarge { limit });
+            }
+            Err(crate::http::BodyError::Transport(e)) => {
+                self.record(t, Outcome::Transient, started);
+                if let Some(host) = crate::http::unresolvable_host(&e) {
+                    return Err(KeyVaultError::HostNotFound { host });
+                }
+                let f = crate::http::describe(&e);
+                if f.untrusted {
+                    return Err(KeyVaultError::Tls {
+                        message: format!("{}: {}", host_port(url), f.message),
                     });
                 }
-                let named = self.challenge_tenant(&ch)?;
-                if scope.as_deref() != Some(ch.scope.as_str()) || tenant != named {
-                    if tenant != named
-                        && let Some(t) = &named
-                    {
-                        tracing::info!(tenant = %t, "the vault's challenge names another tenant: requesting its token from that tenant at the configured authority host");
-                    }
-                    *inner.scope.write().unwrap_or_else(|p| p.into_inner()) = Some(ch.scope);
-                    *inner.tenant.write().unwrap_or_else(|p| p.into_inner()) = named;
-                    if !learned_challenge {
-                        learned_challenge = true;
-                        continue;
-                    }
+                let err = KeyVaultError::Transient {
+                    status: None,
+                    message: format!("{}: {}", host_port(url), f.message),
+                };
+                tracing::debug!(error = %err, "key vault request failed; retrying");
+                return Ok(Step::Backoff {
+                    err,
+                    retry_after: None,
+                    held: auth,
+                });
+            }
+        };
+        self.sort_answer(t, url, auth, started, status, &headers, body)
+    }
+
+    /// What an answer leads to: the 2xx body, the 401 to handle, a backoff for 408, 429 and
+    /// 5xx (with the server's requested wait), or the typed refusal. Records the outcome.
+    #[allow(clippy::too_many_arguments)]
+    fn sort_answer<'a>(
+        &'a self,
+        t: ObjectType,
+        url: &Url,
+        auth: Authorised<'a>,
+        started: Instant,
+        status: reqwest::StatusCode,
+        headers: &reqwest::header::HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<Step<'a>, KeyVaultError> {
+        let code = status.as_u16();
+        tracing::trace!(
+            path = url.path(),
+            status = code,
+            authorized = auth.token.is_some(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "key vault response"
+        );
+        if status.is_success() {
+            self.record(t, Outcome::Ok, started);
+            return Ok(Step::Done(body));
+        }
+        if code == 401 {
+            // The unauthenticated probe's 401 is the protocol, not a failure.
+            if auth.token.is_some() {
+                self.record(t, Outcome::Unauthorized, started);
+            }
+            let header = headers
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            return Ok(Step::Challenged { auth, header, body });
+        }
+        if code == 408 || code == 429 || status.is_server_error() {
+            let retry_after = crate::retry::requested_wait(headers, SystemTime::now());
+            let err = if code == 429 {
+                self.record(t, Outcome::Throttled, started);
+                KeyVaultError::Throttled { retry_after }
+            } else {
+                self.record(t, Outcome::Transient, started);
+                let (c, _, m) = error::parse_body(&body);
+                KeyVaultError::Transient {
+                    status: Some(code),
+                    message: format!(
+                        "{} answered {status}{}",
+                        host_port(url),
+                        if c.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({c}: {m})")
+                        }
+                    ),
                 }
-                if let (Some(tok), Some(s)) = (&token, &scope)
-                    && !retried_token
-                {
-                    retried_token = true;
+            };
+            tracing::debug!(error = %err, retry_after = ?retry_after, "key vault asked to retry");
+            return Ok(Step::Backoff {
+                err,
+                retry_after,
+                held: auth,
+            });
+        }
+        let err = error::classify(code, &body, t, &self.inner.vault_name);
+        self.record(
+            t,
+            match err {
+                KeyVaultError::NotFound { .. } | KeyVaultError::VaultNotFound { .. } => {
+                    Outcome::NotFound
+                }
+                KeyVaultError::Disabled { .. } | KeyVaultError::Forbidden { .. } => {
+                    Outcome::Forbidden
+                }
+                _ => Outcome::Other,
+            },
+            started,
+        );
+        Err(err)
+    }
+
+    /// A 401 (`docs/protocol.md` §2): checks the challenge's resource covers the vault and
+    /// its tenant may be asked, learns a new scope or tenant (then authorises again), drops a
+    /// rejected token once, or gives up. [`challenge::Rounds`] bounds the dance.
+    async fn handle_challenge<'a>(
+        &'a self,
+        url: &Url,
+        auth: Authorised<'a>,
+        header: String,
+        body: &[u8],
+        rounds: &mut challenge::Rounds,
+    ) -> Result<Step<'a>, KeyVaultError> {
+        let inner = &*self.inner;
+        let Some(ch) = challenge::parse(&header) else {
+            return Err(KeyVaultError::Challenge { header });
+        };
+        let vault_host = url.host_str().unwrap_or("").to_owned();
+        let resource_host = challenge::scope_host(&ch.scope).unwrap_or_default();
+        if !challenge::host_matches(&vault_host, &resource_host) {
+            return Err(KeyVaultError::ChallengeMismatch {
+                vault_host,
+                resource_host,
+            });
+        }
+        let named = self.challenge_tenant(&ch)?;
+        let changed = auth.scope.as_deref() != Some(ch.scope.as_str()) || auth.tenant != named;
+        if changed {
+            if auth.tenant != named
+                && let Some(t) = &named
+            {
+                tracing::info!(tenant = %t, "the vault's challenge names another tenant: requesting its token from that tenant at the configured authority host");
+            }
+            *inner.scope.write().unwrap_or_else(|p| p.into_inner()) = Some(ch.scope);
+            *inner.tenant.write().unwrap_or_else(|p| p.into_inner()) = named;
+        }
+        match rounds.reply(changed, auth.token.is_some()) {
+            challenge::Reply::Learn => Ok(Step::Authorise),
+            challenge::Reply::DropToken => {
+                if let (Some(tok), Some(s)) = (&auth.token, &auth.scope) {
                     inner
                         .credential
-                        .invalidate_in(s, tenant.as_deref(), tok)
+                        .invalidate_in(s, auth.tenant.as_deref(), tok)
                         .await;
-                    continue;
                 }
-                let (_, _, message) = error::parse_body(&body);
-                return Err(KeyVaultError::Unauthorized {
+                Ok(Step::Authorise)
+            }
+            challenge::Reply::GiveUp => {
+                let (_, _, message) = error::parse_body(body);
+                Err(KeyVaultError::Unauthorized {
                     message: if message.is_empty() {
                         "401".into()
                     } else {
                         message
                     },
-                });
+                })
             }
-            if code == 408 || code == 429 || status.is_server_error() {
-                let retry_after = crate::retry::requested_wait(&headers, SystemTime::now());
-                let err = if code == 429 {
-                    self.record(t, Outcome::Throttled, started);
-                    KeyVaultError::Throttled { retry_after }
-                } else {
-                    self.record(t, Outcome::Transient, started);
-                    let (c, _, m) = error::parse_body(&body);
-                    KeyVaultError::Transient {
-                        status: Some(code),
-                        message: format!(
-                            "{} answered {status}{}",
-                            host_port(&url),
-                            if c.is_empty() {
-                                String::new()
-                            } else {
-                                format!(" ({c}: {m})")
-                            }
-                        ),
-                    }
-                };
-                tracing::debug!(error = %err, retry_after = ?retry_after, "key vault asked to retry");
-                if retrier.wait(retry_after).await.is_err() {
-                    return Err(err);
-                }
-                continue;
-            }
-            let err = error::classify(code, &body, t, &inner.vault_name);
-            self.record(
-                t,
-                match err {
-                    KeyVaultError::NotFound { .. } | KeyVaultError::VaultNotFound { .. } => {
-                        Outcome::NotFound
-                    }
-                    KeyVaultError::Disabled { .. } | KeyVaultError::Forbidden { .. } => {
-                        Outcome::Forbidden
-                    }
-                    _ => Outcome::Other,
-                },
-                started,
-            );
-            return Err(err);
         }
     }
+}
+
+/// What one request was authorised with (see [`KeyVaultClient::authorise`]).
+struct Authorised<'a> {
+    /// The learned scope; `None` while this request is the challenge probe.
+    scope: Option<String>,
+    /// Another tenant a challenge named, if any.
+    tenant: Option<String>,
+    /// The bearer token for `scope` (none for the probe).
+    token: Option<AccessToken>,
+    /// The probe lock, held by the probe until its answer is handled.
+    _probe: Option<tokio::sync::MutexGuard<'a, ()>>,
+}
+
+/// Where one logical request stands; [`KeyVaultClient::send`] moves it on until `Done`.
+enum Step<'a> {
+    /// Get the token for the learned scope, or none (the probe).
+    Authorise,
+    /// Send once with what authorisation found.
+    Attempt(Authorised<'a>),
+    /// A 401 with its `WWW-Authenticate` value and body.
+    Challenged {
+        auth: Authorised<'a>,
+        header: String,
+        body: Vec<u8>,
+    },
+    /// A transient failure: wait as the retry policy and the server say, then authorise
+    /// again; `err` is the answer once the policy is spent.
+    Backoff {
+        err: KeyVaultError,
+        retry_after: Option<std::time::Duration>,
+        held: Authorised<'a>,
+    },
+    /// The 2xx body.
+    Done(Vec<u8>),
 }
 
 /// `list` for collection and version lists, `get` for object reads (metric label).

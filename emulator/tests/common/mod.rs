@@ -224,3 +224,11 @@ pub fn error_code(body: &Value) -> (&str, Option<&str>) {
         body["error"]["innererror"]["code"].as_str(),
     )
 }
+
+/// Unix time in seconds, as the emulator stamps `iat`/`exp` and attributes.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
