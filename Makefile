@@ -41,8 +41,8 @@ help: ## list the targets
 	  awk 'BEGIN {FS = ":.*## "}; {printf "  %-20s %s\n", $$1, $$2}'
 
 .PHONY: build
-build: ## debug build of the agent and the emulator
-	$(CARGO) build --workspace --locked
+build: ## debug build of the agent and the emulator (scripts/build.sh: the build every target shares)
+	CARGO=$(CARGO) bash scripts/build.sh debug
 
 .PHONY: fmt
 fmt: ## format the Rust code
@@ -91,9 +91,11 @@ deps: ## install system packages and Python venvs needed by the tests (idempoten
 	bash scripts/venv.sh $(E2E_VENV) tests/e2e/requirements.txt
 
 .PHONY: test
-test: ## CI: install deps, fmt, clippy, arch-check, doc, deny, cargo test, SDK suites (Python, Node), manifests, e2e, compose (podman, docker)
+test: ## CI: install deps, fmt, the demo, clippy, arch-check, doc, deny, cargo test, SDK suites (Python, Node), manifests, e2e, compose (podman, docker)
 	$(MAKE) deps
 	$(MAKE) fmt-check
+	# The README's first command, as a new user runs it; its build is the one the tests reuse.
+	$(MAKE) demo
 	$(MAKE) doc-check
 	$(MAKE) lint
 	$(MAKE) arch-check
@@ -112,9 +114,9 @@ demo: ## emulator + agent --once against the example seed; prints what was writt
 	bash scripts/demo.sh
 
 .PHONY: emulator
-emulator: ## run the emulator in the foreground with the example seed (Ctrl-C to stop)
-	$(CARGO) run --locked -p keyvault-emulator -- serve --addr $(EMULATOR_ADDR) \
-	  --state-dir $(EMULATOR_STATE) --seed $(SEED)
+emulator: ## run the emulator in the foreground with the example seed (Ctrl-C to stop; reuses make demo's build)
+	bin="$$(CARGO=$(CARGO) bash scripts/build.sh debug)" && exec "$$bin/keyvault-emulator" serve \
+	  --addr $(EMULATOR_ADDR) --state-dir $(EMULATOR_STATE) --seed $(SEED)
 
 .PHONY: image
 image: ## static release binaries, then the agent, emulator and demo images (ENGINE=podman|docker)

@@ -18,15 +18,16 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$build" = 1 ]; then
-  cargo build --release -p keyvault-agent -p keyvault-emulator --locked
+  bash scripts/build.sh release > /dev/null
 fi
-target="${CARGO_TARGET_DIR:-target}"
+# The images' release build (scripts/build.sh): the figures are those of what ships.
+bin="$(bash scripts/build.sh --dir release)"
 
 # Each agent holds a few descriptors; 200 of them and the emulator's connections need more
 # than the common soft limit of 1024 in this shell.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 exec python3 bench/fleet.py \
-  --agent "$target/release/keyvault-agent" \
-  --emulator "$target/release/keyvault-emulator" \
+  --agent "$bin/keyvault-agent" \
+  --emulator "$bin/keyvault-emulator" \
   "${args[@]+"${args[@]}"}"

@@ -27,28 +27,29 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$build" = 1 ]; then
-  cargo build --release -p keyvault-agent -p keyvault-emulator --locked --bins \
-    --example publish_bench --example request_budget
+  bash scripts/build.sh release --example publish_bench --example request_budget > /dev/null
 fi
+# The images' release build (scripts/build.sh): the figures are those of what ships.
+bin="$(bash scripts/build.sh --dir release)"
 
 echo "== publish path (agent/examples/publish_bench.rs)"
-timeout 300 target/release/examples/publish_bench "${PUBLISH_BENCH_DIR:-/var/tmp}"
+timeout 300 "$bin"/examples/publish_bench "${PUBLISH_BENCH_DIR:-/var/tmp}"
 echo
 echo "== requests per unchanged refresh (agent/examples/request_budget.rs)"
-timeout 240 target/release/examples/request_budget 50 500 2000
+timeout 240 "$bin"/examples/request_budget 50 500 2000
 echo
 echo "== peak RSS at 5,000 objects (bench/rss.py)"
 rss=0
 timeout 300 python3 bench/rss.py \
-  --agent target/release/keyvault-agent \
-  --emulator target/release/keyvault-emulator || rss=$?
+  --agent "$bin"/keyvault-agent \
+  --emulator "$bin"/keyvault-emulator || rss=$?
 echo
 echo "== sidecar idle figures (bench/sidecar.py)"
 side=0
 
 python3 bench/sidecar.py \
-  --agent target/release/keyvault-agent \
-  --emulator target/release/keyvault-emulator \
+  --agent "$bin"/keyvault-agent \
+  --emulator "$bin"/keyvault-emulator \
   "${args[@]+"${args[@]}"}" || side=$?
 # A missed target fails the run, after every figure is printed.
 exit $(( rss != 0 || side != 0 ))

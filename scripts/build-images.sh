@@ -8,7 +8,8 @@
 #   TAG defaults to $IMAGE_TAG, else dev; images are localhost/<name>:TAG.
 #   ENGINE defaults to podman. With docker, DOCKER_HOST must reach a daemon (make image
 #   ENGINE=docker starts one: scripts/docker-engine.sh).
-#   The binaries come from $CARGO_TARGET_DIR (default target/), as cargo puts them.
+#   The binaries come from scripts/build.sh release ($CARGO_TARGET_DIR honoured): the same
+#   artefacts `make bench` and `make fleet` measure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tag="${1:-${IMAGE_TAG:-dev}}"
@@ -20,12 +21,8 @@ esac
 : "${CONTAINERS_CONF:=$PWD/tests/e2e/containers.conf}"
 export CONTAINERS_CONF
 
-triple="$(rustc -vV | sed -n 's/^host: //p')"
-echo "build-images: static release binaries for $triple" >&2
-# Naming --target keeps RUSTFLAGS off build scripts and proc-macros (they must stay dynamic).
-RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo build --release --locked --target "$triple" -p keyvault-agent -p keyvault-emulator
-bin="${CARGO_TARGET_DIR:-target}/$triple/release"
+echo "build-images: static release binaries (scripts/build.sh release)" >&2
+bin="$(bash scripts/build.sh release)"
 for b in keyvault-agent keyvault-emulator; do
     desc="$(file -b "$bin/$b")"
     case "$desc" in

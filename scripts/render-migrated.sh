@@ -7,10 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-build/manifests-migrated}"
 fixtures=agent/tests/fixtures/migrate
-bin="${KEYVAULT_AGENT_BIN:-target/debug/keyvault-agent}"
-if [[ ! -x "$bin" ]]; then
-    cargo build --locked -p keyvault-agent
-fi
+bin="${KEYVAULT_AGENT_BIN:-$(bash scripts/build.sh debug --quiet)/keyvault-agent}"
 mkdir -p "$out"
 rm -f "$out"/*.yaml
 # $NAME and ${NAME} -> value, as envsubst does in the reference repositories' test runs.

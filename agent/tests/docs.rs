@@ -1,6 +1,7 @@
 //! Docs that stay true: every design-document citation in the repository points at a page,
 //! section and rule that exist in `docs/`, nothing cites the design notes' old home outside
-//! the repository, and the README's flags table says what `keyvault-agent --help` says.
+//! the repository, the README's flags table says what `keyvault-agent --help` says, and the
+//! README's runnable blocks run and print what it shows.
 //! `make doc-check` runs this module alone.
 
 use std::collections::BTreeSet;
@@ -501,4 +502,131 @@ async fn the_readme_quotes_the_tls_error_the_agent_prints() {
     for q in quoted {
         assert!(m.contains(q), "README quotes `{q}`; the agent prints: {m}");
     }
+}
+
+/// A fenced block of the README: its info string (after the backticks), first line number and text.
+struct Fence {
+    info: String,
+    line: usize,
+    body: String,
+}
+
+fn fences(text: &str) -> Vec<Fence> {
+    let mut out = Vec::new();
+    let mut open: Option<Fence> = None;
+    for (i, line) in text.lines().enumerate() {
+        match (&mut open, line.strip_prefix("```")) {
+            (None, Some(info)) => {
+                open = Some(Fence {
+                    info: info.trim().to_owned(),
+                    line: i + 1,
+                    body: String::new(),
+                })
+            }
+            (Some(_), Some("")) => out.extend(open.take()),
+            (Some(f), _) => {
+                f.body.push_str(line);
+                f.body.push('\n');
+            }
+            (None, None) => {}
+        }
+    }
+    out
+}
+
+/// Is every line of `expected` (blank lines and lines with `...` skipped) a line of `got`, in
+/// order? Returns the first line that is not.
+fn first_missing<'a>(expected: &'a str, got: &str) -> Option<&'a str> {
+    let got: Vec<&str> = got.lines().map(str::trim_end).collect();
+    let mut at = 0;
+    for want in expected.lines().map(str::trim_end) {
+        if want.is_empty() || want.contains("...") {
+            continue;
+        }
+        match got[at..].iter().position(|g| *g == want) {
+            Some(p) => at += p + 1,
+            None => return Some(want),
+        }
+    }
+    None
+}
+
+// The README's runnable shell blocks (```sh runnable) run as a reader would paste them, from
+// the repository root with the agent on PATH, outside any pod (no identity variables); each
+// must exit 0, and an ```... output block right after one lists lines its output must show, in
+// order. A block marked `file=PATH` must be that file, byte for byte.
+// reference: issue 12 item 5 (docs that are true: runnable README blocks)
+#[test]
+fn the_readme_runnable_blocks_run_and_print_what_the_readme_shows() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let blocks = fences(&readme);
+    let bin_dir = Path::new(&binary()).parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut problems = Vec::new();
+    let mut ran = 0;
+    for (i, b) in blocks.iter().enumerate() {
+        if let Some(file) = b
+            .info
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("file="))
+        {
+            let on_disk = std::fs::read_to_string(repo().join(file)).unwrap_or_default();
+            if on_disk != b.body {
+                problems.push(format!("README:{}: the block differs from {file}", b.line));
+            }
+        }
+        if !b.info.split_whitespace().eq(["sh", "runnable"]) {
+            continue;
+        }
+        ran += 1;
+        let tmp = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("bash")
+            .args(["-euo", "pipefail", "-c"])
+            .arg(format!("exec 2>&1\n{}", b.body))
+            .current_dir(repo())
+            .env_clear()
+            .env("PATH", &path)
+            .env("HOME", tmp.path())
+            .env("TMPDIR", tmp.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            problems.push(format!("README:{}: exited {}:\n{text}", b.line, out.status));
+            continue;
+        }
+        let Some(expected) = blocks.get(i + 1).filter(|n| n.info.ends_with(" output")) else {
+            continue;
+        };
+        if let Some(missing) = first_missing(&expected.body, &text) {
+            problems.push(format!(
+                "README:{}: the output shown at line {} has `{missing}` (in that order), the command printed:\n{text}",
+                b.line, expected.line
+            ));
+        }
+    }
+    assert!(
+        ran >= 2,
+        "the README has {ran} runnable blocks; the check would prove nothing"
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_output_matcher_wants_every_line_in_order() {
+    assert_eq!(first_missing("a\n...\nc\n", "a\nb\nc\n"), None);
+    assert_eq!(first_missing("c\na\n", "a\nb\nc\n"), Some("a"));
+    assert_eq!(first_missing("a\nz\n", "a\nb\n"), Some("z"));
+    let f = fences("x\n```sh runnable\necho hi\n```\n\n```text output\nhi\n```\n");
+    assert_eq!(f.len(), 2);
+    assert_eq!(
+        (f[0].info.as_str(), f[0].line, f[0].body.as_str()),
+        ("sh runnable", 2, "echo hi\n")
+    );
+    assert_eq!(f[1].info, "text output");
 }

@@ -9,7 +9,7 @@ venv="${E2E_VENV:-build/venv-e2e}"
 bash scripts/venv.sh "$venv" tests/e2e/requirements.txt
 
 # The emulator runs on the host (debug build); the pods use the images.
-cargo build --locked -p keyvault-emulator -p keyvault-agent
+bash scripts/build.sh debug > /dev/null
 bash scripts/build-images.sh "${IMAGE_TAG:-dev}"
 
 export PATH="$PWD/$venv/bin:$PATH"

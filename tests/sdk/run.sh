@@ -28,7 +28,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 
-(cd "$repo" && cargo build --quiet -p keyvault-emulator --locked)
+# The shared debug build (scripts/build.sh): the same artefacts as `make demo` and `cargo test`.
+bin="$(bash "$repo/scripts/build.sh" debug --quiet)"
+export KEYVAULT_EMULATOR_BIN="${KEYVAULT_EMULATOR_BIN:-$bin/keyvault-emulator}"
 
 cd "$here"
 set +e

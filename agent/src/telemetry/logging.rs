@@ -1,6 +1,8 @@
 //! Logging setup: `tracing-subscriber` with the format from `KEYVAULT_AGENT_LOG_FORMAT`
 //! (`plain`, the default, or `json`) and the filter from `KEYVAULT_AGENT_LOG`, then
-//! `RUST_LOG`, defaulting to `info`. Logs go to stderr so that stdout stays free for
+//! `RUST_LOG`, defaulting to `info`. A filter is a comma-separated list of `level` and
+//! `target=level` (`info,keyvault_agent::sync=debug`): `tracing-subscriber`'s `Targets`, the
+//! `RUST_LOG` syntax without span and field directives (which would need a regex engine). Logs go to stderr so that stdout stays free for
 //! command output (`check`, `--version`).
 //!
 //! Secret values never reach a log line: the types that hold them redact `Debug` and no
@@ -9,7 +11,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Default filter when neither variable is set.
@@ -55,12 +57,12 @@ pub fn try_init<W>(format: Format, directives: &str, writer: W) -> Result<(), St
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let (filter, bad) = match EnvFilter::builder().parse(directives) {
-        Ok(f) => (f, None),
-        Err(e) => (EnvFilter::new(DEFAULT_FILTER), Some(e.to_string())),
-    };
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let (filter, bad) = parse_filter(directives);
+    // The builder's own level cap stays open: the `Targets` filter decides.
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(tracing::Level::TRACE)
         .with_writer(writer)
         .with_target(true);
     let result = match format {
@@ -68,8 +70,10 @@ where
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            .finish()
+            .with(filter)
             .try_init(),
-        Format::Plain => builder.with_ansi(false).try_init(),
+        Format::Plain => builder.with_ansi(false).finish().with(filter).try_init(),
     };
     result.map_err(|e| e.to_string())?;
     if let Some(e) = bad {
@@ -78,20 +82,33 @@ where
     Ok(())
 }
 
+/// The filter `directives` describe, or `info` and the parse error.
+fn parse_filter(directives: &str) -> (Targets, Option<String>) {
+    match directives.trim().parse::<Targets>() {
+        Ok(f) => (f, None),
+        Err(e) => (fallback_filter(), Some(e.to_string())),
+    }
+}
+
+fn fallback_filter() -> Targets {
+    Targets::new().with_default(tracing::Level::INFO)
+}
+
 /// A dispatcher that writes to an in-memory buffer, for tests that assert on log output
 /// (with `tracing::subscriber::with_default` or `set_default`; never global).
 pub fn capture(format: Format, directives: &str) -> (tracing::Dispatch, CapturedLogs) {
     let logs = CapturedLogs::default();
-    let filter = EnvFilter::builder()
-        .parse(directives)
-        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    use tracing_subscriber::layer::SubscriberExt;
+    let (filter, _) = parse_filter(directives);
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(tracing::Level::TRACE)
         .with_writer(logs.clone())
         .with_ansi(false);
     let dispatch = match format {
-        Format::Json => tracing::Dispatch::new(builder.json().flatten_event(true).finish()),
-        Format::Plain => tracing::Dispatch::new(builder.finish()),
+        Format::Json => {
+            tracing::Dispatch::new(builder.json().flatten_event(true).finish().with(filter))
+        }
+        Format::Plain => tracing::Dispatch::new(builder.finish().with(filter)),
     };
     (dispatch, logs)
 }
@@ -179,5 +196,26 @@ mod tests {
         assert_eq!(v["message"], "refresh done");
         assert_eq!(v["objects"], 3);
         assert_eq!(v["level"], "INFO");
+    }
+
+    // reference: README.md "Command line and environment" (KEYVAULT_AGENT_LOG: level or
+    // target=level list; a bad filter falls back to info)
+    #[test]
+    fn filters_are_levels_per_target_and_a_bad_one_falls_back_to_info() {
+        let (dispatch, logs) = capture(Format::Plain, "warn,agent_test=debug");
+        tracing::dispatcher::with_default(&dispatch, || {
+            tracing::debug!(target: "agent_test", "kept: debug of the named target");
+            tracing::info!(target: "other", "dropped: info elsewhere");
+            tracing::warn!(target: "other", "kept: warn elsewhere");
+        });
+        let text = logs.contents();
+        assert!(text.contains("kept: debug of the named target"), "{text}");
+        assert!(text.contains("kept: warn elsewhere"), "{text}");
+        assert!(!text.contains("dropped"), "{text}");
+
+        let (filter, bad) = parse_filter("keyvault_agent=loud");
+        assert!(bad.is_some(), "an unknown level is an error");
+        assert_eq!(filter.to_string(), fallback_filter().to_string());
+        assert!(parse_filter(" info ").1.is_none());
     }
 }
