@@ -5,8 +5,8 @@
 //! JWS compact form around it (RFC 7515 §7.1: three base64url parts joined by dots) is written
 //! here. `jsonwebtoken` did this before, but its RustCrypto backend compiles every JWA
 //! algorithm (Ed25519 with curve25519-dalek, ECDSA, PSS) into the emulator for the one it
-//! uses. The tests still verify our tokens with `jsonwebtoken` (emulator/tests/entra.rs), an
-//! independent implementation.
+//! uses. Our tokens are verified by an independent implementation, PyJWT, against the published
+//! JWKS in tests/sdk/test_auth.py (the SDK suite's venv has it through MSAL).
 
 use std::fmt;
 use std::path::Path;

@@ -5,6 +5,7 @@ reference: docs/protocol.md §2 (challenge), §3.4 (AADSTS errors), §4 (IMDS), 
 
 from __future__ import annotations
 
+import json
 import time
 
 import jwt
@@ -77,6 +78,32 @@ def test_each_credential_gets_a_signed_access_token_for_the_vault(azure, emulato
     }[kind]
     assert claims.get("appid", claims.get("azp")) == expected_app
     assert claims["oid"]
+
+
+def test_issuer_tokens_verify_with_pyjwt_against_the_published_jwks(emulator):
+    # An implementation that is not ours checks what emulator/src/jwt.rs signs: the cluster
+    # issuer's discovery document, its JWKS, a minted service-account token; a changed claim
+    # breaks the signature.
+    # reference: docs/protocol.md §3 (the federated assertion)
+    token = emulator.mint_token(WORKLOAD_SUBJECT).read_text().strip()
+    discovery = emulator.issuer.rstrip("/") + "/.well-known/openid-configuration"
+    doc = requests.get(discovery, verify=emulator.ca_file, timeout=10).json()
+    jwks = jwt.PyJWKSet.from_dict(requests.get(doc["jwks_uri"], verify=emulator.ca_file, timeout=10).json())
+    kid = jwt.get_unverified_header(token)["kid"]
+    key = next(k for k in jwks.keys if k.key_id == kid)
+
+    claims = jwt.decode(
+        token, key.key, algorithms=["RS256"], audience="api://AzureADTokenExchange", issuer=doc["issuer"]
+    )
+    assert claims["sub"] == WORKLOAD_SUBJECT
+    assert claims["exp"] > time.time()
+
+    header, _, signature = token.split(".")
+    other = jwt.utils.base64url_encode(
+        json.dumps({**claims, "sub": "system:serviceaccount:default:other"}).encode()
+    ).decode()
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(f"{header}.{other}.{signature}", key.key, algorithms=["RS256"], audience="api://AzureADTokenExchange")
 
 
 def test_vault_rejects_a_token_signed_by_another_key(azure, emulator):
