@@ -9,8 +9,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use super::body::{apply_attrs, attrs_json, insert_tags, parse_body, tags_from, valid_name};
-use super::errors::{bad, error, json_response, not_found};
+use super::body::{apply_attrs, attrs_json, insert_tags, parse_body, tags_from};
+use super::errors::{bad, error, internal, json_response, not_found};
 use super::{Ctx, R};
 use crate::material::{self, CertMaterial, Curve, MaterialError};
 use crate::state::lock;
@@ -115,14 +115,7 @@ impl Ctx {
     }
 
     pub(super) async fn import_cert(&self, name: &str, body: &Bytes) -> R {
-        if !valid_name(name) {
-            return Err(bad(&format!(
-                "The request URI contains an invalid name: {name}."
-            )));
-        }
-        self.require("certificates", Some(name), "import/action")?;
-        self.conflict_if_deleted("certificates", name)?;
-        let b = parse_body(body)?;
+        let b = self.create_body("certificates", name, "import/action", body)?;
         let value = b
             .get("value")
             .and_then(Value::as_str)
@@ -177,7 +170,7 @@ impl Ctx {
             }
         })
         .await
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", &e.to_string(), None))?
+        .map_err(internal)?
         .map_err(|m| bad(&m))?;
         let new = NewCertificate {
             material,
@@ -203,14 +196,7 @@ impl Ctx {
                 .and_then(|v| v.add_certificate(&n, new).map_err(|e| e.to_string()))
         })
         .await
-        .map_err(|e| {
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalServerError",
-                &e.to_string(),
-                None,
-            )
-        })?
+        .map_err(internal)?
         .map_err(|m| bad(&m))
     }
 
@@ -229,14 +215,7 @@ impl Ctx {
     }
 
     pub(super) async fn create_cert(&self, name: &str, body: &Bytes) -> R {
-        if !valid_name(name) {
-            return Err(bad(&format!(
-                "The request URI contains an invalid name: {name}."
-            )));
-        }
-        self.require("certificates", Some(name), "create/action")?;
-        self.conflict_if_deleted("certificates", name)?;
-        let b = parse_body(body)?;
+        let b = self.create_body("certificates", name, "create/action", body)?;
         let policy = b.get("policy").cloned().unwrap_or(Value::Null);
         let issuer = policy
             .pointer("/issuer/name")
@@ -319,14 +298,7 @@ impl Ctx {
         let material =
             tokio::task::spawn_blocking(move || material::generate_certificate(&spec, None))
                 .await
-                .map_err(|e| {
-                    error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "InternalServerError",
-                        &e.to_string(),
-                        None,
-                    )
-                })?
+                .map_err(internal)?
                 .map_err(|e| bad(&format!("The certificate policy cannot be satisfied: {e}.")))?;
         let new = NewCertificate {
             material,

@@ -5,8 +5,8 @@ use axum::body::Bytes;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::body::{apply_attrs, attrs_json, insert_tags, parse_body, tags_from, valid_name};
-use super::errors::{bad, error, json_response, not_found};
+use super::body::{apply_attrs, attrs_json, insert_tags, parse_body, tags_from};
+use super::errors::{bad, error, internal, json_response, not_found};
 use super::{Ctx, R};
 use crate::material::{self, Curve};
 use crate::store::{Attributes, KeyVersion, default_key_ops, public_jwk};
@@ -75,14 +75,7 @@ impl Ctx {
     }
 
     pub(super) async fn create_key(&self, name: &str, body: &Bytes) -> R {
-        if !valid_name(name) {
-            return Err(bad(&format!(
-                "The request URI contains an invalid name: {name}."
-            )));
-        }
-        self.require("keys", Some(name), "create/action")?;
-        self.conflict_if_deleted("keys", name)?;
-        let b = parse_body(body)?;
+        let b = self.create_body("keys", name, "create/action", body)?;
         let kty = b
             .get("kty")
             .and_then(Value::as_str)
@@ -121,22 +114,8 @@ impl Ctx {
             KeySpec::Ec(c) => material::generate_ec(c),
         })
         .await
-        .map_err(|e| {
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalServerError",
-                &e.to_string(),
-                None,
-            )
-        })?
-        .map_err(|e| {
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalServerError",
-                &e.to_string(),
-                None,
-            )
-        })?;
+        .map_err(internal)?
+        .map_err(internal)?;
         let mut jwk = material.public_jwk;
         jwk.insert("kty".into(), json!(kty));
         let k = KeyVersion {
@@ -153,14 +132,7 @@ impl Ctx {
     }
 
     pub(super) fn import_key(&self, name: &str, body: &Bytes) -> R {
-        if !valid_name(name) {
-            return Err(bad(&format!(
-                "The request URI contains an invalid name: {name}."
-            )));
-        }
-        self.require("keys", Some(name), "import/action")?;
-        self.conflict_if_deleted("keys", name)?;
-        let b = parse_body(body)?;
+        let b = self.create_body("keys", name, "import/action", body)?;
         let jwk = b
             .get("key")
             .and_then(Value::as_object)
