@@ -66,15 +66,13 @@ impl ClientSecret {
         tenant: Option<&str>,
         timeout: Duration,
     ) -> Result<AccessToken, AuthError> {
-        // Another tenant (a vault's challenge named it): same authority host, its token URL.
-        let other;
-        let (token_url, tenant) = match tenant.map(str::trim) {
-            Some(t) if !t.eq_ignore_ascii_case(&self.tenant_id) => {
-                other = entra::token_url(MODE, &self.authority, t)?;
-                (&other, t)
-            }
-            _ => (&self.token_url, self.tenant_id.as_str()),
-        };
+        let (token_url, tenant) = entra::tenant_endpoint(
+            MODE,
+            &self.authority,
+            &self.tenant_id,
+            &self.token_url,
+            tenant,
+        )?;
         let form = [
             ("client_id", self.client_id.as_str()),
             ("client_secret", self.secret.expose().trim()),
@@ -85,7 +83,7 @@ impl ClientSecret {
             MODE,
             client,
             limit,
-            token_url,
+            &token_url,
             &form,
             timeout,
             |status, error| self.explain(status, error, tenant),

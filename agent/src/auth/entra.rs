@@ -2,6 +2,7 @@
 //! §3) shared by the workload identity and client secret flows, and the translation of its
 //! AADSTS errors into messages that say what to fix.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -9,6 +10,23 @@ use url::Url;
 
 use super::{AccessToken, AuthError, exchange};
 use crate::secret::SecretString;
+
+/// The token endpoint and tenant of one request: `asked`, a tenant a vault's challenge named,
+/// at the same authority host (its own token URL), or else the configured tenant and its URL.
+pub(crate) fn tenant_endpoint<'a>(
+    mode: &'static str,
+    authority_host: &Url,
+    configured_tenant: &'a str,
+    configured_url: &'a Url,
+    asked: Option<&'a str>,
+) -> Result<(Cow<'a, Url>, &'a str), AuthError> {
+    match asked.map(str::trim) {
+        Some(t) if !t.eq_ignore_ascii_case(configured_tenant) => {
+            Ok((Cow::Owned(token_url(mode, authority_host, t)?), t))
+        }
+        _ => Ok((Cow::Borrowed(configured_url), configured_tenant)),
+    }
+}
 
 /// Builds the token URL, keeping any path of the authority host (the emulator serves at its
 /// root, and so does Entra). The tenant may be a GUID or a domain only.
