@@ -9,13 +9,25 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use super::body::{apply_attrs, attrs_json, insert_tags, parse_body, tags_from};
+use super::body::{
+    apply_attrs, attrs_json, insert_tags, new_attrs_and_tags, parse_body, tags_from,
+};
 use super::errors::{bad, error, internal, json_response, not_found};
 use super::{Ctx, R};
 use crate::material::{self, CertMaterial, Curve, MaterialError};
 use crate::state::lock;
-use crate::store::{self, Attributes, CertVersion, NewCertificate};
+use crate::store::{self, CertVersion, NewCertificate};
 use crate::util::now;
+
+/// Refuses a backing-secret content type other than PFX or PEM.
+fn supported_content_type(content_type: &str) -> Result<(), Response> {
+    if content_type != store::PEM && content_type != store::PKCS12 {
+        return Err(bad(&format!(
+            "Content type {content_type} is not supported: use application/x-pkcs12 or application/x-pem-file."
+        )));
+    }
+    Ok(())
+}
 
 impl Ctx {
     fn policy_json(&self, name: &str, c: &CertVersion) -> Value {
@@ -142,14 +154,8 @@ impl Ctx {
         let is_pem = value.trim_start().starts_with("-----BEGIN");
         let content_type = policy_ct
             .unwrap_or_else(|| if is_pem { store::PEM } else { store::PKCS12 }.to_string());
-        if content_type != store::PEM && content_type != store::PKCS12 {
-            return Err(bad(&format!(
-                "Content type {content_type} is not supported: use application/x-pkcs12 or application/x-pem-file."
-            )));
-        }
-        let mut attrs = Attributes::new_now();
-        apply_attrs(&mut attrs, &b)?;
-        let tags = tags_from(&b)?.unwrap_or_default();
+        supported_content_type(&content_type)?;
+        let (attrs, tags) = new_attrs_and_tags(&b)?;
         let material = tokio::task::spawn_blocking(move || -> Result<CertMaterial, String> {
             // A key belonging to no certificate is a content error, not a format error.
             let mismatch = |e: &MaterialError| {
@@ -279,14 +285,8 @@ impl Ctx {
             .and_then(Value::as_str)
             .unwrap_or(store::PKCS12)
             .to_string();
-        if content_type != store::PEM && content_type != store::PKCS12 {
-            return Err(bad(&format!(
-                "Content type {content_type} is not supported: use application/x-pkcs12 or application/x-pem-file."
-            )));
-        }
-        let mut attrs = Attributes::new_now();
-        apply_attrs(&mut attrs, &b)?;
-        let tags = tags_from(&b)?.unwrap_or_default();
+        supported_content_type(&content_type)?;
+        let (attrs, tags) = new_attrs_and_tags(&b)?;
         let spec = material::GenerateSpec {
             subject,
             dns_names,

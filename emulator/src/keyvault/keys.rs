@@ -5,7 +5,9 @@ use axum::body::Bytes;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::body::{apply_attrs, attrs_json, insert_tags, parse_body, tags_from};
+use super::body::{
+    apply_attrs, attrs_json, insert_tags, new_attrs_and_tags, parse_body, tags_from,
+};
 use super::errors::{bad, error, internal, json_response, not_found};
 use super::{Ctx, R};
 use crate::material::{self, Curve};
@@ -105,9 +107,7 @@ impl Ctx {
                 )));
             }
         };
-        let mut attrs = Attributes::new_now();
-        apply_attrs(&mut attrs, &b)?;
-        let tags = tags_from(&b)?.unwrap_or_default();
+        let (attrs, tags) = new_attrs_and_tags(&b)?;
         let key_ops = key_ops_from(&b, &kty);
         let material = tokio::task::spawn_blocking(move || match spec {
             KeySpec::Rsa(bits) => material::generate_rsa(bits),
@@ -118,17 +118,7 @@ impl Ctx {
         .map_err(internal)?;
         let mut jwk = material.public_jwk;
         jwk.insert("kty".into(), json!(kty));
-        let k = KeyVersion {
-            version: crate::util::new_version(),
-            jwk,
-            key_ops,
-            attrs,
-            tags,
-            managed: false,
-            exportable: false,
-        };
-        self.with_vault_mut(|v| v.add_key(name, k.clone()));
-        Ok(json_response(StatusCode::OK, &self.key_bundle(name, &k)))
+        self.add_key(name, jwk, key_ops, attrs, tags)
     }
 
     pub(super) fn import_key(&self, name: &str, body: &Bytes) -> R {
@@ -139,9 +129,7 @@ impl Ctx {
             .ok_or_else(|| bad("The body must have a JSON Web Key in 'key'."))?;
         let public = public_jwk(jwk).map_err(|m| bad(&m))?;
         let kty = public["kty"].as_str().unwrap_or_default().to_string();
-        let mut attrs = Attributes::new_now();
-        apply_attrs(&mut attrs, &b)?;
-        let tags = tags_from(&b)?.unwrap_or_default();
+        let (attrs, tags) = new_attrs_and_tags(&b)?;
         let key_ops = match jwk.get("key_ops").and_then(Value::as_array) {
             Some(ops) => ops
                 .iter()
@@ -149,9 +137,21 @@ impl Ctx {
                 .collect(),
             None => default_key_ops(&kty),
         };
+        self.add_key(name, public, key_ops, attrs, tags)
+    }
+
+    /// Stores a new (unmanaged, not exportable) version of key `name`; answers its bundle.
+    fn add_key(
+        &self,
+        name: &str,
+        jwk: serde_json::Map<String, Value>,
+        key_ops: Vec<String>,
+        attrs: Attributes,
+        tags: std::collections::BTreeMap<String, String>,
+    ) -> R {
         let k = KeyVersion {
             version: crate::util::new_version(),
-            jwk: public,
+            jwk,
             key_ops,
             attrs,
             tags,
