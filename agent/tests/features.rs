@@ -260,12 +260,7 @@ async fn tls_layout_writes_crt_key_and_ca() {
         "",
         "a self-signed leaf has no CA to write"
     );
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(h.dir.join("ingress/tls.key"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(h.mode("ingress/tls.key"), 0o600);
     let st: Vec<(&str, &str)> = r
         .objects
         .iter()

@@ -54,15 +54,7 @@ async fn once_renders_flag_and_parameter_templates_into_the_set() {
         h.file("conn/db.url"),
         "postgres://app:s3cr3t-db-password-value@db.demo.local:5432/app?sslmode=require"
     );
-    use std::os::unix::fs::PermissionsExt;
-    let mode = |p: &str| {
-        std::fs::metadata(h.dir.join(p))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777
-    };
-    assert_eq!((mode("app.env"), mode("conn/db.url")), (0o600, 0o640));
+    assert_eq!((h.mode("app.env"), h.mode("conn/db.url")), (0o600, 0o640));
     // One set: the objects and the rendered files are in the same generation, and the
     // manifest lists the templates.
     let files = h.files();

@@ -401,6 +401,16 @@ impl Harness {
         .unwrap()
     }
 
+    /// The permission bits (`& 0o777`) of one published file.
+    pub fn mode(&self, rel: &str) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(self.dir.join(rel))
+            .unwrap_or_else(|e| panic!("{rel}: {e}"))
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
     /// A full listing of the target dir (names, link targets, file bytes) to prove it was
     /// not touched.
     pub fn snapshot(&self) -> BTreeMap<String, String> {
