@@ -16,10 +16,8 @@ pub const MODE: &str = "client_secret";
 #[derive(Debug)]
 pub struct ClientSecret {
     client_id: String,
-    tenant_id: String,
     secret: SecretString,
-    authority: Url,
-    token_url: Url,
+    endpoint: entra::Endpoint,
 }
 
 impl ClientSecret {
@@ -45,16 +43,14 @@ impl ClientSecret {
         }
         Ok(Self {
             client_id: client_id.trim().to_owned(),
-            tenant_id: tenant_id.trim().to_owned(),
             secret,
-            authority: authority_host.clone(),
-            token_url: entra::token_url(MODE, authority_host, tenant_id.trim())?,
+            endpoint: entra::Endpoint::new(MODE, authority_host, tenant_id)?,
         })
     }
 
     /// The authority host and the configured tenant.
     pub fn authority(&self) -> (&Url, &str) {
-        (&self.authority, &self.tenant_id)
+        self.endpoint.authority()
     }
 
     /// One token request, from `tenant` when given (else the configured one).
@@ -66,13 +62,7 @@ impl ClientSecret {
         tenant: Option<&str>,
         timeout: Duration,
     ) -> Result<AccessToken, AuthError> {
-        let (token_url, tenant) = entra::tenant_endpoint(
-            MODE,
-            &self.authority,
-            &self.tenant_id,
-            &self.token_url,
-            tenant,
-        )?;
+        let (token_url, tenant) = self.endpoint.for_tenant(MODE, tenant)?;
         let form = [
             ("client_id", self.client_id.as_str()),
             ("client_secret", self.secret.expose().trim()),
@@ -93,7 +83,9 @@ impl ClientSecret {
 
     fn explain(&self, status: u16, error: &entra::EntraError, tenant: &str) -> String {
         let code = error.code();
-        if let Some(m) = entra::common_message(code, &self.client_id, tenant, &self.authority) {
+        if let Some(m) =
+            entra::common_message(code, &self.client_id, tenant, self.endpoint.authority().0)
+        {
             return m;
         }
         match code {

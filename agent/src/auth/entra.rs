@@ -11,20 +11,48 @@ use url::Url;
 use super::{AccessToken, AuthError, exchange};
 use crate::secret::SecretString;
 
-/// The token endpoint and tenant of one request: `asked`, a tenant a vault's challenge named,
-/// at the same authority host (its own token URL), or else the configured tenant and its URL.
-pub(crate) fn tenant_endpoint<'a>(
-    mode: &'static str,
-    authority_host: &Url,
-    configured_tenant: &'a str,
-    configured_url: &'a Url,
-    asked: Option<&'a str>,
-) -> Result<(Cow<'a, Url>, &'a str), AuthError> {
-    match asked.map(str::trim) {
-        Some(t) if !t.eq_ignore_ascii_case(configured_tenant) => {
-            Ok((Cow::Owned(token_url(mode, authority_host, t)?), t))
+/// Where a credential asks for tokens: the authority host, the configured tenant and its
+/// token URL.
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    authority: Url,
+    tenant_id: String,
+    token_url: Url,
+}
+
+impl Endpoint {
+    /// Checks `tenant_id` and the authority host (see [`token_url`]).
+    pub(crate) fn new(
+        mode: &'static str,
+        authority_host: &Url,
+        tenant_id: &str,
+    ) -> Result<Self, AuthError> {
+        let tenant_id = tenant_id.trim();
+        Ok(Self {
+            token_url: token_url(mode, authority_host, tenant_id)?,
+            authority: authority_host.clone(),
+            tenant_id: tenant_id.to_owned(),
+        })
+    }
+
+    /// The authority host and the configured tenant.
+    pub(crate) fn authority(&self) -> (&Url, &str) {
+        (&self.authority, &self.tenant_id)
+    }
+
+    /// The token URL and tenant of one request: `asked`, a tenant a vault's challenge named,
+    /// at the same authority host (its own token URL), or else the configured ones.
+    pub(crate) fn for_tenant<'a>(
+        &'a self,
+        mode: &'static str,
+        asked: Option<&'a str>,
+    ) -> Result<(Cow<'a, Url>, &'a str), AuthError> {
+        match asked.map(str::trim) {
+            Some(t) if !t.eq_ignore_ascii_case(&self.tenant_id) => {
+                Ok((Cow::Owned(token_url(mode, &self.authority, t)?), t))
+            }
+            _ => Ok((Cow::Borrowed(&self.token_url), &self.tenant_id)),
         }
-        _ => Ok((Cow::Borrowed(configured_url), configured_tenant)),
     }
 }
 
