@@ -20,7 +20,6 @@ Everything listens on 127.0.0.1 with port 0; only the standard library is used.
 import argparse
 import json
 import os
-import shutil
 import signal
 import ssl
 import statistics
@@ -30,6 +29,9 @@ import tempfile
 import threading
 import time
 import urllib.request
+
+import common
+from common import clean_up
 
 TENANT_SECRET_PREFIX = "fleet-secret-"
 
@@ -58,24 +60,8 @@ def client_id(a: int) -> str:
 
 
 def spc_yaml(vault_url: str, tenant: str, n_objects: int) -> str:
-    items = "\n".join(
-        f"          - |\n            objectName: secret-{i:03d}\n            objectType: secret"
-        for i in range(n_objects)
-    )
-    return f"""apiVersion: secrets-store.csi.x-k8s.io/v1
-kind: SecretProviderClass
-metadata:
-  name: fleet
-spec:
-  provider: azure
-  parameters:
-    keyvaultName: demo
-    keyvaultURL: "{vault_url}"
-    tenantID: "{tenant}"
-    objects: |
-      array:
-{items}
-"""
+    objects = [("secret", f"secret-{i:03d}") for i in range(n_objects)]
+    return common.spc_yaml(vault_url, tenant, objects, name="fleet")
 
 
 def vm_hwm_kib(pid: int) -> int:
@@ -258,14 +244,7 @@ def run_fleet(opts, detection: str) -> dict:
             "exit_nonzero": sum(1 for c in codes if c != 0),
         }
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        if opts.keep:
-            print(f"fleet: work directory kept: {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        clean_up(procs, work, opts.keep, "fleet")
 
 
 def throttled_count(c) -> int:

@@ -29,6 +29,9 @@ import time
 import urllib.request
 import ssl
 
+import common
+from common import clean_up, status_kib, wait_for
+
 TARGET_KIB = 25 * 1024
 CLIENT_ID = "11111111-1111-1111-1111-111111111111"
 CLIENT_SECRET = "bench-secret"
@@ -55,44 +58,10 @@ def seed_yaml(n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def spc_yaml(vault_url: str, tenant: str, n: int) -> str:
-    items = "\n".join(
-        f"        - |\n          objectName: s{i}\n          objectType: secret" for i in range(n)
-    )
-    return f"""apiVersion: secrets-store.csi.x-k8s.io/v1
-kind: SecretProviderClass
-metadata:
-  name: bench
-spec:
-  provider: azure
-  parameters:
-    keyvaultName: demo
-    keyvaultURL: "{vault_url}"
-    tenantID: "{tenant}"
-    clientID: "{CLIENT_ID}"
-    objects: |
-      array:
-{items}
-"""
 
 
-def status_kib(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/{pid}/status")
 
 
-def wait_for(cond, timeout, what, proc=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what}: the process exited with {proc.returncode}")
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
 class Emulator:
@@ -268,7 +237,9 @@ def main() -> int:
     try:
         emu = Emulator(opts.emulator, work, opts.objects)
         with open(os.path.join(work, "spc.yaml"), "w") as f:
-            f.write(spc_yaml(emu.info["vault_url"], emu.info["tenant_id"], opts.objects))
+            objects = [("secret", f"s{i}") for i in range(opts.objects)]
+            f.write(common.spc_yaml(emu.info["vault_url"], emu.info["tenant_id"], objects,
+                                    client_id=CLIENT_ID))
         for label, extra in (("defaults (as shipped)", {}),
                              ("MALLOC_ARENA_MAX=2", {"MALLOC_ARENA_MAX": "2"})):
             once = run_once(opts.agent, emu, work, extra, opts.timeout)
@@ -280,10 +251,7 @@ def main() -> int:
     finally:
         if emu is not None:
             emu.stop()
-        if opts.keep:
-            print(f"work directory kept: {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        clean_up([], work, opts.keep, "rss")
 
     print(f"peak RSS, {opts.objects} secrets (release build, emulator --throttle off):")
     print("| allocator | --once peak | --once time | sidecar after first sync | "

@@ -13,12 +13,14 @@ Only the standard library is used; everything listens on 127.0.0.1 with port 0.
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+
+import common
+from common import clean_up, status_kib, wait_for
 
 RSS_TARGET_KIB = 10 * 1024
 CPU_TARGET_MS = 20.0
@@ -60,25 +62,7 @@ def spc_yaml(vault_url: str, tenant: str) -> str:
     objects = [("secret", f"secret-{i:02d}") for i in range(N_SECRETS)]
     objects += [("key", f"key-{i}") for i in range(N_KEYS)]
     objects += [("cert", f"cert-{i}") for i in range(N_CERTS)]
-    items = "\n".join(
-        f"          - |\n            objectName: {name}\n            objectType: {kind}"
-        for kind, name in objects
-    )
-    return f"""apiVersion: secrets-store.csi.x-k8s.io/v1
-kind: SecretProviderClass
-metadata:
-  name: bench
-spec:
-  provider: azure
-  parameters:
-    keyvaultName: demo
-    keyvaultURL: "{vault_url}"
-    tenantID: "{tenant}"
-    clientID: "{CLIENT_ID}"
-    objects: |
-      array:
-{items}
-"""
+    return common.spc_yaml(vault_url, tenant, objects, client_id=CLIENT_ID)
 
 
 def proc_fields(pid: int):
@@ -109,27 +93,12 @@ def sched_delta_ms(before: dict, after: dict) -> float:
     return sum(n - before.get(tid, 0) for tid, n in after.items()) / 1e6
 
 
-def status_kib(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field}")
 
 
 def vm_rss_kib(pid: int) -> int:
     return status_kib(pid, "VmRSS")
 
 
-def wait_for(cond, timeout, what, proc=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what}: process exited with {proc.returncode}")
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
 def main() -> int:
@@ -267,14 +236,7 @@ def main() -> int:
         print(f"exit code on SIGTERM:       {code}")
         return 0 if (rss_ok and cpu_ok and code == 0) else 1
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        if opts.keep:
-            print(f"work directory kept: {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        clean_up(procs, work, opts.keep, "sidecar")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@
 # The project is always `keyvault-agent-dev` (-p): compose.yaml has no top-level `name:`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh # wait_until
 : "${CONTAINERS_CONF:=$PWD/tests/e2e/containers.conf}"
 export CONTAINERS_CONF
 engine="${ENGINE:-podman}"
@@ -41,17 +42,6 @@ docker)
 esac
 compose+=(-p "$project" -f compose.yaml)
 
-wait_for() { # what, seconds, command...
-    local what="$1" secs="$2"
-    shift 2
-    for _ in $(seq $((secs * 5))); do
-        if "$@" >/dev/null 2>&1; then return 0; fi
-        sleep 0.2
-    done
-    echo "compose: timed out after ${secs}s waiting for $what" >&2
-    return 1
-}
-
 # The container of SERVICE in this project (by the labels every compose implementation sets).
 container() {
     "$engine" ps -a --filter "label=com.docker.compose.project=$project" \
@@ -69,14 +59,14 @@ up)
         fi
     else
         "${compose[@]}" up -d --no-deps emulator
-        wait_for "the emulator's ready line" 60 \
+        wait_until 60 "the emulator's ready line" \
             bash -c "'$engine' logs '$(container emulator)' 2>/dev/null | grep -q '\"vault_url\"'" || {
             "${compose[@]}" logs emulator >&2; exit 1; }
         # Without systemd, podman logs "unable to get systemd connection to add healthchecks"
         # (it cannot schedule the check) and carries on; the check itself runs below.
         "${compose[@]}" up -d --no-deps agent
         agent="$(container agent)"
-        wait_for "the sidecar's first sync (podman healthcheck run $agent)" 180 \
+        wait_until 180 "the sidecar's first sync (podman healthcheck run $agent)" \
             podman healthcheck run "$agent" || {
             echo "compose: the sidecar's log:" >&2
             podman logs "$agent" >&2

@@ -12,6 +12,7 @@
 #   8. stops everything (SIGTERM: the sidecar exits 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh # wait_until
 
 CARGO="${CARGO:-cargo}"
 SEED="${SEED:-emulator/examples/seed.yaml}"
@@ -169,17 +170,6 @@ if [ -f "$out/..status.json" ]; then
 fi
 
 # ---- the sidecar: an application, the agent refreshing beside it, a rotation ----
-# Polls a condition (a command) until it holds, for at most $1 seconds.
-wait_until() {
-    local secs="$1" what="$2"
-    shift 2
-    for _ in $(seq $((secs * 5))); do
-        if "$@" >/dev/null 2>&1; then return 0; fi
-        sleep 0.2
-    done
-    echo "demo: timed out after ${secs}s waiting for $what" >&2
-    return 1
-}
 http() { # GET URL: prints the body; fails unless 200
     python3 -c 'import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "$1"
 }

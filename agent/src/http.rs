@@ -754,6 +754,15 @@ mod tests {
         assert_eq!(format_size(1000), "1000 bytes");
     }
 
+    /// `GET http://ADDR/` on the direct (proxy-less) client.
+    async fn get_root(http: &HttpClients, addr: std::net::SocketAddr) -> reqwest::Response {
+        http.direct
+            .get(format!("http://{addr}/"))
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// A plain-HTTP server on loopback that answers one request with `head` and then body
     /// chunks from a generator (endless when it never returns `None`), `pace` apart; returns
     /// its address and the number of body bytes it managed to hand to the socket.
@@ -806,12 +815,7 @@ mod tests {
         )
         .await;
         let http = build(&HttpOptions::new(vec![], Duration::from_secs(30))).unwrap();
-        let resp = http
-            .direct
-            .get(format!("http://{addr}/"))
-            .send()
-            .await
-            .unwrap();
+        let resp = get_root(&http, addr).await;
         let limit = 256 * 1024;
         let e = read_body(resp, limit).await.unwrap_err();
         assert!(
@@ -833,12 +837,7 @@ mod tests {
         )
         .await;
         let http = build(&HttpOptions::new(vec![], Duration::from_secs(30))).unwrap();
-        let resp = http
-            .direct
-            .get(format!("http://{addr}/"))
-            .send()
-            .await
-            .unwrap();
+        let resp = get_root(&http, addr).await;
         let e = read_body(resp, DEFAULT_MAX_RESPONSE_SIZE)
             .await
             .unwrap_err();
@@ -851,12 +850,7 @@ mod tests {
             |i| (i == 0).then(|| b"hello".to_vec()),
         )
         .await;
-        let resp = http
-            .direct
-            .get(format!("http://{addr}/"))
-            .send()
-            .await
-            .unwrap();
+        let resp = get_root(&http, addr).await;
         assert_eq!(read_body(resp, 5).await.unwrap(), b"hello");
     }
 
@@ -872,12 +866,7 @@ mod tests {
         .await;
         let http = build(&HttpOptions::new(vec![], Duration::from_secs(20))).unwrap();
         let started = tokio::time::Instant::now();
-        let resp = http
-            .direct
-            .get(format!("http://{addr}/"))
-            .send()
-            .await
-            .unwrap();
+        let resp = get_root(&http, addr).await;
         let e = read_body(resp, DEFAULT_MAX_RESPONSE_SIZE)
             .await
             .unwrap_err();

@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use keyvault_emulator::{Fault, FaultKind, Route};
 use rustix::process::{Pid, Signal, kill_process};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::util::Harness;
+use crate::util::{Harness, http_get as get};
 
 /// The binary under test.
 fn binary() -> String {
@@ -200,23 +200,6 @@ fn sidecar_args<'a>(config: &'a str, dir: &'a str, listen: &'a str) -> Vec<&'a s
         "--interval",
         "1h",
     ]
-}
-
-/// (status, body) of one GET on a fresh connection.
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned())
 }
 
 fn metric(text: &str, name: &str) -> f64 {

@@ -36,23 +36,29 @@ const OBJECTS: [&str; 2] = [
 
 /// The binary with exactly the emulator's CA, the client-secret identity and `args`.
 fn agent(h: &Harness, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyvault-agent"));
-    cmd.env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("SSL_CERT_FILE", h.emu.ca_file())
-        .env(
-            "KEYVAULT_AGENT_IMDS_ENDPOINT",
-            h.emu.imds_endpoint().to_string(),
-        )
+    let mut cmd = h.command(args);
+    cmd.env("PATH", "/usr/bin:/bin")
         .env("KEYVAULT_AGENT_TIMEOUT", "20s")
         .env("KEYVAULT_AGENT_REQUEST_TIMEOUT", "10s")
-        .envs(h.sp_env(SP_CLIENT_ID, SP_SECRET))
+        .envs(h.sp())
         .current_dir(h.tmp.path())
-        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd
+}
+
+/// `exec --config SPC OPTS -- CMD` run to its end (blocking this worker: the emulator
+/// serves from the other).
+fn exec(h: &Harness, spc: &std::path::Path, opts: &[&str], cmd: &[&str]) -> std::process::Output {
+    let args = [
+        &["exec", "--config", spc.to_str().unwrap()],
+        opts,
+        &["--"],
+        cmd,
+    ]
+    .concat();
+    tokio::task::block_in_place(|| agent(h, &args).output().unwrap())
 }
 
 /// Every path under `dir`, recursively (to prove exec wrote nothing).
@@ -92,12 +98,10 @@ fn secrets_absent(text: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_replaces_the_agent_with_the_command_in_the_same_pid() {
     let h = Harness::with_seed(SEED_EXEC).await;
-    let tmpl = h.tmp.path().join("db-url.tmpl");
-    std::fs::write(
-        &tmpl,
+    let tmpl = h.write_file(
+        "db-url.tmpl",
         "postgres://app:{{ objects[\"db-password\"] }}@db/app",
-    )
-    .unwrap();
+    );
     let spc = h.spc(&OBJECTS, &[]);
     let cwd = h.tmp.path().join("cwd");
     std::fs::create_dir(&cwd).unwrap();
@@ -174,19 +178,8 @@ async fn a_fetch_failure_exits_with_the_agents_code_and_never_runs_the_command()
     );
     let marker = h.tmp.path().join("ran");
     let script = format!("echo RAN; touch {}", marker.display());
-    let h2 = &h;
-    let run = move |args: Vec<String>| {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        agent(h2, &args).output().unwrap()
-    };
-    let spc = spc.to_str().unwrap().to_owned();
-    let args = |extra: &[&str]| -> Vec<String> {
-        let mut a: Vec<String> = vec!["exec".into(), "--config".into(), spc.clone()];
-        a.extend(extra.iter().map(|s| s.to_string()));
-        a.extend(["--".into(), "/bin/sh".into(), "-c".into(), script.clone()]);
-        a
-    };
-    let out = tokio::task::block_in_place(|| run(args(&["--env", "DB=db-password"])));
+    let sh = ["/bin/sh", "-c", script.as_str()];
+    let out = exec(&h, &spc, &["--env", "DB=db-password"], &sh);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(EXIT_OBJECT), "{stderr}");
     assert!(stderr.contains("secret \"not-there\""), "{stderr}");
@@ -196,27 +189,18 @@ async fn a_fetch_failure_exits_with_the_agents_code_and_never_runs_the_command()
 
     // A mapping problem is found before any request: exit 3, every problem listed.
     let spc_ok = h.spc(&OBJECTS, &[]);
-    let out = tokio::task::block_in_place(|| {
-        agent(
-            &h,
-            &[
-                "exec",
-                "--config",
-                spc_ok.to_str().unwrap(),
-                "--env",
-                "X=nope",
-                "--env",
-                "API_KEY=db-password",
-                "--env-all",
-                "--",
-                "/bin/sh",
-                "-c",
-                &script,
-            ],
-        )
-        .output()
-        .unwrap()
-    });
+    let out = exec(
+        &h,
+        &spc_ok,
+        &[
+            "--env",
+            "X=nope",
+            "--env",
+            "API_KEY=db-password",
+            "--env-all",
+        ],
+        &sh,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(EXIT_CONFIG), "{stderr}");
     assert!(
@@ -230,9 +214,9 @@ async fn a_fetch_failure_exits_with_the_agents_code_and_never_runs_the_command()
     assert!(!marker.exists(), "the command ran");
 
     // Nothing to set, or an invalid NAME: usage errors.
-    let out = tokio::task::block_in_place(|| run(args(&[])));
+    let out = exec(&h, &spc, &[], &sh);
     assert_eq!(out.status.code(), Some(EXIT_USAGE));
-    let out = tokio::task::block_in_place(|| run(args(&["--env", "1BAD=db-password"])));
+    let out = exec(&h, &spc, &["--env", "1BAD=db-password"], &sh);
     assert_eq!(out.status.code(), Some(EXIT_USAGE));
     assert!(!marker.exists(), "the command ran");
 }
@@ -246,23 +230,7 @@ async fn a_value_with_a_nul_byte_is_an_error_naming_the_variable_and_file() {
         &["objectName: nul-blob\nobjectType: secret\nobjectEncoding: base64\nobjectAlias: blob"],
         &[],
     );
-    let out = tokio::task::block_in_place(|| {
-        agent(
-            &h,
-            &[
-                "exec",
-                "--config",
-                spc.to_str().unwrap(),
-                "--env-all",
-                "--",
-                "/bin/sh",
-                "-c",
-                "echo RAN",
-            ],
-        )
-        .output()
-        .unwrap()
-    });
+    let out = exec(&h, &spc, &["--env-all"], &["/bin/sh", "-c", "echo RAN"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(EXIT_CONVERT), "{stderr}");
     assert!(
@@ -278,21 +246,7 @@ async fn a_value_with_a_nul_byte_is_an_error_naming_the_variable_and_file() {
 async fn a_missing_command_exits_127_after_a_good_fetch() {
     let h = Harness::with_seed(SEED_EXEC).await;
     let spc = h.spc(&OBJECTS, &[]);
-    let out = tokio::task::block_in_place(|| {
-        agent(
-            &h,
-            &[
-                "exec",
-                "--config",
-                spc.to_str().unwrap(),
-                "--env-all",
-                "--",
-                "/nonexistent/app",
-            ],
-        )
-        .output()
-        .unwrap()
-    });
+    let out = exec(&h, &spc, &["--env-all"], &["/nonexistent/app"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(EXIT_EXEC_NOT_FOUND), "{stderr}");
     assert!(stderr.contains("exec \"/nonexistent/app\""), "{stderr}");

@@ -41,21 +41,9 @@ identities:
     access: all
 "#;
 
+/// The sidecar's unit of work for `objects`.
 fn syncer(h: &Harness, objects: &[&str]) -> (Syncer, std::sync::Arc<Metrics>) {
-    let spc = h.spc(objects, &[]);
-    let settings = h.settings(&spc);
-    let plan =
-        keyvault_agent::config::load(&settings, &Harness::env(&h.sp_env(SP_CLIENT_ID, SP_SECRET)))
-            .unwrap();
-    let metrics = Metrics::new();
-    (
-        Syncer::new(plan, &settings, metrics.clone()).unwrap(),
-        metrics,
-    )
-}
-
-fn manifest(h: &Harness) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(h.dir.join("..status.json")).unwrap()).unwrap()
+    h.syncer(&h.settings(&h.spc(objects, &[])))
 }
 
 fn absent_ids(v: &serde_json::Value) -> Vec<String> {
@@ -95,7 +83,7 @@ async fn optional_objects_are_absent_then_published_then_removed_in_the_sidecar(
     let ids: Vec<&str> = r.absent.iter().map(|a| a.id.as_str()).collect();
     assert_eq!(ids, ["secret/later", "secret/off"]);
     assert_eq!(h.files().keys().collect::<Vec<_>>(), ["db-password"]);
-    assert_eq!(absent_ids(&manifest(&h)), ["secret/later", "secret/off"]);
+    assert_eq!(absent_ids(&h.manifest()), ["secret/later", "secret/off"]);
     let text = metrics.encode();
     assert!(
         text.contains("keyvault_agent_object_absent{id=\"secret/later\"} 1"),
@@ -124,7 +112,7 @@ async fn optional_objects_are_absent_then_published_then_removed_in_the_sidecar(
         r.absent.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
         ["secret/off"]
     );
-    assert_eq!(absent_ids(&manifest(&h)), ["secret/off"]);
+    assert_eq!(absent_ids(&h.manifest()), ["secret/off"]);
     assert!(
         !metrics
             .encode()
@@ -136,14 +124,14 @@ async fn optional_objects_are_absent_then_published_then_removed_in_the_sidecar(
     let r = s.sync().await.unwrap();
     assert!(!h.dir.join("later").exists());
     assert_eq!(r.absent.len(), 2);
-    assert_eq!(absent_ids(&manifest(&h)), ["secret/later", "secret/off"]);
+    assert_eq!(absent_ids(&h.manifest()), ["secret/later", "secret/off"]);
 }
 
 // reference: issue 11 item 1 (required objects keep today's behaviour; --once)
 #[tokio::test]
 async fn once_skips_an_optional_object_but_fails_on_a_required_one() {
     let h = Harness::with_seed(SEED_FEATURES).await;
-    let env = h.sp_env(SP_CLIENT_ID, SP_SECRET);
+    let env = h.sp();
     let spc = h.spc(
         &[
             "objectName: db-password\nobjectType: secret",
@@ -179,10 +167,7 @@ async fn json_pointers_share_one_fetch_and_write_single_values() {
         &[],
     );
     h.emu.reset_counts();
-    let r = h
-        .run_once(&spc, &h.sp_env(SP_CLIENT_ID, SP_SECRET))
-        .await
-        .unwrap();
+    let r = h.run_once(&spc, &h.sp()).await.unwrap();
     // One GET for four entries, plus the challenge probe.
     assert_eq!(h.emu.counts().kind(RequestKind::Get), 2);
     assert_eq!(r.requests, 2);
@@ -200,7 +185,7 @@ async fn json_pointers_share_one_fetch_and_write_single_values() {
 async fn a_missing_pointer_or_a_non_json_secret_is_an_error_without_the_value() {
     let h = Harness::with_seed(SEED_FEATURES).await;
     h.emu.set_secret("demo", "app-config", APP_CONFIG, None);
-    let env = h.sp_env(SP_CLIENT_ID, SP_SECRET);
+    let env = h.sp();
     let spc = h.spc(
         &[
             "objectName: app-config\nobjectType: secret\nobjectAlias: u\nobjectJsonPointer: /db/user",
@@ -230,7 +215,7 @@ async fn a_missing_pointer_or_a_non_json_secret_is_an_error_without_the_value() 
 #[tokio::test]
 async fn tls_layout_writes_crt_key_and_ca() {
     let h = Harness::with_seed(SEED_FEATURES).await;
-    let env = h.sp_env(SP_CLIENT_ID, SP_SECRET);
+    let env = h.sp();
     let spc = h.spc(
         &[
             "objectName: web-ca\nobjectType: cert\nobjectAlias: ingress\nobjectLayout: tls\nfilePermission: \"0600\"",
@@ -275,12 +260,7 @@ async fn tls_layout_writes_crt_key_and_ca() {
         "",
         "a self-signed leaf has no CA to write"
     );
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(h.dir.join("ingress/tls.key"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(h.mode("ingress/tls.key"), 0o600);
     let st: Vec<(&str, &str)> = r
         .objects
         .iter()
@@ -309,7 +289,7 @@ fn check_validates_and_prints_the_new_keys() {
     let h = tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(Harness::with_seed(SEED_FEATURES));
-    let env = h.sp_env(SP_CLIENT_ID, SP_SECRET);
+    let env = h.sp();
     let good = h.spc(
         &[
             "objectName: app-config\nobjectType: secret\nobjectAlias: pw\nobjectJsonPointer: /db/password\nobjectOptional: \"true\"",
@@ -359,39 +339,6 @@ fn check_validates_and_prints_the_new_keys() {
     }
 }
 
-/// A minimal HTTP/1.1 GET against the health server (plain HTTP on loopback).
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    text.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default()
-}
-
-/// Polls `cond` every 20 ms (a condition, not a sleep-for-time), failing after 30 s.
-async fn eventually<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
 // reference: issue 11 item 1 in the real sidecar loop: `absent` at /status and the metric,
 // then the object is published by a later refresh when it appears
 #[tokio::test]
@@ -404,58 +351,37 @@ async fn the_sidecar_shows_absent_at_status_and_publishes_the_object_when_it_app
         ],
         &[],
     );
-    let mut settings = h.settings(&spc);
-    settings.interval = std::time::Duration::from_millis(200);
-    settings.jitter = 0.0;
-    settings.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let sidecar = keyvault_agent::refresh::Sidecar::new(
-        settings,
-        Harness::env(&h.sp_env(SP_CLIENT_ID, SP_SECRET)),
-    )
-    .on_listening(addr_tx);
-    let task = tokio::spawn(async move {
-        sidecar
-            .run(async move {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
-    let addr = addr_rx.await.unwrap();
+    let run = h.start_sidecar(h.settings(&spc)).await;
 
-    eventually("absent at /status", || async {
-        let v: serde_json::Value =
-            serde_json::from_str(&http_get(addr, "/status").await).unwrap_or_default();
+    eventually!(30, "absent at /status", {
+        let v = run.status().await;
         v["ready"] == true && absent_ids(&v) == ["secret/later"]
-    })
-    .await;
-    let metrics = http_get(addr, "/metrics").await;
+    });
+    let (_, metrics) = run.get("/metrics").await;
     assert!(
         metrics.contains("keyvault_agent_object_absent{id=\"secret/later\"} 1"),
         "{metrics}"
     );
-    assert_eq!(absent_ids(&manifest(&h)), ["secret/later"]);
+    assert_eq!(absent_ids(&h.manifest()), ["secret/later"]);
     assert!(!h.dir.join("later").exists());
 
     h.emu.set_secret("demo", "later", "later-value", None);
-    eventually("the object published", || async {
+    eventually!(
+        30,
+        "the object published",
         std::fs::read_to_string(h.dir.join("later")).is_ok_and(|v| v == "later-value")
-    })
-    .await;
-    eventually("absent cleared at /status", || async {
-        let v: serde_json::Value =
-            serde_json::from_str(&http_get(addr, "/status").await).unwrap_or_default();
+    );
+    eventually!(30, "absent cleared at /status", {
+        let v = run.status().await;
         v["ready"] == true && absent_ids(&v).is_empty()
-    })
-    .await;
-    assert!(absent_ids(&manifest(&h)).is_empty());
+    });
+    assert!(absent_ids(&h.manifest()).is_empty());
     assert!(
-        !http_get(addr, "/metrics")
+        !run.get("/metrics")
             .await
+            .1
             .contains("keyvault_agent_object_absent{")
     );
 
-    let _ = stop_tx.send(());
-    task.await.unwrap().expect("sidecar exits cleanly");
+    run.stop().await;
 }

@@ -67,16 +67,8 @@ async fn workload_identity_end_to_end_over_tls_with_every_conversion() {
         "-----BEGIN PRIVATE KEY-----"
     );
 
-    use std::os::unix::fs::PermissionsExt;
-    let mode = |p: &str| {
-        std::fs::metadata(h.dir.join(p))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777
-    };
-    assert_eq!(mode("app/api-key.txt"), 0o600);
-    assert_eq!(mode("db-password"), 0o644);
+    assert_eq!(h.mode("app/api-key.txt"), 0o600);
+    assert_eq!(h.mode("db-password"), 0o644);
 
     // Status: reference ids and versions, hashes, certificate expiry.
     assert_eq!(report.objects.len(), 9);
@@ -119,14 +111,7 @@ async fn workload_identity_end_to_end_over_tls_with_every_conversion() {
         std::path::Path::new("..data/..status.json")
     );
     // The key is as private as the most private file of the set (app/api-key.txt: 0600).
-    assert_eq!(
-        std::fs::metadata(h.dir.join("..hmac.key"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
-        0o600
-    );
+    assert_eq!(h.mode("..hmac.key"), 0o600);
     assert!(
         !String::from_utf8_lossy(&std::fs::read(h.dir.join("..status.json")).unwrap())
             .contains("s3cr3t")

@@ -18,8 +18,10 @@ use keyvault_agent::config::{Env, NotifySettings, Settings};
 use keyvault_agent::refresh::{Cycle, CycleFactory, Sidecar};
 use keyvault_agent::sync::{SyncError, SyncReport, Syncer};
 use keyvault_emulator::{Emulator, Fault, FaultKind, Route};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::util::RunningSidecar;
 
 const CLIENT_ID: &str = "11111111-1111-1111-1111-111111111111";
 const CLIENT_SECRET: &str = "dev-secret";
@@ -137,110 +139,14 @@ impl Fixture {
         self.tmp.path().join("config")
     }
 
-    async fn start(&self) -> Running {
+    async fn start(&self) -> RunningSidecar {
         self.start_with(Sidecar::new(self.settings.clone(), self.env.clone()))
             .await
     }
 
-    async fn start_with(&self, sidecar: Sidecar) -> Running {
-        let (addr_tx, addr_rx) = oneshot::channel();
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let (reload_tx, reload_rx) = mpsc::channel::<()>(4);
-        let sidecar = sidecar
-            .on_listening(addr_tx)
-            .reload_trigger(futures::stream::unfold(reload_rx, |mut rx| async move {
-                rx.recv().await.map(|()| ((), rx))
-            }));
-        let task = tokio::spawn(async move {
-            sidecar
-                .run(async move {
-                    let _ = stop_rx.await;
-                })
-                .await
-        });
-        let addr = tokio::time::timeout(Duration::from_secs(10), addr_rx)
-            .await
-            .expect("health server address")
-            .expect("sidecar stopped before listening");
-        Running {
-            addr,
-            stop: Some(stop_tx),
-            reload: reload_tx,
-            task,
-        }
+    async fn start_with(&self, sidecar: Sidecar) -> RunningSidecar {
+        RunningSidecar::start(sidecar).await
     }
-}
-
-struct Running {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    reload: mpsc::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), keyvault_agent::error::Error>>,
-}
-
-impl Running {
-    async fn get(&self, path: &str) -> (u16, String) {
-        http_get(self.addr, path).await
-    }
-
-    async fn metric(&self, needle: &str) -> f64 {
-        let (_, text) = self.get("/metrics").await;
-        text.lines()
-            .filter(|l| l.starts_with(needle))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
-
-    /// Waits until at least `n` more refreshes (any result) than `from` have finished.
-    async fn refreshes(&self) -> f64 {
-        self.metric("keyvault_agent_refreshes_total").await
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(15), self.task)
-            .await
-            .expect("sidecar stops on shutdown")
-            .unwrap()
-            .expect("sidecar exits cleanly");
-    }
-}
-
-/// A minimal HTTP/1.1 GET (the health server is plain HTTP on loopback).
-async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    // Bodies may be chunked; tests only search them, so strip nothing further.
-    (code, body.to_string())
-}
-
-/// Polls `cond` every 20 ms until it holds, failing after `secs` seconds.
-macro_rules! eventually {
-    ($secs:expr, $what:expr, $cond:expr) => {{
-        let deadline = tokio::time::Instant::now() + Duration::from_secs($secs);
-        loop {
-            if $cond {
-                break;
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!("timed out waiting for {}", $what);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }};
 }
 
 fn data_target(dir: &Path) -> Option<PathBuf> {

@@ -6,8 +6,6 @@
 
 use keyvault_agent::detect::ChangeDetection;
 use keyvault_agent::error::{EXIT_CONFIG, EXIT_CONVERT};
-use keyvault_agent::sync::Syncer;
-use keyvault_agent::telemetry::metrics::Metrics;
 use keyvault_agent::template::TemplateArg;
 use keyvault_agent::writer::WriteOutcome;
 
@@ -22,10 +20,9 @@ const OBJECTS: [&str; 2] = [
     "objectName: api-key\nobjectType: secret",
 ];
 
+/// Writes a template; returns its path as `--template` takes it.
 fn write(h: &Harness, name: &str, text: &str) -> String {
-    let p = h.tmp.path().join(name);
-    std::fs::write(&p, text).unwrap();
-    p.display().to_string()
+    h.write_file(name, text).display().to_string()
 }
 
 fn b64(s: &str) -> String {
@@ -44,10 +41,7 @@ async fn once_renders_flag_and_parameter_templates_into_the_set() {
     let spc = h.spc(&OBJECTS, &[("templates", "db-url.tmpl:conn/db.url:0640")]);
     let mut settings = h.settings(&spc);
     settings.templates = vec![TemplateArg::parse(&format!("{env_tmpl}:app.env:0600")).unwrap()];
-    let env = h.sp_env(SP_CLIENT_ID, SP_SECRET);
-    let report = keyvault_agent::run_once(settings, Harness::env(&env))
-        .await
-        .unwrap();
+    let report = h.run_once_with(settings).await.unwrap();
     assert!(matches!(report.outcome, WriteOutcome::Published { .. }));
     assert_eq!(
         h.file("app.env"),
@@ -60,15 +54,7 @@ async fn once_renders_flag_and_parameter_templates_into_the_set() {
         h.file("conn/db.url"),
         "postgres://app:s3cr3t-db-password-value@db.demo.local:5432/app?sslmode=require"
     );
-    use std::os::unix::fs::PermissionsExt;
-    let mode = |p: &str| {
-        std::fs::metadata(h.dir.join(p))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777
-    };
-    assert_eq!((mode("app.env"), mode("conn/db.url")), (0o600, 0o640));
+    assert_eq!((h.mode("app.env"), h.mode("conn/db.url")), (0o600, 0o640));
     // One set: the objects and the rendered files are in the same generation, and the
     // manifest lists the templates.
     let files = h.files();
@@ -95,9 +81,7 @@ async fn the_sidecar_rerenders_when_an_object_rotates_and_only_then() {
     let mut settings = h.settings(&spc);
     settings.change_detection = ChangeDetection::Get;
     settings.templates = vec![TemplateArg::parse(&format!("{conn}:db.url")).unwrap()];
-    let env = Harness::env(&h.sp_env(SP_CLIENT_ID, SP_SECRET));
-    let plan = keyvault_agent::config::load(&settings, &env).unwrap();
-    let syncer = Syncer::new(plan, &settings, Metrics::new()).unwrap();
+    let (syncer, _) = h.syncer(&settings);
 
     let first = syncer.sync().await.unwrap();
     assert!(matches!(first.outcome, WriteOutcome::Published { .. }));
@@ -141,10 +125,7 @@ fn an_undefined_alias_fails_the_set_naming_template_and_line_never_a_value() {
         let spc = h.spc(&OBJECTS, &[]);
         let mut settings = h.settings(&spc);
         settings.templates = vec![TemplateArg::parse(&format!("{bad}:app.env")).unwrap()];
-        let env = h.sp_env(SP_CLIENT_ID, SP_SECRET);
-        let e = keyvault_agent::run_once(settings, Harness::env(&env))
-            .await
-            .unwrap_err();
+        let e = h.run_once_with(settings).await.unwrap_err();
         assert_eq!(e.exit_code(), EXIT_CONVERT, "{e}");
         let m = e.to_string();
         assert!(
@@ -169,7 +150,7 @@ async fn check_lists_templates_and_reports_every_template_problem_at_once() {
     let broken = write(&h, "broken.tmpl", "line one\n{% if %}\n");
     let spc = h.spc(&OBJECTS, &[]);
     let spc = spc.to_str().unwrap();
-    let env = h.sp_env(SP_CLIENT_ID, SP_SECRET);
+    let env = h.sp();
 
     let ok = h.run_binary(
         &[

@@ -4,6 +4,8 @@
 // workspace's no-panicking-time-arithmetic lints are for the shipping code.
 #![allow(clippy::arithmetic_side_effects, clippy::unchecked_time_subtraction)]
 
+#[macro_use] // eventually!
+mod util; // shared harness: emulator + temp dirs + CLI runner + in-process sidecar
 mod config_cli; // `check`, flags/env, exit codes, every config problem reported at once
 mod conformance; // reference vectors end to end over TLS
 mod docs; // citations point into docs/, README flags and quoted errors match the binary
@@ -17,5 +19,4 @@ mod scale; // request budget: list-based change detection, sweep, 403 fallback, 
 mod sidecar; // refresh, rotation, notifiers, reload, signals, health/metrics/status
 mod stress; // concurrent readers never see a torn or mixed set
 mod templates; // issue 11 item 3: MiniJinja templates in the same set (once, sidecar, check)
-mod util; // shared harness: emulator + temp dirs + CLI runner
 mod validation; // issue 11 items 6 and 8: certificate validation, SSL_CERT_DIR, tenant challenge, --notify-on-start

@@ -3,7 +3,6 @@
 //! from that tenant only at the configured authority host) and `--notify-on-start`.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use keyvault_agent::config::ValidateMode;
 use keyvault_agent::error::{EXIT_CONFIG, EXIT_USAGE, EXIT_VALIDATION};
@@ -58,24 +57,10 @@ fn pem(parts: &[&str]) -> String {
     parts.iter().map(|p| fixture(p)).collect()
 }
 
-fn sp(h: &Harness) -> Vec<(String, String)> {
-    h.sp_env(SP_CLIENT_ID, SP_SECRET)
-}
-
 fn syncer(h: &Harness, objects: &[&str], mode: ValidateMode) -> (Syncer, std::sync::Arc<Metrics>) {
-    let spc = h.spc(objects, &[]);
-    let mut settings = h.settings(&spc);
+    let mut settings = h.settings(&h.spc(objects, &[]));
     settings.validate = mode;
-    let plan = keyvault_agent::config::load(&settings, &Harness::env(&sp(h))).unwrap();
-    let metrics = Metrics::new();
-    (
-        Syncer::new(plan, &settings, metrics.clone()).unwrap(),
-        metrics,
-    )
-}
-
-fn manifest(h: &Harness) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(h.dir.join("..status.json")).unwrap()).unwrap()
+    h.syncer(&settings)
 }
 
 // reference: issue 11 item 6 (a key/leaf mismatch and a disordered chain are always errors,
@@ -100,7 +85,7 @@ async fn once_refuses_a_key_mismatch_and_a_disordered_chain_in_either_mode() {
         ],
         &[],
     );
-    let report = h.run_once(&ok, &sp(&h)).await.unwrap();
+    let report = h.run_once(&ok, &h.sp()).await.unwrap();
     assert!(report.objects.iter().all(|o| o.validation.is_none()));
     assert_eq!(h.file("good"), good);
     let before = h.snapshot();
@@ -117,9 +102,7 @@ async fn once_refuses_a_key_mismatch_and_a_disordered_chain_in_either_mode() {
         );
         let mut settings = h.settings(&spc);
         settings.validate = mode;
-        let e = keyvault_agent::run_once(settings, Harness::env(&sp(&h)))
-            .await
-            .unwrap_err();
+        let e = h.run_once_with(settings).await.unwrap_err();
         assert_eq!(e.exit_code(), EXIT_VALIDATION, "{e}");
         let m = e.to_string();
         let lines: Vec<&str> = m.lines().collect();
@@ -154,7 +137,7 @@ async fn expired_and_early_certificates_warn_by_default_and_fail_strict() {
         "objectName: early\nobjectType: secret",
     ];
     let spc = h.spc(&objects, &[]);
-    let report = h.run_once(&spc, &sp(&h)).await.unwrap();
+    let report = h.run_once(&spc, &h.sp()).await.unwrap();
     let by_id = |id: &str| {
         report
             .objects
@@ -173,7 +156,7 @@ async fn expired_and_early_certificates_warn_by_default_and_fail_strict() {
     let w = by_id("secret/early").unwrap();
     assert!(w.starts_with("not_yet_valid: "), "{w}");
     // Published with the set: ..status.json carries the warning.
-    let m = manifest(&h);
+    let m = h.manifest();
     let objects_json = m["objects"].as_array().unwrap();
     let expired = objects_json
         .iter()
@@ -195,9 +178,7 @@ async fn expired_and_early_certificates_warn_by_default_and_fail_strict() {
     let before = h.snapshot();
     let mut settings = h.settings(&spc);
     settings.validate = ValidateMode::Strict;
-    let e = keyvault_agent::run_once(settings, Harness::env(&sp(&h)))
-        .await
-        .unwrap_err();
+    let e = h.run_once_with(settings).await.unwrap_err();
     assert_eq!(e.exit_code(), EXIT_VALIDATION);
     let m = e.to_string();
     assert!(
@@ -222,7 +203,7 @@ async fn expired_and_early_certificates_warn_by_default_and_fail_strict() {
             h.dir.to_str().unwrap(),
         ],
         &[
-            sp(&h),
+            h.sp(),
             vec![("KEYVAULT_AGENT_VALIDATE".into(), "strict".into())],
         ]
         .concat(),
@@ -238,7 +219,7 @@ async fn expired_and_early_certificates_warn_by_default_and_fail_strict() {
             "--config",
             spc.to_str().unwrap(),
         ],
-        &sp(&h),
+        &h.sp(),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -254,7 +235,7 @@ async fn expired_and_early_certificates_warn_by_default_and_fail_strict() {
             "--config",
             spc.to_str().unwrap(),
         ],
-        &sp(&h),
+        &h.sp(),
     );
     assert_eq!(out.status.code(), Some(EXIT_USAGE));
 }
@@ -272,7 +253,7 @@ async fn the_tls_layout_and_pfx_output_are_validated_as_written() {
         ],
         &[],
     );
-    let report = h.run_once(&spc, &sp(&h)).await.unwrap();
+    let report = h.run_once(&spc, &h.sp()).await.unwrap();
     let v = |path: &str| {
         report
             .objects
@@ -329,72 +310,6 @@ async fn the_sidecar_cycle_keeps_the_last_good_set_when_an_update_is_refused() {
     assert_eq!(h.file("web"), fixed);
 }
 
-/// A minimal HTTP/1.1 GET against the health server (plain HTTP on loopback).
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    text.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default()
-}
-
-/// Polls `cond` every 20 ms (a condition, not a sleep-for-time), failing after 30 s.
-async fn eventually<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-struct Running {
-    addr: std::net::SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), keyvault_agent::error::Error>>,
-}
-
-impl Running {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().expect("sidecar exits cleanly");
-    }
-}
-
-async fn start(h: &Harness, settings: keyvault_agent::config::Settings) -> Running {
-    let mut settings = settings;
-    settings.interval = Duration::from_millis(200);
-    settings.jitter = 0.0;
-    settings.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let sidecar =
-        keyvault_agent::refresh::Sidecar::new(settings, Harness::env(&sp(h))).on_listening(addr_tx);
-    let task = tokio::spawn(async move {
-        sidecar
-            .run(async move {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
-    let addr = addr_rx.await.unwrap();
-    Running { addr, stop, task }
-}
-
 // reference: issue 11 item 6 in the real sidecar loop: `refused` at /status, last_error names
 // the object, the metric is served, and ..status.json still describes the mounted set
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -403,33 +318,30 @@ async fn the_sidecar_shows_a_refused_update_at_status() {
     let good = pem(&["foo.key", "foo-leaf.pem", "foo-int.pem", "foo-root.pem"]);
     let first = h.emu.set_secret("demo", "web", &good, Some(PEM));
     let spc = h.spc(&["objectName: web\nobjectType: secret"], &[]);
-    let run = start(&h, h.settings(&spc)).await;
-    let addr = run.addr;
-    eventually("first set", || async { h.dir.join("web").exists() }).await;
+    let run = h.start_sidecar(h.settings(&spc)).await;
+    eventually!(30, "first set", h.dir.join("web").exists());
 
     let bad = pem(&["foo.key", "foo-leaf.pem", "foo-root.pem", "foo-int.pem"]);
     h.emu.set_secret("demo", "web", &bad, Some(PEM));
-    eventually("refused at /status", || async {
-        let v: serde_json::Value =
-            serde_json::from_str(&http_get(addr, "/status").await).unwrap_or_default();
+    eventually!(30, "refused at /status", {
+        let v = run.status().await;
         v["refused"][0]["id"] == "secret/web" && v["refused"][0]["reason"] == "chain_order"
-    })
-    .await;
-    let v: serde_json::Value = serde_json::from_str(&http_get(addr, "/status").await).unwrap();
+    });
+    let v: serde_json::Value = serde_json::from_str(&run.get("/status").await.1).unwrap();
     assert!(
         v["last_error"].as_str().unwrap().contains("secret \"web\""),
         "{v}"
     );
     assert_eq!(v["ready"], true, "the last good set is still served");
     assert_eq!(v["objects"][0]["version"], first.as_str());
-    let metrics = http_get(addr, "/metrics").await;
+    let (_, metrics) = run.get("/metrics").await;
     assert!(
         metrics.contains(
             "keyvault_agent_validation_failures_total{id=\"secret/web\",reason=\"chain_order\"}"
         ),
         "{metrics}"
     );
-    assert_eq!(manifest(&h)["objects"][0]["version"], first.as_str());
+    assert_eq!(h.manifest()["objects"][0]["version"], first.as_str());
     assert_eq!(h.file("web"), good);
     run.stop().await;
 }
@@ -460,20 +372,14 @@ async fn notifiers_fire_on_the_first_publish_only_with_notify_on_start() {
             format!("echo \"$KEYVAULT_AGENT_CHANGED\" >> {}", execs.display()),
         ]);
         settings.notify.on_start = on_start;
-        let run = start(&h, settings).await;
-        eventually("first set", || async { h.dir.join("api-key").exists() }).await;
+        let run = h.start_sidecar(settings).await;
+        eventually!(30, "first set", h.dir.join("api-key").exists());
         if on_start {
-            eventually("the first publish notifies", || async {
-                lines(&execs).len() == 1
-            })
-            .await;
+            eventually!(30, "the first publish notifies", lines(&execs).len() == 1);
         }
         h.emu.set_secret("demo", "api-key", "key-2", None);
         let want = usize::from(on_start) + 1;
-        eventually("the rotation notifies", || async {
-            lines(&execs).len() == want
-        })
-        .await;
+        eventually!(30, "the rotation notifies", lines(&execs).len() == want);
         let got = lines(&execs);
         // Had the first publish notified too, its event (every object) would be here, or
         // merged into the rotation's.
@@ -497,7 +403,7 @@ async fn a_challenge_naming_another_tenant_is_followed_only_at_the_configured_ho
         authority: None,
     }));
     // Client secret and workload identity both ask the guest tenant.
-    h.run_once(&spc, &sp(&h)).await.unwrap();
+    h.run_once(&spc, &h.sp()).await.unwrap();
     assert_eq!(h.file("db-password"), "s3cr3t-db-password-value");
     h.run_once(&spc, &h.wi_env()).await.unwrap();
     assert_eq!(h.file("db-password"), "s3cr3t-db-password-value");
@@ -507,7 +413,7 @@ async fn a_challenge_naming_another_tenant_is_followed_only_at_the_configured_ho
         tenant_id: guest.into(),
         authority: Some("https://login.evil.localhost:1".into()),
     }));
-    let e = h.run_once(&spc, &sp(&h)).await.unwrap_err();
+    let e = h.run_once(&spc, &h.sp()).await.unwrap_err();
     assert_eq!(e.exit_code(), EXIT_CONFIG, "{e}");
     let m = e.to_string();
     let configured = format!("localhost:{}", h.emu.addr().port());
@@ -518,7 +424,7 @@ async fn a_challenge_naming_another_tenant_is_followed_only_at_the_configured_ho
 
     // Back home: the configured tenant's token again.
     h.emu.set_vault_tenant(None);
-    h.run_once(&spc, &sp(&h)).await.unwrap();
+    h.run_once(&spc, &h.sp()).await.unwrap();
 }
 
 /// A state dir copy of the emulator's CA as an OpenSSL-style directory: the PEM file, a hash
@@ -536,16 +442,14 @@ fn ca_dir(h: &Harness) -> PathBuf {
     dir
 }
 
+/// The binary trusting only what `trust` (`SSL_CERT_DIR`) names, not the emulator's CA file.
 fn run_with_trust(h: &Harness, args: &[&str], trust: &[(&str, String)]) -> std::process::Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_keyvault-agent"));
-    cmd.env_clear().args(args);
-    for (k, v) in sp(h) {
-        cmd.env(k, v);
-    }
-    for (k, v) in trust {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
+    h.command(args)
+        .env_remove("SSL_CERT_FILE")
+        .envs(h.sp())
+        .envs(trust.iter().cloned())
+        .output()
+        .unwrap()
 }
 
 // reference: issue 11 item 8 (SSL_CERT_DIR adds trusted CAs, read bounded)

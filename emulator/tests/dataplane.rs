@@ -43,21 +43,26 @@ async fn missing_token_gets_the_challenge_with_tenant_and_resource() {
     assert_eq!(h["cache-control"], "no-cache");
 }
 
+/// GET `secrets/other` with `token`: asserts a 401 with the challenge; returns the body.
+async fn refused(
+    emu: &keyvault_emulator::Emulator,
+    c: &reqwest::Client,
+    token: Option<&str>,
+) -> serde_json::Value {
+    let path = format!("secrets/other?api-version={API}");
+    let (st, h, body) = kv_get(emu, c, token, &path).await;
+    assert_eq!(st, 401, "{body}");
+    assert!(h.contains_key("www-authenticate"));
+    body
+}
+
 #[tokio::test]
 async fn rejected_tokens_get_401_with_the_reason() {
     let emu = start_with(keyvault_emulator::Emulator::builder()).await;
     let c = client(&emu);
     // An SA token is signed by the issuer key, not Entra's.
     let sa = emu.mint_token(SA, AUD, Duration::from_secs(600));
-    let (st, h, body) = kv_get(
-        &emu,
-        &c,
-        Some(&sa),
-        &format!("secrets/other?api-version={API}"),
-    )
-    .await;
-    assert_eq!(st, 401, "{body}");
-    assert!(h.contains_key("www-authenticate"));
+    refused(&emu, &c, Some(&sa)).await;
     // Wrong audience.
     let (_, tok) = token_request(
         &emu,
@@ -70,15 +75,7 @@ async fn rejected_tokens_get_401_with_the_reason() {
         ],
     )
     .await;
-    let (st, h, body) = kv_get(
-        &emu,
-        &c,
-        tok["access_token"].as_str(),
-        &format!("secrets/other?api-version={API}"),
-    )
-    .await;
-    assert_eq!(st, 401);
-    assert!(h.contains_key("www-authenticate"));
+    let body = refused(&emu, &c, tok["access_token"].as_str()).await;
     let msg = body["error"]["message"].as_str().unwrap();
     assert!(
         msg.starts_with("AKV10022: Invalid audience. Expected https://vault.localhost:"),
@@ -102,15 +99,7 @@ async fn token_from_another_tenant_is_401_invalid_issuer() {
         "appid": APP, "oid": "x", "tid": "99999999-9999-9999-9999-999999999999",
         "iat": now, "nbf": now, "exp": now + 600,
     }));
-    let (st, h, body) = kv_get(
-        &emu,
-        &c,
-        Some(&token),
-        &format!("secrets/other?api-version={API}"),
-    )
-    .await;
-    assert_eq!(st, 401);
-    assert!(h.contains_key("www-authenticate"));
+    let body = refused(&emu, &c, Some(&token)).await;
     assert!(
         body["error"]["message"]
             .as_str()
@@ -126,15 +115,7 @@ async fn expired_access_token_is_401_token_expired() {
     let emu = start_with(keyvault_emulator::Emulator::builder().token_ttl(Duration::ZERO)).await;
     let c = client(&emu);
     let token = app_token(&emu, &c).await;
-    let (st, h, body) = kv_get(
-        &emu,
-        &c,
-        Some(&token),
-        &format!("secrets/other?api-version={API}"),
-    )
-    .await;
-    assert_eq!(st, 401);
-    assert!(h.contains_key("www-authenticate"));
+    let body = refused(&emu, &c, Some(&token)).await;
     assert!(
         body["error"]["message"]
             .as_str()

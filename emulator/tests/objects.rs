@@ -28,6 +28,23 @@ async fn send(
     (st, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// Soft-deletes `kind/name`, checks the answer's `recoveryId` names the deleted object, and
+/// returns the answer.
+async fn soft_delete(
+    emu: &keyvault_emulator::Emulator,
+    c: &reqwest::Client,
+    token: &str,
+    kind: &str,
+    name: &str,
+) -> Value {
+    let path = format!("{kind}/{name}?api-version={API}");
+    let (st, del) = send(emu, c, token, reqwest::Method::DELETE, &path, None).await;
+    assert_eq!(st, 200, "{del}");
+    let id = del["recoveryId"].as_str().unwrap_or_default();
+    assert!(id.ends_with(&format!("/deleted{kind}/{name}")), "{del}");
+    del
+}
+
 #[tokio::test]
 async fn set_update_disable_delete_recover_a_secret() {
     let emu = start().await;
@@ -65,22 +82,7 @@ async fn set_update_disable_delete_recover_a_secret() {
         (st, error_code(&body)),
         (403, ("Forbidden", Some("SecretDisabled")))
     );
-    let (st, del) = send(
-        &emu,
-        &c,
-        &t,
-        Method::DELETE,
-        &format!("secrets/new-one?api-version={API}"),
-        None,
-    )
-    .await;
-    assert_eq!(st, 200);
-    assert!(
-        del["recoveryId"]
-            .as_str()
-            .unwrap()
-            .ends_with("/deletedsecrets/new-one")
-    );
+    let del = soft_delete(&emu, &c, &t, "secrets", "new-one").await;
     assert!(del["deletedDate"].is_number() && del["scheduledPurgeDate"].is_number());
     let (st, _, _) = kv_get(
         &emu,
@@ -573,22 +575,7 @@ async fn create_certificate_completes_and_deleting_it_removes_key_and_secret() {
         (st, error_code(&body)),
         (403, ("Forbidden", Some("SecretDisabled")))
     );
-    let (st, del) = send(
-        &emu,
-        &c,
-        &t,
-        Method::DELETE,
-        &format!("certificates/made?api-version={API}"),
-        None,
-    )
-    .await;
-    assert_eq!(st, 200);
-    assert!(
-        del["recoveryId"]
-            .as_str()
-            .unwrap()
-            .ends_with("/deletedcertificates/made")
-    );
+    soft_delete(&emu, &c, &t, "certificates", "made").await;
     for path in ["certificates/made", "keys/made", "secrets/made"] {
         let (st, _, _) = kv_get(&emu, &c, Some(&t), &format!("{path}?api-version={API}")).await;
         assert_eq!(st, 404, "{path}");
@@ -680,22 +667,7 @@ async fn update_and_delete_a_key() {
         (st, error_code(&body)),
         (403, ("Forbidden", Some("KeyDisabled")))
     );
-    let (st, del) = send(
-        &emu,
-        &c,
-        &t,
-        Method::DELETE,
-        &format!("keys/ec-key?api-version={API}"),
-        None,
-    )
-    .await;
-    assert_eq!(st, 200);
-    assert!(
-        del["recoveryId"]
-            .as_str()
-            .unwrap()
-            .ends_with("/deletedkeys/ec-key")
-    );
+    soft_delete(&emu, &c, &t, "keys", "ec-key").await;
     let (st, _, d) = kv_get(
         &emu,
         &c,

@@ -16,10 +16,8 @@ pub const MODE: &str = "client_secret";
 #[derive(Debug)]
 pub struct ClientSecret {
     client_id: String,
-    tenant_id: String,
     secret: SecretString,
-    authority: Url,
-    token_url: Url,
+    endpoint: entra::Endpoint,
 }
 
 impl ClientSecret {
@@ -45,16 +43,14 @@ impl ClientSecret {
         }
         Ok(Self {
             client_id: client_id.trim().to_owned(),
-            tenant_id: tenant_id.trim().to_owned(),
             secret,
-            authority: authority_host.clone(),
-            token_url: entra::token_url(MODE, authority_host, tenant_id.trim())?,
+            endpoint: entra::Endpoint::new(MODE, authority_host, tenant_id)?,
         })
     }
 
     /// The authority host and the configured tenant.
     pub fn authority(&self) -> (&Url, &str) {
-        (&self.authority, &self.tenant_id)
+        self.endpoint.authority()
     }
 
     /// One token request, from `tenant` when given (else the configured one).
@@ -66,15 +62,7 @@ impl ClientSecret {
         tenant: Option<&str>,
         timeout: Duration,
     ) -> Result<AccessToken, AuthError> {
-        // Another tenant (a vault's challenge named it): same authority host, its token URL.
-        let other;
-        let (token_url, tenant) = match tenant.map(str::trim) {
-            Some(t) if !t.eq_ignore_ascii_case(&self.tenant_id) => {
-                other = entra::token_url(MODE, &self.authority, t)?;
-                (&other, t)
-            }
-            _ => (&self.token_url, self.tenant_id.as_str()),
-        };
+        let (token_url, tenant) = self.endpoint.for_tenant(MODE, tenant)?;
         let form = [
             ("client_id", self.client_id.as_str()),
             ("client_secret", self.secret.expose().trim()),
@@ -85,7 +73,7 @@ impl ClientSecret {
             MODE,
             client,
             limit,
-            token_url,
+            &token_url,
             &form,
             timeout,
             |status, error| self.explain(status, error, tenant),
@@ -95,7 +83,9 @@ impl ClientSecret {
 
     fn explain(&self, status: u16, error: &entra::EntraError, tenant: &str) -> String {
         let code = error.code();
-        if let Some(m) = entra::common_message(code, &self.client_id, tenant, &self.authority) {
+        if let Some(m) =
+            entra::common_message(code, &self.client_id, tenant, self.endpoint.authority().0)
+        {
             return m;
         }
         match code {

@@ -2,6 +2,7 @@
 //! §3) shared by the workload identity and client secret flows, and the translation of its
 //! AADSTS errors into messages that say what to fix.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -9,6 +10,51 @@ use url::Url;
 
 use super::{AccessToken, AuthError, exchange};
 use crate::secret::SecretString;
+
+/// Where a credential asks for tokens: the authority host, the configured tenant and its
+/// token URL.
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    authority: Url,
+    tenant_id: String,
+    token_url: Url,
+}
+
+impl Endpoint {
+    /// Checks `tenant_id` and the authority host (see [`token_url`]).
+    pub(crate) fn new(
+        mode: &'static str,
+        authority_host: &Url,
+        tenant_id: &str,
+    ) -> Result<Self, AuthError> {
+        let tenant_id = tenant_id.trim();
+        Ok(Self {
+            token_url: token_url(mode, authority_host, tenant_id)?,
+            authority: authority_host.clone(),
+            tenant_id: tenant_id.to_owned(),
+        })
+    }
+
+    /// The authority host and the configured tenant.
+    pub(crate) fn authority(&self) -> (&Url, &str) {
+        (&self.authority, &self.tenant_id)
+    }
+
+    /// The token URL and tenant of one request: `asked`, a tenant a vault's challenge named,
+    /// at the same authority host (its own token URL), or else the configured ones.
+    pub(crate) fn for_tenant<'a>(
+        &'a self,
+        mode: &'static str,
+        asked: Option<&'a str>,
+    ) -> Result<(Cow<'a, Url>, &'a str), AuthError> {
+        match asked.map(str::trim) {
+            Some(t) if !t.eq_ignore_ascii_case(&self.tenant_id) => {
+                Ok((Cow::Owned(token_url(mode, &self.authority, t)?), t))
+            }
+            _ => Ok((Cow::Borrowed(&self.token_url), &self.tenant_id)),
+        }
+    }
+}
 
 /// Builds the token URL, keeping any path of the authority host (the emulator serves at its
 /// root, and so does Entra). The tenant may be a GUID or a domain only.

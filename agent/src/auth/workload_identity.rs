@@ -22,10 +22,8 @@ const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 #[derive(Debug)]
 pub struct WorkloadIdentity {
     client_id: String,
-    tenant_id: String,
     token_file: PathBuf,
-    authority: Url,
-    token_url: Url,
+    endpoint: entra::Endpoint,
 }
 
 impl WorkloadIdentity {
@@ -44,10 +42,8 @@ impl WorkloadIdentity {
         }
         Ok(Self {
             client_id: client_id.trim().to_owned(),
-            tenant_id: tenant_id.trim().to_owned(),
             token_file: token_file.to_owned(),
-            authority: authority_host.clone(),
-            token_url: entra::token_url(MODE, authority_host, tenant_id.trim())?,
+            endpoint: entra::Endpoint::new(MODE, authority_host, tenant_id)?,
         })
     }
 
@@ -76,7 +72,7 @@ impl WorkloadIdentity {
 
     /// The authority host and the configured tenant.
     pub fn authority(&self) -> (&Url, &str) {
-        (&self.authority, &self.tenant_id)
+        self.endpoint.authority()
     }
 
     /// One exchange, with `tenant` when given (else the configured one).
@@ -88,15 +84,7 @@ impl WorkloadIdentity {
         tenant: Option<&str>,
         timeout: Duration,
     ) -> Result<AccessToken, AuthError> {
-        // Another tenant (a vault's challenge named it): same authority host, its token URL.
-        let other;
-        let (token_url, tenant) = match tenant.map(str::trim) {
-            Some(t) if !t.eq_ignore_ascii_case(&self.tenant_id) => {
-                other = entra::token_url(MODE, &self.authority, t)?;
-                (&other, t)
-            }
-            _ => (&self.token_url, self.tenant_id.as_str()),
-        };
+        let (token_url, tenant) = self.endpoint.for_tenant(MODE, tenant)?;
         let assertion = self.read_assertion().await?;
         let form = [
             ("client_assertion", assertion.expose()),
@@ -109,7 +97,7 @@ impl WorkloadIdentity {
             MODE,
             client,
             limit,
-            token_url,
+            &token_url,
             &form,
             timeout,
             |status, error| self.explain(status, error, &assertion, tenant),
@@ -125,7 +113,9 @@ impl WorkloadIdentity {
         tenant: &str,
     ) -> String {
         let code = error.code();
-        if let Some(m) = entra::common_message(code, &self.client_id, tenant, &self.authority) {
+        if let Some(m) =
+            entra::common_message(code, &self.client_id, tenant, self.endpoint.authority().0)
+        {
             return m;
         }
         let claims = Claims::peek(assertion.expose());

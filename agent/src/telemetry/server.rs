@@ -538,6 +538,25 @@ mod tests {
         (addr, stats, task)
     }
 
+    /// One keep-alive request answered 200, then the server closing the connection (within
+    /// [`BOUND`]) while it waits for the next; the server's stats afterwards.
+    async fn answered_then_closed(limits: Limits) -> Arc<ConnStats> {
+        let (addr, stats, task) = start(limits).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        let rest = tokio::time::timeout(BOUND, s.read(&mut buf))
+            .await
+            .expect("keep-alive connection never closed");
+        assert!(matches!(rest, Ok(0) | Err(_)), "{rest:?}");
+        task.abort();
+        stats
+    }
+
     /// One request on a fresh connection; (status, body).
     async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
         let mut s = TcpStream::connect(addr).await.unwrap();
@@ -681,21 +700,9 @@ mod tests {
             idle_timeout: Duration::from_millis(200),
             ..Limits::default()
         };
-        let (addr, stats, task) = start(limits).await;
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut buf = vec![0u8; 4096];
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
         // Keep-alive: the connection stays until the idle timeout closes it.
-        let rest = tokio::time::timeout(BOUND, s.read(&mut buf))
-            .await
-            .expect("idle connection never closed");
-        assert!(matches!(rest, Ok(0) | Err(_)), "{rest:?}");
+        let stats = answered_then_closed(limits).await;
         assert_eq!(stats.timed_out(), 1);
-        task.abort();
     }
 
     // reference: docs/threat-model.md rule 6 (the header timeout also bounds keep-alive waits)
@@ -706,24 +713,12 @@ mod tests {
             idle_timeout: Duration::from_secs(3600),
             ..Limits::default()
         };
-        let (addr, stats, task) = start(limits).await;
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut buf = vec![0u8; 4096];
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
-        let rest = tokio::time::timeout(BOUND, s.read(&mut buf))
-            .await
-            .expect("keep-alive connection never closed");
-        assert!(matches!(rest, Ok(0) | Err(_)), "{rest:?}");
+        let stats = answered_then_closed(limits).await;
         assert_eq!(
             stats.timed_out(),
             0,
             "closed by the header timeout, not idle"
         );
-        task.abort();
     }
 
     #[tokio::test]

@@ -1,8 +1,29 @@
 //! Shared integration harness: an in-process emulator (TLS, own CA, port 0) with a seed, a
 //! temp output directory, a minted service-account token file, SecretProviderClass files,
 //! runners for `run_once` in-process and for the built binary with a clean environment, and
-//! a log capture to prove no secret reaches a log line.
+//! a log capture to prove no secret reaches a log line, an in-process sidecar with its
+//! health server ([`running`]) and [`eventually!`] to await a condition.
 #![allow(dead_code)]
+
+/// Polls `cond` every 20 ms until it holds (a condition, not a sleep-for-time), failing
+/// after `secs` seconds. A macro so that `cond` may `.await` and borrow freely.
+macro_rules! eventually {
+    ($secs:expr, $what:expr, $cond:expr) => {{
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs($secs);
+        loop {
+            if $cond {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("timed out waiting for {}", $what);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }};
+}
+
+pub mod running;
+pub use running::{RunningSidecar, http_get};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +32,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keyvault_agent::config::{Env, NotifySettings, Settings};
+use keyvault_agent::sync::Syncer;
+use keyvault_agent::telemetry::metrics::Metrics;
 use keyvault_emulator::Emulator;
 use tempfile::TempDir;
 
@@ -40,8 +63,11 @@ pub const DB_V2: &str = "0000000000000000000000000000000b";
 /// Latest version.
 pub const DB_V3: &str = "0000000000000000000000000000000c";
 
-/// The full seed: [`SEED_LIGHT`] plus keys and certificates (key generation makes it slower).
-pub const SEED: &str = r#"
+// The seeds share their secrets and identities; `concat!` takes only literals, so the
+// parts are macros.
+macro_rules! seed_secrets {
+    () => {
+        r#"
 vaults:
   - name: demo
     secrets:
@@ -52,8 +78,6 @@ vaults:
           - { value: "s3cr3t-db-password-value", content_type: text/plain, created: 1700000200, version: "0000000000000000000000000000000c" }
       - name: api-key
         value: "api-key-value-0xfeed"
-      - name: hex-blob
-        value: "68656c6c6f"
       - name: many
         versions:
           - { value: "many-0", created: 1700000000 }
@@ -63,6 +87,39 @@ vaults:
       - name: off
         versions:
           - { value: "disabled-value", enabled: false }
+"#
+    };
+}
+
+macro_rules! seed_identities {
+    () => {
+        r#"identities:
+  - name: app
+    client_id: 11111111-1111-1111-1111-111111111111
+    federated_credentials:
+      - { subject: "system:serviceaccount:default:app", audience: api://AzureADTokenExchange }
+    access: all
+  - name: sp
+    client_id: 22222222-2222-2222-2222-222222222222
+    client_secret: dev-client-secret-value-9f8e7d
+    access: all
+  - name: node
+    client_id: 33333333-3333-3333-3333-333333333333
+    managed_identity: user_assigned
+    access: all
+  - name: limited
+    client_id: 44444444-4444-4444-4444-444444444444
+    client_secret: limited-secret
+    access: ["demo/secrets/db-password"]
+"#
+    };
+}
+
+/// The full seed: [`SEED_LIGHT`] plus keys and certificates (key generation makes it slower).
+pub const SEED: &str = concat!(
+    seed_secrets!(),
+    r#"      - name: hex-blob
+        value: "68656c6c6f"
     keys:
       - { name: rsa-key, kty: RSA, size: 2048 }
       - { name: ec-key, kty: EC, curve: P-256 }
@@ -71,66 +128,12 @@ vaults:
         generate: { subject: "CN=web.demo.local", content_type: application/x-pkcs12 }
       - name: web-pem
         generate: { subject: "CN=pem.demo.local", content_type: application/x-pem-file }
-identities:
-  - name: app
-    client_id: 11111111-1111-1111-1111-111111111111
-    federated_credentials:
-      - { subject: "system:serviceaccount:default:app", audience: api://AzureADTokenExchange }
-    access: all
-  - name: sp
-    client_id: 22222222-2222-2222-2222-222222222222
-    client_secret: dev-client-secret-value-9f8e7d
-    access: all
-  - name: node
-    client_id: 33333333-3333-3333-3333-333333333333
-    managed_identity: user_assigned
-    access: all
-  - name: limited
-    client_id: 44444444-4444-4444-4444-444444444444
-    client_secret: limited-secret
-    access: ["demo/secrets/db-password"]
-"#;
+"#,
+    seed_identities!()
+);
 
 /// The default seed: secrets only (fast to start), one identity per mode.
-pub const SEED_LIGHT: &str = r#"
-vaults:
-  - name: demo
-    secrets:
-      - name: db-password
-        versions:
-          - { value: "old-db-password-value", created: 1700000000, version: "0000000000000000000000000000000a" }
-          - { value: "disabled-db-password-value", created: 1700000100, enabled: false, version: "0000000000000000000000000000000b" }
-          - { value: "s3cr3t-db-password-value", content_type: text/plain, created: 1700000200, version: "0000000000000000000000000000000c" }
-      - name: api-key
-        value: "api-key-value-0xfeed"
-      - name: many
-        versions:
-          - { value: "many-0", created: 1700000000 }
-          - { value: "many-3", created: 1700000003 }
-          - { value: "many-1", created: 1700000001 }
-          - { value: "many-2", created: 1700000002 }
-      - name: off
-        versions:
-          - { value: "disabled-value", enabled: false }
-identities:
-  - name: app
-    client_id: 11111111-1111-1111-1111-111111111111
-    federated_credentials:
-      - { subject: "system:serviceaccount:default:app", audience: api://AzureADTokenExchange }
-    access: all
-  - name: sp
-    client_id: 22222222-2222-2222-2222-222222222222
-    client_secret: dev-client-secret-value-9f8e7d
-    access: all
-  - name: node
-    client_id: 33333333-3333-3333-3333-333333333333
-    managed_identity: user_assigned
-    access: all
-  - name: limited
-    client_id: 44444444-4444-4444-4444-444444444444
-    client_secret: limited-secret
-    access: ["demo/secrets/db-password"]
-"#;
+pub const SEED_LIGHT: &str = concat!(seed_secrets!(), seed_identities!());
 
 /// One test's world: emulator, temp dir, output dir, token file.
 pub struct Harness {
@@ -293,6 +296,11 @@ impl Harness {
         ]
     }
 
+    /// The client-secret environment of [`SP_CLIENT_ID`], the identity most tests use.
+    pub fn sp(&self) -> Vec<(String, String)> {
+        self.sp_env(SP_CLIENT_ID, SP_SECRET)
+    }
+
     /// An [`Env`] from pairs.
     pub fn env(pairs: &[(String, String)]) -> Env {
         Env(pairs.iter().cloned().collect())
@@ -307,9 +315,42 @@ impl Harness {
         keyvault_agent::run_once(self.settings(config), Self::env(env)).await
     }
 
-    /// Runs the built binary with exactly `env` (plus `SSL_CERT_FILE` for the emulator's CA
-    /// and `KEYVAULT_AGENT_IMDS_ENDPOINT`) and `args`.
-    pub fn run_binary(&self, args: &[&str], env: &[(String, String)]) -> Output {
+    /// `--once` in-process with `settings` as the [`Harness::sp`] identity.
+    pub async fn run_once_with(
+        &self,
+        settings: Settings,
+    ) -> Result<keyvault_agent::sync::SyncReport, keyvault_agent::error::Error> {
+        keyvault_agent::run_once(settings, Self::env(&self.sp())).await
+    }
+
+    /// The sidecar's unit of work for `settings` as the [`Harness::sp`] identity, and its
+    /// metrics registry.
+    pub fn syncer(&self, settings: &Settings) -> (Syncer, Arc<Metrics>) {
+        let plan = keyvault_agent::config::load(settings, &Self::env(&self.sp())).unwrap();
+        let metrics = Metrics::new();
+        (
+            Syncer::new(plan, settings, metrics.clone()).unwrap(),
+            metrics,
+        )
+    }
+
+    /// The real sidecar loop in-process for `settings` as the [`Harness::sp`] identity:
+    /// refreshing every 200 ms without jitter, health server on a loopback port 0.
+    pub async fn start_sidecar(&self, settings: Settings) -> RunningSidecar {
+        let mut settings = settings;
+        settings.interval = Duration::from_millis(200);
+        settings.jitter = 0.0;
+        settings.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        RunningSidecar::start(keyvault_agent::refresh::Sidecar::new(
+            settings,
+            Self::env(&self.sp()),
+        ))
+        .await
+    }
+
+    /// The built binary with a clean environment but for `SSL_CERT_FILE` (the emulator's
+    /// CA) and `KEYVAULT_AGENT_IMDS_ENDPOINT`, and `args`.
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyvault-agent"));
         cmd.env_clear()
             .env("SSL_CERT_FILE", self.emu.ca_file())
@@ -318,10 +359,27 @@ impl Harness {
                 self.emu.imds_endpoint().to_string(),
             )
             .args(args);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.output().expect("run keyvault-agent")
+        cmd
+    }
+
+    /// Runs the built binary ([`Harness::command`]) with `env` added.
+    pub fn run_binary(&self, args: &[&str], env: &[(String, String)]) -> Output {
+        self.command(args)
+            .envs(env.iter().cloned())
+            .output()
+            .expect("run keyvault-agent")
+    }
+
+    /// Writes `text` to `name` in the temp dir (a template, a script); returns its path.
+    pub fn write_file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.tmp.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// The published `..status.json`.
+    pub fn manifest(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.dir.join("..status.json")).unwrap()).unwrap()
     }
 
     /// Every regular file visible through the target dir's top-level names (following the
@@ -341,6 +399,16 @@ impl Harness {
             panic!("{rel}: {e}");
         }))
         .unwrap()
+    }
+
+    /// The permission bits (`& 0o777`) of one published file.
+    pub fn mode(&self, rel: &str) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(self.dir.join(rel))
+            .unwrap_or_else(|e| panic!("{rel}: {e}"))
+            .permissions()
+            .mode()
+            & 0o777
     }
 
     /// A full listing of the target dir (names, link targets, file bytes) to prove it was

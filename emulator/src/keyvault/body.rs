@@ -64,6 +64,15 @@ pub(super) fn attrs_json(a: &Attributes, exportable: Option<bool>) -> Value {
     Value::Object(m)
 }
 
+/// The `attributes` and `tags` of a new object's body, over the defaults of one made now.
+pub(super) fn new_attrs_and_tags(
+    v: &Value,
+) -> Result<(Attributes, BTreeMap<String, String>), Response> {
+    let mut attrs = Attributes::new_now();
+    apply_attrs(&mut attrs, v)?;
+    Ok((attrs, tags_from(v)?.unwrap_or_default()))
+}
+
 pub(super) fn apply_attrs(a: &mut Attributes, v: &Value) -> Result<(), Response> {
     let Some(attrs) = v.get("attributes").filter(|x| !x.is_null()) else {
         return Ok(());

@@ -9,13 +9,25 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use super::body::{apply_attrs, attrs_json, insert_tags, parse_body, tags_from, valid_name};
-use super::errors::{bad, error, json_response, not_found};
+use super::body::{
+    apply_attrs, attrs_json, insert_tags, new_attrs_and_tags, parse_body, tags_from,
+};
+use super::errors::{bad, error, internal, json_response, not_found};
 use super::{Ctx, R};
 use crate::material::{self, CertMaterial, Curve, MaterialError};
 use crate::state::lock;
-use crate::store::{self, Attributes, CertVersion, NewCertificate};
+use crate::store::{self, CertVersion, NewCertificate};
 use crate::util::now;
+
+/// Refuses a backing-secret content type other than PFX or PEM.
+fn supported_content_type(content_type: &str) -> Result<(), Response> {
+    if content_type != store::PEM && content_type != store::PKCS12 {
+        return Err(bad(&format!(
+            "Content type {content_type} is not supported: use application/x-pkcs12 or application/x-pem-file."
+        )));
+    }
+    Ok(())
+}
 
 impl Ctx {
     fn policy_json(&self, name: &str, c: &CertVersion) -> Value {
@@ -115,14 +127,7 @@ impl Ctx {
     }
 
     pub(super) async fn import_cert(&self, name: &str, body: &Bytes) -> R {
-        if !valid_name(name) {
-            return Err(bad(&format!(
-                "The request URI contains an invalid name: {name}."
-            )));
-        }
-        self.require("certificates", Some(name), "import/action")?;
-        self.conflict_if_deleted("certificates", name)?;
-        let b = parse_body(body)?;
+        let b = self.create_body("certificates", name, "import/action", body)?;
         let value = b
             .get("value")
             .and_then(Value::as_str)
@@ -149,14 +154,8 @@ impl Ctx {
         let is_pem = value.trim_start().starts_with("-----BEGIN");
         let content_type = policy_ct
             .unwrap_or_else(|| if is_pem { store::PEM } else { store::PKCS12 }.to_string());
-        if content_type != store::PEM && content_type != store::PKCS12 {
-            return Err(bad(&format!(
-                "Content type {content_type} is not supported: use application/x-pkcs12 or application/x-pem-file."
-            )));
-        }
-        let mut attrs = Attributes::new_now();
-        apply_attrs(&mut attrs, &b)?;
-        let tags = tags_from(&b)?.unwrap_or_default();
+        supported_content_type(&content_type)?;
+        let (attrs, tags) = new_attrs_and_tags(&b)?;
         let material = tokio::task::spawn_blocking(move || -> Result<CertMaterial, String> {
             // A key belonging to no certificate is a content error, not a format error.
             let mismatch = |e: &MaterialError| {
@@ -177,7 +176,7 @@ impl Ctx {
             }
         })
         .await
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", &e.to_string(), None))?
+        .map_err(internal)?
         .map_err(|m| bad(&m))?;
         let new = NewCertificate {
             material,
@@ -203,14 +202,7 @@ impl Ctx {
                 .and_then(|v| v.add_certificate(&n, new).map_err(|e| e.to_string()))
         })
         .await
-        .map_err(|e| {
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalServerError",
-                &e.to_string(),
-                None,
-            )
-        })?
+        .map_err(internal)?
         .map_err(|m| bad(&m))
     }
 
@@ -229,14 +221,7 @@ impl Ctx {
     }
 
     pub(super) async fn create_cert(&self, name: &str, body: &Bytes) -> R {
-        if !valid_name(name) {
-            return Err(bad(&format!(
-                "The request URI contains an invalid name: {name}."
-            )));
-        }
-        self.require("certificates", Some(name), "create/action")?;
-        self.conflict_if_deleted("certificates", name)?;
-        let b = parse_body(body)?;
+        let b = self.create_body("certificates", name, "create/action", body)?;
         let policy = b.get("policy").cloned().unwrap_or(Value::Null);
         let issuer = policy
             .pointer("/issuer/name")
@@ -300,14 +285,8 @@ impl Ctx {
             .and_then(Value::as_str)
             .unwrap_or(store::PKCS12)
             .to_string();
-        if content_type != store::PEM && content_type != store::PKCS12 {
-            return Err(bad(&format!(
-                "Content type {content_type} is not supported: use application/x-pkcs12 or application/x-pem-file."
-            )));
-        }
-        let mut attrs = Attributes::new_now();
-        apply_attrs(&mut attrs, &b)?;
-        let tags = tags_from(&b)?.unwrap_or_default();
+        supported_content_type(&content_type)?;
+        let (attrs, tags) = new_attrs_and_tags(&b)?;
         let spec = material::GenerateSpec {
             subject,
             dns_names,
@@ -319,14 +298,7 @@ impl Ctx {
         let material =
             tokio::task::spawn_blocking(move || material::generate_certificate(&spec, None))
                 .await
-                .map_err(|e| {
-                    error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "InternalServerError",
-                        &e.to_string(),
-                        None,
-                    )
-                })?
+                .map_err(internal)?
                 .map_err(|e| bad(&format!("The certificate policy cannot be satisfied: {e}.")))?;
         let new = NewCertificate {
             material,

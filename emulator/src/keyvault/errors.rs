@@ -34,6 +34,16 @@ pub(super) fn error(
     json_response(status, &json!({ "error": e }))
 }
 
+/// A 500 for a failure of the emulator itself (a blocking task that did not finish).
+pub(super) fn internal(e: impl std::fmt::Display) -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalServerError",
+        &e.to_string(),
+        None,
+    )
+}
+
 /// The Key Vault error a fault with `status` answers with.
 pub(crate) fn fault_error(status: u16, retry_after: Option<u64>) -> Response {
     let st = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -5,8 +5,10 @@ use axum::body::Bytes;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::body::{apply_attrs, attrs_json, insert_tags, parse_body, tags_from, valid_name};
-use super::errors::{bad, error, json_response, not_found};
+use super::body::{
+    apply_attrs, attrs_json, insert_tags, new_attrs_and_tags, parse_body, tags_from,
+};
+use super::errors::{bad, error, internal, json_response, not_found};
 use super::{Ctx, R};
 use crate::material::{self, Curve};
 use crate::store::{Attributes, KeyVersion, default_key_ops, public_jwk};
@@ -75,14 +77,7 @@ impl Ctx {
     }
 
     pub(super) async fn create_key(&self, name: &str, body: &Bytes) -> R {
-        if !valid_name(name) {
-            return Err(bad(&format!(
-                "The request URI contains an invalid name: {name}."
-            )));
-        }
-        self.require("keys", Some(name), "create/action")?;
-        self.conflict_if_deleted("keys", name)?;
-        let b = parse_body(body)?;
+        let b = self.create_body("keys", name, "create/action", body)?;
         let kty = b
             .get("kty")
             .and_then(Value::as_str)
@@ -112,64 +107,29 @@ impl Ctx {
                 )));
             }
         };
-        let mut attrs = Attributes::new_now();
-        apply_attrs(&mut attrs, &b)?;
-        let tags = tags_from(&b)?.unwrap_or_default();
+        let (attrs, tags) = new_attrs_and_tags(&b)?;
         let key_ops = key_ops_from(&b, &kty);
         let material = tokio::task::spawn_blocking(move || match spec {
             KeySpec::Rsa(bits) => material::generate_rsa(bits),
             KeySpec::Ec(c) => material::generate_ec(c),
         })
         .await
-        .map_err(|e| {
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalServerError",
-                &e.to_string(),
-                None,
-            )
-        })?
-        .map_err(|e| {
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalServerError",
-                &e.to_string(),
-                None,
-            )
-        })?;
+        .map_err(internal)?
+        .map_err(internal)?;
         let mut jwk = material.public_jwk;
         jwk.insert("kty".into(), json!(kty));
-        let k = KeyVersion {
-            version: crate::util::new_version(),
-            jwk,
-            key_ops,
-            attrs,
-            tags,
-            managed: false,
-            exportable: false,
-        };
-        self.with_vault_mut(|v| v.add_key(name, k.clone()));
-        Ok(json_response(StatusCode::OK, &self.key_bundle(name, &k)))
+        self.add_key(name, jwk, key_ops, attrs, tags)
     }
 
     pub(super) fn import_key(&self, name: &str, body: &Bytes) -> R {
-        if !valid_name(name) {
-            return Err(bad(&format!(
-                "The request URI contains an invalid name: {name}."
-            )));
-        }
-        self.require("keys", Some(name), "import/action")?;
-        self.conflict_if_deleted("keys", name)?;
-        let b = parse_body(body)?;
+        let b = self.create_body("keys", name, "import/action", body)?;
         let jwk = b
             .get("key")
             .and_then(Value::as_object)
             .ok_or_else(|| bad("The body must have a JSON Web Key in 'key'."))?;
         let public = public_jwk(jwk).map_err(|m| bad(&m))?;
         let kty = public["kty"].as_str().unwrap_or_default().to_string();
-        let mut attrs = Attributes::new_now();
-        apply_attrs(&mut attrs, &b)?;
-        let tags = tags_from(&b)?.unwrap_or_default();
+        let (attrs, tags) = new_attrs_and_tags(&b)?;
         let key_ops = match jwk.get("key_ops").and_then(Value::as_array) {
             Some(ops) => ops
                 .iter()
@@ -177,9 +137,21 @@ impl Ctx {
                 .collect(),
             None => default_key_ops(&kty),
         };
+        self.add_key(name, public, key_ops, attrs, tags)
+    }
+
+    /// Stores a new (unmanaged, not exportable) version of key `name`; answers its bundle.
+    fn add_key(
+        &self,
+        name: &str,
+        jwk: serde_json::Map<String, Value>,
+        key_ops: Vec<String>,
+        attrs: Attributes,
+        tags: std::collections::BTreeMap<String, String>,
+    ) -> R {
         let k = KeyVersion {
             version: crate::util::new_version(),
-            jwk: public,
+            jwk,
             key_ops,
             attrs,
             tags,

@@ -267,6 +267,25 @@ impl Ctx {
         f(v)
     }
 
+    /// The checks every create or import of a `kind` object makes, in the service's order
+    /// (the name, the caller's permission `op`, a deleted namesake), then the parsed body.
+    fn create_body(
+        &self,
+        kind: &str,
+        name: &str,
+        op: &str,
+        body: &axum::body::Bytes,
+    ) -> Result<serde_json::Value, Response> {
+        if !body::valid_name(name) {
+            return Err(errors::bad(&format!(
+                "The request URI contains an invalid name: {name}."
+            )));
+        }
+        self.require(kind, Some(name), op)?;
+        self.conflict_if_deleted(kind, name)?;
+        body::parse_body(body)
+    }
+
     fn conflict_if_deleted(&self, kind: &str, name: &str) -> Result<(), Response> {
         if self.with_vault(|v| v.is_deleted(kind, name)) {
             return Err(error(

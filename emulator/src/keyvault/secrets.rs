@@ -6,10 +6,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::body::{apply_attrs, attrs_json, insert_tags, parse_body, tags_from, valid_name};
+use super::body::{
+    apply_attrs, attrs_json, insert_tags, new_attrs_and_tags, parse_body, tags_from, valid_name,
+};
 use super::errors::{bad, error, json_response, not_found};
 use super::{Ctx, R};
-use crate::store::{self, Attributes, SecretVersion};
+use crate::store::{self, SecretVersion};
 use crate::util::now;
 
 impl Ctx {
@@ -130,9 +132,7 @@ impl Ctx {
             .get("contentType")
             .and_then(Value::as_str)
             .map(str::to_string);
-        let mut attrs = Attributes::new_now();
-        apply_attrs(&mut attrs, &b)?;
-        let tags = tags_from(&b)?.unwrap_or_default();
+        let (attrs, tags) = new_attrs_and_tags(&b)?;
         let v = self
             .with_vault_mut(|vault| {
                 vault.set_secret(name, value.clone(), content_type, attrs, tags, None)
