@@ -236,6 +236,13 @@ pub struct Counts {
     /// All requests answered 429 by the throttle.
     #[serde(default)]
     pub throttled_total: u64,
+    /// Counted requests being answered now (injected latency included).
+    #[serde(default)]
+    pub in_flight: u64,
+    /// The most counted requests answered at once since the last reset: how parallel a
+    /// client is, read without timing it.
+    #[serde(default)]
+    pub peak_in_flight: u64,
 }
 
 impl Counts {
@@ -281,6 +288,20 @@ impl Counts {
         } else {
             self.throttled.get(&route).copied().unwrap_or(0)
         }
+    }
+
+    /// Requests answered at once, at most, since the last reset.
+    pub fn peak_in_flight(&self) -> u64 {
+        self.peak_in_flight
+    }
+
+    pub(crate) fn enter(&mut self) {
+        self.in_flight = self.in_flight.saturating_add(1);
+        self.peak_in_flight = self.peak_in_flight.max(self.in_flight);
+    }
+
+    pub(crate) fn leave(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
     }
 
     pub(crate) fn count_throttled(&mut self, route: Route) {

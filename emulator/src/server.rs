@@ -37,6 +37,15 @@ impl std::fmt::Display for DropConnection {
 
 impl std::error::Error for DropConnection {}
 
+/// Leaves the in-flight count when dropped.
+struct InFlight(Arc<Shared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        lock(&self.0.counts).leave();
+    }
+}
+
 async fn handle(
     app: Router,
     shared: Arc<Shared>,
@@ -48,6 +57,9 @@ async fn handle(
     if !(path == "/admin" || path.starts_with("/admin/")) {
         let route = Route::classify(req.method(), &path);
         lock(&shared.counts).count_route(route);
+        // Until this request is answered (any return below, or the connection going away).
+        lock(&shared.counts).enter();
+        let _answering = InFlight(shared.clone());
         let decision = lock(&shared.faults).decide(route);
         if !decision.latency.is_zero() {
             tokio::time::sleep(decision.latency).await;

@@ -202,7 +202,11 @@ async fn issuer_discovery_and_jwks_verify_minted_tokens() {
     assert_eq!(jwk["kty"], "RSA");
     let claims = part(1);
     assert_eq!(claims["iss"], doc["issuer"]);
-    assert_eq!(claims["aud"], AUD);
+    assert_eq!(
+        claims["aud"],
+        serde_json::json!([AUD]),
+        "kubelet tokens carry aud as a list"
+    );
     assert_eq!(claims["sub"], SA);
     assert_eq!(claims["kubernetes.io"]["namespace"], "default");
 }
