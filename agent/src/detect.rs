@@ -119,8 +119,10 @@ pub fn step(n_latest: usize, pages: Option<Pages>, have_cache: bool) -> Step {
 }
 
 type PinKey = (String, ObjectType, String, String);
-/// One vault's latest objects by (type, lowercase name).
-type LatestByObject = HashMap<(ObjectType, String), Latest>;
+/// One vault's latest objects by (type, lowercase name). Boxed: a hash table keeps an eighth
+/// or more of its slots empty, and an empty slot of a boxed entry costs a pointer, not a
+/// whole entry (issue 10 item 6).
+type LatestByObject = HashMap<(ObjectType, String), Box<Latest>>;
 
 /// Fetched objects kept between cycles and across reloads.
 #[derive(Debug, Default)]
@@ -183,7 +185,7 @@ impl FetchCache {
         lock(&self.latest)
             .get(vault)?
             .get(&(t, name.to_ascii_lowercase()))
-            .cloned()
+            .map(|l| Latest::clone(l))
     }
 
     /// Whether any of `names` (latest objects of type `t`) has been fetched before.
@@ -200,7 +202,7 @@ impl FetchCache {
         lock(&self.latest)
             .entry(vault.to_owned())
             .or_default()
-            .insert((t, name.to_ascii_lowercase()), latest);
+            .insert((t, name.to_ascii_lowercase()), Box::new(latest));
     }
 
     /// Forgets every object of other vaults or not in `latest`/`pinned` (objects that left
@@ -213,13 +215,24 @@ impl FetchCache {
     ) {
         let mut by_vault = lock(&self.latest);
         by_vault.retain(|v, _| v == vault);
-        if let Some(objects) = by_vault.get_mut(vault) {
-            objects.retain(|key, _| latest.contains(key));
-        }
+        let objects = by_vault.entry(vault.to_owned()).or_default();
+        objects.retain(|key, _| latest.contains(key));
+        // Room for the whole plan at once: growing by doubling leaves each outgrown table
+        // behind as a fragment. A smaller plan gives the rest back.
+        objects.shrink_to(latest.len());
+        objects.reserve(latest.len().saturating_sub(objects.len()));
         drop(by_vault);
         lock(&self.pinned).retain(|(v, t, n, ver), _| {
             v == vault && pinned.contains(&(*t, n.clone(), ver.clone()))
         });
+    }
+
+    /// How many latest objects of `vault` are cached, and room for how many without growing
+    /// the table.
+    pub fn latest_len(&self, vault: &str) -> (usize, usize) {
+        lock(&self.latest)
+            .get(vault)
+            .map_or((0, 0), |m| (m.len(), m.capacity()))
     }
 
     /// Pages a listing of `t` took last time.
@@ -278,6 +291,34 @@ mod tests {
         assert!(c.latest("v2", ObjectType::Secret, "keep").is_none());
         assert!(c.pinned("v1", ObjectType::Key, "k", "1").is_none());
         assert!(c.pinned("v1", ObjectType::Key, "k", "2").is_some());
+    }
+
+    // reference: issue 10 item 6 (memory follows the plan: the table is sized for the plan's
+    // latest objects once, and a syncer that never lists, like `--once`, keeps none)
+    #[test]
+    fn the_latest_table_is_sized_for_the_plan_once_and_empty_without_listing() {
+        let c = FetchCache::default();
+        let plan: HashSet<(ObjectType, String)> = (0..5000)
+            .map(|i| (ObjectType::Secret, format!("s{i}")))
+            .collect();
+        c.retain("v", &plan, &HashSet::new());
+        let (len, room) = c.latest_len("v");
+        assert_eq!(len, 0);
+        assert!(room >= 5000, "room for {room}");
+        let l = Latest {
+            fetched: Arc::new(Fetched::Secret(SecretBundle::default())),
+            at: 1,
+            fingerprint: Fingerprint::default(),
+            sent_at: 1,
+        };
+        for (_, name) in &plan {
+            c.put_latest("v", ObjectType::Secret, name, l.clone());
+        }
+        // Filled without growing: no outgrown table was left behind.
+        assert_eq!(c.latest_len("v"), (5000, room));
+        // No listing (`--once`, `--change-detection get`): the plan's latest set is empty.
+        c.retain("v", &HashSet::new(), &HashSet::new());
+        assert_eq!(c.latest_len("v"), (0, 0));
     }
 
     #[test]

@@ -185,6 +185,33 @@ pub struct Syncer {
     validate: ValidateMode,
 }
 
+/// Runs the publish (blocking file I/O) where it does not stall the runtime. On a
+/// multi-thread runtime that is in place ([`tokio::task::block_in_place`]: the sidecar's
+/// loop runs in `block_on` on the main thread, so nothing else waits for it): the thread that
+/// built the set is the one that frees it, and glibc keeps one arena per thread, so a blocking
+/// thread of its own kept megabytes of fragments between cycles (issue 10 item 6). A
+/// current-thread runtime (unit tests) cannot block in place: a blocking thread there.
+async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, SyncError> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+        // A panic is a bug reported as one, as from a blocking task (threat-model rule 10).
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tokio::task::block_in_place(f)
+        }))
+        .map_err(|_| {
+            SyncError::Internal(
+                "the writer task panicked; the previously published set is intact".to_owned(),
+            )
+        })
+    } else {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(SyncError::writer_task)
+    }
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -482,12 +509,10 @@ impl Syncer {
         let vault = self.plan.vault_name.clone();
         let dir = || self.writer().target_dir().display().to_string();
         let in_manifest = absent.clone();
-        let (outcome, objects) = tokio::task::spawn_blocking(move || {
-            publisher.publish_with_absent(&vault, prepared, in_manifest)
-        })
-        .await
-        .map_err(SyncError::writer_task)?
-        .map_err(|source| SyncError::Write { dir: dir(), source })?;
+        let (outcome, objects) =
+            blocking(move || publisher.publish_with_absent(&vault, prepared, in_manifest))
+                .await?
+                .map_err(|source| SyncError::Write { dir: dir(), source })?;
         Ok(SyncReport {
             outcome,
             objects: Arc::new(objects),
@@ -518,11 +543,13 @@ impl Syncer {
     /// History versions are not pinned by the plan itself, so the pinned cache keeps every
     /// version of a history object.
     fn forget_unplanned(&self) {
+        // Latest objects are cached for change detection by listing only.
+        let listing = self.detection.mode == ChangeDetection::List;
         let latest: HashSet<(ObjectType, String)> = self
             .plan
             .objects
             .iter()
-            .filter(|s| s.version.is_none() && !s.is_history())
+            .filter(|s| listing && s.version.is_none() && !s.is_history())
             .map(|s| (fetch_type(s), s.name.to_ascii_lowercase()))
             .collect();
         let history: HashSet<(ObjectType, &str)> = self
@@ -1108,7 +1135,12 @@ pub async fn run_once(
     let plan = crate::config::load(&settings, &env)?;
     let by_type = counts(&plan);
     let metrics = Metrics::new();
-    let syncer = Syncer::new(plan, &settings, metrics)?;
+    // One cycle: nothing to compare a list with later, so no latest object is kept for it
+    // (at thousands of objects the cache's table is a megabyte; issue 10 item 6).
+    let syncer = Syncer::new(plan, &settings, metrics)?.with_detection(Detection {
+        mode: ChangeDetection::Get,
+        full_sweep_every: settings.full_sweep_every,
+    });
     let report = syncer.sync().await?;
     let changed = matches!(report.outcome, WriteOutcome::Published { .. });
     tracing::info!(
@@ -1195,6 +1227,39 @@ mod tests {
     // the previous set stays (the panic happens before the swap)
     #[tokio::test]
     async fn a_panicking_writer_is_an_internal_error() {
+        a_panicking_writer().await;
+    }
+
+    // reference: docs/threat-model.md rule 10, where the publish runs in place (issue 10 item 6)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_panicking_writer_in_place_is_an_internal_error() {
+        a_panicking_writer().await;
+    }
+
+    // reference: issue 10 item 6 (glibc keeps an arena per allocating thread: the publish
+    // runs on the thread that built the set, where the runtime allows it)
+    #[test]
+    fn the_publish_runs_on_the_calling_thread_of_a_multi_thread_runtime() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let here = std::thread::current().id();
+        let ran_on = rt
+            .block_on(blocking(|| std::thread::current().id()))
+            .unwrap();
+        assert_eq!(ran_on, here);
+        // A current-thread runtime cannot block in place: a blocking thread there.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let ran_on = rt
+            .block_on(blocking(|| std::thread::current().id()))
+            .unwrap();
+        assert_ne!(ran_on, here);
+    }
+
+    async fn a_panicking_writer() {
         let dir = tempfile::tempdir().unwrap();
         let settings = Settings::with_defaults(dir.path().join("spc.yaml"), dir.path());
         let plan = Plan {

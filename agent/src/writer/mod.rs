@@ -268,7 +268,19 @@ struct State {
 /// What is on disk for the current generation, as this writer last saw it.
 struct Published {
     data_dir: String,
-    files: BTreeMap<String, PublishedFile>,
+    /// By path, sorted (built in the payload's order): a vector of exactly the set's size,
+    /// where a tree map took half as much again in node slack (issue 10 item 6).
+    files: Vec<(String, PublishedFile)>,
+}
+
+impl Published {
+    fn file(&self, path: &str) -> Option<&PublishedFile> {
+        self.files
+            .binary_search_by(|(p, _)| p.as_str().cmp(path))
+            .ok()
+            .and_then(|i| self.files.get(i))
+            .map(|(_, f)| f)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -624,6 +636,9 @@ impl AtomicWriter {
                 warn!(error = %e, "cannot fsync the output directory after repairing links");
             }
             if let Some(fd) = &old_dir {
+                // What the compare needed goes before the new record is built: this is the
+                // moment of the cycle's peak memory (issue 10 item 6).
+                drop((same, to_remove, old_entries));
                 state.published = None;
                 state.published = self.remember(fd.as_fd(), &data_dir, &clean, &macs);
             }
@@ -698,15 +713,26 @@ impl AtomicWriter {
         self.stage(Stage::BeforeCollect);
         self.collect_garbage(root, Some(&new_name));
         // Fingerprints last: unlinking the old generation moved the ctime of linked files.
-        // The old record goes first: at thousands of files two records at once are megabytes.
+        // The old record, the compare's maps and the generation's inode list go first: at
+        // thousands of files each is most of a megabyte, and this is the moment of the
+        // cycle's peak memory (issue 10 item 6).
+        let (linked, removed_paths) = (gen_linked(&same, &clean), to_remove.len());
+        drop((same, to_remove, old_entries));
+        let Building {
+            fd: gen_fd,
+            dirs,
+            made,
+            ..
+        } = generation;
+        drop((dirs, made));
         state.published = None;
-        state.published = self.remember(generation.fd.as_fd(), &new_name, &clean, &macs);
+        state.published = self.remember(gen_fd.as_fd(), &new_name, &clean, &macs);
         info!(
             dir = %self.target_dir.display(),
             data_dir = %new_name,
             files = clean.len(),
-            linked = gen_linked(&same, &clean),
-            removed_paths = to_remove.len(),
+            linked,
+            removed_paths,
             removed_links,
             fsync = durable,
             "published a new set"
@@ -944,14 +970,14 @@ impl AtomicWriter {
     /// Payload paths whose published file has the same bytes, mode and owner. A file this
     /// writer published and whose stat is unchanged is trusted without reading it; any
     /// other is read back (an unreadable one is republished rather than trusted).
-    fn unchanged_files(
+    fn unchanged_files<'c>(
         &self,
         old_dir: BorrowedFd<'_>,
-        clean: &BTreeMap<String, &FileProjection>,
+        clean: &'c BTreeMap<String, &FileProjection>,
         macs: &BTreeMap<&str, [u8; 32]>,
         old: &BTreeMap<String, OldEntry>,
         memo: Option<&Published>,
-    ) -> BTreeSet<String> {
+    ) -> BTreeSet<&'c str> {
         let mut parents: BTreeMap<&str, Option<OwnedFd>> = BTreeMap::new();
         let mut same = BTreeSet::new();
         for (path, file) in clean {
@@ -965,11 +991,11 @@ impl AtomicWriter {
             {
                 continue;
             }
-            let remembered = memo.and_then(|m| m.files.get(path)).is_some_and(|p| {
+            let remembered = memo.and_then(|m| m.file(path)).is_some_and(|p| {
                 p.trusted && p.fp == e.fp && Some(&p.mac) == macs.get(path.as_str())
             });
             if remembered {
-                same.insert(path.clone());
+                same.insert(path.as_str());
                 continue;
             }
             let (parent, name) = split_parent(path);
@@ -982,7 +1008,7 @@ impl AtomicWriter {
                 .files_read
                 .fetch_add(1, Ordering::Relaxed);
             if fsops::same_contents(fd.as_fd(), name, file.data.expose()) {
-                same.insert(path.clone());
+                same.insert(path.as_str());
             }
         }
         same
@@ -1002,7 +1028,8 @@ impl AtomicWriter {
             .unwrap_or_default();
         let racy_after = now.saturating_sub(self.racy_window);
         let mut parents: BTreeMap<&str, Option<OwnedFd>> = BTreeMap::new();
-        let mut files = BTreeMap::new();
+        // `clean` iterates in path order: `files` comes out sorted.
+        let mut files = Vec::with_capacity(clean.len());
         for path in clean.keys() {
             let (parent, name) = split_parent(path);
             let fd = parents
@@ -1013,14 +1040,14 @@ impl AtomicWriter {
             let ctime = u64::try_from(fp.ctime.0)
                 .ok()
                 .map(|s| std::time::Duration::new(s, u32::try_from(fp.ctime.1).unwrap_or(0)));
-            files.insert(
+            files.push((
                 path.clone(),
                 PublishedFile {
                     mac: *macs.get(path.as_str())?,
                     fp,
                     trusted: self.racy_window.is_zero() || ctime.is_some_and(|c| c < racy_after),
                 },
-            );
+            ));
         }
         Some(Published {
             data_dir: data_dir.to_owned(),
@@ -1075,7 +1102,7 @@ impl AtomicWriter {
         clean: &BTreeMap<String, &FileProjection>,
         old_dir: Option<&OwnedFd>,
         old: &BTreeMap<String, OldEntry>,
-        same: &BTreeSet<String>,
+        same: &BTreeSet<&str>,
     ) -> Result<(), WriterError> {
         let gen_path = self.path(&generation.name);
         let mut old_parents: BTreeMap<String, Option<OwnedFd>> = BTreeMap::new();
@@ -1405,10 +1432,8 @@ impl AtomicWriter {
 }
 
 /// How many of the new set's files could be linked (for the log line).
-fn gen_linked(same: &BTreeSet<String>, clean: &BTreeMap<String, &FileProjection>) -> usize {
-    same.iter()
-        .filter(|p| clean.contains_key(p.as_str()))
-        .count()
+fn gen_linked(same: &BTreeSet<&str>, clean: &BTreeMap<String, &FileProjection>) -> usize {
+    same.iter().filter(|p| clean.contains_key(**p)).count()
 }
 
 /// `..data/<name>`, the target of a visible link.

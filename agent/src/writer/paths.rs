@@ -92,8 +92,7 @@ pub(crate) fn clean(path: &str) -> String {
 pub(crate) fn validate_payload(
     payload: &Payload,
 ) -> Result<BTreeMap<String, &FileProjection>, WriterError> {
-    let mut clean_payload = BTreeMap::new();
-    let mut origin: BTreeMap<String, &str> = BTreeMap::new();
+    let mut clean_payload: BTreeMap<String, &FileProjection> = BTreeMap::new();
     for (key, file) in payload {
         validate_path(key)?;
         let cleaned = clean(key);
@@ -109,14 +108,22 @@ pub(crate) fn validate_payload(
                 format!("invalid path: must not start with '..': {key}"),
             ));
         }
-        if let Some(first) = origin.get(&cleaned) {
+        if clean_payload.contains_key(&cleaned) {
+            // Which key came first is looked up on this error path only, not kept for every
+            // path (at thousands of files a second map of them is a megabyte; issue 10
+            // item 6).
+            let first = payload
+                .keys()
+                .take_while(|k| *k != key)
+                .find(|k| clean(k) == cleaned)
+                .cloned()
+                .unwrap_or_default();
             return Err(WriterError::DuplicatePath {
-                first: (*first).to_owned(),
+                first,
                 second: key.clone(),
                 clean: cleaned,
             });
         }
-        origin.insert(cleaned.clone(), key);
         clean_payload.insert(cleaned, file);
     }
     Ok(clean_payload)
