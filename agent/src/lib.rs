@@ -8,7 +8,7 @@
 //! ```text
 //! SecretProviderClass ─▶ config ─▶ Plan ─▶ keyvault (with auth) ─▶ convert ─▶ writer
 //!                                                                    │
-//!                                    refresh drives cycles; notifier, telemetry at the edge
+//!                                    sidecar drives cycles; notifier, telemetry at the edge
 //! ```
 //!
 //! - [`cli`]: command-line flags and their environment variables.
@@ -26,7 +26,7 @@
 //! - [`report`]: what a cycle reports (object status, failures) and the exit-code mapping.
 //! - [`metrics`]: Prometheus counters and gauges every layer records into (bounded labels).
 //! - [`publish`]: the one owner of the output directory's writer; payload plus manifest.
-//! - [`refresh`]: the sidecar loop (jittered timer, backoff, reload, readiness).
+//! - [`sidecar`]: the sidecar loop (jittered timer, backoff, reload, readiness).
 //! - [`notifier`]: tells the application that a new set was published.
 //! - [`telemetry`]: logs, the sidecar's status, and the health/status HTTP server.
 //! - [`signal`]: the one place that listens for SIGTERM, SIGINT and SIGHUP.
@@ -55,11 +55,11 @@ pub mod metrics;
 pub mod migrate;
 pub mod notifier;
 pub mod publish;
-pub mod refresh;
 pub mod report;
 pub mod retry;
 pub mod secret;
 pub mod shape;
+pub mod sidecar;
 pub mod signal;
 pub mod sync;
 pub mod telemetry;
@@ -82,5 +82,5 @@ pub async fn run(
     env: Env,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), error::Error> {
-    refresh::run(settings, env, shutdown).await
+    sidecar::run(settings, env, shutdown).await
 }

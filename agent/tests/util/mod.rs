@@ -341,7 +341,7 @@ impl Harness {
         settings.interval = Duration::from_millis(200);
         settings.jitter = 0.0;
         settings.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-        RunningSidecar::start(keyvault_agent::refresh::Sidecar::new(
+        RunningSidecar::start(keyvault_agent::sidecar::Sidecar::new(
             settings,
             Self::env(&self.sp()),
         ))
