@@ -22,7 +22,7 @@
 //! - [`convert`]: pure conversions from Key Vault bundles to file bytes.
 //! - [`files`]: bounded reads of regular files named by flags, environment or config.
 //! - [`writer`]: the Kubernetes AtomicWriter port; the only module that touches the output dir.
-//! - [`sync`]: one fetch → convert → write cycle over a whole plan.
+//! - [`syncer`]: one fetch → convert → write cycle over a whole plan.
 //! - [`report`]: what a cycle reports (object status, failures) and the exit-code mapping.
 //! - [`metrics`]: Prometheus counters and gauges every layer records into (bounded labels).
 //! - [`publish`]: the one owner of the output directory's writer; payload plus manifest.
@@ -61,7 +61,7 @@ pub mod secret;
 pub mod shape;
 pub mod sidecar;
 pub mod signal;
-pub mod sync;
+pub mod syncer;
 pub mod telemetry;
 pub mod template;
 pub mod validate;
@@ -72,7 +72,7 @@ pub use config::{Env, Plan, Settings};
 /// Init mode (`--once`): load the configuration, run one sync under the `--timeout`
 /// deadline, publish everything or nothing.
 pub async fn run_once(settings: Settings, env: Env) -> Result<report::SyncReport, error::Error> {
-    sync::run_once(settings, env).await
+    syncer::run_once(settings, env).await
 }
 
 /// Sidecar mode: first sync, then refresh on a jittered timer until `shutdown` resolves.

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use keyvault_agent::config::{Env, NotifySettings, Settings};
 use keyvault_agent::sidecar::{Cycle, CycleFactory, Sidecar};
-use keyvault_agent::sync::{SyncError, SyncReport, Syncer};
+use keyvault_agent::syncer::{SyncError, SyncReport, Syncer};
 use keyvault_emulator::{Emulator, Fault, FaultKind, Route};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};

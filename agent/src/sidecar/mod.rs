@@ -2,7 +2,7 @@
 //! reload on config change or SIGHUP, readiness, graceful shutdown.
 //!
 //! One task owns the schedule. Each cycle is [`Cycle::sync`] (fetch → convert → write, by
-//! [`crate::sync::Syncer`]); the writer decides whether anything changed. Around it:
+//! [`crate::syncer::Syncer`]); the writer decides whether anything changed. Around it:
 //! - success: state and metrics updated, the app notified once if files were swapped (not
 //!   for the process's first publish, the set the app starts with, unless
 //!   `--notify-on-start`), next
@@ -47,7 +47,7 @@ use crate::publish::Publisher;
 use crate::report::{ObjectStatus, SyncError, SyncReport};
 use crate::retry::{Failures, deadline_in, jittered};
 use crate::signal::ReloadRequests;
-use crate::sync::Syncer;
+use crate::syncer::Syncer;
 use crate::telemetry::server::{Limits, Server};
 use crate::telemetry::status::SidecarState;
 use crate::writer::WriteOutcome;
@@ -768,7 +768,7 @@ mod tests {
     /// `throttle:N` is a 429 with `Retry-After: N`; anything else a 503.
     fn failure(what: &str) -> SyncError {
         use crate::keyvault::KeyVaultError;
-        use crate::sync::{FailureKind, ObjectFailure};
+        use crate::syncer::{FailureKind, ObjectFailure};
         let kind = match what.strip_prefix("throttle:") {
             Some(n) => KeyVaultError::Throttled {
                 retry_after: Some(Duration::from_secs(n.parse().unwrap())),
