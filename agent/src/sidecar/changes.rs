@@ -70,6 +70,7 @@ mod tests {
         assert_eq!(line.matches('@').count(), 10, "{line}");
     }
 
+    // reference: issue 12 item 4 (a change names the objects whose version or contents changed)
     #[test]
     fn changed_ids_name_new_and_modified_objects_only() {
         let before = vec![obj("secret/a", "1", "x"), obj("secret/b", "1", "y")];

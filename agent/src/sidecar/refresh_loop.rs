@@ -288,6 +288,7 @@ mod tests {
     use crate::sidecar::harness::{harness, published, run_for};
     use crate::writer::WriteOutcome;
 
+    // reference: README.md (`/readyz`: not ready until the first sync has published)
     #[tokio::test(start_paused = true)]
     async fn first_sync_failures_retry_with_backoff_and_stay_unready() {
         let mut h = harness(
@@ -332,6 +333,8 @@ mod tests {
         }
     }
 
+    // reference: README.md (keeps the last good set when Key Vault or Entra fails; writes
+    // only when something changed)
     #[tokio::test(start_paused = true)]
     async fn a_failed_refresh_keeps_the_set_and_notifies_only_on_swaps() {
         let mut h = harness(
@@ -367,6 +370,7 @@ mod tests {
         assert!(text.contains("swaps_total 2"), "{text}");
     }
 
+    // reference: README.md flags table (`--shutdown-grace`: time to finish an in-flight swap)
     #[tokio::test(start_paused = true)]
     async fn shutdown_mid_cycle_lets_it_finish_within_grace() {
         // The first cycle takes 5 s; shutdown arrives at 1 s; grace is 10 s.
@@ -384,6 +388,7 @@ mod tests {
         assert!(h.lp.state.readiness().ok);
     }
 
+    // reference: README.md flags table (`--shutdown-grace`: time to finish an in-flight swap)
     #[tokio::test(start_paused = true)]
     async fn shutdown_grace_bounds_a_stuck_cycle() {
         let mut h = harness(

@@ -60,6 +60,7 @@ mod tests {
     use super::*;
     use crate::sidecar::harness::{Scripted, harness, published, run_for};
 
+    // reference: README.md (honours `Retry-After`, clamped)
     #[tokio::test(start_paused = true)]
     async fn retry_after_delays_the_next_attempt_then_the_schedule_resumes() {
         let mut h = harness(
@@ -138,6 +139,8 @@ mod tests {
         assert_eq!(starts, [0, 6, 12].map(Duration::from_secs).to_vec());
     }
 
+    // reference: README.md flags table (`--interval`: start to start, a slower refresh is
+    // followed at once, never overlapped)
     #[tokio::test(start_paused = true)]
     async fn a_refresh_slower_than_the_interval_is_followed_at_once_never_overlapped() {
         // Each cycle takes 15 s with a 10 s interval: back to back, one at a time.
