@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use keyvault_agent::config::{Env, Settings};
 use keyvault_agent::detect::ChangeDetection;
-use keyvault_agent::sync::Syncer;
+use keyvault_agent::syncer::Syncer;
 use keyvault_agent::telemetry::metrics::Metrics;
 use keyvault_emulator::{Emulator, RequestKind};
 

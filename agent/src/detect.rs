@@ -20,7 +20,7 @@
 //!
 //! Pinned versions are immutable: fetched once, then served from memory. The cache is
 //! shared through the cycle factory, so a configuration reload (which builds a new
-//! [`crate::sync::Syncer`]) does not refetch unchanged pinned or latest objects. Entries are
+//! [`crate::syncer::Syncer`]) does not refetch unchanged pinned or latest objects. Entries are
 //! keyed by vault URL, type and name, so a reload pointing elsewhere never reuses them.
 
 use std::collections::{HashMap, HashSet};

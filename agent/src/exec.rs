@@ -149,7 +149,7 @@ pub async fn prepare(
         ))
     })?;
     // The publisher is never asked to publish: `fetch_set` only fetches and renders.
-    let syncer = crate::sync::Syncer::new(plan, settings, crate::metrics::Metrics::new())?;
+    let syncer = crate::syncer::Syncer::new(plan, settings, crate::metrics::Metrics::new())?;
     let set = syncer.fetch_set().await?;
     let mut vars = Vec::with_capacity(pairs.len());
     let mut failures = Vec::new();

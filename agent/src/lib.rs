@@ -8,7 +8,7 @@
 //! ```text
 //! SecretProviderClass ─▶ config ─▶ Plan ─▶ keyvault (with auth) ─▶ convert ─▶ writer
 //!                                                                    │
-//!                                    refresh drives cycles; notifier, telemetry at the edge
+//!                                    sidecar drives cycles; notifier, telemetry at the edge
 //! ```
 //!
 //! - [`cli`]: command-line flags and their environment variables.
@@ -22,11 +22,11 @@
 //! - [`convert`]: pure conversions from Key Vault bundles to file bytes.
 //! - [`files`]: bounded reads of regular files named by flags, environment or config.
 //! - [`writer`]: the Kubernetes AtomicWriter port; the only module that touches the output dir.
-//! - [`sync`]: one fetch → convert → write cycle over a whole plan.
+//! - [`syncer`]: one fetch → convert → write cycle over a whole plan.
 //! - [`report`]: what a cycle reports (object status, failures) and the exit-code mapping.
 //! - [`metrics`]: Prometheus counters and gauges every layer records into (bounded labels).
 //! - [`publish`]: the one owner of the output directory's writer; payload plus manifest.
-//! - [`refresh`]: the sidecar loop (jittered timer, backoff, reload, readiness).
+//! - [`sidecar`]: the sidecar loop (jittered timer, backoff, reload, readiness).
 //! - [`notifier`]: tells the application that a new set was published.
 //! - [`telemetry`]: logs, the sidecar's status, and the health/status HTTP server.
 //! - [`signal`]: the one place that listens for SIGTERM, SIGINT and SIGHUP.
@@ -55,13 +55,13 @@ pub mod metrics;
 pub mod migrate;
 pub mod notifier;
 pub mod publish;
-pub mod refresh;
 pub mod report;
 pub mod retry;
 pub mod secret;
 pub mod shape;
+pub mod sidecar;
 pub mod signal;
-pub mod sync;
+pub mod syncer;
 pub mod telemetry;
 pub mod template;
 pub mod validate;
@@ -72,7 +72,7 @@ pub use config::{Env, Plan, Settings};
 /// Init mode (`--once`): load the configuration, run one sync under the `--timeout`
 /// deadline, publish everything or nothing.
 pub async fn run_once(settings: Settings, env: Env) -> Result<report::SyncReport, error::Error> {
-    sync::run_once(settings, env).await
+    syncer::run_once(settings, env).await
 }
 
 /// Sidecar mode: first sync, then refresh on a jittered timer until `shutdown` resolves.
@@ -82,5 +82,5 @@ pub async fn run(
     env: Env,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), error::Error> {
-    refresh::run(settings, env, shutdown).await
+    sidecar::run(settings, env, shutdown).await
 }

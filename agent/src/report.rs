@@ -2,8 +2,8 @@
 //!
 //! The outcome of one cycle (what is mounted per output file, or every object that failed)
 //! is read by the sidecar loop, the status server, the metrics, the notifiers and `main`;
-//! keeping it here, apart from the fetch/convert/write machinery in [`crate::sync`], lets
-//! those readers depend on data instead of on the pipeline (no `sync` ↔ `telemetry` cycle).
+//! keeping it here, apart from the fetch/convert/write machinery in [`crate::syncer`], lets
+//! those readers depend on data instead of on the pipeline (no `syncer` ↔ `telemetry` cycle).
 //! The exit codes (table in [`crate::error`], the README and `--help`) and their precedence
 //! for a failed cycle live here for the same reason.
 

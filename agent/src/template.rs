@@ -20,7 +20,7 @@
 //! bounded by fuel and its output by [`MAX_OUTPUT`].
 //!
 //! This module depends on nothing but [`crate::secret`], so `config` can check a template's
-//! syntax at load time (`check`, exit 3) and `sync` can render it in every cycle.
+//! syntax at load time (`check`, exit 3) and `syncer` can render it in every cycle.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

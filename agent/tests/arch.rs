@@ -71,7 +71,7 @@ fn references_are_read_from_paths_and_groups_not_comments() {
         referenced("let x = crate::retry::deadline_in(d) + keyvault_crate::y;"),
         ["retry"]
     );
-    assert!(referenced(code_of("/// see [`crate::sync::Syncer`]")).is_empty());
+    assert!(referenced(code_of("/// see [`crate::syncer::Syncer`]")).is_empty());
 }
 
 /// std's modules, as a reader meets them in `use std::X` (issue 13: names that do not shadow
@@ -138,10 +138,6 @@ const AGENT_STD_ALLOWED: &[(&str, &str)] = &[
     // Conversions of Key Vault bundles; `std::convert` holds traits only, never imported by
     // module path here. Renaming it is the PKCS#12 rework's call (issue 13 item 3).
     ("convert", "owned by the PKCS#12 rework"),
-    // One sync cycle; issue 13 names it ("`sync` shadows `std::sync` in readers' heads"). Its
-    // rename belongs to the change that reshapes sync.rs (the sidecar/ split); until then it
-    // is listed here, and this entry fails once it is gone.
-    ("sync", "pending rename with the sidecar/ split"),
 ];
 
 /// The crate names a crate's `Cargo.toml` depends on (normal and dev), as Rust spells them.

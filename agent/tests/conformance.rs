@@ -1319,7 +1319,7 @@ async fn a_second_sync_of_the_whole_set_changes_nothing() {
         second.outcome,
         keyvault_agent::writer::WriteOutcome::Unchanged
     );
-    let hashes = |r: &keyvault_agent::sync::SyncReport| -> Vec<(String, String)> {
+    let hashes = |r: &keyvault_agent::syncer::SyncReport| -> Vec<(String, String)> {
         r.objects
             .iter()
             .map(|o| (o.path.clone(), o.digest.clone()))

@@ -5,7 +5,7 @@
 //! (`Syncer::sync` repeated, the refresh loop's unit of work).
 
 use keyvault_agent::error::{EXIT_CONFIG, EXIT_CONVERT, EXIT_OBJECT};
-use keyvault_agent::sync::Syncer;
+use keyvault_agent::syncer::Syncer;
 use keyvault_agent::telemetry::metrics::Metrics;
 use keyvault_emulator::RequestKind;
 

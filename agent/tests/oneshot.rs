@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use keyvault_agent::error::{EXIT_AUTH, EXIT_OBJECT};
-use keyvault_agent::sync::Syncer;
+use keyvault_agent::syncer::Syncer;
 use keyvault_agent::telemetry::metrics::Metrics;
 use keyvault_emulator::{Fault, FaultKind, Route};
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyvault_agent::config::Settings;
-use keyvault_agent::refresh::Sidecar;
-use keyvault_agent::sync::Syncer;
+use keyvault_agent::sidecar::Sidecar;
+use keyvault_agent::syncer::Syncer;
 use keyvault_agent::telemetry::metrics::Metrics;
 use keyvault_emulator::{RequestKind, Route};
 

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keyvault_agent::config::{Env, NotifySettings, Settings};
-use keyvault_agent::refresh::{Cycle, CycleFactory, Sidecar};
-use keyvault_agent::sync::{SyncError, SyncReport, Syncer};
+use keyvault_agent::sidecar::{Cycle, CycleFactory, Sidecar};
+use keyvault_agent::syncer::{SyncError, SyncReport, Syncer};
 use keyvault_emulator::{Emulator, Fault, FaultKind, Route};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};

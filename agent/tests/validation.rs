@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use keyvault_agent::config::ValidateMode;
 use keyvault_agent::error::{EXIT_CONFIG, EXIT_USAGE, EXIT_VALIDATION};
-use keyvault_agent::sync::Syncer;
+use keyvault_agent::syncer::Syncer;
 use keyvault_agent::telemetry::metrics::Metrics;
 use keyvault_emulator::GuestTenant;
 

@@ -1,7 +1,7 @@
 //! Logging setup: `tracing-subscriber` with the format from `KEYVAULT_AGENT_LOG_FORMAT`
 //! (`plain`, the default, or `json`) and the filter from `KEYVAULT_AGENT_LOG`, then
 //! `RUST_LOG`, defaulting to `info`. A filter is a comma-separated list of `level` and
-//! `target=level` (`info,keyvault_agent::sync=debug`): `tracing-subscriber`'s `Targets`, the
+//! `target=level` (`info,keyvault_agent::syncer=debug`): `tracing-subscriber`'s `Targets`, the
 //! `RUST_LOG` syntax without span and field directives (which would need a regex engine). Logs go to stderr so that stdout stays free for
 //! command output (`check`, `--version`).
 //!

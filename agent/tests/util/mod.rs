@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keyvault_agent::config::{Env, NotifySettings, Settings};
-use keyvault_agent::sync::Syncer;
+use keyvault_agent::syncer::Syncer;
 use keyvault_agent::telemetry::metrics::Metrics;
 use keyvault_emulator::Emulator;
 use tempfile::TempDir;
@@ -311,7 +311,7 @@ impl Harness {
         &self,
         config: &Path,
         env: &[(String, String)],
-    ) -> Result<keyvault_agent::sync::SyncReport, keyvault_agent::error::Error> {
+    ) -> Result<keyvault_agent::syncer::SyncReport, keyvault_agent::error::Error> {
         keyvault_agent::run_once(self.settings(config), Self::env(env)).await
     }
 
@@ -319,7 +319,7 @@ impl Harness {
     pub async fn run_once_with(
         &self,
         settings: Settings,
-    ) -> Result<keyvault_agent::sync::SyncReport, keyvault_agent::error::Error> {
+    ) -> Result<keyvault_agent::syncer::SyncReport, keyvault_agent::error::Error> {
         keyvault_agent::run_once(settings, Self::env(&self.sp())).await
     }
 
@@ -341,7 +341,7 @@ impl Harness {
         settings.interval = Duration::from_millis(200);
         settings.jitter = 0.0;
         settings.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-        RunningSidecar::start(keyvault_agent::refresh::Sidecar::new(
+        RunningSidecar::start(keyvault_agent::sidecar::Sidecar::new(
             settings,
             Self::env(&self.sp()),
         ))

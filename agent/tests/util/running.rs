@@ -1,11 +1,11 @@
-//! The real sidecar loop (`refresh::Sidecar`) run in-process on a test's runtime: its
+//! The real sidecar loop (`sidecar::Sidecar`) run in-process on a test's runtime: its
 //! health server's address, a reload trigger, a clean stop, and a plain HTTP/1.1 client
 //! for the health/metrics/status endpoints.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use keyvault_agent::refresh::Sidecar;
+use keyvault_agent::sidecar::Sidecar;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 

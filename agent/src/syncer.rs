@@ -28,7 +28,7 @@ use crate::keyvault::model::{Fetched, VersionItem};
 use crate::keyvault::{KeyVaultClient, KeyVaultError, KeyVaultOptions};
 use crate::publish::{Prepared, Publisher};
 // The cycle's outcome types live in `report` (so telemetry, notify and main need not import
-// the sync machinery); re-exported here so `sync::SyncReport` etc. keep working.
+// the sync machinery); re-exported here so `syncer::SyncReport` etc. keep working.
 use crate::metrics::Metrics;
 pub use crate::report::{
     AbsentObject, FailureKind, ObjectFailure, ObjectStatus, RefusedObject, SyncError, SyncReport,
