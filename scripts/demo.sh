@@ -18,7 +18,7 @@ CARGO="${CARGO:-cargo}"
 SEED="${SEED:-emulator/examples/seed.yaml}"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "building keyvault-agent and keyvault-emulator (debug; cold: ~6 min on 2 cores, warm: seconds)"
+say "building keyvault-agent and keyvault-emulator (debug; first time ~3 min on 2 idle cores, then seconds)"
 bin="$(CARGO="$CARGO" bash scripts/build.sh debug)"
 agent="$bin/keyvault-agent"
 emulator="$bin/keyvault-emulator"
