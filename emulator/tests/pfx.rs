@@ -12,6 +12,7 @@ use cbc::cipher::{BlockModeEncrypt, KeyIvInit, block_padding::Pkcs7};
 use hmac::{KeyInit, Mac};
 use keyvault_emulator::material::{self, CertMaterial, Curve, GenerateSpec};
 use pkcs12::cms::cert::x509::der::asn1::{ObjectIdentifier, OctetString};
+use pkcs12::cms::cert::x509::der::oid::db::{rfc5911, rfc5912};
 use pkcs12::cms::cert::x509::der::{Any, Decode, Encode};
 use pkcs12::cms::cert::x509::spki::AlgorithmIdentifierOwned;
 use pkcs12::cms::content_info::{CmsVersion, ContentInfo};
@@ -25,17 +26,15 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
-const OID_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.1");
-const OID_ENCRYPTED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.6");
-const OID_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
-const OID_SHROUDED_KEY_BAG: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.12.10.1.2");
-const OID_CERT_BAG: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.12.10.1.3");
-const OID_X509_CERTIFICATE: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.22.1");
-const OID_PBE_SHA1_3DES: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.12.1.3");
-const OID_PBE_SHA1_RC2_40: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.12.1.6");
+// The crates' named constants, as emulator/src/pfx.rs and the agent's reader use them.
+const OID_DATA: ObjectIdentifier = rfc5911::ID_DATA;
+const OID_ENCRYPTED_DATA: ObjectIdentifier = rfc5911::ID_ENCRYPTED_DATA;
+const OID_SHA1: ObjectIdentifier = rfc5912::ID_SHA_1;
+const OID_SHROUDED_KEY_BAG: ObjectIdentifier = pkcs12::PKCS_12_PKCS8_KEY_BAG_OID;
+const OID_CERT_BAG: ObjectIdentifier = pkcs12::PKCS_12_CERT_BAG_OID;
+const OID_X509_CERTIFICATE: ObjectIdentifier = pkcs12::PKCS_12_X509_CERT_OID;
+const OID_PBE_SHA1_3DES: ObjectIdentifier = pkcs12::PKCS_12_PBE_WITH_SHAAND3_KEY_TRIPLE_DES_CBC;
+const OID_PBE_SHA1_RC2_40: ObjectIdentifier = pkcs12::PKCS_12_PBEWITH_SHAAND40_BIT_RC2_CBC;
 
 /// The empty BMPString with its terminator: what OpenSSL and .NET feed the KDF for "".
 const EMPTY_BMP: &[u8] = &[0, 0];
